@@ -1,0 +1,103 @@
+"""
+Intensity calibration and network normalisation of line-of-sight magnetograms.
+
+Two value-changing steps happen before a model sees a magnetogram, and both are recorded in the
+output header:
+
+1. **Cross-calibration.** MDI level 1.8 magnetograms read about 1.4 times stronger than HMI for the
+   same field; following Liu et al. (2012) and Ramunno et al. (2024, section 2) MDI data are divided
+   by 1.4 to bring them to HMI levels.
+2. **Normalisation.** Networks work in [-1, 1] units over +-3000 G (Ramunno et al. 2024, section 2).
+   The scaling is linear and exactly invertible; values beyond +-3000 G are *not* clipped here, see
+   `sunpy_superres.superresolve` for how the excess is carried past a network.
+"""
+
+import astropy.units as u
+import numpy as np
+from sunpy.map.sources import MDIMap
+
+__all__ = [
+    "MDI_TO_HMI",
+    "NORMALISATION_RANGE",
+    "calibration_factor",
+    "normalise",
+    "denormalise",
+]
+
+#: Multiplicative factor that brings MDI level 1.8 line-of-sight field to HMI levels.
+#: Liu, Y. et al. 2012, Sol. Phys. 279, 295, "Comparison of line-of-sight magnetograms taken by the
+#: Solar Dynamics Observatory/Helioseismic and Magnetic Imager and Solar and Heliospheric
+#: Observatory/Michelson Doppler Imager".
+MDI_TO_HMI = 1 / 1.4
+
+#: Field strength mapped to +-1 for the networks (Ramunno et al. 2024, section 2).
+NORMALISATION_RANGE = 3000 * u.G
+
+LIU_2012 = "Liu et al. 2012, SoPh 279, 295"
+
+
+def is_mdi(smap):
+    """Whether ``smap`` is a SOHO/MDI magnetogram (by map class or by its TELESCOP/INSTRUME keys)."""
+    if isinstance(smap, MDIMap):
+        return True
+    telescope = str(smap.meta.get("telescop", "")).upper()
+    instrument = str(smap.meta.get("instrume", "")).upper()
+    return telescope == "SOHO" and instrument.startswith("MDI")
+
+
+def calibration_factor(smap, calibrate=True):
+    """
+    The factor by which ``smap`` is multiplied to bring it to HMI levels.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        A line-of-sight magnetogram.
+    calibrate : bool or float, optional
+        ``True`` (default) applies the MDI-to-HMI factor 1/1.4 (Liu et al. 2012) to MDI maps and 1 to
+        every other instrument; ``False`` applies none; a number is used as the factor as it is
+        (for experts with their own cross-calibration).
+
+    Returns
+    -------
+    factor : float
+        Dimensionless multiplicative factor.
+    reference : str
+        Where the factor comes from, written into the output header.
+
+    Raises
+    ------
+    ValueError
+        If a numeric ``calibrate`` is not finite and positive.
+    """
+    if calibrate is True:
+        return (MDI_TO_HMI, LIU_2012) if is_mdi(smap) else (1.0, "none (not MDI)")
+    if calibrate is False or calibrate is None:
+        return 1.0, "none (calibrate=False)"
+    factor = float(calibrate)
+    if not np.isfinite(factor) or factor <= 0:
+        raise ValueError(f"calibrate={calibrate!r} is not a positive finite factor; "
+                         "pass True (MDI 1/1.4), False, or a positive number.")
+    return factor, "user-supplied factor"
+
+
+def normalise(data_gauss):
+    """
+    Scale field values in Gauss to network units, ``B / 3000 G``.
+
+    Parameters
+    ----------
+    data_gauss : `numpy.ndarray`
+        Field in G.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Field in units of 3000 G, as float32. Not clipped: values beyond +-3000 G map beyond +-1.
+    """
+    return (np.asarray(data_gauss, dtype=np.float64) / NORMALISATION_RANGE.to_value(u.G)).astype(np.float32)
+
+
+def denormalise(data_units):
+    """Invert `normalise`: network units back to Gauss (float32)."""
+    return (np.asarray(data_units, dtype=np.float64) * NORMALISATION_RANGE.to_value(u.G)).astype(np.float32)

@@ -1,0 +1,73 @@
+"""
+Atomic, no-clobber file output.
+
+Every file the package writes goes to a temporary file in the destination folder first and is then
+renamed into place, so a crash or a kill never leaves a half-written FITS or PNG under the final
+name, and an existing file is only replaced when the caller says so.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_output", "save_map"]
+
+
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite=False):
+    """
+    Yield a temporary path beside ``path``; on success move it to ``path``.
+
+    Parameters
+    ----------
+    path : str or `pathlib.Path`
+        Final destination.
+    overwrite : bool, optional
+        Replace an existing ``path``. Without it an existing file raises `FileExistsError`, both
+        before writing and, for a file that appeared meanwhile, at the rename.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # link() refuses an existing target: no race between the check above and here.
+            os.link(tmp, path)
+            tmp.unlink()
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_map(smap, path, *, overwrite=False):
+    """
+    Save ``smap`` as FITS at ``path`` through a temporary file and a rename.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        Map to write.
+    path : str or `pathlib.Path`
+        Destination FITS file.
+    overwrite : bool, optional
+        Replace an existing file.
+    """
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        smap.save(tmp, filetype="fits", overwrite=True)
+    return Path(path)

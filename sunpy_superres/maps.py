@@ -1,0 +1,187 @@
+"""
+Map validation and header arithmetic for a grid that is ``factor`` times finer.
+
+The output WCS is *derived* from the input, exactly as `sunpy.map.GenericMap.resample` derives it,
+never copied: for a factor f every pixel of the input becomes f x f pixels of the output, so
+
+* ``CDELTi' = CDELTi / f`` (and the CD matrix scaled by 1/f),
+* ``CRPIXi' = f * (CRPIXi - 0.5) + 0.5``, because FITS pixel i spans [i - 0.5, i + 0.5]: the input
+  grid's lower edge (0.5) must stay the output grid's lower edge; the naive ``f * CRPIXi`` shifts the
+  image by (f - 1)/2 output pixels (about 1" at the corners of an MDI full disk),
+* ``NAXISi' = f * NAXISi``,
+
+while the rotation (PC/CROTA), observer, date and solar radius are kept. Instrument keys that count
+in pixels (MDI ``X0``/``Y0``/``R_SUN``, HMI ``X0_MP``/``Y0_MP``/``R_SUN``/``IMSCL_MP``, ``CROP_RAD``)
+are converted to the new grid; statistics of the old data (``DATAMIN`` ... ``TOT_FLUX``) and the
+integer encoding (``BSCALE``/``BZERO``/``BLANK``) are dropped because they no longer describe it.
+"""
+
+import numbers
+
+import astropy.units as u
+import numpy as np
+from sunpy.map import GenericMap
+
+__all__ = ["validate_map", "finer_meta", "PROVENANCE_KEYS"]
+
+#: Accepted pixel scales when ``check_scale=True``: MDI is 1.986"/pixel; the method is trained at 2".
+SCALE_RANGE = (1.0, 4.0) * u.arcsec / u.pix
+MIN_SIDE = 16
+
+# Keys in pixel units on a 0-based pixel grid (centre of first pixel = 0): x' = f*(x + 0.5) - 0.5.
+_ZERO_BASED_PIXEL_KEYS = ("x0", "y0", "x0_mp", "y0_mp")
+# Lengths in pixels: x' = f*x.
+_PIXEL_LENGTH_KEYS = ("r_sun", "crop_rad")
+# Angular size of a pixel: x' = x/f.
+_PIXEL_SCALE_KEYS = ("imscl_mp",)
+# Describe the old data or its integer encoding; they would be wrong for the new data.
+_STALE_KEYS = (
+    "datamin", "datamax", "datamedn", "datamean", "datarms", "dataskew", "datakurt", "datavals",
+    "missvals", "datap01", "datap10", "datap25", "datap75", "datap90", "datap95", "datap98",
+    "datap99", "tot_flux", "avg_flux", "mean_fld", "totvals", "bscale", "bzero", "blank",
+    "checksum", "datasum", "zblank",
+)
+
+#: Header keys written by `sunpy_superres.superresolve`, with their meaning.
+PROVENANCE_KEYS = {
+    "SRFACTOR": "super-resolution factor per axis",
+    "SRMODEL": "model name",
+    "SRMODREV": "model weights revision",
+    "SRSEED": "random seed (-1: none given)",
+    "SRSAMPLE": "number of stochastic samples",
+    "SRVERS": "sunpy-superres version",
+    "SRCALFAC": "calibration factor applied to the input",
+    "SRCALREF": "source of the calibration factor",
+    "SRNORM": "[G] field mapped to +-1 for the network",
+    "SRNCLIP": "input pixels beyond +-SRNORM (excess kept)",
+}
+
+
+def _magnetic_unit_ok(unit):
+    return unit is not None and unit.is_equivalent(u.G)
+
+
+def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
+    """
+    Check that ``smap`` is a magnetogram that `sunpy_superres.superresolve` can work on.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        The input line-of-sight magnetogram.
+    check_scale : bool, optional
+        If `True` (default) the pixel scale must lie within ``scale_range``. The models are trained
+        at 2"/pixel; experts may switch the check off for other instruments at their own risk.
+    scale_range : `~astropy.units.Quantity`, optional
+        Inclusive (min, max) pixel scale in arcsec/pixel. Default 1-4"/pixel.
+
+    Raises
+    ------
+    TypeError
+        If ``smap`` is not a sunpy Map.
+    ValueError
+        For data that are not 2-D, a unit that is not a magnetic field, non-square pixels, a pixel
+        scale out of range, fewer than 16 pixels a side, all-NaN data, or infinite values. Each
+        message names the problem and what to do about it.
+    """
+    if not isinstance(smap, GenericMap):
+        raise TypeError(
+            f"superresolve needs a sunpy Map, got {type(smap).__name__}. "
+            "Read the file with sunpy.map.Map('file.fits') or build one with sunpy.map.Map(data, header)."
+        )
+    if smap.data.ndim != 2:
+        raise ValueError(
+            f"the map's data are {smap.data.ndim}-D with shape {smap.data.shape}; a magnetogram is 2-D. "
+            "Pass one image at a time (for a cube, loop over its 2-D slices)."
+        )
+    if not _magnetic_unit_ok(smap.unit):
+        found = "no unit (BUNIT missing)" if smap.unit is None else f"unit {smap.unit}"
+        raise ValueError(
+            f"the map has {found}, which is not a magnetic field. superresolve works on line-of-sight "
+            "magnetograms in G or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
+        )
+    scale_x, scale_y = (s.to_value(u.arcsec / u.pix) for s in smap.scale)
+    if not np.isclose(scale_x, scale_y, rtol=1e-3):
+        raise ValueError(
+            f"the map's pixels are not square ({scale_x:.4f} x {scale_y:.4f} arcsec/pixel). "
+            "Resample it to square pixels first, e.g. with smap.reproject_to() or smap.resample()."
+        )
+    if check_scale:
+        lo, hi = scale_range.to_value(u.arcsec / u.pix)
+        if not lo <= scale_x <= hi:
+            raise ValueError(
+                f"the pixel scale is {scale_x:.3f} arcsec/pixel, outside the {lo:g}-{hi:g} arcsec/pixel "
+                "the models were trained for (MDI is 2 arcsec/pixel). Resample the map to about 2 "
+                "arcsec/pixel, or pass check_scale=False if you know what you are doing."
+            )
+    ny, nx = smap.data.shape
+    if min(nx, ny) < MIN_SIDE:
+        raise ValueError(
+            f"the map is {nx}x{ny} pixels; at least {MIN_SIDE} pixels a side are needed. "
+            "Use a larger cut-out (submap) of the magnetogram."
+        )
+    data = np.asarray(smap.data)
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise ValueError(f"the map's data have dtype {data.dtype}; a real-valued magnetogram is needed.")
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise ValueError(
+            "every pixel of the map is NaN or infinite; there is nothing to super-resolve. "
+            "Check that the right HDU of the file was read."
+        )
+    if np.isinf(data).any():
+        n_inf = int(np.isinf(data).sum())
+        raise ValueError(
+            f"the map has {n_inf} infinite pixel(s). Replace them with NaN (missing) or a valid "
+            "value first, e.g. data[np.isinf(data)] = np.nan."
+        )
+
+
+def finer_meta(meta, factor, shape):
+    """
+    Derive the header of the ``factor``-times finer grid from ``meta``.
+
+    Parameters
+    ----------
+    meta : `sunpy.util.MetaDict`
+        Header of the input map (not modified).
+    factor : int
+        Refinement per axis.
+    shape : tuple of int
+        ``(ny, nx)`` of the input data.
+
+    Returns
+    -------
+    `sunpy.util.MetaDict`
+        A new header for the finer grid.
+    """
+    if not isinstance(factor, numbers.Integral) or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    f = int(factor)
+    new = meta.copy()
+    for key in ("cdelt1", "cdelt2", "cd1_1", "cd1_2", "cd2_1", "cd2_2"):
+        if key in new:
+            new[key] = float(new[key]) / f
+    for axis in (1, 2):
+        key = f"crpix{axis}"
+        new[key] = f * (float(meta[key]) - 0.5) + 0.5 if key in meta else (f * (shape[2 - axis]) + 1) / 2
+    new["naxis1"] = shape[1] * f
+    new["naxis2"] = shape[0] * f
+    for key in _ZERO_BASED_PIXEL_KEYS:
+        if key in new:
+            new[key] = f * (float(new[key]) + 0.5) - 0.5
+    for key in _PIXEL_LENGTH_KEYS:
+        if key in new:
+            new[key] = float(new[key]) * f
+    for key in _PIXEL_SCALE_KEYS:
+        if key in new:
+            new[key] = float(new[key]) / f
+    for key in _STALE_KEYS:
+        new.pop(key, None)
+    return new
+
+
+def add_history(meta, line):
+    """Append ``line`` to the HISTORY of ``meta`` (in place), as sunpy does for its own operations."""
+    old = str(meta.get("history", "") or "")
+    meta["history"] = f"{old}\n{line}" if old.strip() else line

@@ -1,0 +1,107 @@
+"""
+What every super-resolution model offers to `sunpy_superres.superresolve`.
+
+A model works on arrays in network units (field / 3000 G, see `sunpy_superres.calibration`) and
+knows nothing about Maps; `superresolve` owns validation, calibration, tiling and metadata. Torch
+lives only behind this interface.
+"""
+
+import numpy as np
+import torch
+
+__all__ = ["SuperResolutionModel", "resolve_device"]
+
+
+def resolve_device(device="auto"):
+    """
+    Turn a device request into a `torch.device`.
+
+    Parameters
+    ----------
+    device : str or `torch.device`
+        ``"auto"`` picks CUDA when available, else CPU; anything else is passed to `torch.device`.
+
+    Raises
+    ------
+    ValueError
+        If the device name is unknown or a CUDA device is asked for on a machine without one.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but no CUDA GPU is available here; "
+                         "use device='cpu' or device='auto'.")
+    return dev
+
+
+class SuperResolutionModel:
+    """
+    Base class of the models behind the registry.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, written into the output header (``SRMODEL``).
+    revision : str
+        Weights revision (``SRMODREV``); ``"none"`` for models without weights.
+    factor : int
+        Output pixels per input pixel along each axis.
+    stochastic : bool
+        Whether `predict` draws random numbers (and repeated samples differ).
+    halo : int
+        Input pixels of context the model needs on each side for an output pixel to be independent
+        of where a tile ends. Tiles overlap by more than twice this.
+    tile_size : int
+        Default tile side in input pixels.
+    clip_input : bool
+        Whether the network only accepts inputs within [-1, 1] (+-3000 G). If so, `superresolve`
+        clips its input and adds the clipped excess back, replicated, to the output.
+    """
+
+    name = "base"
+    revision = "none"
+    factor = 4
+    stochastic = False
+    halo = 2
+    tile_size = 256
+    clip_input = False
+
+    def __init__(self, device="auto"):
+        self.device = resolve_device(device)
+
+    def predict(self, batch, *, seeds=None):
+        """
+        Super-resolve a batch of tiles.
+
+        Parameters
+        ----------
+        batch : `numpy.ndarray`
+            ``(B, H, W)`` float32 tiles in network units, with no NaN.
+        seeds : list of int or None, optional
+            One seed per tile for stochastic models (ignored by deterministic ones).
+
+        Returns
+        -------
+        `numpy.ndarray`
+            ``(B, factor * H, factor * W)`` float32 in network units.
+        """
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 3:
+            raise ValueError(f"predict takes a (B, H, W) batch, got shape {batch.shape}")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)[:, None]
+            y = self._forward(x, seeds=seeds)
+        return y[:, 0].float().cpu().numpy()
+
+    def _forward(self, x, *, seeds):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r} revision={self.revision!r} device={self.device}>"
