@@ -74,8 +74,11 @@ def calibration_factor(smap, calibrate=True):
         return (MDI_TO_HMI, LIU_2012) if is_mdi(smap) else (1.0, "none (not MDI)")
     if calibrate is False or calibrate is None:
         return 1.0, "none (calibrate=False)"
-    factor = float(calibrate)
-    if not np.isfinite(factor) or factor <= 0:
+    try:
+        factor = float(calibrate)
+    except (TypeError, ValueError):
+        factor = np.nan
+    if isinstance(calibrate, str) or not np.isfinite(factor) or factor <= 0:
         raise ValueError(f"calibrate={calibrate!r} is not a positive finite factor; "
                          "pass True (MDI 1/1.4), False, or a positive number.")
     return factor, "user-supplied factor"

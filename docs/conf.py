@@ -1,0 +1,56 @@
+"""Sphinx configuration for sunpy-superres."""
+
+import os
+import warnings
+
+from sunpy_superres import __version__
+
+project = "sunpy-superres"
+author = "The sunpy-superres developers"
+copyright = "2026, The sunpy-superres developers"  # noqa: A001
+release = __version__
+version = ".".join(__version__.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_automodapi.automodapi",
+    "sphinx_gallery.gen_gallery",
+]
+numpydoc_show_class_members = False
+automodapi_toctreedirnm = "generated/api"
+automodsumm_inherited_members = False
+exclude_patterns = ["_build", "generated/gallery/*.ipynb", "**.ipynb_checkpoints"]
+default_role = "obj"
+nitpicky = False
+
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3/", None),
+    "numpy": ("https://numpy.org/doc/stable/", None),
+    "astropy": ("https://docs.astropy.org/en/stable/", None),
+    "sunpy": ("https://docs.sunpy.org/en/stable/", None),
+    "torch": ("https://pytorch.org/docs/stable/", None),
+}
+# No network on the build machines: intersphinx inventories are fetched only when allowed.
+if os.environ.get("SUNPY_SUPERRES_DOCS_OFFLINE", "1") == "1":
+    intersphinx_mapping = {}
+
+html_theme = "sunpy"
+html_title = f"sunpy-superres {version}"
+
+sphinx_gallery_conf = {
+    "examples_dirs": ["../examples"],
+    "gallery_dirs": ["generated/gallery"],
+    "filename_pattern": r"^((?!skip_).)*$",
+    "default_thumb_file": None,
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "remove_config_comments": True,
+    "matplotlib_animations": False,
+}
+
+# Real instrument headers carry non-standard keys that sunpy notes; they are not doc errors.
+warnings.filterwarnings("ignore", category=UserWarning, message=".*non-standard.*")

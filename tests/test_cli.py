@@ -1,0 +1,109 @@
+"""The sunpy-superres command: output, overwrite refusal, atomic writes, one-line errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sunpy.map
+
+from sunpy_superres import cli
+from sunpy_superres.data import MDI_AR_CUTOUT
+from sunpy_superres.io import atomic_output
+
+from .helpers import synthetic_map
+
+
+def run_cli(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_writes_fits_and_png(tmp_path, capsys):
+    out, png = tmp_path / "out.fits", tmp_path / "out.png"
+    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--png", png, "--model", "nearest", "--quiet") == 0
+    result = sunpy.map.Map(out)
+    assert result.data.shape == (512, 512)
+    assert result.meta["srmodel"] == "nearest"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "512x512 px" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fits", "out.png"]  # no temporaries left
+
+
+def test_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "out.fits"
+    out.write_bytes(b"precious")
+    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"precious"
+    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--quiet", "--overwrite") == 0
+    assert sunpy.map.Map(out).data.shape == (512, 512)
+
+
+def test_input_is_never_touched(tmp_path):
+    src = tmp_path / "in.fits"
+    shutil.copyfile(MDI_AR_CUTOUT, src)
+    before = (src.read_bytes(), os.stat(src).st_mtime_ns)
+    assert run_cli(src, "-o", src, "--overwrite", "--quiet") == 2  # output == input is refused
+    assert run_cli(src, "-o", tmp_path / "out.fits", "--quiet") == 0
+    assert (src.read_bytes(), os.stat(src).st_mtime_ns) == before
+
+
+@pytest.mark.parametrize(("make_input", "message"), [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text("not a fits file"), "cannot read"),
+    (lambda p: synthetic_map(scale=0.5).save(p), "outside the 1-4 arcsec/pixel"),
+    (lambda p: synthetic_map(value=np.nan).save(p), "every pixel"),
+])
+def test_bad_input_one_line_reason(tmp_path, capsys, make_input, message):
+    src = tmp_path / "in.fits"
+    make_input(src)
+    out = tmp_path / "out.fits"
+    assert run_cli(src, "-o", out, "--quiet") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sunpy-superres: error:") and message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_model(tmp_path, capsys):
+    assert run_cli(MDI_AR_CUTOUT, "-o", tmp_path / "o.fits", "--model", "nope", "--quiet") == 2
+    assert "available models are" in capsys.readouterr().err
+
+
+def test_crash_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A failure while writing must leave neither the output nor a temporary behind."""
+    out = tmp_path / "out.fits"
+
+    def exploding_save(self, path, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"SIMPLE  =                    T" + b" " * 100)  # half a header
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sunpy.map.GenericMap, "save", exploding_save)
+    with pytest.raises(OSError, match="disk full"):
+        run_cli(MDI_AR_CUTOUT, "-o", out, "--quiet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_no_clobber_race(tmp_path):
+    target = tmp_path / "x.txt"
+    with pytest.raises(FileExistsError):
+        with atomic_output(target) as tmp:
+            tmp.write_text("new")
+            target.write_text("appeared meanwhile")  # another process won the race
+    assert target.read_text() == "appeared meanwhile"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_console_script_runs(tmp_path):
+    out = tmp_path / "o.fits"
+    proc = subprocess.run([sys.executable, "-m", "sunpy_superres.cli", MDI_AR_CUTOUT, "-o", str(out),
+                           "--model", "nearest", "--quiet"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+    proc = subprocess.run([sys.executable, "-m", "sunpy_superres.cli", MDI_AR_CUTOUT, "-o", str(out),
+                           "--quiet"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "exists" in proc.stderr

@@ -1,0 +1,58 @@
+"""Tile plans, blending windows and per-tile seeds."""
+
+import numpy as np
+import pytest
+
+from sunpy_superres.tiling import Tile, blend_window, plan_tiles, tile_seed, tile_starts
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(1024, 256, 16), (100, 32, 8), (33, 32, 8),
+                                                         (20, 64, 8), (257, 64, 63)])
+def test_tiles_cover_with_overlap(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    covered = np.zeros(length, dtype=int)
+    for s in starts:
+        assert 0 <= s <= length - size
+        covered[s:s + size] += 1
+    assert covered.min() >= 1
+    for a, b in zip(starts, starts[1:]):
+        assert a + size - b >= overlap  # neighbours overlap by at least `overlap`
+
+
+def test_overlap_must_be_smaller_than_tile():
+    with pytest.raises(ValueError, match="overlap"):
+        tile_starts(100, 16, 16)
+
+
+def test_window_zero_in_halo_one_at_image_border():
+    shape = (100, 100)
+    tiles = plan_tiles(shape, 40, 12)
+    f, halo = 4, 2
+    weights = np.zeros((400, 400))
+    for t in tiles:
+        w = blend_window(t, shape, factor=f, halo=halo, overlap=12)
+        assert w.shape == (f * t.size_y, f * t.size_x)
+        assert w.min() >= 0 and w.max() <= 1
+        if t.x0 > 0:  # interior left edge: nothing from the halo
+            assert np.all(w[:, :f * halo] == 0)
+        if t.x0 == 0:  # image border: full weight right up to the edge (away from other edges)
+            assert w[f * t.size_y // 2, 0] == 1
+        weights[t.scaled_slices(f)] += w
+    assert weights.min() > 0.5  # every output pixel is well covered
+
+
+def test_single_tile_window_is_flat():
+    t = Tile(0, 0, 50, 60, (0, 0))
+    np.testing.assert_array_equal(blend_window(t, (50, 60), factor=4, halo=2, overlap=12), 1.0)
+
+
+def test_tile_seeds_reproducible_and_distinct():
+    tiles = plan_tiles((300, 300), 64, 16)
+    seeds = [tile_seed(7, 0, t) for t in tiles]
+    assert seeds == [tile_seed(7, 0, t) for t in reversed(tiles)][::-1]
+    assert len(set(seeds)) == len(seeds)
+    assert tile_seed(7, 1, tiles[0]) != seeds[0]
+    assert tile_seed(8, 0, tiles[0]) != seeds[0]
+    assert tile_seed(None, 0, tiles[0]) is None
+    assert all(0 <= s < 2**63 for s in seeds)
