@@ -20,8 +20,8 @@ from .tiling import blend_window, plan_tiles, tile_seed
 __all__ = ["superresolve"]
 
 
-def superresolve(smap, *, model="default", samples=1, seed=None, device="auto", calibrate=True,
-                 check_scale=True, tile_size=None, overlap=None, batch_size=4, progress=True):
+def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, scheduler=None, device="auto",
+                 calibrate=True, check_scale=True, tile_size=None, overlap=None, batch_size=4, progress=True):
     """
     Super-resolve a line-of-sight magnetogram by the model's factor (4: 2"/pixel -> 0.5"/pixel).
 
@@ -38,6 +38,10 @@ def superresolve(smap, *, model="default", samples=1, seed=None, device="auto", 
     seed : int, optional
         Seed of the random numbers of stochastic models; each tile and sample gets its own seed
         derived from it, so a result does not depend on tiling or batch size.
+    steps : int, optional
+        Sampler steps of a diffusion model (its default when not given).
+    scheduler : str, optional
+        Sampler of a diffusion model, e.g. ``"ddpm"``, ``"ddim"``, ``"dpm-solver++"``.
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     calibrate : bool or float, optional
@@ -104,6 +108,7 @@ def superresolve(smap, *, model="default", samples=1, seed=None, device="auto", 
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     sr_model = load_model(model, device=device)
+    sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler)
     if samples > 1 and not sr_model.stochastic:
         raise ValueError(f"model {sr_model.name!r} is deterministic, so every sample would be the same; "
                          "use samples=1, or a diffusion model for an uncertainty estimate.")
@@ -149,6 +154,7 @@ def superresolve(smap, *, model="default", samples=1, seed=None, device="auto", 
         "srcalref": cal_reference,
         "srnorm": NORMALISATION_RANGE.to_value(u.G),
         "srnclip": n_clipped,
+        **sr_model.provenance(),
     }
     meta.update(provenance)
     add_history(meta, f"sunpy-superres {__version__}: {f}x super-resolution with model '{sr_model.name}' "

@@ -238,3 +238,10 @@ def test_output_is_float32_and_saves(mdi_cutout, tmp_path):
     for px, py in corners_and_centre(out):
         assert back.pixel_to_world(px * u.pix, py * u.pix).separation(
             out.pixel_to_world(px * u.pix, py * u.pix)) < 1 * u.mas
+
+
+def test_sampler_options_rejected_for_deterministic_model(mdi_cutout):
+    with pytest.raises(ValueError, match="deterministic and has no sampler"):
+        superresolve(mdi_cutout, model="bicubic", steps=20)
+    with pytest.raises(ValueError, match="deterministic and has no sampler"):
+        superresolve(mdi_cutout, model="nearest", scheduler="ddim")

@@ -100,6 +100,23 @@ class SuperResolutionModel:
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
 
+    def configure_sampler(self, *, steps=None, scheduler=None):
+        """
+        Choose the sampler of a stochastic model (number of steps, scheduler name).
+
+        Returns the configured model (a copy where settings change, so a model passed in by the
+        caller is not altered). Deterministic models have no sampler: any non-`None` argument raises
+        `ValueError`.
+        """
+        if steps is not None or scheduler is not None:
+            raise ValueError(f"model {self.name!r} is deterministic and has no sampler; steps= and "
+                             "scheduler= apply to diffusion models only.")
+        return self
+
+    def provenance(self):
+        """Extra header keys (lower case, at most 8 characters) that describe how the model ran."""
+        return {}
+
     def _forward(self, x, *, seeds):  # pragma: no cover - abstract
         raise NotImplementedError
 
