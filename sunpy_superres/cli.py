@@ -5,6 +5,8 @@ The ``sunpy-superres`` command.
 
     sunpy-superres INPUT.fits -o OUTPUT.fits [--model NAME] [--samples N] [--seed S] [--device D]
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
+    sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
+                   [--crop PIXELS] [--seed S] [--overwrite]
 
 It never modifies the input, refuses to replace an existing output without ``--overwrite``, writes
 through a temporary file and a rename, and on bad input exits with status 2 and a one-line reason.
@@ -91,11 +93,45 @@ def _run(args):
           f"model {result.meta['srmodel']})" + (f"; quick-look {args.png}" if args.png else ""))
 
 
+def _evaluate_parser():
+    p = argparse.ArgumentParser(
+        prog="sunpy-superres evaluate",
+        description="Score models on ground-truth HMI maps with the protocol of Ramunno et al. (Tables 1-2): "
+                    "AR-centred crops, 4x4 block-mean degradation, image, physics and Fourier metrics.",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", help="ground-truth magnetogram FITS files (HMI)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for the ECSV tables and PNG figures")
+    p.add_argument("--models", nargs="+", default=["nearest", "bicubic"], help="models to score")
+    p.add_argument("--samples", type=int, default=10, help="samples per image of stochastic models")
+    p.add_argument("--crop", type=int, default=1024, help="AR-centred crop side in pixels (multiple of 4)")
+    p.add_argument("--seed", type=int, default=0, help="base random seed")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    return p
+
+
+def _run_evaluate(args):
+    from .evaluation import evaluate
+
+    maps = [_read_map(path) for path in args.inputs]
+    try:
+        result = evaluate(args.models, maps, samples=args.samples, crop=args.crop, seed=args.seed,
+                          device=args.device)
+    except (TypeError, ValueError) as err:
+        raise _Refusal(str(err)) from err
+    written = result.write(args.output, overwrite=args.overwrite)
+    print(result)
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def main(argv=None):
     """Entry point of ``sunpy-superres``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        _run(args)
+        if argv[:1] == ["evaluate"]:
+            _run_evaluate(_evaluate_parser().parse_args(argv[1:]))
+        else:
+            _run(_parser().parse_args(argv))
     except (_Refusal, FileExistsError) as err:
         print(f"sunpy-superres: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

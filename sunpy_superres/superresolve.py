@@ -25,6 +25,8 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     """
     Super-resolve a line-of-sight magnetogram by the model's factor (4: 2"/pixel -> 0.5"/pixel).
 
+    The method and its baselines follow Ramunno et al. (2024) [1]_.
+
     Parameters
     ----------
     smap : `~sunpy.map.GenericMap`
@@ -45,7 +47,7 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     calibrate : bool or float, optional
-        ``True`` (default) scales MDI maps by 1/1.4 to HMI levels (Liu et al. 2012); ``False`` does
+        ``True`` (default) scales MDI maps by 1/1.4 to HMI levels (Liu et al. 2012 [2]_); ``False`` does
         not; a number is used as the factor. Recorded as ``SRCALFAC`` in the output header.
     check_scale : bool, optional
         Refuse pixel scales outside 1-4"/pixel (default `True`). The models are trained at 2".

@@ -1,0 +1,393 @@
+"""
+The evaluation protocol of Ramunno et al. (2024, sections 5-6, Tables 1-2, Figs. 8-10) as a function.
+
+For each ground-truth map (HMI at 0.5"/pixel): cut an active-region-centred crop, degrade it by 4x4
+block means to 2"/pixel (the paper's degradation, sunpy's ``superpixel``), super-resolve it with
+every model (``samples`` times for stochastic ones, each sample with its own seed), and score each
+output against the crop:
+
+==================  ==========================================================================
+column              meaning
+==================  ==========================================================================
+``psnr``            peak signal-to-noise ratio over +-3000 G [dB] (higher is better)
+``ssim``            structural similarity over +-3000 G (higher is better)
+``flux_error``      \\|unsigned-flux difference\\| [%]
+``ar_area_error``   \\|active-region area difference\\| at 300 G [%] (NaN where the truth has none)
+``spectral_error``  mean \\|ln(P_pred / P_true)\\| between the input's and the output's Nyquist
+``small_scale``     power at scales below 2" relative to the truth (1 is right)
+``lpips``           LPIPS distance, when LPIPS weights are given (lower is better)
+==================  ==========================================================================
+
+The summary has the mean and standard deviation of each column per model, like the paper's Table 1;
+``fid`` per model is added when FID weights are given.
+"""
+
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import sunpy.map
+from astropy.table import Table
+
+from .metrics import image, physics, regions, spectra
+from .models import load_model
+from .superresolve import superresolve
+
+__all__ = ["Evaluation", "evaluate", "degrade", "plot_boxplots", "plot_fourier", "plot_power_spectra",
+           "METRICS"]
+
+#: Per-output metrics, in the order of the table, with their units and whether lower is better.
+METRICS = {
+    "psnr": ("dB", False),
+    "ssim": ("", False),
+    "flux_error": ("%", True),
+    "ar_area_error": ("%", True),
+    "spectral_error": ("", True),
+    "small_scale": ("", None),
+    "lpips": ("", True),
+}
+
+
+@dataclass
+class Evaluation:
+    """
+    The result of `evaluate`.
+
+    Attributes
+    ----------
+    summary : `~astropy.table.Table`
+        One row per model: ``n`` outputs scored, ``<metric>_mean`` and ``<metric>_std`` per metric,
+        and ``fid`` when FID weights were given.
+    records : `~astropy.table.Table`
+        One row per (model, image, sample) with every metric, for box plots and further analysis.
+    examples : dict
+        Maps of the first image: ``"truth"``, ``"lowres"`` and one output per model (the first
+        sample), for `plot_fourier`.
+    """
+
+    summary: Table
+    records: Table
+    examples: dict = field(repr=False)
+
+    def __str__(self):
+        return "\n".join(self.summary.pformat(max_width=-1, max_lines=-1))
+
+    def write(self, directory, *, overwrite=False):
+        """
+        Write ``summary.ecsv``, ``records.ecsv``, ``boxplots.png``, ``fourier.png`` and
+        ``power_spectra.png`` into ``directory``, each through a temporary file and a rename.
+
+        Returns
+        -------
+        list of `pathlib.Path`
+            The files written.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from .io import atomic_output
+
+        directory = Path(directory)
+        targets = {name: directory / name for name in ("summary.ecsv", "records.ecsv", "boxplots.png",
+                                                        "fourier.png", "power_spectra.png")}
+        if not overwrite:
+            existing = [str(p) for p in targets.values() if p.exists()]
+            if existing:
+                raise FileExistsError(f"{', '.join(existing)} exist(s); pass overwrite=True "
+                                      "(CLI: --overwrite) to replace them.")
+        for name in ("summary.ecsv", "records.ecsv"):
+            with atomic_output(targets[name], overwrite=overwrite) as tmp:
+                getattr(self, name.split(".")[0]).write(tmp, format="ascii.ecsv", overwrite=True)
+        for name, plot in (("boxplots.png", plot_boxplots), ("fourier.png", plot_fourier),
+                           ("power_spectra.png", plot_power_spectra)):
+            fig = plot(self)
+            try:
+                with atomic_output(targets[name], overwrite=overwrite) as tmp:
+                    fig.savefig(tmp, format="png", dpi=100)
+            finally:
+                plt.close(fig)
+        return list(targets.values())
+
+
+def degrade(smap, factor=4):
+    """
+    Degrade a map by ``factor`` x ``factor`` block means, the paper's simulation of MDI from HMI.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        High-resolution map whose sides are multiples of ``factor``.
+    factor : int, optional
+        Block size (4: 0.5"/pixel -> 2"/pixel).
+
+    Returns
+    -------
+    `~sunpy.map.GenericMap`
+        The block-mean map (`sunpy.map.GenericMap.superpixel` with `numpy.mean`); a block with a NaN
+        is NaN.
+
+    Raises
+    ------
+    ValueError
+        If the map's sides are not multiples of ``factor``.
+
+    References
+    ----------
+    .. [1] Ramunno et al. 2024, section 4: "we compute the average value over every 4x4-pixel block".
+    """
+    ny, nx = smap.data.shape
+    if nx % factor or ny % factor:
+        raise ValueError(f"the map is {nx}x{ny} pixels, not a multiple of {factor} per side; crop it first")
+    return smap.superpixel((factor, factor) * u.pix, func=np.mean)
+
+
+def _as_map(item):
+    if isinstance(item, sunpy.map.GenericMap):
+        return item
+    return sunpy.map.Map(item)
+
+
+def _crop(smap, crop, center, srs):
+    """The AR-centred crop (sides a multiple of 4) that is the ground truth of one image."""
+    ny, nx = smap.data.shape
+    if crop is None:
+        size_y, size_x = ny - ny % 4, nx - nx % 4
+        return smap.submap([0, 0] * u.pix, top_right=[size_x - 1, size_y - 1] * u.pix)
+    size = int(crop)
+    if size % 4 or size < 64:
+        raise ValueError(f"crop={crop!r}: the crop side must be a multiple of 4 and at least 64 pixels")
+    size = min(size, (min(nx, ny) // 4) * 4)
+    if center is None:
+        center = regions.most_intense_region(smap, size)
+    return regions.region_crop(smap, center, size, srs=srs)
+
+
+def _seed_for(seed, image_index, sample):
+    if seed is None:
+        return None
+    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(image_index), int(sample)))
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(33))
+
+
+def _score(pred, truth, lowres, threshold, lpips_weights):
+    flux_pred = physics.unsigned_flux(pred)
+    flux_true = physics.unsigned_flux(truth)
+    area_true = physics.active_region_area(truth, threshold).area
+    area_pred = physics.active_region_area(pred, threshold).area
+    row = {
+        "psnr": image.psnr(pred, truth),
+        "ssim": image.ssim(pred, truth),
+        "flux_error": abs(physics.percentage_difference(flux_pred, flux_true).to_value(u.percent)),
+        "ar_area_error": (abs(physics.percentage_difference(area_pred, area_true).to_value(u.percent))
+                          if area_true > 0 * u.Mm**2 else np.nan),
+        "spectral_error": spectra.spectral_error(pred, truth, lowres.scale.axis1),
+        "small_scale": spectra.small_scale_power_fraction(pred, truth),
+        "lpips": image.lpips(pred, truth, weights=lpips_weights) if lpips_weights is not None else np.nan,
+    }
+    return {k: float(v) for k, v in row.items()}
+
+
+def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, seed=0,
+             threshold=300 * u.G, steps=None, scheduler=None, device="auto", lpips_weights=None,
+             fid_weights=None, progress=False):
+    """
+    Score models on ground-truth maps with the protocol of the paper's Tables 1 and 2.
+
+    Parameters
+    ----------
+    models : list of str or `~sunpy_superres.models.SuperResolutionModel`
+        Registry names (e.g. ``["nearest", "bicubic"]``) or loaded models.
+    hr_maps : list of `~sunpy.map.GenericMap` or paths
+        Ground-truth magnetograms at the output resolution (HMI, 0.5"/pixel).
+    samples : int, optional
+        Outputs per image for stochastic models (the paper: 10); deterministic models give one.
+    crop : int or None, optional
+        Side of the AR-centred ground-truth crop in high-resolution pixels (multiple of 4; the paper:
+        1024). Smaller maps are used whole. `None` uses every map whole.
+    centers : list, optional
+        Per map, the crop centre as a `~astropy.coordinates.SkyCoord` or a NOAA number (with ``srs``);
+        by default the most intense active region (`sunpy_superres.metrics.regions.most_intense_region`).
+    srs : str or `~astropy.table.QTable`, optional
+        NOAA SRS file or table for NOAA numbers in ``centers``.
+    seed : int or None, optional
+        Base seed; sample ``k`` of image ``i`` gets its own seed derived from (seed, i, k).
+    threshold : `~astropy.units.Quantity`, optional
+        Field strength that defines an active region (300 G, as the paper).
+    steps, scheduler : optional
+        Sampler settings passed to stochastic models.
+    device : str, optional
+        Torch device of the models.
+    lpips_weights, fid_weights : path-like, optional
+        Pretrained feature weights for LPIPS and FID (see `sunpy_superres.metrics.image`); those
+        metrics are left out when not given.
+    progress : bool, optional
+        Show tile progress bars.
+
+    Returns
+    -------
+    `Evaluation`
+        ``summary`` (mean and std per metric per model), ``records`` (every output) and ``examples``.
+
+    Raises
+    ------
+    ValueError
+        For an empty model or map list, a bad crop size, or ``centers`` of the wrong length.
+
+    References
+    ----------
+    .. [1] Ramunno, F. P. et al. 2024, sections 5-6, Tables 1-2.
+    """
+    if not models:
+        raise ValueError("no models to evaluate; pass e.g. models=['nearest', 'bicubic']")
+    hr_maps = list(hr_maps)
+    if not hr_maps:
+        raise ValueError("no ground-truth maps to evaluate on")
+    if not isinstance(samples, numbers.Integral) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if centers is not None and len(centers) != len(hr_maps):
+        raise ValueError(f"{len(centers)} centers for {len(hr_maps)} maps; give one per map or None")
+    loaded = [load_model(m, device=device) for m in models]
+    names = [m.name for m in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"models listed twice: {names}")
+
+    rows = []
+    outputs = {name: [] for name in names}
+    truths = []
+    examples = {}
+    for i, item in enumerate(hr_maps):
+        truth = _crop(_as_map(item), crop, None if centers is None else centers[i], srs)
+        lowres = degrade(truth)
+        truths.append(truth)
+        if i == 0:
+            examples.update(truth=truth, lowres=lowres)
+        for model in loaded:
+            n = samples if model.stochastic else 1
+            for k in range(n):
+                kwargs = {"steps": steps, "scheduler": scheduler} if model.stochastic else {}
+                pred = superresolve(lowres, model=model, seed=_seed_for(seed, i, k) if model.stochastic
+                                    else None, calibrate=False, device=device, progress=progress, **kwargs)
+                rows.append({"model": model.name, "image": i, "sample": k, "date": truth.date.isot,
+                             **_score(pred, truth, lowres, threshold, lpips_weights)})
+                outputs[model.name].append(pred)
+                if i == 0 and k == 0:
+                    examples[model.name] = pred
+
+    records = Table(rows=rows)
+    summary = _summarise(records, names)
+    if fid_weights is not None:
+        summary["fid"] = [image.fid(outputs[name], truths, weights=fid_weights) for name in names]
+    summary.meta.update({"protocol": "Ramunno et al. 2024, Tables 1-2", "samples": samples,
+                         "crop": crop, "seed": seed, "threshold_G": threshold.to_value(u.G),
+                         "images": len(hr_maps), "dates": sorted({t.date.isot for t in truths})})
+    return Evaluation(summary=summary, records=records, examples=examples)
+
+
+def _summarise(records, names):
+    summary = Table()
+    summary["model"] = names
+    summary["n"] = [int(np.sum(records["model"] == name)) for name in names]
+    for metric, (unit, _) in METRICS.items():
+        values = [np.asarray(records[metric][records["model"] == name], dtype=float) for name in names]
+        if all(np.isnan(v).all() for v in values):
+            continue  # e.g. LPIPS without weights
+        means, stds = [], []
+        for v in values:
+            finite = v[np.isfinite(v)]
+            means.append(finite.mean() if finite.size else np.nan)
+            stds.append(finite.std() if finite.size else np.nan)
+        summary[f"{metric}_mean"] = means
+        summary[f"{metric}_std"] = stds
+        if unit:
+            summary[f"{metric}_mean"].unit = summary[f"{metric}_std"].unit = unit
+        summary[f"{metric}_mean"].format = summary[f"{metric}_std"].format = ".4g"
+    return summary
+
+
+def plot_boxplots(evaluation, metrics=("flux_error", "ar_area_error", "spectral_error"), *, fig=None):
+    """
+    Box plots of per-output metrics per model, like the paper's Figs. 8-9.
+
+    Returns
+    -------
+    `matplotlib.figure.Figure`
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(evaluation.summary["model"])
+    fig = fig or plt.figure(figsize=(4 * len(metrics), 4))
+    records = evaluation.records
+    for j, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), j + 1)
+        data = [np.asarray(records[metric][records["model"] == n], dtype=float) for n in names]
+        data = [d[np.isfinite(d)] for d in data]
+        ax.boxplot(data, tick_labels=names, showfliers=True)
+        unit = METRICS[metric][0]
+        ax.set_title(metric.replace("_", " ") + (f" [{unit}]" if unit else ""))
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fourier(evaluation, *, fig=None, scale=2 * u.arcsec):
+    """
+    Fourier amplitude of the truth and of each model's output with the 2" circle (paper's Fig. 10).
+
+    Amplitude outside the circle means features smaller than ``scale``.
+
+    Returns
+    -------
+    `matplotlib.figure.Figure`
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    ex = evaluation.examples
+    panels = [("truth", ex["truth"])] + [(n, ex[n]) for n in evaluation.summary["model"]]
+    fig = fig or plt.figure(figsize=(3.2 * len(panels), 3.6))
+    truth_amp = spectra.fourier_amplitude(ex["truth"]).amplitude.value
+    vmax = np.percentile(np.log10(truth_amp + 1e-12), 99.9)
+    vmin = vmax - 4
+    for j, (name, smap) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        amp = spectra.fourier_amplitude(smap).amplitude.value
+        ax.imshow(np.log10(amp + 1e-12), origin="lower", cmap="magma", vmin=vmin, vmax=vmax)
+        ny, nx = amp.shape
+        # fftshift puts zero frequency at index N // 2; features smaller than `scale` lie outside.
+        ax.add_patch(Circle((nx // 2, ny // 2), spectra.cutoff_radius(smap, scale), fill=False,
+                            color="red", lw=1))
+        ax.set_title(f"FT - {name}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_power_spectra(evaluation, *, fig=None):
+    """
+    Azimuthally averaged power spectra of the truth, the degraded input and each model's output.
+
+    Returns
+    -------
+    `matplotlib.figure.Figure`
+    """
+    import matplotlib.pyplot as plt
+
+    ex = evaluation.examples
+    fig = fig or plt.figure(figsize=(6, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for name in ["truth", "lowres", *evaluation.summary["model"]]:
+        k, power = spectra.radial_power_spectrum(ex[name])
+        ax.loglog(k.to_value(1 / u.arcsec)[1:], power.value[1:], label=name, lw=2 if name == "truth" else 1)
+    lowres_nyquist = 1 / (2 * ex["lowres"].scale.axis1.to_value(u.arcsec / u.pix))
+    ax.axvline(lowres_nyquist, color="grey", ls="--", lw=1, label="input Nyquist")
+    ax.axvline(0.5, color="red", ls=":", lw=1, label='1/2"')
+    ax.set_xlabel("spatial frequency k [1/arcsec]")
+    ax.set_ylabel(f"power spectral density [{power.unit.to_string()}]")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
