@@ -10,5 +10,6 @@ except ImportError:  # pragma: no cover - running from a source tree without an 
     __version__ = "0.0.0.dev0"
 
 from .superresolve import superresolve  # noqa: E402
+from .uncertainty import UncertaintyMap  # noqa: E402
 
-__all__ = ["__version__", "superresolve"]
+__all__ = ["__version__", "superresolve", "UncertaintyMap"]

@@ -16,12 +16,14 @@ from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, n
 from .maps import add_history, finer_meta, validate_map
 from .models import load_model
 from .tiling import blend_window, plan_tiles, tile_seed
+from .uncertainty import UncertaintyMap
 
 __all__ = ["superresolve"]
 
 
 def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, scheduler=None, device="auto",
-                 calibrate=True, check_scale=True, tile_size=None, overlap=None, batch_size=4, progress=True):
+                 calibrate=True, check_scale=True, tile_size=None, overlap=None, batch_size=4,
+                 keep_samples=False, progress=True):
     """
     Super-resolve a line-of-sight magnetogram by the model's factor (4: 2"/pixel -> 0.5"/pixel).
 
@@ -36,7 +38,9 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
         Registry name (see `sunpy_superres.models.available_models`) or a loaded model.
         ``"default"`` is the embedded default model.
     samples : int, optional
-        Number of stochastic samples. Deterministic models take only 1.
+        Number of stochastic samples. With more than one the result is an
+        `~sunpy_superres.UncertaintyMap` of their mean and standard deviation. Deterministic models
+        take only 1.
     seed : int, optional
         Seed of the random numbers of stochastic models; each tile and sample gets its own seed
         derived from it, so a result does not depend on tiling or batch size.
@@ -58,13 +62,16 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
         plus 8 pixels of blending ramp.
     batch_size : int, optional
         Tiles per model call.
+    keep_samples : bool, optional
+        Keep every sample in the `~sunpy_superres.UncertaintyMap` (memory: ``samples`` output maps).
     progress : bool, optional
         Show a progress bar of tiles done.
 
     Returns
     -------
-    `~sunpy.map.GenericMap`
-        The super-resolved map, of the input's map class (an `~sunpy.map.sources.MDIMap` stays one),
+    `~sunpy.map.GenericMap` or `~sunpy_superres.UncertaintyMap`
+        The super-resolved map (the mean of the samples, with their per-pixel standard deviation,
+        when ``samples > 1``), of the input's map class (an `~sunpy.map.sources.MDIMap` stays one),
         float32 in the input's unit at HMI levels, ``factor`` times more pixels per axis, with
         ``CDELTi / factor``, ``CRPIXi' = factor * (CRPIXi - 0.5) + 0.5``, the same observer, date,
         rotation and solar radius, NaN where the input was NaN, the provenance keys listed in
@@ -114,8 +121,6 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     if samples > 1 and not sr_model.stochastic:
         raise ValueError(f"model {sr_model.name!r} is deterministic, so every sample would be the same; "
                          "use samples=1, or a diffusion model for an uncertainty estimate.")
-    if samples > 1:
-        raise NotImplementedError("repeated samples (UncertaintyMap) are not available yet")
     f = sr_model.factor
     tile = sr_model.tile_size if tile_size is None else int(tile_size)
     overlap = 2 * sr_model.halo + 8 if overlap is None else int(overlap)
@@ -136,13 +141,36 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
         n_clipped = int(np.count_nonzero(excess))
         x = clipped
 
-    out = _run_tiled(sr_model, x, tile=tile, overlap=overlap, seed=seed, sample=0,
-                     batch_size=batch_size, progress=progress)
-    if n_clipped:
-        out += np.kron(excess, np.ones((f, f), dtype=np.float32))
-    out = denormalise(out)
-    out[np.kron(missing, np.ones((f, f), dtype=bool))] = np.nan
-    out = (out * u.G).to_value(smap.unit).astype(np.float32, copy=False)
+    block = np.ones((f, f), dtype=np.float32)
+    missing_hr = np.kron(missing, block.astype(bool))
+    unit_scale = (1 * u.G).to_value(smap.unit)
+
+    def one_sample(k):
+        out = _run_tiled(sr_model, x, tile=tile, overlap=overlap, seed=seed, sample=k,
+                         batch_size=batch_size, progress=progress)
+        if n_clipped:
+            out += np.kron(excess, block)
+        out = denormalise(out)
+        out[missing_hr] = np.nan
+        return out * np.float32(unit_scale) if unit_scale != 1 else out
+
+    if samples == 1:
+        out, std, kept = one_sample(0), None, None
+    else:
+        # Welford's running mean and variance: memory of two maps, whatever the number of samples.
+        kept = [] if keep_samples else None
+        mean = np.zeros(missing_hr.shape, dtype=np.float64)
+        m2 = np.zeros_like(mean)
+        for k in range(samples):
+            s = one_sample(k)
+            if kept is not None:
+                kept.append(s)
+            delta = s - mean
+            mean += delta / (k + 1)
+            m2 += delta * (s - mean)
+        out = mean.astype(np.float32)
+        std = np.sqrt(m2 / (samples - 1)).astype(np.float32)
+        kept = None if kept is None else np.stack(kept)
 
     meta = finer_meta(smap.meta, f, smap.data.shape)
     provenance = {
@@ -162,7 +190,10 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     add_history(meta, f"sunpy-superres {__version__}: {f}x super-resolution with model '{sr_model.name}' "
                       f"(revision {sr_model.revision}), seed {provenance['srseed']}, samples {samples}, "
                       f"calibration x{cal_factor:.6g} ({cal_reference})")
-    return type(smap)(out, meta, plot_settings=dict(smap.plot_settings))
+    result = type(smap)(out, meta, plot_settings=dict(smap.plot_settings))
+    if samples == 1:
+        return result
+    return UncertaintyMap.from_map(result, std=std, samples=kept)
 
 
 def _as_gauss(smap):

@@ -3,9 +3,12 @@
 import astropy.units as u
 import numpy as np
 import sunpy.map
+import torch
 from astropy.coordinates import SkyCoord
 from sunpy.coordinates import frames
 from sunpy.map.header_helper import make_fitswcs_header
+
+from sunpy_superres.models.interpolation import NearestModel
 
 
 def synthetic_map(shape=(32, 32), scale=2.0, unit=u.G, value=None, scale_y=None):
@@ -17,3 +20,29 @@ def synthetic_map(shape=(32, 32), scale=2.0, unit=u.G, value=None, scale_y=None)
     header = make_fitswcs_header(data, ref, scale=[scale, scale_y] * u.arcsec / u.pix,
                                  unit=unit)
     return sunpy.map.Map(data, header)
+
+
+class NoisyNearest(NearestModel):
+    """
+    A stochastic stand-in: nearest replication plus seeded Gaussian noise of ``sigma`` network units.
+
+    It exercises the sampling path (per-tile seeds, samples, UncertaintyMap) without a trained network.
+    """
+
+    name = "noisy-nearest"
+    stochastic = True
+    sigma = 0.01
+
+    def _forward(self, x, *, seeds):
+        up = super()._forward(x, seeds=seeds)
+        noise = torch.stack([torch.randn(up.shape[1:], generator=_generator(s)) for s in seeds])
+        return up + self.sigma * noise
+
+
+def _generator(seed):
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g

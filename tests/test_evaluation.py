@@ -3,26 +3,13 @@
 import astropy.units as u
 import numpy as np
 import pytest
-import torch
 from astropy.table import Table
 
 from sunpy_superres import cli
 from sunpy_superres.data import HMI_AR_CUTOUT
 from sunpy_superres.evaluation import degrade, evaluate
-from sunpy_superres.models.interpolation import NearestModel
 
-
-class NoisyNearest(NearestModel):
-    """A stochastic stand-in: nearest replication plus seeded noise (exercises the sampling path)."""
-
-    name = "noisy-nearest"
-    stochastic = True
-
-    def _forward(self, x, *, seeds):
-        up = super()._forward(x, seeds=seeds)
-        noise = torch.stack([torch.randn(up.shape[1:], generator=torch.Generator().manual_seed(s))
-                             for s in seeds])
-        return up + 0.01 * noise
+from .helpers import NoisyNearest
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,170 @@
+"""UncertaintyMap: samples from superresolve, std map, 2" split, FITS round trip, map operations."""
+
+import pickle
+
+import astropy.units as u
+import matplotlib
+import numpy as np
+import pytest
+from astropy.io import fits
+import sunpy.map
+from sunpy.map.sources import MDIMap
+
+from sunpy_superres import UncertaintyMap, superresolve
+
+from .helpers import NoisyNearest
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def noisy():
+    return NoisyNearest(device="cpu")
+
+
+@pytest.fixture
+def um(mdi_cutout, noisy):
+    return superresolve(mdi_cutout, model=noisy, samples=6, seed=3, keep_samples=True, progress=False)
+
+
+def test_samples_give_mean_and_std(um, mdi_cutout, noisy):
+    assert isinstance(um, UncertaintyMap)
+    assert isinstance(um, MDIMap)  # the instrument class is kept
+    assert um.data.shape == (512, 512)
+    samples = um.samples.to_value(u.G)
+    assert samples.shape == (6, 512, 512)
+    np.testing.assert_allclose(um.data, samples.mean(axis=0), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(um.std.to_value(u.G), samples.std(axis=0, ddof=1), rtol=1e-4, atol=1e-3)
+    # The stand-in adds noise of 0.01 network units = 30 G: the std must say so.
+    assert np.nanmedian(um.std.to_value(u.G)) == pytest.approx(30, rel=0.1)
+    assert um.meta["srsample"] == 6
+    assert um.std.unit == u.G
+
+
+def test_samples_independent_and_reproducible(mdi_cutout, noisy, um):
+    # Same seed -> the same samples whatever the batching of the tiles (seeds follow tile positions).
+    one = superresolve(mdi_cutout, model=noisy, samples=3, seed=3, keep_samples=True, progress=False,
+                       tile_size=48, overlap=16, batch_size=1)
+    five = superresolve(mdi_cutout, model=noisy, samples=3, seed=3, keep_samples=True, progress=False,
+                        tile_size=48, overlap=16, batch_size=5)
+    np.testing.assert_array_equal(one.samples, five.samples)
+    other = superresolve(mdi_cutout, model=noisy, samples=6, seed=4, progress=False)
+    assert not np.allclose(other.data, um.data)
+    s = um.samples.value
+    corr = np.corrcoef((s[0] - s.mean(0)).ravel(), (s[1] - s.mean(0)).ravel())[0, 1]
+    assert abs(corr) < 0.35  # independent draws (about -1/(N-1) for deviations from a common mean)
+
+
+def test_same_seed_same_result(mdi_cutout, noisy, um):
+    again = superresolve(mdi_cutout, model=noisy, samples=6, seed=3, progress=False)
+    np.testing.assert_array_equal(again.data, um.data)
+    np.testing.assert_array_equal(again.std, um.std)
+    assert again.samples is None  # not kept unless asked
+
+
+def test_std_map_has_same_wcs(um):
+    std = um.std_map
+    assert isinstance(std, MDIMap) and not isinstance(std, UncertaintyMap)
+    assert std.wcs.wcs.compare(um.wcs.wcs)
+    np.testing.assert_array_equal(std.data, um.std.value)
+
+
+def test_scale_split(um):
+    small = um.small_scale_uncertainty()
+    large = um.large_scale_uncertainty()
+    np.testing.assert_allclose(small.data + large.data, um.std.value, atol=1e-3)
+    # White noise per 0.5" pixel: most of its variation is below 2".
+    assert np.nanstd(small.data) > np.nanstd(large.data - np.nanmean(large.data))
+
+
+def test_fits_round_trip(um, tmp_path):
+    path = um.save(tmp_path / "um.fits")
+    back = UncertaintyMap.read(path)
+    assert isinstance(back, MDIMap) and isinstance(back, UncertaintyMap)
+    np.testing.assert_array_equal(back.data, um.data)
+    np.testing.assert_array_equal(back.std, um.std)
+    np.testing.assert_array_equal(back.samples, um.samples)
+    assert back.meta["srmodel"] == "noisy-nearest"
+    assert back.pixel_to_world(0 * u.pix, 0 * u.pix).separation(um.pixel_to_world(0 * u.pix, 0 * u.pix)) < 1 * u.mas
+    with pytest.raises(FileExistsError):
+        um.save(path)
+    # Without samples, a plain sunpy reader sees the mean (primary HDU) and the std (STD) as maps.
+    plain_path = UncertaintyMap.from_map(um.mean_map, std=um.std.value).save(tmp_path / "plain.fits")
+    mean_map, std_map = sunpy.map.Map(plain_path)
+    np.testing.assert_array_equal(mean_map.data, um.data)
+    np.testing.assert_array_equal(std_map.data, um.std.value)
+
+
+def test_read_rejects_plain_fits(mdi_cutout, tmp_path):
+    path = tmp_path / "plain.fits"
+    fits.writeto(path, mdi_cutout.data)
+    with pytest.raises(ValueError, match="no STD extension"):
+        UncertaintyMap.read(path)
+
+
+def test_submap_superpixel_resample_keep_std(um):
+    sub = um.submap([10, 20] * u.pix, top_right=[73, 83] * u.pix)
+    assert isinstance(sub, UncertaintyMap) and isinstance(sub, MDIMap)
+    np.testing.assert_allclose(sub.std.value, um.std.value[20:84, 10:74], rtol=1e-5)
+    np.testing.assert_array_equal(sub.samples.value, um.samples.value[:, 20:84, 10:74])
+
+    sp = um.superpixel((4, 4) * u.pix, func=np.mean)
+    block = um.samples.value.reshape(6, 128, 4, 128, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(sp.data, block.mean(axis=0), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(sp.std.value, block.std(axis=0, ddof=1), rtol=1e-4, atol=1e-3)
+    # Averaging 16 independent noisy pixels shrinks the std about 4x: exact from the samples.
+    assert np.nanmedian(sp.std.value) < 0.5 * np.nanmedian(um.std.value)
+
+    rs = um.resample([256, 256] * u.pix)
+    assert rs.std.shape == (256, 256) and isinstance(rs, UncertaintyMap)
+
+
+def test_operations_without_samples(mdi_cutout, noisy):
+    um = superresolve(mdi_cutout, model=noisy, samples=3, seed=0, progress=False)
+    sp = um.superpixel((4, 4) * u.pix, func=np.mean)
+    # Without samples: the fully-correlated bound, mean of the std.
+    np.testing.assert_allclose(sp.std.value, um.std.value.reshape(128, 4, 128, 4).mean(axis=(1, 3)),
+                               rtol=1e-5)
+    sub = um.submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    np.testing.assert_array_equal(sub.std.value, um.std.value[:16, :16])
+
+
+def test_arithmetic_drops_uncertainty(um):
+    doubled = um * 2
+    assert not isinstance(doubled, UncertaintyMap)
+    assert isinstance(doubled, MDIMap)
+
+
+def test_pickle(um):
+    back = pickle.loads(pickle.dumps(um))
+    assert type(back) is type(um)
+    np.testing.assert_array_equal(back.std, um.std)
+
+
+def test_plot_side_by_side(um):
+    import matplotlib.pyplot as plt
+
+    images = um.plot()
+    assert len(images) == 2
+    fig = images[0].figure
+    assert len(fig.axes) == 4  # two maps, two colour bars
+    assert "G" in fig.axes[2].get_ylabel() or "G" in fig.axes[3].get_ylabel()
+    plt.close(fig)
+    fig = plt.figure()
+    ax = fig.add_subplot(projection=um)
+    assert um.plot(axes=ax) is not None
+    plt.close(fig)
+
+
+def test_bad_shapes(mdi_cutout):
+    with pytest.raises(ValueError, match="std must have the data's shape"):
+        UncertaintyMap(mdi_cutout.data, mdi_cutout.meta, std=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="samples must have shape"):
+        UncertaintyMap(mdi_cutout.data, mdi_cutout.meta, samples=np.zeros((2, 3, 3)))
+
+
+def test_reading_a_mdi_file_still_gives_mdimap(mdi_cutout, um):
+    """The combined class must not take over sunpy's Map factory."""
+    from sunpy_superres.data import MDI_AR_CUTOUT
+
+    assert type(sunpy.map.Map(MDI_AR_CUTOUT)) is MDIMap
