@@ -54,6 +54,7 @@ PROVENANCE_KEYS = {
     "SRCALREF": "source of the calibration factor",
     "SRNORM": "[G] field mapped to +-1 for the network",
     "SRNCLIP": "input pixels beyond +-SRNORM (excess kept)",
+    "SRCONSIS": "output block means projected onto the input",
 }
 
 

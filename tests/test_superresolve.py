@@ -245,3 +245,25 @@ def test_sampler_options_rejected_for_deterministic_model(mdi_cutout):
         superresolve(mdi_cutout, model="bicubic", steps=20)
     with pytest.raises(ValueError, match="deterministic and has no sampler"):
         superresolve(mdi_cutout, model="nearest", scheduler="ddim")
+
+
+@pytest.mark.parametrize("model", ["bicubic", "noisy"])
+def test_consistency_keeps_block_means(mdi_cutout, model):
+    from .helpers import NoisyNearest
+
+    sr_model = NoisyNearest(device="cpu") if model == "noisy" else model
+    out = superresolve(mdi_cutout, model=sr_model, consistency=True, seed=0, progress=False)
+    assert out.meta["srconsis"] is True
+    block_means = out.superpixel((4, 4) * u.pix, func=np.mean).data
+    np.testing.assert_allclose(block_means, mdi_cutout.data * MDI_TO_HMI, rtol=1e-5, atol=1e-2)
+    # Without it, bicubic (and the noise) move the block means.
+    raw = superresolve(mdi_cutout, model=sr_model, consistency=False, seed=0, progress=False)
+    assert raw.meta["srconsis"] is False
+    raw_means = raw.superpixel((4, 4) * u.pix, func=np.mean).data
+    assert np.abs(raw_means - mdi_cutout.data * MDI_TO_HMI).max() > 1.0
+
+
+def test_consistency_auto_spares_interpolation(mdi_cutout):
+    assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srconsis"] is False
+    with pytest.raises(ValueError, match="consistency must be"):
+        superresolve(mdi_cutout, consistency="yes", progress=False)
