@@ -22,12 +22,7 @@ from sunpy.map import GenericMap
 
 __all__ = ["UncertaintyMap"]
 
-_STD_EXTNAME = "STD"
-_SAMPLES_EXTNAME = "SAMPLES"
-
-
-class UncertaintyMap(GenericMap):
-    """
+_DOC = """
     A map of the mean of stochastic samples that carries their per-pixel standard deviation.
 
     Parameters
@@ -58,6 +53,13 @@ class UncertaintyMap(GenericMap):
     ----------
     .. [1] Ramunno, F. P. et al. 2024, section 7, Figs. 11-12.
     """
+
+_STD_EXTNAME = "STD"
+_SAMPLES_EXTNAME = "SAMPLES"
+
+
+class UncertaintyMap(GenericMap):
+    # The docstring is _DOC above, attached after the class is made (see the end of this module).
 
     def __init__(self, data, header, *, std=None, samples=None, **kwargs):
         super().__init__(data, header, **kwargs)
@@ -303,6 +305,11 @@ class UncertaintyMap(GenericMap):
         return [im_mean, im_std]
 
 
+# GenericMap merges sunpy's generic notes (with sunpy-only citation roles) into every subclass's
+# docstring at class creation; ours is complete as written, so it is set afterwards.
+UncertaintyMap.__doc__ = _DOC
+
+
 def _rebuild(source, data, meta, std, samples, plot_settings):
     return _uncertainty_class(source)(data, meta, std=std, samples=samples, plot_settings=plot_settings)
 
@@ -321,8 +328,8 @@ def _uncertainty_class(source):
         return source
     if source is GenericMap:
         return UncertaintyMap
-    klass = type(f"Uncertainty{source.__name__}", (UncertaintyMap, source),
-                 {"__module__": __name__, "__doc__": UncertaintyMap.__doc__})
+    klass = type(f"Uncertainty{source.__name__}", (UncertaintyMap, source), {"__module__": __name__})
+    klass.__doc__ = _DOC
     # GenericMap registers every subclass that has an `is_datasource_for` with the Map factory;
     # this combined class inherits one but must never be picked for reading a file.
     GenericMap._registry.pop(klass, None)
