@@ -6,6 +6,9 @@ an unknown name raises a `ValueError` that lists what is available. ``"default"`
 the embedded default model.
 """
 
+import os
+
+from . import hub
 from .base import SuperResolutionModel
 from .interpolation import BicubicModel, NearestModel
 
@@ -51,21 +54,38 @@ def load_model(model="default", *, device="auto"):
 
     Parameters
     ----------
-    model : str or `~sunpy_superres.models.base.SuperResolutionModel`
-        A registry name (see `available_models`) or a model instance, returned as it is.
+    model : str, path-like, `~sunpy_superres.models.hub.HubModel` or `~sunpy_superres.models.base.SuperResolutionModel`
+        A registry name (see `available_models`); a local model directory (with a ``superres.json``
+        manifest); a pinned Hub reference ``"hf://owner/repo@<40-hex commit>"`` or `HubModel`; or a
+        model instance, returned as it is.
     device : str, optional
         Torch device for the model; ``"auto"`` picks a GPU when there is one.
 
     Raises
     ------
     ValueError
-        If the name is not registered (the message lists the registered names).
+        If the name is not registered (the message lists the registered names), or names a diffusion
+        variant without shipped weights (the message says how to pass a directory instead).
+    ~sunpy_superres.models.hub.WeightsNotFoundError
+        If Hub weights are neither cached nor downloadable (e.g. ``HF_HUB_OFFLINE=1``, empty cache).
+    ~sunpy_superres.models.hub.ChecksumError
+        If a weights file does not match its recorded sha256.
     """
     if isinstance(model, SuperResolutionModel):
         return model
+    if isinstance(model, hub.HubModel) or (isinstance(model, str) and model.startswith("hf://")):
+        return hub.load_hub_model(model, device=device)
+    if isinstance(model, os.PathLike) or (isinstance(model, str) and model not in _REGISTRY
+                                          and (os.sep in model or "/" in model or os.path.isdir(model))):
+        if not os.path.isdir(model):
+            raise ValueError(f"model {os.fspath(model)!r} is neither a registered name nor a model directory.")
+        return hub.load_directory(model, device=device)
     if not isinstance(model, str):
-        raise TypeError(f"model must be a registry name or a SuperResolutionModel, got {type(model).__name__}")
+        raise TypeError(f"model must be a registry name, a model directory, a Hub reference or a "
+                        f"SuperResolutionModel, got {type(model).__name__}")
     name = DEFAULT_MODEL if model == "default" else model
+    if name not in _REGISTRY and name in hub.DIFFUSION_VARIANTS:
+        raise ValueError(hub.no_weights_message(name))
     if name not in _REGISTRY:
         names = ", ".join(repr(n) for n in available_models())
         raise ValueError(f"unknown model {model!r}; available models are {names}.")
@@ -75,3 +95,16 @@ def load_model(model="default", *, device="auto"):
 
 register_model("nearest", NearestModel, "nearest-neighbour replication (flux-conserving at the input scale)")
 register_model("bicubic", BicubicModel, "bicubic interpolation (Keys, a=-0.75)")
+
+
+# Diffusion variants (issue 4) register only when pinned trained weights exist (hub.PINNED_WEIGHTS, issue 5):
+# listing a name whose loading fails would break `available_models()` users; an unregistered variant name
+# still gives a clear "no trained weights ship yet" error from load_model.
+def _pinned_loader(spec):
+    def load(device="auto"):
+        return hub.load_hub_model(spec, device=device)
+    return load
+
+
+for _name, _spec in hub.PINNED_WEIGHTS.items():
+    register_model(_name, _pinned_loader(_spec), hub.DIFFUSION_VARIANTS.get(_name, str(_spec)))

@@ -1,0 +1,422 @@
+"""
+Conditional diffusion super-resolution: {pixel, latent} x {residual, direct} (Ramunno et al. 2024).
+
+The four variants of the paper's Table 1 are one class with two switches:
+
+======== ========= ========== =====================================================================
+name     space     residual   what the network denoises
+======== ========= ========== =====================================================================
+ldm-res  latent    yes        ``(E(HR) - E(LR)) / s``, the latent residual (the paper's model)
+ldm      latent    no         ``E(HR) / s``
+ddpm-res pixel     yes        ``(HR - LR) / s``, the pixel residual
+ddpm     pixel     no         ``HR / s``
+======== ========= ========== =====================================================================
+
+``LR`` is the input replicated 4x (nearest), ``E`` the posterior mean of a
+`~sunpy_superres.models.autoencoder.MagnetogramAutoencoder`, ``s`` the stored ``target_scale``.
+Conditioning is channel concatenation of the (encoded) LR input with the noisy target, Palette-style
+(section 3.2, Fig. 2). The backbone is a diffusers `UNet2DModel` with self-attention at the low
+resolutions (Fig. 3), trained with epsilon-prediction and MSE on a linear beta schedule of 1000
+steps (section 4, Ho et al. 2020).
+
+Why the scale factors: in [-1, 1] units the pixel residual of real HMI crops has a standard deviation
+of about 0.008 (DESIGN.md, "Facts already checked"); against unit-variance noise it is invisible and
+the model diverges. Dividing the target (and the conditioning) by a stored standard deviation makes
+both unit-variance, as latent diffusion does with its ``scale_factor`` (Rombach et al. 2021, sec. 4.3.2).
+The factors are config fields measured on training data, frozen into the checkpoint.
+"""
+
+import copy
+import json
+import numbers
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from .autoencoder import MagnetogramAutoencoder
+from .base import SuperResolutionModel
+
+__all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "variant_name",
+           "make_scheduler", "encode_pair", "decode_sample", "diffusion_loss", "estimate_scales"]
+
+#: Sampler names accepted by ``superresolve(..., scheduler=...)``.
+SCHEDULERS = ("ddpm", "ddim", "dpm-solver++")
+#: Steps used when ``steps`` is not given: the paper's full DDPM chain, and the usual fast settings.
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm-solver++": 20}
+#: Sampler of a model when none is chosen: 20 network evaluations instead of 1000 (50x fewer).
+DEFAULT_SCHEDULER = "dpm-solver++"
+
+VARIANTS = {("latent", True): "ldm-res", ("latent", False): "ldm", ("pixel", True): "ddpm-res",
+            ("pixel", False): "ddpm"}
+
+
+def variant_name(space, residual):
+    """Registry name of a variant: ``"ldm-res"``, ``"ldm"``, ``"ddpm-res"`` or ``"ddpm"``."""
+    return VARIANTS[(space, bool(residual))]
+
+
+class ConditionalDenoiser(ModelMixin, ConfigMixin):
+    """
+    The denoising U-Net with its diffusion settings, saved and loaded as one diffusers model.
+
+    Parameters
+    ----------
+    space : {"latent", "pixel"}
+        Whether diffusion runs on autoencoder latents or on pixels.
+    residual : bool
+        Whether the target is the residual to the (encoded) LR input or the HR image itself.
+    prediction_type : {"epsilon", "sample", "v_prediction"}
+        What the network predicts (the paper: epsilon).
+    target_channels, cond_channels : int
+        Channels of the target and of the conditioning (1 in pixel space, the latent channels in
+        latent space).
+    target_scale, cond_scale : float
+        Standard deviations (network units) by which target and conditioning are divided so that
+        both are about unit-variance.
+    block_out_channels : tuple of int
+        U-Net channels per resolution level.
+    layers_per_block : int
+        ResNet layers per level.
+    attention_levels : tuple of bool
+        Self-attention per level (the paper: only at the low resolutions); the bottleneck has
+        attention when any level has.
+    attention_head_dim : int
+        Channels per attention head.
+    norm_num_groups : int
+        Group-norm groups; divides every level's channels.
+    num_train_timesteps, beta_start, beta_end, beta_schedule
+        Forward process of Ho et al. (2020): linear betas 1e-4 to 0.02 over 1000 steps.
+    factor : int
+        Super-resolution factor (output pixels per input pixel per axis).
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(self, space="latent", residual=True, prediction_type="epsilon", target_channels=1,
+                 cond_channels=1, target_scale=1.0, cond_scale=1.0, block_out_channels=(32, 64, 128, 128),
+                 layers_per_block=2, attention_levels=(False, False, True, True), attention_head_dim=8,
+                 norm_num_groups=32, num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                 beta_schedule="linear", factor=4):
+        super().__init__()
+        if space not in ("latent", "pixel"):
+            raise ValueError(f"space must be 'latent' or 'pixel', got {space!r}")
+        if prediction_type not in ("epsilon", "sample", "v_prediction"):
+            raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', got {prediction_type!r}")
+        attention_levels = tuple(bool(a) for a in attention_levels)
+        if len(attention_levels) != len(block_out_channels):
+            raise ValueError("attention_levels needs one entry per level of block_out_channels")
+        self.unet = UNet2DModel(
+            in_channels=target_channels + cond_channels, out_channels=target_channels,
+            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
+            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
+            add_attention=any(attention_levels),
+        )
+
+    @property
+    def unet_multiple(self):
+        """Spatial size multiple the U-Net needs (it halves the grid at every level but the last)."""
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    def forward(self, sample, cond, timestep):
+        """Network output for the noisy ``sample`` given the conditioning ``cond`` at ``timestep``."""
+        return self.unet(torch.cat([sample, cond], dim=1), timestep).sample
+
+
+def make_scheduler(name, config):
+    """
+    A fresh diffusers scheduler for a denoiser's forward process.
+
+    Parameters
+    ----------
+    name : {"ddpm", "ddim", "dpm-solver++"}
+        ``"ddpm"`` is ancestral sampling (Ho et al. 2020), stochastic at every step; ``"ddim"`` is
+        DDIM with eta = 0 (Song et al. 2021) and ``"dpm-solver++"`` the second-order multistep
+        DPM-Solver++ (Lu et al. 2022), both deterministic given the initial noise.
+    config : dict-like
+        A `ConditionalDenoiser` config.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of `SCHEDULERS`.
+    """
+    common = dict(num_train_timesteps=config["num_train_timesteps"], beta_start=config["beta_start"],
+                  beta_end=config["beta_end"], beta_schedule=config["beta_schedule"],
+                  prediction_type=config["prediction_type"])
+    # The targets are unit-variance, not images in [-1, 1]: the diffusers default clip_sample=True of
+    # DDPM/DDIM would clip their x0 estimates to +-1 and truncate strong residuals.
+    if name == "ddpm":
+        return DDPMScheduler(**common, clip_sample=False)
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=False)
+    if name == "dpm-solver++":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    raise ValueError(f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
+
+
+def encode_pair(denoiser, autoencoder, lr_up, hr=None):
+    """
+    Conditioning and (optionally) the diffusion target of a batch, as in Fig. 2a.
+
+    Parameters
+    ----------
+    denoiser : `ConditionalDenoiser`
+    autoencoder : `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder` or None
+        Required in latent space.
+    lr_up : `torch.Tensor`
+        ``(B, 1, H, W)`` LR input replicated to the HR grid, network units.
+    hr : `torch.Tensor`, optional
+        ``(B, 1, H, W)`` ground truth, network units.
+
+    Returns
+    -------
+    cond : `torch.Tensor`
+        Scaled conditioning.
+    base : `torch.Tensor`
+        The unscaled (encoded) LR, to which a residual is added back.
+    target : `torch.Tensor` or None
+        Scaled target, when ``hr`` is given.
+    """
+    cfg = denoiser.config
+    if cfg.space == "latent":
+        with torch.no_grad():
+            base = autoencoder.encode_mean(lr_up)
+            high = None if hr is None else autoencoder.encode_mean(hr)
+    else:
+        base, high = lr_up, hr
+    cond = base / cfg.cond_scale
+    target = None
+    if high is not None:
+        target = ((high - base) if cfg.residual else high) / cfg.target_scale
+    return cond, base, target
+
+
+def decode_sample(denoiser, autoencoder, sample, base):
+    """Undo `encode_pair`: scaled sample -> HR image ``(B, 1, H, W)`` in network units (Fig. 2b)."""
+    cfg = denoiser.config
+    z = sample * cfg.target_scale
+    if cfg.residual:
+        z = z + base
+    return autoencoder.decode_latent(z) if cfg.space == "latent" else z
+
+
+@torch.no_grad()
+def estimate_scales(space, residual, autoencoder, lr_up, hr):
+    """
+    Standard deviations of the conditioning and of the target on a sample of training data.
+
+    Returns
+    -------
+    cond_scale, target_scale : float
+        In network units (latent units in latent space); stored as `ConditionalDenoiser` config.
+    """
+    if space == "latent":
+        base, high = autoencoder.encode_mean(lr_up), autoencoder.encode_mean(hr)
+    else:
+        base, high = lr_up, hr
+    target = (high - base) if residual else high
+    return float(base.std()), float(target.std())
+
+
+def diffusion_loss(model, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, generator):
+    """
+    Training loss of one batch: MSE between prediction and its target (section 4, Fig. 2a).
+
+    Parameters
+    ----------
+    model : callable
+        The denoiser, possibly wrapped for distributed training; ``model(noisy, cond, t)``.
+    denoiser_config : dict-like
+        Config of the unwrapped `ConditionalDenoiser`.
+    noise_scheduler : `diffusers.DDPMScheduler`
+        Defines the forward process (``add_noise``).
+    generator : `torch.Generator`
+        Draws timesteps and noise, so a step is reproducible from its seed (exact resume).
+    """
+
+    class _Cfg:  # encode_pair reads .config attributes
+        config = denoiser_config
+
+    cond, _, target = encode_pair(_Cfg, autoencoder, lr_up, hr)
+    noise = torch.randn(target.shape, generator=generator, dtype=target.dtype).to(target.device)
+    t = torch.randint(0, denoiser_config.num_train_timesteps, (target.shape[0],), generator=generator)
+    t = t.to(target.device)
+    noisy = noise_scheduler.add_noise(target, noise, t)
+    pred = model(noisy, cond, t)
+    kind = denoiser_config.prediction_type
+    ref = noise if kind == "epsilon" else target if kind == "sample" else noise_scheduler.get_velocity(target, noise, t)
+    return F.mse_loss(pred.float(), ref.float())
+
+
+class DiffusionSuperResolution(SuperResolutionModel):
+    """
+    A trained diffusion variant behind the `SuperResolutionModel` interface.
+
+    Parameters
+    ----------
+    denoiser : `ConditionalDenoiser`
+    autoencoder : `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder`, optional
+        Required when ``denoiser.config.space == "latent"``.
+    name : str, optional
+        Registry name; by default the variant's (``"ldm-res"``, ...).
+    revision : str, optional
+        Weights revision written into output headers.
+    scheduler : {"ddpm", "ddim", "dpm-solver++"}, optional
+        Sampler; DPM-Solver++ by default.
+    steps : int, optional
+        Sampler steps (network evaluations); by default those of `DEFAULT_STEPS`.
+    tile_size : int, optional
+        Default tile side in input pixels.
+    halo : int, optional
+        Input pixels of context per side used to place tile seams.
+    device : str, optional
+        Torch device.
+
+    Raises
+    ------
+    ValueError
+        If a latent denoiser comes without an autoencoder, or the sampler settings are invalid.
+    """
+
+    stochastic = True
+    clip_input = True
+
+    def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None, steps=None,
+                 tile_size=256, halo=8, device="auto"):
+        super().__init__(device=device)
+        cfg = denoiser.config
+        if cfg.space == "latent" and autoencoder is None:
+            raise ValueError("a latent-space denoiser needs its autoencoder")
+        self.denoiser = denoiser.to(self.device).eval()
+        self.autoencoder = None if cfg.space == "pixel" else autoencoder.to(self.device).eval()
+        self.name = name or variant_name(cfg.space, cfg.residual)
+        self.revision = str(revision)
+        self.factor = int(cfg.factor)
+        self.tile_size = int(tile_size)
+        self.halo = int(halo)
+        self.scheduler, self.steps = self._check_sampler(scheduler, steps)
+
+    @staticmethod
+    def _check_sampler(scheduler, steps):
+        scheduler = DEFAULT_SCHEDULER if scheduler is None else scheduler
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {scheduler!r}; available samplers are "
+                             f"{', '.join(map(repr, SCHEDULERS))}.")
+        steps = DEFAULT_STEPS[scheduler] if steps is None else steps
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= 1000:
+            raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
+        return scheduler, int(steps)
+
+    def configure_sampler(self, *, steps=None, scheduler=None):
+        """
+        A copy of this model with another sampler.
+
+        ``scheduler`` alone gives that sampler's default steps (1000 for ``"ddpm"``, the paper's
+        chain); ``steps`` alone keeps the current sampler. Networks are shared, not copied.
+        """
+        if steps is None and scheduler is None:
+            return self
+        new = copy.copy(self)
+        new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
+        return new
+
+    def provenance(self):
+        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``."""
+        return {"srsteps": self.steps, "srsched": self.scheduler}
+
+    @property
+    def network_evaluations(self):
+        """Denoiser calls per tile with the current sampler (one per step for all three samplers)."""
+        return self.steps
+
+    def _lr_multiple(self):
+        cfg = self.denoiser.config
+        grid = self.denoiser.unet_multiple * (self.autoencoder.factor if cfg.space == "latent" else 1)
+        return max(1, -(-grid // self.factor))
+
+    def _generators(self, seeds, n):
+        # One generator per tile (DESIGN.md rule 7): a tile's noise does not depend on its batch.
+        if seeds is None:
+            seeds = [None] * n
+        if len(seeds) != n:
+            raise ValueError(f"got {len(seeds)} seeds for {n} tiles")
+        gens = []
+        for s in seeds:
+            g = torch.Generator(device="cpu")
+            if s is None:
+                g.seed()
+            else:
+                g.manual_seed(int(s))
+            gens.append(g)
+        return gens
+
+    def _forward(self, x, *, seeds):
+        b, _, h, w = x.shape
+        m = self._lr_multiple()
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        # The paper's input: each LR pixel replicated factor x factor times (section 4, Fig. 1).
+        lr_up = F.interpolate(x, scale_factor=self.factor, mode="nearest")
+        cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up)
+        shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
+        gens = self._generators(seeds, b)
+        sched = make_scheduler(self.scheduler, self.denoiser.config)
+        with warnings.catch_warnings():
+            # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
+            # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
+            warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
+                                    category=DeprecationWarning)
+            sched.set_timesteps(self.steps, device=self.device)
+        z = randn_tensor(shape, generator=gens, device=self.device, dtype=cond.dtype) * sched.init_noise_sigma
+        for t in sched.timesteps:
+            out = self.denoiser(sched.scale_model_input(z, t), cond, t)
+            z = sched.step(out, t, z, generator=gens).prev_sample
+        y = decode_sample(self.denoiser, self.autoencoder, z, base)
+        return y[:, :, :self.factor * h, :self.factor * w]
+
+    # -- weights -------------------------------------------------------------------------------------
+
+    def save_pretrained(self, path):
+        """
+        Write the model as a directory: ``denoiser/`` (and ``autoencoder/``) in diffusers format
+        (``config.json`` + safetensors) and a ``superres.json`` manifest with sha256 of every file.
+        """
+        from .hub import write_manifest
+
+        path = Path(path)
+        self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
+        if self.autoencoder is not None:
+            self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
+        write_manifest(path, {"kind": "diffusion", "name": self.name, "revision": self.revision,
+                              "inference": {"scheduler": self.scheduler, "steps": self.steps,
+                                            "tile_size": self.tile_size, "halo": self.halo}})
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path, *, device="auto", revision=None):
+        """
+        Load a directory written by `save_pretrained` (its files already verified by the caller,
+        see `sunpy_superres.models.hub.load_directory`).
+        """
+        path = Path(path)
+        manifest = json.loads((path / "superres.json").read_text())
+        denoiser = ConditionalDenoiser.from_pretrained(path / "denoiser", use_safetensors=True)
+        autoencoder = None
+        if denoiser.config.space == "latent":
+            autoencoder = MagnetogramAutoencoder.from_pretrained(path / "autoencoder", use_safetensors=True)
+        inference = manifest.get("inference", {})
+        return cls(denoiser, autoencoder, name=manifest.get("name"),
+                   revision=revision or manifest.get("revision", "untrained"),
+                   scheduler=inference.get("scheduler"), steps=inference.get("steps"),
+                   tile_size=inference.get("tile_size", 256), halo=inference.get("halo", 8), device=device)
+

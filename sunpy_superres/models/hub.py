@@ -1,0 +1,287 @@
+"""
+Model weights: local directories and pinned Hugging Face Hub references, checked by sha256.
+
+A *model directory* holds diffusers-format sub-models (``config.json`` + ``*.safetensors``; never a
+pickle, DESIGN.md rule 6) and a manifest ``superres.json``::
+
+    {"format": "sunpy-superres-model", "format_version": 1, "kind": "diffusion",
+     "name": "ldm-res", "revision": "...", "package_version": "...",
+     "inference": {"scheduler": "dpm-solver++", "steps": 20, "tile_size": 256, "halo": 8},
+     "files": {"denoiser/config.json": "<sha256>", "denoiser/diffusion_pytorch_model.safetensors": "<sha256>", ...}}
+
+Every file listed is checked against its sha256 before anything is loaded. On the Hub a model is
+named by a *pinned* reference, a 40-hex commit, never a branch::
+
+    hf://owner/repo@0123456789abcdef0123456789abcdef01234567
+    hf://owner/repo/sub/folder@<commit>#sha256=<sha256 of superres.json>
+
+or the equivalent `HubModel` spec. The optional ``sha256`` is the recorded checksum of the
+manifest; since the manifest records the checksums of every other file, one recorded hash pins all
+the weights. Without it the commit pins the content (a git commit fixes each file's LFS sha256) and
+the manifest still catches a corrupted cache.
+"""
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest",
+           "verify_directory", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
+           "DIFFUSION_VARIANTS", "MANIFEST"]
+
+MANIFEST = "superres.json"
+FORMAT = "sunpy-superres-model"
+FORMAT_VERSION = 1
+
+#: The diffusion variants of the paper (see `sunpy_superres.models.diffusion`).
+DIFFUSION_VARIANTS = {
+    "ldm-res": "latent diffusion on the residual (Ramunno et al. 2024, their best model)",
+    "ldm": "latent diffusion predicting the HR latent directly",
+    "ddpm-res": "pixel-space diffusion on the scaled residual (Palette with residuals)",
+    "ddpm": "pixel-space diffusion predicting the HR image directly (Palette)",
+}
+
+#: Trained weights shipped under a registry name: ``{name: HubModel}``. Empty until trained
+#: defaults are published (issue 5); a variant registers only when it has weights here.
+PINNED_WEIGHTS = {}
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_REFERENCE = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?P<sub>(/[\w.-]+)*)@(?P<rev>[^#]+)(#sha256=(?P<sha>.*))?$")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Model weights are neither in the cache nor reachable (e.g. offline with an empty cache)."""
+
+
+class ChecksumError(ValueError):
+    """A weights file does not have the sha256 that was recorded for it."""
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """
+    A pinned model on the Hugging Face Hub.
+
+    Parameters
+    ----------
+    repo_id : str
+        ``"owner/name"``.
+    revision : str
+        The 40-hex commit; branch and tag names are refused because they can move.
+    sha256 : str, optional
+        Recorded sha256 of the model's ``superres.json`` manifest (which records the sha256 of every
+        weights file).
+    subfolder : str, optional
+        Folder of the model inside the repository.
+    """
+
+    repo_id: str
+    revision: str
+    sha256: str | None = None
+    subfolder: str = ""
+
+    def __post_init__(self):
+        if not _COMMIT.match(self.revision):
+            raise ValueError(f"Hub revision must be a full 40-hex commit hash, got {self.revision!r}: a branch "
+                             "or tag can move, so the weights would not be pinned.")
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise ValueError(f"sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
+
+    def __str__(self):
+        sub = f"/{self.subfolder}" if self.subfolder else ""
+        sha = f"#sha256={self.sha256}" if self.sha256 else ""
+        return f"hf://{self.repo_id}{sub}@{self.revision}{sha}"
+
+
+def parse_hub_reference(reference):
+    """
+    Parse ``"hf://owner/repo[/subfolder]@<commit>[#sha256=<hex>]"`` into a `HubModel`.
+
+    Raises
+    ------
+    ValueError
+        If the reference is malformed or not pinned to a commit.
+    """
+    match = _REFERENCE.match(reference)
+    if not match:
+        raise ValueError(f"cannot parse Hub reference {reference!r}; expected "
+                         "'hf://owner/repo@<40-hex commit>' or 'hf://owner/repo/subfolder@<commit>#sha256=<hex>'")
+    return HubModel(match["repo"], match["rev"], match["sha"], match["sub"].strip("/"))
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(path, info):
+    """
+    Write ``superres.json`` into the model directory ``path``, recording every file's sha256.
+
+    Parameters
+    ----------
+    info : dict
+        Model description (``kind``, ``name``, ``revision``, ``inference``, ...).
+    """
+    from .. import __version__
+
+    path = Path(path)
+    files = {p.relative_to(path).as_posix(): sha256_file(p) for p in sorted(path.rglob("*"))
+             if p.is_file() and p.name != MANIFEST}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **info, "package_version": __version__,
+                "files": files}
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return path / MANIFEST
+
+
+def _read_manifest(path):
+    manifest_path = Path(path) / MANIFEST
+    if not manifest_path.is_file():
+        raise WeightsNotFoundError(f"{path} is not a sunpy-superres model directory: it has no {MANIFEST} "
+                                   "(write one with the model's save_pretrained()).")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{manifest_path} is not a {FORMAT} manifest of version {FORMAT_VERSION}")
+    return manifest
+
+
+def verify_directory(path):
+    """
+    Check every file listed in the manifest of ``path`` against its sha256.
+
+    Returns
+    -------
+    dict
+        The manifest.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If the manifest or a listed file is missing.
+    ChecksumError
+        If a file's sha256 differs from the recorded one.
+    """
+    path = Path(path)
+    manifest = _read_manifest(path)
+    for rel, expected in manifest["files"].items():
+        f = path / rel
+        if not f.is_file():
+            raise WeightsNotFoundError(f"model directory {path} lacks {rel}, listed in its {MANIFEST}")
+        actual = sha256_file(f)
+        if actual != expected:
+            raise ChecksumError(f"{f} has sha256 {actual}, but {expected} was recorded: the file is corrupt or "
+                                "was changed; download it again (delete it from the cache) or re-save the model.")
+    return manifest
+
+
+def load_directory(path, *, device="auto", revision=None):
+    """
+    Load a verified model directory.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Directory with a ``superres.json`` manifest.
+    device : str, optional
+        Torch device.
+    revision : str, optional
+        Revision for output headers (default: the manifest's).
+
+    Raises
+    ------
+    WeightsNotFoundError, ChecksumError
+        See `verify_directory`.
+    ValueError
+        If the manifest names an unknown model kind.
+    """
+    manifest = verify_directory(path)
+    if manifest.get("kind") == "diffusion":
+        from .diffusion import DiffusionSuperResolution
+
+        return DiffusionSuperResolution.from_pretrained(path, device=device, revision=revision)
+    raise ValueError(f"{path}: unknown model kind {manifest.get('kind')!r} in {MANIFEST}")
+
+
+def _offline():
+    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE once, at its import.
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _download(spec, filename, cache_dir):
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = _offline()
+    try:
+        return hf_hub_download(spec.repo_id, filename, subfolder=spec.subfolder or None, revision=spec.revision,
+                               cache_dir=cache_dir, local_files_only=offline)
+    except LocalEntryNotFoundError as err:
+        where = "with HF_HUB_OFFLINE=1 " if offline else "without a connection to the Hub "
+        raise WeightsNotFoundError(
+            f"model weights {spec} are not available {where}: file {filename!r} of repository "
+            f"{spec.repo_id!r} (revision {spec.revision}) is not in the Hugging Face cache "
+            f"({cache_dir or 'the default cache, see HF_HUB_CACHE'}). Either download it once while online "
+            f"(`hf download {spec.repo_id} --revision {spec.revision} --local-dir DIR`), or pass a local copy "
+            "of the model directory as model='DIR'.") from err
+    except (EntryNotFoundError, RepositoryNotFoundError) as err:
+        raise WeightsNotFoundError(f"model weights {spec}: file {filename!r} does not exist in repository "
+                                   f"{spec.repo_id!r} at revision {spec.revision}.") from err
+
+
+def fetch(spec, *, cache_dir=None):
+    """
+    Download (or find in the cache) the model ``spec`` and verify it.
+
+    Parameters
+    ----------
+    spec : `HubModel`
+    cache_dir : str or path-like, optional
+        Hugging Face cache; the default cache (``HF_HUB_CACHE``) when not given.
+
+    Returns
+    -------
+    `pathlib.Path`
+        The verified snapshot directory.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If a file is neither cached nor downloadable (the message names the repository and file and
+        says how to use a local copy).
+    ChecksumError
+        If the manifest or a weights file does not match its recorded sha256.
+    """
+    manifest_path = Path(_download(spec, MANIFEST, cache_dir))
+    if spec.sha256 is not None:
+        actual = sha256_file(manifest_path)
+        if actual != spec.sha256:
+            raise ChecksumError(f"{MANIFEST} of {spec} has sha256 {actual}, but {spec.sha256} was recorded.")
+    manifest = _read_manifest(manifest_path.parent)
+    for rel in manifest["files"]:
+        _download(spec, rel, cache_dir)
+    verify_directory(manifest_path.parent)
+    return manifest_path.parent
+
+
+def load_hub_model(spec, *, device="auto", cache_dir=None):
+    """Fetch and load a `HubModel` (or an ``"hf://..."`` string); its revision goes into headers."""
+    if isinstance(spec, str):
+        spec = parse_hub_reference(spec)
+    path = fetch(spec, cache_dir=cache_dir)
+    return load_directory(path, device=device, revision=spec.revision)
+
+
+def no_weights_message(name):
+    """Why a known diffusion variant cannot be loaded by name yet, and what to do instead."""
+    return (f"model {name!r} ({DIFFUSION_VARIANTS[name]}) has no trained weights shipped with this version "
+            "of sunpy-superres yet. Train one with `sunpy-superres-train CONFIG` (extra [train]) and pass the "
+            "exported model directory as model='/path/to/dir', or a pinned Hub reference as "
+            "model='hf://owner/repo@<40-hex commit>'.")

@@ -1,0 +1,14 @@
+"""
+Training of the autoencoder and the diffusion variants (extra ``[train]``: accelerate, peft).
+
+``train(config)`` runs one `accelerate` loop for every model; `sunpy_superres.training.data` makes
+crops from full-disk HMI files; configs are dataclasses (`sunpy_superres.training.config`) read from
+TOML and saved with every checkpoint. Importing `sunpy_superres` never imports this subpackage.
+"""
+
+from .config import DataConfig, ModelConfig, TrainConfig, load_config, shipped_configs
+from .data import CropDataset, degrade, split_by_date
+from .loop import latest_checkpoint, train
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "load_config", "shipped_configs", "CropDataset", "degrade",
+           "split_by_date", "train", "latest_checkpoint"]

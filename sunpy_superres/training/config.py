@@ -1,0 +1,157 @@
+"""
+Training configuration: dataclasses read from TOML, saved as JSON with every checkpoint.
+
+A config describes one run completely (data, model, optimisation); together with the package
+version saved beside it, it says how a checkpoint was made (DESIGN.md rule 9). Zero means "measure"
+for the scale factors and "none" for optional limits, because TOML has no null.
+"""
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "load_config", "shipped_configs"]
+
+
+@dataclass
+class DataConfig:
+    """Where crops come from and how (see `sunpy_superres.training.data`)."""
+
+    #: Directory with full-disk HMI FITS files (``$VARS`` and ``~`` are expanded).
+    data_dir: str = "../shared/data/hmi"
+    #: Glob of the files inside ``data_dir``.
+    pattern: str = "*.fits"
+    #: Validation periods ("YYYY-MM-DD" or "YYYY-MM"); empty: the latest ``validation_fraction``.
+    validation_dates: list[str] = field(default_factory=list)
+    validation_fraction: float = 0.34
+    period: str = "day"
+    #: HR crop side in pixels (the paper: 1024).
+    crop_size: int = 128
+    max_radius: float = 0.9
+    strong_field_fraction: float = 0.5
+    strong_field_gauss: float = 300.0
+    augment: bool = True
+    #: Samples that make an "epoch" (the paper: 43,912 images per epoch).
+    samples_per_epoch: int = 1000
+
+
+@dataclass
+class ModelConfig:
+    """The network to train: an autoencoder or a diffusion variant."""
+
+    #: "diffusion" or "autoencoder".
+    kind: str = "diffusion"
+    #: "latent" or "pixel" (diffusion only).
+    space: str = "latent"
+    residual: bool = True
+    prediction_type: str = "epsilon"
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    layers_per_block: int = 2
+    attention_levels: list[bool] = field(default_factory=lambda: [False, False, True, True])
+    attention_head_dim: int = 8
+    norm_num_groups: int = 32
+    #: Standard deviations dividing target and conditioning; 0 = measure on training data.
+    target_scale: float = 0.0
+    cond_scale: float = 0.0
+    #: Trained autoencoder directory for latent diffusion; empty: train one first under
+    #: ``output_dir/autoencoder`` for ``TrainConfig.autoencoder_steps`` steps.
+    autoencoder: str = ""
+    ae_factor: int = 8
+    latent_channels: int = 4
+    ae_base_channels: int = 32
+    ae_max_channels: int = 128
+    ae_layers_per_block: int = 1
+    ae_norm_num_groups: int = 8
+    #: Inference defaults written into the exported model.
+    tile_size: int = 256
+    halo: int = 8
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    name: str = "run"
+    output_dir: str = "runs/run"
+    seed: int = 0
+    #: Per process (the paper: 4 on one GPU).
+    batch_size: int = 4
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    #: Steps to train; 0: ``epochs * samples_per_epoch / batch_size``.
+    max_steps: int = 0
+    epochs: float = 0.0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    ema_decay: float = 0.995
+    grad_clip: float = 1.0
+    #: "auto" (bf16/fp16 on a GPU, none on a CPU), "no", "fp16" or "bf16".
+    mixed_precision: str = "auto"
+    #: Batches used to measure the scale factors.
+    scale_batches: int = 8
+    autoencoder_steps: int = 1000
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def total_steps(self):
+        """Steps of the run (``max_steps``, or the steps of ``epochs`` epochs)."""
+        if self.max_steps > 0:
+            return int(self.max_steps)
+        if self.epochs > 0:
+            return max(1, int(round(self.epochs * self.data.samples_per_epoch / self.batch_size)))
+        raise ValueError("set max_steps or epochs in the config")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """
+        Build a config from nested dicts.
+
+        Raises
+        ------
+        ValueError
+            On an unknown key (a typo must not be silently ignored).
+        """
+        d = dict(d)
+        data = _build(DataConfig, d.pop("data", {}), "data")
+        model = _build(ModelConfig, d.pop("model", {}), "model")
+        return _build(cls, d, "", data=data, model=model)
+
+
+def _build(kind, values, section, **extra):
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        where = f"[{section}] " if section else ""
+        raise ValueError(f"unknown config key(s) {where}{sorted(unknown)}; known: {sorted(names)}")
+    return kind(**values, **extra)
+
+
+def shipped_configs():
+    """Names of the configs shipped with the package (``sunpy_superres/training/configs``)."""
+    return sorted(p.name.removesuffix(".toml") for p in resources.files(__package__).joinpath("configs").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_config(path_or_name):
+    """
+    Read a TOML config file, or a shipped config by name (``"cpu"``, ``"paper-gpu"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If it is neither a file nor a shipped name.
+    """
+    path = Path(os.path.expanduser(str(path_or_name)))
+    if not path.is_file():
+        shipped = resources.files(__package__).joinpath("configs", f"{path_or_name}.toml")
+        if not shipped.is_file():
+            raise FileNotFoundError(f"no config file {path_or_name!r} and no shipped config of that name "
+                                    f"(shipped: {', '.join(shipped_configs())})")
+        return TrainConfig.from_dict(tomllib.loads(shipped.read_text()))
+    return TrainConfig.from_dict(tomllib.loads(path.read_text()))

@@ -1,0 +1,123 @@
+"""Diffusion variants: shapes, seeded determinism, samplers, save/load, superresolve with WCS."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from sunpy_superres import superresolve
+from sunpy_superres.models import available_models, load_model
+from sunpy_superres.models.diffusion import DEFAULT_STEPS, ConditionalDenoiser, make_scheduler
+
+from .tiny import tiny_model
+
+EXPECTED_LDM_RES = [0.22043714, 0.33036116, 0.23491104, 0.05721025]
+
+VARIANTS = [("latent", True, "ldm-res"), ("latent", False, "ldm"), ("pixel", True, "ddpm-res"),
+            ("pixel", False, "ddpm")]
+
+
+def lr_input(seed=0, shape=(2, 10, 12)):
+    return np.random.default_rng(seed).normal(0, 0.1, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(("space", "residual", "name"), VARIANTS)
+def test_variant_shapes_and_seeds(space, residual, name):
+    model = tiny_model(space, residual)
+    assert model.name == name and model.stochastic and model.clip_input
+    x = lr_input()
+    a = model.predict(x, seeds=[1, 2])
+    assert a.shape == (2, 40, 48) and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, model.predict(x, seeds=[1, 2]))  # same seeds: identical on CPU
+    assert not np.allclose(a[0], model.predict(x[:1], seeds=[3])[0])  # another seed: another sample
+    # A tile's sample does not depend on its batch (one generator per tile, DESIGN.md rule 7).
+    np.testing.assert_allclose(model.predict(x[1:], seeds=[2])[0], a[1], atol=1e-3)
+
+
+def test_exact_seeded_slice():
+    """Guards sampler, conditioning and decoding against silent change (values recorded on CPU)."""
+    out = tiny_model("latent", True).predict(lr_input(), seeds=[7, 8])
+    np.testing.assert_allclose(out[0, 0, :4], EXPECTED_LDM_RES, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm-solver++"])
+def test_samplers(scheduler):
+    model = tiny_model("pixel", True)
+    fast = model.configure_sampler(scheduler=scheduler, steps=3)
+    assert fast is not model and model.steps == 4  # a configured copy; the original is untouched
+    assert fast.provenance() == {"srsteps": 3, "srsched": scheduler}
+    assert fast.network_evaluations == 3
+    x = lr_input()
+    np.testing.assert_array_equal(fast.predict(x, seeds=[5, 6]), fast.predict(x, seeds=[5, 6]))
+    assert model.configure_sampler(scheduler=scheduler).steps == DEFAULT_STEPS[scheduler]
+
+
+def test_default_sampler_needs_far_fewer_evaluations():
+    model = tiny_model()
+    assert model.scheduler == "dpm-solver++"
+    default = model.configure_sampler(steps=DEFAULT_STEPS["dpm-solver++"])
+    ddpm = model.configure_sampler(scheduler="ddpm")
+    assert ddpm.network_evaluations == 1000
+    assert ddpm.network_evaluations / default.network_evaluations >= 25
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"scheduler": "euler"}, "unknown scheduler 'euler'"),
+                                               ({"steps": 0}, "steps must be an integer"),
+                                               ({"steps": 2.5}, "steps must be an integer")])
+def test_sampler_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model().configure_sampler(**kwargs)
+
+
+def test_scheduler_config_follows_paper():
+    cfg = ConditionalDenoiser(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4).config
+    sched = make_scheduler("ddpm", cfg)
+    assert sched.config.num_train_timesteps == 1000 and sched.config.beta_schedule == "linear"
+    assert sched.config.prediction_type == "epsilon" and not sched.config.clip_sample
+    with pytest.raises(ValueError, match="space must be"):
+        ConditionalDenoiser(space="wavelet")
+
+
+@pytest.mark.parametrize(("space", "residual", "name"), VARIANTS)
+def test_save_load_round_trip(tmp_path, space, residual, name):
+    model = tiny_model(space, residual)
+    model.save_pretrained(tmp_path / name)
+    files = {p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*") if p.is_file()}
+    assert "superres.json" in files and "denoiser/diffusion_pytorch_model.safetensors" in files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files)  # no pickles
+    loaded = load_model(str(tmp_path / name), device="cpu")
+    assert (loaded.name, loaded.steps, loaded.tile_size, loaded.halo) == (name, 4, 32, 4)
+    x = lr_input()
+    np.testing.assert_array_equal(loaded.predict(x, seeds=[1, 2]), model.predict(x, seeds=[1, 2]))
+
+
+def test_superresolve_map_shape_wcs_and_seed(tmp_path, hmi_cutout):
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean)  # 128x128 at 2"/px
+    lr = lr.submap([0, 0] * u.pix, top_right=[47, 39] * u.pix)  # 48x40: several tiles, uneven edges
+    model = tiny_model("latent", True)
+    model.save_pretrained(tmp_path / "m")
+    out = superresolve(lr, model=str(tmp_path / "m"), seed=3, steps=2, progress=False, device="cpu")
+    assert out.data.shape == (160, 192)
+    assert u.allclose(out.scale.axis1, lr.scale.axis1 / 4)
+    for px, py in [(0, 0), (191, 159), (95.5, 79.5)]:
+        world = out.pixel_to_world(px * u.pix, py * u.pix)
+        back = lr.world_to_pixel(world)
+        assert abs(back.x.value - ((px + 0.5) / 4 - 0.5)) < 1e-6
+        assert abs(back.y.value - ((py + 0.5) / 4 - 0.5)) < 1e-6
+    assert out.meta["srsteps"] == 2 and out.meta["srsched"] == "dpm-solver++"
+    assert out.meta["srmodel"] == "ldm-res" and out.meta["srseed"] == 3
+    again = superresolve(lr, model=model, seed=3, steps=2, progress=False)
+    np.testing.assert_array_equal(out.data, again.data)
+    other = superresolve(lr, model=model, seed=4, steps=2, progress=False)
+    assert not np.array_equal(out.data, other.data)
+
+
+def test_untrained_registry_names_say_what_to_do():
+    for name in ("ldm-res", "ldm", "ddpm-res", "ddpm"):
+        assert name not in available_models()  # registered only when pinned trained weights exist
+        with pytest.raises(ValueError, match=f"'{name}'.*no trained weights.*model='/path/to/dir'"):
+            load_model(name)
+
+
+def test_missing_directory():
+    with pytest.raises(ValueError, match="neither a registered name nor a model directory"):
+        load_model("./no/such/model")

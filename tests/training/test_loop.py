@@ -1,0 +1,112 @@
+"""The training loop: every variant trains on real HMI crops and serves superresolve; exact resume."""
+
+import json
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sunpy_superres import __version__, superresolve
+from sunpy_superres.training import TrainConfig, load_config, shipped_configs, train
+from sunpy_superres.training.cli import main
+from sunpy_superres.training.config import DataConfig, ModelConfig
+
+
+def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, autoencoder=""):
+    return TrainConfig(
+        name="tiny", output_dir=str(out), batch_size=2, max_steps=steps, checkpoint_every=every, scale_batches=2,
+        autoencoder_steps=2,
+        data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_dates=["2019-06-21"]),
+        model=ModelConfig(space=space, residual=residual, block_out_channels=[8, 16], attention_levels=[False, True],
+                          attention_head_dim=8, norm_num_groups=4, layers_per_block=1, autoencoder=autoencoder,
+                          ae_factor=4, latent_channels=2, ae_base_channels=8, ae_max_channels=16,
+                          ae_norm_num_groups=4, tile_size=32, halo=4))
+
+
+@pytest.fixture(scope="module")
+def data_dir(hmi_full_disk_paths):
+    return next(iter(hmi_full_disk_paths.values())).parent
+
+
+@pytest.fixture(scope="module")
+def trained_autoencoder(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("ae")
+    cfg = tiny_config(out, data_dir)
+    cfg.model.kind = "autoencoder"
+    return train(cfg, progress=False)
+
+
+@pytest.mark.parametrize(("space", "residual", "name"), [("latent", True, "ldm-res"), ("latent", False, "ldm"),
+                                                         ("pixel", True, "ddpm-res"), ("pixel", False, "ddpm")])
+def test_every_variant_trains_and_superresolves(tmp_path, data_dir, trained_autoencoder, hmi_cutout,
+                                                space, residual, name):
+    ae = str(trained_autoencoder) if space == "latent" else ""
+    final = train(tiny_config(tmp_path, data_dir, space, residual, autoencoder=ae), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    manifest = json.loads((final / "superres.json").read_text())
+    assert manifest["name"] == name and manifest["package_version"] == __version__
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
+    assert out.data.shape == (96, 96) and np.isfinite(out.data).all()
+    assert out.meta["srmodel"] == name
+    centre = out.pixel_to_world(47.5 * u.pix, 47.5 * u.pix)
+    assert centre.separation(lr.pixel_to_world(11.5 * u.pix, 11.5 * u.pix)) < 1 * u.mas
+    assert u.allclose(out.scale.axis2, lr.scale.axis2 / 4)
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path, data_dir, trained_autoencoder):
+    ae = str(trained_autoencoder)
+    straight = train(tiny_config(tmp_path / "a", data_dir, steps=5, autoencoder=ae), progress=False)
+    # "Killed" during step 3: the checkpoint of step 2 survives, step 3's work is lost.
+    assert train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False,
+                 stop_at_step=3) is None
+    state = json.loads((tmp_path / "b" / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert state["step"] == 2 and state["package_version"] == __version__
+    assert TrainConfig.from_dict(state["config"]) == tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae)
+    resumed = train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False)
+    for rel in ["denoiser/diffusion_pytorch_model.safetensors"]:
+        a, b = load_file(straight / rel), load_file(resumed / rel)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    raw_a = load_file(tmp_path / "a" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors")
+    raw_b = load_file(tmp_path / "b" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors")
+    for k in raw_a:
+        torch.testing.assert_close(raw_a[k], raw_b[k], rtol=0, atol=0)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
+    train(tiny_config(tmp_path, data_dir, space="pixel", steps=2), progress=False)
+    cfg = tiny_config(tmp_path, data_dir, space="pixel", steps=2)
+    cfg.learning_rate = 1e-3
+    with pytest.raises(ValueError, match="different config"):
+        train(cfg, progress=False)
+
+
+def test_shipped_configs():
+    assert shipped_configs() == ["cpu", "paper-gpu"]
+    paper = load_config("paper-gpu")
+    assert (paper.data.crop_size, paper.model.block_out_channels[0], paper.epochs) == (1024, 128, 30)
+    assert (paper.batch_size, paper.learning_rate, paper.model.prediction_type) == (4, 3e-4, "epsilon")
+    assert any(paper.model.attention_levels) and not paper.model.attention_levels[0]
+    assert load_config("cpu").model.space == "latent"
+    with pytest.raises(ValueError, match="unknown config key"):
+        TrainConfig.from_dict({"model": {"chanels": 3}})
+    with pytest.raises(FileNotFoundError, match="shipped: cpu, paper-gpu"):
+        load_config("nonexistent")
+
+
+def test_cli(tmp_path, data_dir, capsys):
+    cfg = tiny_config(tmp_path / "run", data_dir, space="pixel", steps=2)
+    toml = tmp_path / "tiny.toml"
+    lines = [f'{k} = {json.dumps(v)}' for k, v in cfg.to_dict().items() if not isinstance(v, dict)]
+    for section in ("data", "model"):
+        lines.append(f"[{section}]")
+        lines += [f'{k} = {json.dumps(v)}' for k, v in cfg.to_dict()[section].items()]
+    toml.write_text("\n".join(lines) + "\n")
+    assert main([str(toml), "--no-progress", "--max-steps", "1"]) == 0
+    assert "model written to" in capsys.readouterr().out
+    assert (tmp_path / "run" / "model" / "superres.json").is_file()
