@@ -132,7 +132,7 @@ def reconstruction_metrics(autoencoder, hr, *, threshold=None):
     -------
     dict
         ``psnr`` (dB, data range 2 i.e. +-3000 G, mean over images), ``flux_error`` (mean relative
-        error of the unsigned flux sum |B| per image, dimensionless), ``rmse_gauss`` (G).
+        error of the unsigned flux sum ``|B|`` per image, dimensionless), ``rmse_gauss`` (G).
 
     References
     ----------
