@@ -24,7 +24,8 @@ class DataConfig:
     data_dir: str = "../shared/data/hmi"
     #: Glob of the files inside ``data_dir``.
     pattern: str = "*.fits"
-    #: Validation periods ("YYYY-MM-DD" or "YYYY-MM"); empty: the latest ``validation_fraction``.
+    #: Validation periods ("YYYY-MM-DD" or "YYYY-MM"); empty: the latest ``validation_fraction``
+    #: of periods, or no validation set at all when ``validation_fraction`` is 0.
     validation_dates: list[str] = field(default_factory=list)
     validation_fraction: float = 0.34
     period: str = "day"

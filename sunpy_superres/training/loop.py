@@ -90,6 +90,8 @@ def _data_files(cfg):
     files = sorted(glob.glob(os.path.join(root, cfg.data.pattern)))
     if not files:
         raise FileNotFoundError(f"no files match {cfg.data.pattern!r} in {root!r} (config [data] data_dir)")
+    if not cfg.data.validation_dates and cfg.data.validation_fraction == 0:
+        return [Path(f) for f in files], []  # explicitly no validation set (small experiments)
     return split_by_date(files, validation_dates=cfg.data.validation_dates or None,
                          validation_fraction=cfg.data.validation_fraction, period=cfg.data.period)
 
