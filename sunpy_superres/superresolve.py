@@ -56,8 +56,9 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     consistency : bool or "auto", optional
         After sampling, shift every ``factor x factor`` block of the output so that its mean equals
         the (calibrated) input pixel: the field, and so the net flux, at the input's scale is kept by
-        construction. ``"auto"`` (default) applies it to trained networks and not to the
-        interpolation baselines. Recorded as ``SRCONSIS``.
+        construction. ``"auto"`` (default) applies it to stochastic (diffusion) models, the "after
+        sampling" step, and leaves the deterministic baselines as the paper compares them.
+        Recorded as ``SRCONSIS``.
     check_scale : bool, optional
         Refuse pixel scales outside 1-4"/pixel (default `True`). The models are trained at 2".
     tile_size : int, optional
@@ -124,7 +125,7 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     sr_model = load_model(model, device=device)
     sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler)
     if consistency == "auto":
-        consistency = sr_model.learned
+        consistency = sr_model.stochastic
     if not isinstance(consistency, bool | np.bool_):
         raise ValueError(f"consistency must be True, False or 'auto', got {consistency!r}")
     if samples > 1 and not sr_model.stochastic:

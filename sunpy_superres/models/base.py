@@ -63,9 +63,6 @@ class SuperResolutionModel:
     clip_input : bool
         Whether the network only accepts inputs within [-1, 1] (+-3000 G). If so, `superresolve`
         clips its input and adds the clipped excess back, replicated, to the output.
-    learned : bool
-        Whether the model is a trained network. ``superresolve(consistency="auto")`` applies the
-        block-mean consistency step to learned models only, so interpolation baselines stay pure.
     """
 
     name = "base"
@@ -75,7 +72,6 @@ class SuperResolutionModel:
     halo = 2
     tile_size = 256
     clip_input = False
-    learned = False
 
     def __init__(self, device="auto"):
         self.device = resolve_device(device)

@@ -30,18 +30,20 @@ from pathlib import Path
 
 __all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest",
            "verify_directory", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
-           "DIFFUSION_VARIANTS", "MANIFEST"]
+           "TRAINED_MODELS", "MANIFEST"]
 
 MANIFEST = "superres.json"
 FORMAT = "sunpy-superres-model"
 FORMAT_VERSION = 1
 
-#: The diffusion variants of the paper (see `sunpy_superres.models.diffusion`).
-DIFFUSION_VARIANTS = {
+#: The trained models of the paper that ship as weights (diffusion variants and CNN baselines).
+TRAINED_MODELS = {
     "ldm-res": "latent diffusion on the residual (Ramunno et al. 2024, their best model)",
     "ldm": "latent diffusion predicting the HR latent directly",
     "ddpm-res": "pixel-space diffusion on the scaled residual (Palette with residuals)",
     "ddpm": "pixel-space diffusion predicting the HR image directly (Palette)",
+    "enhance": "Enhance CNN (Diaz Baso & Asensio Ramos 2018), deterministic",
+    "progressive": "Progressive x2->x4 CNN (Rahman et al. 2020), deterministic",
 }
 
 #: Trained weights shipped under a registry name: ``{name: HubModel}``. Empty until trained
@@ -207,6 +209,12 @@ def load_directory(path, *, device="auto", revision=None):
         from .diffusion import DiffusionSuperResolution
 
         return DiffusionSuperResolution.from_pretrained(path, device=device, revision=revision)
+    if manifest.get("kind") in ("enhance", "progressive"):
+        from .enhance import EnhanceSuperResolution
+        from .progressive import ProgressiveSuperResolution
+
+        cls = EnhanceSuperResolution if manifest["kind"] == "enhance" else ProgressiveSuperResolution
+        return cls.from_pretrained(path, device=device, revision=revision)
     raise ValueError(f"{path}: unknown model kind {manifest.get('kind')!r} in {MANIFEST}")
 
 
@@ -281,7 +289,7 @@ def load_hub_model(spec, *, device="auto", cache_dir=None):
 
 def no_weights_message(name):
     """Why a known diffusion variant cannot be loaded by name yet, and what to do instead."""
-    return (f"model {name!r} ({DIFFUSION_VARIANTS[name]}) has no trained weights shipped with this version "
+    return (f"model {name!r} ({TRAINED_MODELS[name]}) has no trained weights shipped with this version "
             "of sunpy-superres yet. Train one with `sunpy-superres-train CONFIG` (extra [train]) and pass the "
             "exported model directory as model='/path/to/dir', or a pinned Hub reference as "
             "model='hf://owner/repo@<40-hex commit>'.")

@@ -84,7 +84,7 @@ def load_model(model="default", *, device="auto"):
         raise TypeError(f"model must be a registry name, a model directory, a Hub reference or a "
                         f"SuperResolutionModel, got {type(model).__name__}")
     name = DEFAULT_MODEL if model == "default" else model
-    if name not in _REGISTRY and name in hub.DIFFUSION_VARIANTS:
+    if name not in _REGISTRY and name in hub.TRAINED_MODELS:
         raise ValueError(hub.no_weights_message(name))
     if name not in _REGISTRY:
         names = ", ".join(repr(n) for n in available_models())
@@ -107,4 +107,4 @@ def _pinned_loader(spec):
 
 
 for _name, _spec in hub.PINNED_WEIGHTS.items():
-    register_model(_name, _pinned_loader(_spec), hub.DIFFUSION_VARIANTS.get(_name, str(_spec)))
+    register_model(_name, _pinned_loader(_spec), hub.TRAINED_MODELS.get(_name, str(_spec)))

@@ -9,6 +9,9 @@ TOML and saved with every checkpoint. Importing `sunpy_superres` never imports t
 from .config import DataConfig, ModelConfig, TrainConfig, load_config, shipped_configs
 from .data import CropDataset, degrade, split_by_date
 from .loop import latest_checkpoint, train
+from .pairs import (MagnetogramPair, degrade_to_mdi, fetch_pair, make_pair, make_synthetic_pair,
+                    split_paper_dates)
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "load_config", "shipped_configs", "CropDataset", "degrade",
-           "split_by_date", "train", "latest_checkpoint"]
+           "split_by_date", "train", "latest_checkpoint", "MagnetogramPair", "degrade_to_mdi", "fetch_pair",
+           "make_pair", "make_synthetic_pair", "split_paper_dates"]
