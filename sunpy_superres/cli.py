@@ -7,6 +7,12 @@ The ``sunpy-superres`` command.
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
     sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
                    [--crop PIXELS] [--seed S] [--overwrite]
+    sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--scheduler ADDRESS] [--workers N]
+                   [--model NAME] [--samples N] [--seed S] [--root DIR] [--overwrite] [--quiet]
+
+``batch`` (needs the ``[batch]`` extra) runs many files on a Dask cluster (a local one, or the one at
+``--scheduler``), writes ``OUT_DIR/<sub-folders>/<stem>_sr.fits`` and ``OUT_DIR/manifest.ecsv``, and
+resumes when run again; it exits with status 1 if any file failed (the manifest says why).
 
 It never modifies the input, refuses to replace an existing output without ``--overwrite``, writes
 through a temporary file and a rename, and on bad input exits with status 2 and a one-line reason.
@@ -124,12 +130,76 @@ def _run_evaluate(args):
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _batch_parser():
+    from .models import available_models
+
+    p = argparse.ArgumentParser(
+        prog="sunpy-superres batch",
+        description="Super-resolve many magnetogram files on a Dask cluster. Outputs mirror the input "
+                    "folders under OUT_DIR as <stem>_sr.fits; OUT_DIR/manifest.ecsv records each file. Run "
+                    "the same command again to resume: finished files are skipped, failed ones retried.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT_GLOB",
+                   help="input FITS files or glob patterns (quote them; ** recurses)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of a running Dask scheduler (default: start a local cluster)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="workers of the local cluster (default: one per GPU, else one per 4 CPU cores)")
+    p.add_argument("--model", default="default", metavar="NAME",
+                   help=f"model name (default: %(default)s); one of {', '.join(available_models())}")
+    p.add_argument("--samples", type=int, default=1, metavar="N",
+                   help="stochastic samples per file (default: 1)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="base random seed; each file derives its own")
+    p.add_argument("--root", type=Path, default=None, metavar="DIR",
+                   help="folder whose tree is mirrored in the output (default: the inputs' common folder)")
+    p.add_argument("--overwrite", action="store_true", help="redo every file and replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no dashboard link or progress bar")
+    return p
+
+
+def _run_batch(args):
+    try:
+        from .batch import MANIFEST_NAME, expand_paths, superresolve_files
+    except ImportError as err:
+        raise _Refusal(f"batch needs dask.distributed ({err}); pip install 'sunpy-superres[batch]'") from err
+    if args.workers is not None and args.scheduler is not None:
+        raise _Refusal("--workers sizes the local cluster only; do not combine it with --scheduler")
+    manifest = args.output / MANIFEST_NAME
+    try:
+        inputs = expand_paths(args.inputs)
+        table = superresolve_files(inputs, args.output, client=args.scheduler, model=args.model,
+                                   samples=args.samples, seed=args.seed, overwrite=args.overwrite,
+                                   n_workers=args.workers, root=args.root, progress=not args.quiet)
+    except (TypeError, ValueError) as err:
+        raise _Refusal(" ".join(str(err).split())) from err
+    except OSError as err:  # e.g. no scheduler at --scheduler
+        raise _Refusal(f"{type(err).__name__}: {' '.join(str(err).split())}") from err
+    except KeyboardInterrupt:
+        print(f"sunpy-superres: interrupted; finished files are recorded in {manifest}; run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
+    run = table.meta["run"]
+    names = {str(p) for p in inputs}
+    failed = [row for row in table if row["status"] == "failed" and row["input"] in names]
+    print(f"{run['done']} files done, {run['skipped']} done earlier, {len(failed)} failed; "
+          f"manifest {manifest}")
+    if len(failed):
+        print(f"sunpy-superres: error: {len(failed)} of {len(inputs)} files failed; reasons in {manifest}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
 def main(argv=None):
     """Entry point of ``sunpy-superres``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] == ["evaluate"]:
             _run_evaluate(_evaluate_parser().parse_args(argv[1:]))
+        elif argv[:1] == ["batch"]:
+            return _run_batch(_batch_parser().parse_args(argv[1:]))
         else:
             _run(_parser().parse_args(argv))
     except (_Refusal, FileExistsError) as err:

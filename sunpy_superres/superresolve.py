@@ -21,7 +21,8 @@ from .uncertainty import UncertaintyMap
 __all__ = ["superresolve"]
 
 
-def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, scheduler=None, device="auto",
+def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
+                 device="auto",
                  calibrate=True, consistency="auto", check_scale=True, tile_size=None, overlap=None,
                  batch_size=4, keep_samples=False, progress=True):
     """
@@ -34,9 +35,13 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     smap : `~sunpy.map.GenericMap`
         Line-of-sight magnetogram in G (or Mx/cm2) at about 2"/pixel, e.g. a SOHO/MDI
         ``fd_M_96m_lev182`` map or a cut-out of one. Off-limb pixels may be NaN. Not modified.
-    model : str or `~sunpy_superres.models.SuperResolutionModel`, optional
-        Registry name (see `sunpy_superres.models.available_models`) or a loaded model.
-        ``"default"`` is the embedded default model.
+    model : str, path-like or `~sunpy_superres.models.SuperResolutionModel`, optional
+        Registry name (see `sunpy_superres.models.available_models`), a model directory, a pinned
+        Hub reference ``"hf://owner/repo@<40-hex commit>"``, or a loaded model. ``"default"`` is the
+        embedded default model.
+    adapter : path-like, optional
+        A LoRA adapter directory (from ``sunpy-superres-train finetune``) applied to a diffusion
+        ``model`` and merged before sampling; needs the ``[train]`` extra (peft).
     samples : int, optional
         Number of stochastic samples. With more than one the result is an
         `~sunpy_superres.UncertaintyMap` of their mean and standard deviation. Deterministic models
@@ -123,6 +128,10 @@ def superresolve(smap, *, model="default", samples=1, seed=None, steps=None, sch
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     sr_model = load_model(model, device=device)
+    if adapter is not None:
+        from .training.lora import load_adapter  # peft: extra [train]; the core import stays light
+
+        sr_model = load_adapter(sr_model, adapter, device=device)
     sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler)
     if consistency == "auto":
         consistency = sr_model.stochastic

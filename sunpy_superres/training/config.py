@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "load_config", "shipped_configs"]
+__all__ = ["DataConfig", "ModelConfig", "FinetuneConfig", "TrainConfig", "load_config", "shipped_configs",
+           "MODEL_KINDS", "PAIR_SOURCES"]
+
+#: What ``[model] kind`` can train: the autoencoder of the latent variants, the diffusion variants, and
+#: the deterministic CNN baselines (trained with pixel MSE).
+MODEL_KINDS = ("diffusion", "autoencoder", "enhance", "progressive")
+#: Where fine-tuning pairs come from (``[finetune] pairs``).
+PAIR_SOURCES = ("synthetic", "directory")
 
 
 @dataclass
@@ -41,9 +48,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network to train: an autoencoder or a diffusion variant."""
+    """The network to train: an autoencoder, a diffusion variant or a CNN baseline."""
 
-    #: "diffusion" or "autoencoder".
+    #: "diffusion", "autoencoder", "enhance" or "progressive" (see `MODEL_KINDS`).
     kind: str = "diffusion"
     #: "latent" or "pixel" (diffusion only).
     space: str = "latent"
@@ -66,9 +73,70 @@ class ModelConfig:
     ae_max_channels: int = 128
     ae_layers_per_block: int = 1
     ae_norm_num_groups: int = 8
-    #: Inference defaults written into the exported model.
+    #: CNN baselines ("enhance", "progressive"; see `sunpy_superres.models.enhance` and
+    #: `sunpy_superres.models.progressive` for the meaning and the published sizes).
+    cnn_channels: int = 64
+    #: Interpolated input the CNN output is added to: "bicubic", "nearest" or "none".
+    cnn_skip: str = "bicubic"
+    enhance_residual_blocks: int = 5
+    enhance_upsample_channels: int = 64
+    enhance_batch_norm: bool = True
+    progressive_growth_rate: int = 16
+    progressive_layers_per_block: int = 4
+    progressive_blocks_per_level: list[int] = field(default_factory=lambda: [4, 2])
+    #: Weights of the x2 and x4 levels in `progressive_mse`; empty: all ones.
+    progressive_level_weights: list[float] = field(default_factory=list)
+    #: Inference defaults written into the exported model (``halo``: diffusion only; a CNN's halo
+    #: follows from its layers).
     tile_size: int = 256
     halo: int = 8
+
+
+@dataclass
+class FinetuneConfig:
+    """
+    Fine-tuning of a trained model on MDI/HMI pairs (Ramunno et al. 2024, section 7).
+
+    Active when ``base_model`` is set. A diffusion base gets LoRA on its attention projections and a
+    trainable mid block (`sunpy_superres.training.lora`); a CNN base (Enhance, Progressive) is
+    fine-tuned in full, as the paper does for its baselines. The architecture comes from the base
+    model: only ``[model] kind``, which must match it, and ``tile_size``/``halo`` are read from
+    ``[model]``. Crops of ``[data] crop_size`` (HR pixels) are drawn from the pairs.
+    """
+
+    #: Trained model directory (``superres.json``) or pinned ``hf://`` reference; empty: no fine-tuning.
+    base_model: str = ""
+    lora_rank: int = 8
+    #: LoRA scale numerator (update ``alpha / rank * B A``); 0: equal to the rank.
+    lora_alpha: float = 0.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    #: Train the U-Net bottleneck in full (the paper: yes).
+    train_mid_block: bool = True
+    #: "synthetic": pairs made from the ``[data]`` HMI files by `degrade_to_mdi` (no real pairs needed);
+    #: "directory": real MDI and HMI files in ``pairs_dir`` (e.g. from ``fetch_pair``), paired by time.
+    pairs: str = "synthetic"
+    pairs_dir: str = ""
+    mdi_pattern: str = "mdi*.fits"
+    hmi_pattern: str = "hmi*.fits"
+    #: Largest time difference of a real MDI/HMI pair, minutes.
+    max_time_difference_minutes: float = 60.0
+    #: Side of the crop around the most intense active region of each pair, MDI pixels (the paper:
+    #: 256); 0: the whole map.
+    pair_crop_size: int = 256
+    #: Inclusive first and last day of the pairs used (the paper: ["2010-05-01", "2010-08-31"]);
+    #: empty: all (for "synthetic", the training side of the ``[data]`` date split).
+    dates: list[str] = field(default_factory=list)
+    #: Degradation of synthetic pairs: Gaussian PSF FWHM (arcsec) and noise rms (G at MDI levels).
+    synthetic_psf_arcsec: float = 3.3
+    synthetic_noise_gauss: float = 9.0
+    #: Fraction of an HR crop's pixels that must be valid (on-disk in both maps).
+    min_valid_fraction: float = 1.0
+
+    @property
+    def enabled(self):
+        """Whether this config fine-tunes (a base model is set)."""
+        return bool(self.base_model)
 
 
 @dataclass
@@ -96,6 +164,7 @@ class TrainConfig:
     autoencoder_steps: int = 1000
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def total_steps(self):
         """Steps of the run (``max_steps``, or the steps of ``epochs`` epochs)."""
@@ -113,15 +182,26 @@ class TrainConfig:
         """
         Build a config from nested dicts.
 
+        Keys missing from ``d`` take their defaults, so a config saved by an earlier version (before
+        a field existed) reads back as the same run.
+
         Raises
         ------
         ValueError
-            On an unknown key (a typo must not be silently ignored).
+            On an unknown key (a typo must not be silently ignored) or an unknown model kind or
+            pair source.
         """
         d = dict(d)
         data = _build(DataConfig, d.pop("data", {}), "data")
         model = _build(ModelConfig, d.pop("model", {}), "model")
-        return _build(cls, d, "", data=data, model=model)
+        finetune = _build(FinetuneConfig, d.pop("finetune", {}), "finetune")
+        if model.kind not in MODEL_KINDS:
+            raise ValueError(f"[model] kind must be one of {', '.join(map(repr, MODEL_KINDS))}, "
+                             f"got {model.kind!r}")
+        if finetune.pairs not in PAIR_SOURCES:
+            raise ValueError(f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
+                             f"got {finetune.pairs!r}")
+        return _build(cls, d, "", data=data, model=model, finetune=finetune)
 
 
 def _build(kind, values, section, **extra):

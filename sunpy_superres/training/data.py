@@ -76,12 +76,13 @@ def observation_date(path):
         return "-".join(match.groups())
     from astropy.io import fits
 
-    for hdu in fits.open(path, lazy_load_hdus=True):
-        for key in ("T_REC", "DATE-OBS", "DATE_OBS"):
-            value = str(hdu.header.get(key, ""))
-            m = re.match(r"(\d{4})[.-](\d{2})[.-](\d{2})", value)
-            if m:
-                return "-".join(m.groups())
+    with fits.open(path, lazy_load_hdus=True) as hdul:
+        for hdu in hdul:
+            for key in ("T_REC", "DATE-OBS", "DATE_OBS"):
+                value = str(hdu.header.get(key, ""))
+                m = re.match(r"(\d{4})[.-](\d{2})[.-](\d{2})", value)
+                if m:
+                    return "-".join(m.groups())
     raise ValueError(f"cannot find an observation date for {path}")
 
 

@@ -5,6 +5,13 @@ The paper's recipe (section 4): AdamW, learning rate 3e-4, batch 4, MSE, mixed p
 plus EMA weights (its code: decay 0.995) and gradient clipping. The same code runs on one CPU, one
 GPU, or several processes started by ``torchrun``/``accelerate launch``.
 
+What it trains (``[model] kind``): the magnetogram autoencoder, the four diffusion variants (the
+diffusion loss of `sunpy_superres.models.diffusion`), and the deterministic baselines Enhance and
+Progressive (pixel MSE; Progressive with `progressive_mse` on both pyramid levels). From scratch the
+data are HR crops of full-disk HMI files with the paper's degradation (section 4). With a
+``[finetune]`` base model it fine-tunes on MDI/HMI pairs (section 7): LoRA and the mid block of a
+diffusion model (`sunpy_superres.training.lora`), all weights of a CNN.
+
 Exact resume: a checkpoint holds the weights, the EMA weights, the optimizer state (safetensors and
 JSON, no pickle) and the step. Batches, timesteps and noise of step ``s`` are drawn from generators
 seeded by ``(seed, s, rank)``, so no RNG state has to be saved: a run killed after a checkpoint and
@@ -15,23 +22,39 @@ import copy
 import glob
 import json
 import os
+import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..models.autoencoder import MagnetogramAutoencoder, autoencoder_loss, build_autoencoder
-from ..models.diffusion import (ConditionalDenoiser, DiffusionSuperResolution, diffusion_loss, estimate_scales,
-                                make_scheduler)
-from .config import TrainConfig
-from .data import CropDataset, degrade, split_by_date
+from ..models.diffusion import (
+    ConditionalDenoiser,
+    DiffusionSuperResolution,
+    diffusion_loss,
+    estimate_scales,
+    make_scheduler,
+)
+from ..models.enhance import EnhanceNet, EnhanceSuperResolution
+from ..models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
+from .config import MODEL_KINDS, TrainConfig
+from .data import CropDataset, degrade, observation_date, split_by_date
 
-__all__ = ["train", "latest_checkpoint", "CHECKPOINT_PREFIX"]
+__all__ = ["train", "latest_checkpoint", "CHECKPOINT_PREFIX", "PairCrops", "finetune_pairs"]
+
+#: Super-resolution factor of every model trained here (MDI 2"/pixel -> HMI 0.5"/pixel).
+FACTOR = 4
+_CNN = {"enhance": (EnhanceNet, EnhanceSuperResolution),
+        "progressive": (ProgressiveNet, ProgressiveSuperResolution)}
+_TRAINABLE_FILE = "trainable.safetensors"
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -118,6 +141,225 @@ def _autoencoder_stage(cfg, progress):
     return final
 
 
+class PairCrops:
+    """
+    Aligned random crops of MDI/HMI pairs, augmented; sample ``i`` is a pure function of ``(seed, i)``.
+
+    Parameters
+    ----------
+    pairs : list of tuple
+        ``(lr, hr, valid)`` arrays as `~sunpy_superres.training.pairs.MagnetogramPair.to_arrays`
+        gives them (network units; ``hr`` ``factor`` times larger; ``valid`` on the ``hr`` grid).
+    crop_size : int
+        HR crop side in pixels, a multiple of ``factor``; the LR crop is ``crop_size // factor``.
+    factor : int, optional
+        Size ratio of target and input.
+    augment : bool, optional
+        The same random 90-degree rotation, flip and polarity sign applied to input and target
+        (symmetries of a LOS magnetogram crop, as in `~sunpy_superres.training.data.CropDataset`).
+    min_valid_fraction : float, optional
+        Least fraction of valid target pixels in a crop (1: crops wholly on the disk of both maps).
+    seed : int, optional
+        Base seed.
+
+    Raises
+    ------
+    ValueError
+        If no pair has a crop of this size with enough valid pixels.
+    """
+
+    def __init__(self, pairs, *, crop_size, factor=FACTOR, augment=True, min_valid_fraction=1.0, seed=0):
+        if crop_size % factor:
+            raise ValueError(f"crop_size {crop_size} is not a multiple of the factor {factor}")
+        self.factor, self.crop_size = int(factor), int(crop_size)
+        self.augment, self.seed = bool(augment), int(seed)
+        c = self.crop_size // self.factor
+        self._pairs, self._candidates = [], []
+        for lr, hr, valid in pairs:
+            h, w = lr.shape
+            if hr.shape != (h * factor, w * factor) or valid.shape != hr.shape:
+                raise ValueError(f"pair shapes {lr.shape}, {hr.shape}, {valid.shape} are not a "
+                                 f"{factor}x pair")
+            if h < c or w < c:
+                continue
+            # Valid fraction of every c x c window of LR pixels, from a summed-area table.
+            frac = valid.reshape(h, factor, w, factor).mean(axis=(1, 3))
+            table = np.pad(frac.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            window = (table[c:, c:] - table[:-c, c:] - table[c:, :-c] + table[:-c, :-c]) / (c * c)
+            ys, xs = np.nonzero(window >= min_valid_fraction - 1e-9)
+            if len(ys):
+                self._pairs.append((lr, hr))
+                self._candidates.append((ys, xs))
+        if not self._pairs:
+            raise ValueError(f"no pair has a {crop_size}x{crop_size} target crop with at least "
+                             f"{min_valid_fraction:.0%} valid pixels; use smaller crops or larger pairs "
+                             "([finetune] pair_crop_size)")
+
+    def __len__(self):
+        return len(self._pairs)
+
+    def sample(self, index):
+        """Crop number ``index``: LR ``(c/f, c/f)`` and HR ``(c, c)`` float32, network units."""
+        rng = np.random.default_rng([self.seed, int(index)])
+        k = int(rng.integers(len(self._pairs)))
+        ys, xs = self._candidates[k]
+        j = int(rng.integers(len(ys)))
+        f, c = self.factor, self.crop_size // self.factor
+        lr, hr = self._pairs[k]
+        y, x = int(ys[j]), int(xs[j])
+        lr, hr = lr[y:y + c, x:x + c], hr[f * y:f * (y + c), f * x:f * (x + c)]
+        if self.augment:
+            turns = int(rng.integers(4))
+            lr, hr = np.rot90(lr, turns), np.rot90(hr, turns)
+            if rng.random() < 0.5:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if rng.random() < 0.5:
+                lr, hr = -lr, -hr
+        return np.ascontiguousarray(lr, dtype=np.float32), np.ascontiguousarray(hr, dtype=np.float32)
+
+    def batch(self, step, batch_size, *, rank=0, world_size=1):
+        """LR and HR crops of one step for one process (indices as `CropDataset.batch`)."""
+        start = (int(step) * world_size + rank) * batch_size
+        lr, hr = zip(*(self.sample(i) for i in range(start, start + batch_size)), strict=True)
+        return np.stack(lr), np.stack(hr)
+
+
+def _read_map(path):
+    import sunpy.map
+
+    with warnings.catch_warnings():
+        # Real instrument headers carry non-standard keys; sunpy and astropy say so, which is not our error.
+        warnings.simplefilter("ignore")
+        smap = sunpy.map.Map(path)
+        smap.date  # noqa: B018 - parse the header's date now, under the filter
+    return smap
+
+
+_JSOC_TIME = re.compile(r"(\d{8})_(\d{6})")
+
+
+def _file_time(path):
+    """Observation time from a JSOC-style file name (both series use TAI), else from the header."""
+    from astropy.time import Time
+
+    match = _JSOC_TIME.search(Path(path).name)
+    if match:
+        d, t = match.groups()
+        return Time(f"{d[:4]}-{d[4:6]}-{d[6:]}T{t[:2]}:{t[2:4]}:{t[4:]}", scale="tai")
+    return _read_map(path).date
+
+
+def _in_dates(day, dates):
+    if not dates:
+        return True
+    if len(dates) != 2:
+        raise ValueError(f"[finetune] dates must be [first_day, last_day], got {dates}")
+    return dates[0] <= day <= dates[1]
+
+
+def finetune_pairs(cfg):
+    """
+    The MDI/HMI pairs of a fine-tuning config, as network-unit arrays.
+
+    ``[finetune] pairs = "synthetic"``: one pair per HMI file of the training side of the ``[data]``
+    date split, its input made by `~sunpy_superres.training.pairs.degrade_to_mdi` with a noise seed
+    derived from ``(seed, file number)``. ``"directory"``: every MDI file of ``pairs_dir`` with the
+    HMI file nearest in time (within ``max_time_difference_minutes``), paired by
+    `~sunpy_superres.training.pairs.make_pair` (files as `~sunpy_superres.training.pairs.fetch_pair`
+    downloads them). Both crop ``pair_crop_size`` MDI pixels around the most intense active region
+    and keep only days within ``dates``.
+
+    Returns
+    -------
+    list of tuple
+        ``(lr, hr, valid)`` per pair (see `~sunpy_superres.training.pairs.MagnetogramPair.to_arrays`).
+
+    Raises
+    ------
+    FileNotFoundError
+        If no file or no pair is found.
+    """
+    import astropy.units as u
+
+    from .pairs import make_pair, make_synthetic_pair
+
+    ft = cfg.finetune
+    crop = ft.pair_crop_size or None
+    arrays = []
+    if ft.pairs == "synthetic":
+        files, _ = _data_files(cfg)
+        if ft.dates:
+            files = [f for f in files if _in_dates(observation_date(f), ft.dates)]
+        for i, f in enumerate(files):
+            seed = int(np.random.SeedSequence([int(cfg.seed), i]).generate_state(1)[0])
+            pair = make_synthetic_pair(_read_map(f), crop_size=crop,
+                                       psf_fwhm=ft.synthetic_psf_arcsec * u.arcsec,
+                                       noise=ft.synthetic_noise_gauss * u.G, seed=seed)
+            arrays.append(pair.to_arrays())
+    else:
+        root = os.path.expandvars(os.path.expanduser(ft.pairs_dir))
+        mdi_files = sorted(glob.glob(os.path.join(root, ft.mdi_pattern)))
+        hmi_files = sorted(glob.glob(os.path.join(root, ft.hmi_pattern)))
+        if not mdi_files or not hmi_files:
+            raise FileNotFoundError(f"[finetune] pairs_dir {root!r} needs files matching {ft.mdi_pattern!r} "
+                                    f"and {ft.hmi_pattern!r} (found {len(mdi_files)} and {len(hmi_files)})")
+        hmi_times = [_file_time(f) for f in hmi_files]
+        limit = ft.max_time_difference_minutes * u.min
+        for f in mdi_files:
+            when = _file_time(f)
+            if not _in_dates(when.utc.strftime("%Y-%m-%d"), ft.dates):
+                continue
+            gaps = [abs((t - when).to(u.min)) for t in hmi_times]
+            k = int(np.argmin(u.Quantity(gaps).value))
+            if gaps[k] > limit:
+                continue
+            # make_pair checks the headers' times again, to the second.
+            pair = make_pair(_read_map(f), _read_map(hmi_files[k]), crop_size=crop, max_time_difference=limit)
+            arrays.append(pair.to_arrays())
+    if not arrays:
+        raise FileNotFoundError(f"no fine-tuning pairs ([finetune] pairs = {ft.pairs!r}, dates = {ft.dates})")
+    return arrays
+
+
+def _load_base(cfg):
+    """The ``[finetune]`` base model (checksums verified), on the CPU."""
+    from ..models.registry import load_model
+
+    ref = cfg.finetune.base_model
+    if not ref.startswith("hf://"):
+        ref = os.path.expandvars(os.path.expanduser(ref))
+    base = load_model(ref, device="cpu")
+    kind = ("diffusion" if isinstance(base, DiffusionSuperResolution) else "enhance"
+            if isinstance(base, EnhanceSuperResolution) else "progressive"
+            if isinstance(base, ProgressiveSuperResolution) else type(base).__name__)
+    if kind != cfg.model.kind:
+        raise ValueError(f"[finetune] base_model {ref!r} is a {kind!r} model, but [model] kind is "
+                         f"{cfg.model.kind!r}")
+    return ref, base
+
+
+def _build_cnn(cfg):
+    m = cfg.model
+    torch.manual_seed(cfg.seed)
+    if m.kind == "enhance":
+        return EnhanceNet(channels=m.cnn_channels, num_residual_blocks=m.enhance_residual_blocks,
+                          upsample_channels=m.enhance_upsample_channels, factor=FACTOR, skip=m.cnn_skip,
+                          batch_norm=m.enhance_batch_norm)
+    return ProgressiveNet(channels=m.cnn_channels, growth_rate=m.progressive_growth_rate,
+                          layers_per_block=m.progressive_layers_per_block,
+                          blocks_per_level=tuple(m.progressive_blocks_per_level), factor=FACTOR,
+                          skip=m.cnn_skip)
+
+
+def _build_lora(cfg, base):
+    from .lora import add_lora
+
+    ft = cfg.finetune
+    torch.manual_seed(cfg.seed)  # LoRA A is drawn at random: part of the run's definition
+    return add_lora(base.denoiser, rank=ft.lora_rank, alpha=ft.lora_alpha or None, dropout=ft.lora_dropout,
+                    target_modules=tuple(ft.lora_target_modules), train_mid_block=ft.train_mid_block)
+
+
 def _build_network(cfg, train_files, autoencoder):
     m = cfg.model
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's definition
@@ -125,8 +367,10 @@ def _build_network(cfg, train_files, autoencoder):
         return build_autoencoder(factor=m.ae_factor, latent_channels=m.latent_channels, base_channels=m.ae_base_channels,
                                  max_channels=m.ae_max_channels, layers_per_block=m.ae_layers_per_block,
                                  norm_num_groups=m.ae_norm_num_groups)
+    if m.kind in _CNN:
+        return _build_cnn(cfg)
     if m.kind != "diffusion":
-        raise ValueError(f"model kind must be 'diffusion' or 'autoencoder', got {m.kind!r}")
+        raise ValueError(f"model kind must be one of {', '.join(map(repr, MODEL_KINDS))}, got {m.kind!r}")
     cond_scale, target_scale = m.cond_scale, m.target_scale
     if cond_scale <= 0 or target_scale <= 0:
         # Measured on crops the training steps never see (another seed), identically on every rank.
@@ -152,9 +396,14 @@ def _mixed_precision(requested):
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def _trainable(net):
+    """``{name: parameter}`` of what trains (everything but for LoRA); EMA and optimizer cover these."""
+    return {n: p for n, p in net.named_parameters() if p.requires_grad}
+
+
 def train(config, *, resume=True, progress=True, stop_at_step=None):
     """
-    Train (or continue training) the model of ``config``.
+    Train, fine-tune, or continue training the model of ``config``.
 
     Parameters
     ----------
@@ -171,66 +420,105 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     -------
     `pathlib.Path` or None
         ``output_dir/model``: the exported EMA model (a model directory that ``superresolve(...,
-        model=path)`` loads, or a diffusers autoencoder directory); `None` if stopped early.
+        model=path)`` and `sunpy_superres.models.load_model` load, or a diffusers autoencoder
+        directory); `None` if stopped early. A LoRA fine-tune also writes the adapter alone to
+        ``output_dir/adapter`` (see `sunpy_superres.training.lora`); ``output_dir/model`` is then
+        the merged model.
 
     Raises
     ------
     FileNotFoundError
-        If the config's data directory has no matching files.
+        If the config's data directory has no matching files, or a fine-tune finds no pairs.
     ValueError
         On an inconsistent config, or a checkpoint written by a different config.
     """
     from accelerate import Accelerator
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    kind = cfg.model.kind
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind must be one of {', '.join(map(repr, MODEL_KINDS))}, got {kind!r}")
+    finetune = cfg.finetune.enabled
+    if finetune and kind == "autoencoder":
+        raise ValueError("[finetune] applies to super-resolution models, not to the autoencoder")
+    lora = finetune and kind == "diffusion"
     out = Path(cfg.output_dir)
     total = cfg.total_steps()
     # accelerate only sets up multi-process CPU training (gloo, under torchrun) when told cpu=True.
     on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=on_cpu)
     rank, world = accelerator.process_index, accelerator.num_processes
-    train_files, _ = _data_files(cfg)
-    dataset = _dataset(cfg, train_files, seed=cfg.seed)
-    kind = cfg.model.kind
 
-    autoencoder = None
-    if kind == "diffusion" and cfg.model.space == "latent":
-        path = _autoencoder_stage(cfg, progress)  # every rank: the stage trains distributed too
-        autoencoder = MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True).to(accelerator.device)
-        autoencoder.requires_grad_(False).eval()
+    autoencoder = base = base_ref = train_files = None
+    if finetune:
+        base_ref, base = _load_base(cfg)
+        autoencoder = getattr(base, "autoencoder", None)
+        dataset = PairCrops(finetune_pairs(cfg), crop_size=cfg.data.crop_size, augment=cfg.data.augment,
+                            min_valid_fraction=cfg.finetune.min_valid_fraction, seed=cfg.seed)
+    else:
+        train_files, _ = _data_files(cfg)
+        dataset = _dataset(cfg, train_files, seed=cfg.seed)
+        if kind == "diffusion" and cfg.model.space == "latent":
+            path = _autoencoder_stage(cfg, progress)  # every rank: the stage trains distributed too
+            autoencoder = MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True)
+    if autoencoder is not None:
+        autoencoder = autoencoder.to(accelerator.device).requires_grad_(False).eval()
 
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         state = json.loads((ckpt / "state.json").read_text())
-        if state["config"] != cfg.to_dict():
+        # Compared as configs, not dicts: a checkpoint written before a config field existed has that
+        # field's default, and resumes.
+        if TrainConfig.from_dict(state["config"]) != cfg:
             raise ValueError(f"checkpoint {ckpt} was written by a different config; use another output_dir or "
                              "resume=False")
-        cls = MagnetogramAutoencoder if kind == "autoencoder" else ConditionalDenoiser
-        net = cls.from_pretrained(ckpt / "model", use_safetensors=True)
+        if lora:
+            net = _build_lora(cfg, base)
+            _load_trainable(net, ckpt / "model" / _TRAINABLE_FILE)
+        else:
+            cls = {"autoencoder": MagnetogramAutoencoder, "diffusion": ConditionalDenoiser,
+                   **{k: v[0] for k, v in _CNN.items()}}[kind]
+            net = cls.from_pretrained(ckpt / "model", use_safetensors=True)
         start = int(state["step"])
     else:
-        net = _build_network(cfg, train_files, autoencoder)
+        if lora:
+            net = _build_lora(cfg, base)
+        elif finetune:
+            net = copy.deepcopy(base.network)
+        else:
+            net = _build_network(cfg, train_files, autoencoder)
         start = 0
     net.train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(list(_trainable(net).values()), lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
     if ckpt is not None:
         _load_optimizer(optimizer, ckpt)
         ema = load_file(ckpt / "ema.safetensors")
     else:
-        ema = {n: p.detach().clone() for n, p in net.named_parameters()}
+        ema = {n: p.detach().clone() for n, p in _trainable(net).items()}
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
 
     module = _AutoencoderObjective(net) if kind == "autoencoder" else net
     module, optimizer = accelerator.prepare(module, optimizer)
-    noise_scheduler = make_scheduler("ddpm", net.config) if kind == "diffusion" else None
+    denoiser_config = (net.get_base_model() if lora else net).config if kind == "diffusion" else None
+    noise_scheduler = make_scheduler("ddpm", denoiser_config) if kind == "diffusion" else None
+    level_weights = cfg.model.progressive_level_weights or None
     log_path = out / "log.jsonl"
 
     bar = tqdm(total=total, initial=start, desc=cfg.name, unit="step",
                disable=not (progress and accelerator.is_local_main_process))
     for step in range(start, total):
         t0 = time.perf_counter()
-        hr = torch.from_numpy(dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))[:, None]
-        hr = hr.to(accelerator.device)
+        if finetune:
+            lr, hr = (torch.from_numpy(a)[:, None].to(accelerator.device)
+                      for a in dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))
+            # The paper's input: each MDI pixel replicated 4x4 (section 7, as in section 4).
+            lr_up = lr.repeat_interleave(FACTOR, dim=-2).repeat_interleave(FACTOR, dim=-1)
+        else:
+            hr = torch.from_numpy(dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))[:, None]
+            hr = hr.to(accelerator.device)
+            lr_up = degrade(hr) if kind != "autoencoder" else None
+            lr = lr_up[..., ::FACTOR, ::FACTOR] if kind in _CNN else None
         gen = _step_generator(cfg.seed, step, rank)
         with accelerator.autocast():
             if kind == "autoencoder":
@@ -238,8 +526,13 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
                 eps = torch.randn((hr.shape[0], net.config.latent_channels, hr.shape[2] // f, hr.shape[3] // f),
                                   generator=gen).to(accelerator.device)
                 loss = module(hr, eps)
+            elif kind == "diffusion":
+                loss = diffusion_loss(module, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, gen)
+            elif kind == "enhance":
+                loss = F.mse_loss(module(lr).float(), hr.float())
             else:
-                loss = diffusion_loss(module, net.config, autoencoder, noise_scheduler, degrade(hr), hr, gen)
+                # Both pyramid levels supervised (x2 by the 2x2 block means): ProSR's curriculum.
+                loss = progressive_mse(module, lr, hr, level_weights=level_weights)
         accelerator.backward(loss)
         if cfg.grad_clip > 0:
             accelerator.clip_grad_norm_(module.parameters(), cfg.grad_clip)
@@ -248,7 +541,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         # EMA with the usual warm-up, a function of the step only (exact resume).
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for n, p in net.named_parameters():
+            for n, p in _trainable(net).items():
                 ema[n].lerp_(p.detach(), 1 - decay)
         loss_value = float(accelerator.gather(loss.detach()[None]).mean())
         dt = time.perf_counter() - t0
@@ -263,12 +556,27 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
             bar.close()
             return None
         if done % cfg.checkpoint_every == 0 or done == total:
-            _save_checkpoint(accelerator, cfg, net, ema, optimizer, done)
+            _save_checkpoint(accelerator, cfg, net, ema, optimizer, done, lora=lora)
     bar.close()
+    if lora:
+        return _export_lora(accelerator, cfg, net, ema, base_ref, base, total)
     return _export(accelerator, cfg, net, ema, autoencoder, total)
 
 
-def _save_checkpoint(accelerator, cfg, net, ema, optimizer, step):
+def _load_trainable(net, path):
+    """Put a checkpoint's trainable tensors (LoRA, mid block) into a freshly wrapped model, all of them."""
+    saved = load_file(path)
+    expected = set(_trainable(net))
+    if set(saved) != expected:
+        raise ValueError(f"{path} holds other trainable tensors than the model: missing "
+                         f"{sorted(expected - set(saved))[:3]}, unexpected "
+                         f"{sorted(set(saved) - expected)[:3]}")
+    with torch.no_grad():
+        for n, p in _trainable(net).items():
+            p.copy_(saved[n])
+
+
+def _save_checkpoint(accelerator, cfg, net, ema, optimizer, step, *, lora=False):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         root = Path(cfg.output_dir) / "checkpoints"
@@ -276,7 +584,14 @@ def _save_checkpoint(accelerator, cfg, net, ema, optimizer, step):
         tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        accelerator.unwrap_model(net).save_pretrained(tmp / "model", safe_serialization=True)
+        model = accelerator.unwrap_model(net)
+        if lora:
+            # The frozen base is the config's base_model: only what trains is checkpointed.
+            (tmp / "model").mkdir()
+            save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()},
+                      tmp / "model" / _TRAINABLE_FILE)
+        else:
+            model.save_pretrained(tmp / "model", safe_serialization=True)
         save_file({n: t.detach().cpu().contiguous() for n, t in ema.items()}, tmp / "ema.safetensors")
         _save_optimizer(optimizer, tmp)
         # state.json is written last: a checkpoint without it is incomplete and never resumed from.
@@ -289,29 +604,74 @@ def _save_checkpoint(accelerator, cfg, net, ema, optimizer, step):
     accelerator.wait_for_everyone()
 
 
+def _ema_copy(accelerator, net, ema):
+    model = copy.deepcopy(accelerator.unwrap_model(net)).cpu()
+    with torch.no_grad():
+        for n, p in _trainable(model).items():
+            p.copy_(ema[n])
+    return model
+
+
+def _training_record(cfg, step):
+    return {"config": cfg.to_dict(), "step": step, "package_version": __version__}
+
+
+def _finish_model_directory(final, cfg, step):
+    """Add the training config to an exported model directory and re-record the manifest's checksums."""
+    from ..models.hub import write_manifest
+
+    (final / "training_config.json").write_text(json.dumps(_training_record(cfg, step), indent=2))
+    manifest = json.loads((final / "superres.json").read_text())
+    write_manifest(final, {k: v for k, v in manifest.items()
+                           if k not in ("files", "format", "format_version", "package_version")})
+
+
 def _export(accelerator, cfg, net, ema, autoencoder, step):
     """Write the EMA weights as the run's model (``output_dir/model``)."""
     accelerator.wait_for_everyone()
     final = Path(cfg.output_dir) / "model"
     if accelerator.is_main_process:
-        model = copy.deepcopy(accelerator.unwrap_model(net)).cpu()
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(ema[n])
+        model = _ema_copy(accelerator, net, ema)
         shutil.rmtree(final, ignore_errors=True)
+        revision = f"{cfg.name}-step{step}"
         if cfg.model.kind == "autoencoder":
             model.save_pretrained(final, safe_serialization=True)
+            (final / "training_config.json").write_text(json.dumps(_training_record(cfg, step), indent=2))
         else:
-            ae = None if autoencoder is None else copy.deepcopy(autoencoder).cpu()
-            sr = DiffusionSuperResolution(model, ae, revision=f"{cfg.name}-step{step}",
-                                          tile_size=cfg.model.tile_size, halo=cfg.model.halo, device="cpu")
+            if cfg.model.kind in _CNN:
+                sr = _CNN[cfg.model.kind][1](model, revision=revision, tile_size=cfg.model.tile_size,
+                                             device="cpu")
+            else:
+                ae = None if autoencoder is None else copy.deepcopy(autoencoder).cpu()
+                sr = DiffusionSuperResolution(model, ae, revision=revision, tile_size=cfg.model.tile_size,
+                                              halo=cfg.model.halo, device="cpu")
             sr.save_pretrained(final)
-        (final / "training_config.json").write_text(json.dumps({"config": cfg.to_dict(), "step": step,
-                                                                "package_version": __version__}, indent=2))
-        if cfg.model.kind != "autoencoder":
-            from ..models.hub import write_manifest
-            manifest = json.loads((final / "superres.json").read_text())
-            write_manifest(final, {k: v for k, v in manifest.items()
-                                   if k not in ("files", "format", "format_version", "package_version")})
+            _finish_model_directory(final, cfg, step)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _export_lora(accelerator, cfg, net, ema, base_ref, base, step):
+    """
+    Write the EMA adapter alone (``output_dir/adapter``) and the merged model (``output_dir/model``).
+
+    The merged model is made by `~sunpy_superres.training.lora.load_adapter` from the files just
+    written, so it is exactly what a user gets from the adapter directory.
+    """
+    from .lora import load_adapter, save_adapter
+
+    accelerator.wait_for_everyone()
+    out = Path(cfg.output_dir)
+    adapter, final = out / "adapter", out / "model"
+    if accelerator.is_main_process:
+        model = _ema_copy(accelerator, net, ema)
+        shutil.rmtree(adapter, ignore_errors=True)
+        base_id = base_ref if Path(base_ref).is_dir() else base
+        save_adapter(model, adapter, base=base_id, name=cfg.name, revision=f"{cfg.name}-step{step}",
+                     info={"training": _training_record(cfg, step)})
+        merged = load_adapter(base_id, adapter, merge=True, device="cpu")
+        shutil.rmtree(final, ignore_errors=True)
+        merged.save_pretrained(final)
+        _finish_model_directory(final, cfg, step)
     accelerator.wait_for_everyone()
     return final

@@ -87,7 +87,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
 
 
 def test_shipped_configs():
-    assert shipped_configs() == ["cpu", "paper-gpu"]
+    assert shipped_configs() == ["cpu", "enhance-cpu", "finetune-cpu", "paper-gpu", "progressive-cpu"]
     paper = load_config("paper-gpu")
     assert (paper.data.crop_size, paper.model.block_out_channels[0], paper.epochs) == (1024, 128, 30)
     assert (paper.batch_size, paper.learning_rate, paper.model.prediction_type) == (4, 3e-4, "epsilon")
@@ -95,7 +95,7 @@ def test_shipped_configs():
     assert load_config("cpu").model.space == "latent"
     with pytest.raises(ValueError, match="unknown config key"):
         TrainConfig.from_dict({"model": {"chanels": 3}})
-    with pytest.raises(FileNotFoundError, match="shipped: cpu, paper-gpu"):
+    with pytest.raises(FileNotFoundError, match="shipped: cpu, enhance-cpu, finetune-cpu, paper-gpu, progressive-cpu"):
         load_config("nonexistent")
 
 

@@ -1,0 +1,114 @@
+"""The loop trains the deterministic CNN baselines (pixel MSE), fine-tunes them on pairs, resumes exactly."""
+
+import json
+import shutil
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sunpy_superres import superresolve
+from sunpy_superres.data import HMI_AR_CUTOUT
+from sunpy_superres.models import load_model
+from sunpy_superres.models.enhance import EnhanceSuperResolution
+from sunpy_superres.models.progressive import ProgressiveSuperResolution
+from sunpy_superres.training import TrainConfig, load_config, train
+from sunpy_superres.training.config import DataConfig, FinetuneConfig, ModelConfig
+from sunpy_superres.training.loop import PairCrops
+
+CLASSES = {"enhance": EnhanceSuperResolution, "progressive": ProgressiveSuperResolution}
+
+
+@pytest.fixture(scope="module")
+def hmi_dir(tmp_path_factory):
+    """The shipped HMI cut-out under its JSOC-style name (the loop reads dates from names)."""
+    d = tmp_path_factory.mktemp("hmi")
+    shutil.copy(HMI_AR_CUTOUT, d / "hmi.M_720s.20111217_060000_TAI.magnetogram.fits")
+    return d
+
+
+def cnn_config(out, data_dir, kind, steps=3, every=2, base=""):
+    return TrainConfig(
+        name=f"tiny-{kind}", output_dir=str(out), batch_size=2, max_steps=steps, checkpoint_every=every,
+        data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_fraction=0),
+        model=ModelConfig(kind=kind, cnn_channels=8, enhance_residual_blocks=1, enhance_upsample_channels=8,
+                          progressive_growth_rate=4, progressive_layers_per_block=1,
+                          progressive_blocks_per_level=[1, 1], tile_size=32),
+        finetune=FinetuneConfig(base_model=str(base), pair_crop_size=0))
+
+
+@pytest.mark.parametrize("kind", ["enhance", "progressive"])
+def test_cnn_trains_and_serves_superresolve(tmp_path, hmi_dir, mdi_cutout, kind):
+    final = train(cnn_config(tmp_path, hmi_dir, kind), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    model = load_model(str(final), device="cpu")
+    assert type(model) is CLASSES[kind] and model.name == kind and model.revision == f"tiny-{kind}-step3"
+    assert json.loads((final / "training_config.json").read_text())["config"]["model"]["kind"] == kind
+    lr = mdi_cutout.submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    out = superresolve(lr, model=str(final), progress=False)
+    assert out.data.shape == (96, 96) and np.isfinite(out.data).all() and out.meta["srmodel"] == kind
+    centre = out.pixel_to_world(47.5 * u.pix, 47.5 * u.pix)
+    assert centre.separation(lr.pixel_to_world(11.5 * u.pix, 11.5 * u.pix)) < 1 * u.mas
+
+
+def test_cnn_resume_is_exact(tmp_path, hmi_dir):
+    # Enhance has batch-norm running statistics (buffers, not parameters): they must resume too.
+    straight = train(cnn_config(tmp_path / "a", hmi_dir, "enhance", steps=4), progress=False)
+    killed = train(cnn_config(tmp_path / "b", hmi_dir, "enhance", steps=4), progress=False, stop_at_step=3)
+    assert killed is None
+    resumed = train(cnn_config(tmp_path / "b", hmi_dir, "enhance", steps=4), progress=False)
+    a = load_file(straight / "network" / "diffusion_pytorch_model.safetensors")
+    b = load_file(resumed / "network" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and any("running_mean" in k for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_cnn_finetunes_all_weights_on_pairs(tmp_path, hmi_dir):
+    base = train(cnn_config(tmp_path / "base", hmi_dir, "progressive", steps=1), progress=False)
+    tuned = train(cnn_config(tmp_path / "ft", hmi_dir, "progressive", steps=2, base=base), progress=False)
+    a = load_file(base / "network" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tuned / "network" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(not torch.equal(a[k], b[k]) for k in a if k.endswith("head.weight"))
+    assert isinstance(load_model(str(tuned), device="cpu"), ProgressiveSuperResolution)
+    with pytest.raises(ValueError, match="is a 'progressive' model"):
+        train(cnn_config(tmp_path / "wrong", hmi_dir, "enhance", base=base), progress=False)
+
+
+def test_pair_crops_are_aligned_and_valid():
+    rng = np.random.default_rng(0)
+    lr = rng.normal(size=(16, 16)).astype(np.float32)
+    hr = np.kron(lr, np.ones((4, 4), np.float32))
+    valid = np.ones(hr.shape, bool)
+    valid[:, :20] = False  # the first 5 LR columns are off-disk
+    crops = PairCrops([(lr, hr, valid)], crop_size=32, seed=3)
+    for i in range(20):
+        a, b = crops.sample(i)
+        assert a.shape == (8, 8) and b.shape == (32, 32)
+        # the same crop and the same augmentation of input and target
+        np.testing.assert_array_equal(np.kron(a, np.ones((4, 4), np.float32)), b)
+        np.testing.assert_array_equal(crops.sample(i)[0], a)  # a pure function of (seed, index)
+    with pytest.raises(ValueError, match="no pair"):
+        PairCrops([(lr, hr, np.zeros_like(valid))], crop_size=32)
+
+
+def test_configs_and_backwards_compatible_checkpoints():
+    ft = load_config("finetune-cpu")
+    assert ft.finetune.enabled and ft.model.kind == "diffusion" and ft.finetune.pairs == "synthetic"
+    assert ft.finetune.lora_target_modules == ["to_q", "to_k", "to_v", "to_out.0"]
+    assert ft.finetune.train_mid_block
+    assert load_config("enhance-cpu").model.kind == "enhance"
+    assert load_config("progressive-cpu").model.kind == "progressive"
+    # A config saved before [finetune] and the CNN fields existed reads back as the same run (resume).
+    old = load_config("cpu").to_dict()
+    del old["finetune"]
+    for key in [k for k in old["model"] if k.startswith(("cnn_", "enhance_", "progressive_"))]:
+        del old["model"][key]
+    assert TrainConfig.from_dict(old) == load_config("cpu")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        TrainConfig.from_dict({"model": {"kind": "gan"}})
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        TrainConfig.from_dict({"finetune": {"pairs": "jsoc"}})
