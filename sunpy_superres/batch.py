@@ -60,7 +60,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_wo
 from tqdm.auto import tqdm
 
 from . import __version__
-from .io import atomic_output, save_map
+from .io import atomic_output, read_map, save_map
 from .models import available_models, load_model
 from .models.base import SuperResolutionModel
 from .uncertainty import UncertaintyMap
@@ -338,24 +338,6 @@ def _worker_device(device, worker_name):
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
-def _read_map(path):
-    import sunpy.map
-    from astropy.wcs import FITSFixedWarning
-    from sunpy.util.exceptions import SunpyMetadataWarning
-
-    with warnings.catch_warnings():
-        # Metadata notes of real instrument headers: facts of the data, not problems of the file.
-        warnings.simplefilter("ignore", SunpyMetadataWarning)
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        try:
-            smap = sunpy.map.Map(path)
-        except Exception as err:  # noqa: BLE001 - any reader failure is the file's, told in one line
-            raise ValueError(f"cannot read it as a sunpy Map: {' '.join(str(err).split())}") from err
-    if isinstance(smap, list):
-        raise ValueError(f"the file holds {len(smap)} images; write the one to super-resolve to its own file")
-    return smap
-
-
 def _written_by_us(path):
     """Whether ``path`` is a FITS file that sunpy-superres wrote (it carries the SRVERS key)."""
     try:
@@ -385,7 +367,7 @@ def _run_file(job, plugin_name):
                                   "overwrite=True (CLI: --overwrite)")
         from .superresolve import superresolve
 
-        result = superresolve(_read_map(job["input"]), model=plugin.model, progress=False, **job["options"])
+        result = superresolve(read_map(job["input"]), model=plugin.model, progress=False, **job["options"])
         if isinstance(result, UncertaintyMap):  # writes its own extensions, also atomically
             result.save(out, overwrite=True)
         else:

@@ -20,7 +20,6 @@ through a temporary file and a rename, and on bad input exits with status 2 and 
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -58,20 +57,14 @@ def _parser():
 
 
 def _read_map(path):
-    import sunpy.map
+    from .io import read_map
 
     if not path.is_file():
         raise _Refusal(f"input file {path} does not exist")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # metadata notes of real instrument headers
-            smap = sunpy.map.Map(path)
-    except Exception as err:  # noqa: BLE001 - any reader failure is the user's file, reported in one line
-        raise _Refusal(f"cannot read {path} as a sunpy Map: {' '.join(str(err).split())}") from err
-    if isinstance(smap, list):
-        raise _Refusal(f"{path} holds {len(smap)} images; write the one to super-resolve to its own file")
-    return smap
-
+        return read_map(path)
+    except ValueError as err:
+        raise _Refusal(f"{path}: {err}") from err
 
 def _run(args):
     from .io import save_map

@@ -9,9 +9,10 @@ name, and an existing file is only replaced when the caller says so.
 import contextlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
-__all__ = ["atomic_output", "save_map"]
+__all__ = ["atomic_output", "read_map", "save_map"]
 
 
 @contextlib.contextmanager
@@ -71,3 +72,31 @@ def save_map(smap, path, *, overwrite=False):
     with atomic_output(path, overwrite=overwrite) as tmp:
         smap.save(tmp, filetype="fits", overwrite=True)
     return Path(path)
+
+
+def read_map(path):
+    """
+    Read one magnetogram file as a sunpy Map, with any failure told in one line.
+
+    sunpy's notes about non-standard keys of real instrument headers are silenced: they are facts of
+    the data, not problems of the file.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read as a Map, or holds more than one image.
+    """
+    import sunpy.map
+    from astropy.wcs import FITSFixedWarning
+    from sunpy.util.exceptions import SunpyMetadataWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SunpyMetadataWarning)
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            smap = sunpy.map.Map(path)
+        except Exception as err:  # noqa: BLE001 - any reader failure is the file's, told in one line
+            raise ValueError(f"cannot read it as a sunpy Map: {' '.join(str(err).split())}") from err
+    if isinstance(smap, list):
+        raise ValueError(f"the file holds {len(smap)} images; write the one to super-resolve to its own file")
+    return smap

@@ -38,7 +38,6 @@ Radford, A. et al. 2021, ICML, 8748 (CLIP).
 """
 
 import functools
-import hashlib
 import importlib.util
 import re
 from pathlib import Path
@@ -50,6 +49,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.util import crop
 
 from ..calibration import NORMALISATION_RANGE
+from ..models.hub import sha256_file
 
 __all__ = [
     "MissingWeightsError",
@@ -300,14 +300,6 @@ _LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 _LPIPS_SCALE = (0.458, 0.448, 0.450)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_state_dict(path):
     """Tensors of a .safetensors file, or of a torch state-dict pickle loaded tensors-only."""
     import torch
@@ -318,7 +310,7 @@ def _load_state_dict(path):
         return load_file(str(path), device="cpu")
     if path.suffix in (".pth", ".pt"):
         named_hash = _HASH_IN_NAME.search(path.name)
-        if named_hash and not _sha256(path).startswith(named_hash.group(1)):
+        if named_hash and not sha256_file(path).startswith(named_hash.group(1)):
             raise ValueError(f"{path} does not match the SHA-256 prefix {named_hash.group(1)} in its name: "
                              f"it is corrupt or not the official file. Download it again from {ALEXNET_URL}.")
         # These are torchvision's published weights, only distributed as a torch pickle.

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest",
-           "verify_directory", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
+           "verify_directory", "verify_files", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
            "TRAINED_MODELS", "MANIFEST"]
 
 MANIFEST = "superres.json"
@@ -173,15 +173,31 @@ def verify_directory(path):
     """
     path = Path(path)
     manifest = _read_manifest(path)
-    for rel, expected in manifest["files"].items():
-        f = path / rel
+    verify_files(path, manifest["files"], MANIFEST,
+                 fix="download it again (delete it from the cache) or re-save the model")
+    return manifest
+
+
+def verify_files(directory, files, manifest_name, *, fix):
+    """
+    Check that every ``{relative path: sha256}`` of ``files`` exists in ``directory`` with that hash.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If a listed file is missing.
+    ChecksumError
+        If a file's sha256 differs from the recorded one (the message ends with ``fix``).
+    """
+    directory = Path(directory)
+    for rel, expected in files.items():
+        f = directory / rel
         if not f.is_file():
-            raise WeightsNotFoundError(f"model directory {path} lacks {rel}, listed in its {MANIFEST}")
+            raise WeightsNotFoundError(f"{directory} lacks {rel}, listed in its {manifest_name}")
         actual = sha256_file(f)
         if actual != expected:
             raise ChecksumError(f"{f} has sha256 {actual}, but {expected} was recorded: the file is corrupt or "
-                                "was changed; download it again (delete it from the cache) or re-save the model.")
-    return manifest
+                                f"was changed; {fix}.")
 
 
 def load_directory(path, *, device="auto", revision=None):

@@ -47,7 +47,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
-from ..models.hub import MANIFEST, ChecksumError, WeightsNotFoundError, sha256_file
+from ..models.hub import MANIFEST, WeightsNotFoundError, sha256_file, verify_files
 
 __all__ = ["LORA_TARGET_MODULES", "TRAINABLE_BLOCKS", "ADAPTER_MANIFEST", "add_lora", "lora_parameter_counts",
            "save_adapter", "verify_adapter", "load_adapter", "merge_lora"]
@@ -267,17 +267,10 @@ def verify_adapter(path):
     if pickles:
         raise ValueError(f"adapter directory {path} holds pickle files {pickles}; only safetensors are "
                          "loaded (DESIGN.md rule 6): remove them")
-    for rel in (*_PEFT_FILES, *manifest["files"]):
+    for rel in _PEFT_FILES:
         if rel not in manifest["files"]:
             raise WeightsNotFoundError(f"{manifest_path} does not list {rel}")
-        f = path / rel
-        if not f.is_file():
-            raise WeightsNotFoundError(f"adapter directory {path} lacks {rel}, listed in its "
-                                       f"{ADAPTER_MANIFEST}")
-        actual = sha256_file(f)
-        if actual != manifest["files"][rel]:
-            raise ChecksumError(f"{f} has sha256 {actual}, but {manifest['files'][rel]} was recorded: the "
-                                "file is corrupt or was changed; save the adapter again.")
+    verify_files(path, manifest["files"], ADAPTER_MANIFEST, fix="save the adapter again")
     return manifest
 
 
