@@ -55,6 +55,8 @@ PROVENANCE_KEYS = {
     "SRNORM": "[G] field mapped to +-1 for the network",
     "SRNCLIP": "input pixels beyond +-SRNORM (excess kept)",
     "SRCONSIS": "output block means projected onto the input",
+    "SRCONMET": "consistency method (backprojection, block, none)",
+    "SRPREC": "arithmetic of the networks (fp32, bf16, fp16)",
 }
 
 

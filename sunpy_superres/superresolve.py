@@ -13,8 +13,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
+from .consistency import project_block_means
 from .maps import add_history, finer_meta, validate_map
 from .models import load_model
+from .models.accel import auto_batch_size
 from .tiling import blend_window, plan_tiles, tile_seed
 from .uncertainty import UncertaintyMap
 
@@ -22,9 +24,9 @@ __all__ = ["superresolve"]
 
 
 def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
-                 device="auto",
+                 device="auto", precision=None, compile=None,
                  calibrate=True, consistency="auto", check_scale=True, tile_size=None, overlap=None,
-                 batch_size=4, keep_samples=False, progress=True):
+                 batch_size="auto", keep_samples=False, progress=True):
     """
     Super-resolve a line-of-sight magnetogram by the model's factor (4: 2"/pixel -> 0.5"/pixel).
 
@@ -55,15 +57,28 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         Sampler of a diffusion model, e.g. ``"ddpm"``, ``"ddim"``, ``"dpm-solver++"``.
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    precision : {None, "auto", "fp32", "bf16", "fp16"}, optional
+        Arithmetic of a diffusion model's networks (`torch.autocast`); the sampler update, the
+        blending and the consistency projection stay in float32 or float64. ``"auto"`` is bfloat16 on
+        a CUDA GPU that has it natively (compute capability 8.0+) and float32 on the CPU. `None`
+        (default) keeps the model's own setting, which is ``"auto"`` for a model loaded by name or
+        directory. The baselines run in float32 only. Recorded as ``SRPREC``.
+    compile : bool or None, optional
+        Compile a diffusion model's denoiser with ``torch.compile``: worth it on a GPU for full
+        disks or many samples (the first call compiles, which takes about a minute), rarely on the
+        CPU. `None` (default) keeps the model's own setting (eager unless ``model.compile()`` was
+        called). Falls back to eager execution, with a warning, where ``torch.compile`` does not work.
     calibrate : bool or float, optional
         ``True`` (default) scales MDI maps by 1/1.4 to HMI levels (Liu et al. 2012 [2]_); ``False`` does
         not; a number is used as the factor. Recorded as ``SRCALFAC`` in the output header.
-    consistency : bool or "auto", optional
-        After sampling, shift every ``factor x factor`` block of the output so that its mean equals
+    consistency : bool, "auto", "backprojection" or "block", optional
+        After sampling, correct the output so that the mean of every ``factor x factor`` block equals
         the (calibrated) input pixel: the field, and so the net flux, at the input's scale is kept by
-        construction. ``"auto"`` (default) applies it to stochastic (diffusion) models, the "after
-        sampling" step, and leaves the deterministic baselines as the paper compares them.
-        Recorded as ``SRCONSIS``.
+        construction (not in the paper). ``True`` or ``"backprojection"`` spreads the correction
+        smoothly (iterative back-projection, `sunpy_superres.consistency.project_block_means`);
+        ``"block"`` adds a constant per block, which leaves steps at block edges. ``"auto"``
+        (default) back-projects for stochastic (diffusion) models and leaves the deterministic
+        baselines as the paper compares them. Recorded as ``SRCONSIS`` and ``SRCONMET``.
     check_scale : bool, optional
         Refuse pixel scales outside 1-4"/pixel (default `True`). The models are trained at 2".
     tile_size : int, optional
@@ -71,8 +86,11 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     overlap : int, optional
         Overlap of neighbouring tiles in input pixels; by default twice the model's context halo
         plus 8 pixels of blending ramp.
-    batch_size : int, optional
-        Tiles per model call.
+    batch_size : int or "auto", optional
+        Tiles per model call. ``"auto"`` (default): on a GPU, as many as fit in 70% of the free
+        memory (one tile's peak memory is measured first, see
+        `sunpy_superres.models.accel.auto_batch_size`), at most 64; on the CPU, 4. The result does
+        not depend on it beyond floating-point rounding.
     keep_samples : bool, optional
         Keep every sample in the `~sunpy_superres.UncertaintyMap` (memory: ``samples`` output maps).
     progress : bool, optional
@@ -125,18 +143,25 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    auto_batch = isinstance(batch_size, str) and batch_size == "auto"
+    if not auto_batch and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
+                           or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     sr_model = load_model(model, device=device)
     if adapter is not None:
         from .training.lora import load_adapter  # peft: extra [train]; the core import stays light
 
         sr_model = load_adapter(sr_model, adapter, device=device)
     sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler)
-    if consistency == "auto":
+    sr_model = sr_model.configure_runtime(precision=precision, compile=compile)
+    if isinstance(consistency, str) and consistency == "auto":
         consistency = sr_model.stochastic
-    if not isinstance(consistency, bool | np.bool_):
-        raise ValueError(f"consistency must be True, False or 'auto', got {consistency!r}")
+    if isinstance(consistency, bool | np.bool_):
+        consistency_method = "backprojection" if consistency else None
+    elif isinstance(consistency, str) and consistency in ("backprojection", "block"):
+        consistency_method = consistency
+    else:
+        raise ValueError(f"consistency must be True, False, 'auto', 'backprojection' or 'block', got {consistency!r}")
     if samples > 1 and not sr_model.stochastic:
         raise ValueError(f"model {sr_model.name!r} is deterministic, so every sample would be the same; "
                          "use samples=1, or a diffusion model for an uncertainty estimate.")
@@ -161,6 +186,10 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         n_clipped = int(np.count_nonzero(excess))
         x = clipped
 
+    if auto_batch:
+        tiles = plan_tiles(x.shape, tile, overlap)
+        batch_size = auto_batch_size(sr_model, (tiles[0].size_y, tiles[0].size_x), len(tiles))
+
     block = np.ones((f, f), dtype=np.float32)
     missing_hr = np.kron(missing, block.astype(bool))
     unit_scale = (1 * u.G).to_value(smap.unit)
@@ -170,11 +199,9 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
                          batch_size=batch_size, progress=progress)
         if n_clipped:
             out += np.kron(excess, block)
-        if consistency:
-            # Flux-conserving projection (not in the paper): the smallest change, a constant per
-            # block, that makes each block's mean the input pixel.
-            block_mean = out.reshape(x.shape[0], f, x.shape[1], f).mean(axis=(1, 3))
-            out += np.kron(target - block_mean, block)
+        if consistency_method:
+            # Flux-conserving projection (not in the paper): every block's mean becomes the input pixel.
+            out = project_block_means(out, target, f, method=consistency_method)
         out = denormalise(out)
         out[missing_hr] = np.nan
         return out * np.float32(unit_scale) if unit_scale != 1 else out
@@ -209,7 +236,9 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         "srcalref": cal_reference,
         "srnorm": NORMALISATION_RANGE.to_value(u.G),
         "srnclip": n_clipped,
-        "srconsis": bool(consistency),
+        "srconsis": consistency_method is not None,
+        "srconmet": consistency_method or "none",
+        "srprec": sr_model.precision,
         **sr_model.provenance(),
     }
     meta.update(provenance)

@@ -63,6 +63,14 @@ class SuperResolutionModel:
     clip_input : bool
         Whether the network only accepts inputs within [-1, 1] (+-3000 G). If so, `superresolve`
         clips its input and adds the clipped excess back, replicated, to the output.
+    precision : str
+        Arithmetic of the networks: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (``SRPREC``); see
+        `configure_runtime`.
+    precisions : tuple of str
+        Precisions the model can run in; models without reduced-precision support take only
+        ``"fp32"``.
+    compiled : bool
+        Whether the network's forward is compiled with ``torch.compile`` (see `compile`).
     """
 
     name = "base"
@@ -72,6 +80,9 @@ class SuperResolutionModel:
     halo = 2
     tile_size = 256
     clip_input = False
+    precision = "fp32"
+    precisions = ("fp32",)
+    compiled = False
 
     def __init__(self, device="auto"):
         self.device = resolve_device(device)
@@ -111,6 +122,62 @@ class SuperResolutionModel:
         if steps is not None or scheduler is not None:
             raise ValueError(f"model {self.name!r} is deterministic and has no sampler; steps= and "
                              "scheduler= apply to diffusion models only.")
+        return self
+
+    def configure_runtime(self, *, precision=None, compile=None):
+        """
+        A copy of this model with another arithmetic precision or compilation setting.
+
+        Parameters
+        ----------
+        precision : {None, "auto", "fp32", "bf16", "fp16"}, optional
+            `None` keeps the current precision; see
+            `sunpy_superres.models.accel.resolve_precision` for the others.
+        compile : bool or None, optional
+            `True` compiles the network's forward with ``torch.compile`` (see `compile`), `False`
+            runs it eagerly, `None` keeps the current setting.
+
+        Returns
+        -------
+        `SuperResolutionModel`
+            ``self`` when nothing changes, else a copy sharing the networks (a model passed in by
+            the caller is not altered).
+
+        Raises
+        ------
+        ValueError
+            If the precision is unknown or not supported by the model, or compilation is asked of a
+            model that does not support it (the base class supports neither; the interpolation
+            baselines run in float32 and have no network).
+        """
+        from .accel import resolve_precision
+
+        reduced = precision not in (None, "auto")
+        if reduced and resolve_precision(precision, self.device) not in self.precisions:
+            raise ValueError(f"model {self.name!r} runs in {', '.join(self.precisions)} only, "
+                             f"not {precision!r}; use precision='auto' or 'fp32'.")
+        if compile and not self.compiled:
+            raise ValueError(f"model {self.name!r} has no network that torch.compile could speed up; "
+                             "use compile=False.")
+        return self
+
+    def compile(self):
+        """
+        Compile the network's forward with ``torch.compile``, in place.
+
+        Raises
+        ------
+        ValueError
+            If the model has no network to compile (the base class and the interpolation baselines).
+        """
+        raise ValueError(f"model {self.name!r} has no network that torch.compile could speed up.")
+
+    def memory_probe(self):
+        """
+        The model to run once on one tile to measure its peak memory
+        (`sunpy_superres.models.accel.measure_tile_memory`): a cheap configuration with the same
+        memory peak. The model itself by default.
+        """
         return self
 
     def provenance(self):

@@ -39,6 +39,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from .accel import CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
 
@@ -280,30 +281,56 @@ class DiffusionSuperResolution(SuperResolutionModel):
         Input pixels of context per side used to place tile seams.
     device : str, optional
         Torch device.
+    precision : {"auto", "fp32", "bf16", "fp16"}, optional
+        Arithmetic of the denoiser and the autoencoder, run under `torch.autocast`; the sampler's
+        update and the conditioning stay in float32. ``"auto"`` (default) is bfloat16 on a CUDA GPU
+        that has it natively and float32 elsewhere (see
+        `sunpy_superres.models.accel.resolve_precision`).
+    compile : bool, optional
+        Compile the denoiser's forward with ``torch.compile`` (default `False`; see `compile`).
+    channels_last : bool, optional
+        On a CUDA device, convert the networks (in place) and their inputs to the ``channels_last``
+        (NHWC) memory format. Off by default: measured on an H100 with the ``paper-gpu``
+        architecture (25 full-disk tiles, bf16), it made a sampler step 30 % slower (0.058 s against
+        0.044 s) and encoding plus decoding 30 % slower (1.96 s against 1.48 s); the diffusers U-Net
+        and autoencoder are dominated by group normalisation, which runs on NCHW. Ignored on the CPU.
 
     Raises
     ------
     ValueError
-        If a latent denoiser comes without an autoencoder, or the sampler settings are invalid.
+        If a latent denoiser comes without an autoencoder, or the sampler or precision settings are
+        invalid.
     """
 
     stochastic = True
     clip_input = True
+    precisions = ("fp32", "bf16", "fp16")
 
-    def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None, steps=None,
-                 tile_size=256, halo=8, device="auto"):
+    def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None,
+                 steps=None, tile_size=256, halo=8, device="auto", precision="auto", compile=False,
+                 channels_last=False):
         super().__init__(device=device)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
             raise ValueError("a latent-space denoiser needs its autoencoder")
-        self.denoiser = denoiser.to(self.device).eval()
-        self.autoencoder = None if cfg.space == "pixel" else autoencoder.to(self.device).eval()
+        self.precision = resolve_precision(precision, self.device)
+        # NHWC is opt-in, by measurement (see channels_last above); the CPU path, the reference, keeps NCHW.
+        nhwc = channels_last and self.device.type == "cuda"
+        self._memory_format = torch.channels_last if nhwc else torch.contiguous_format
+        self.denoiser = denoiser.to(self.device, memory_format=self._memory_format).eval()
+        self.autoencoder = None
+        if cfg.space == "latent":
+            self.autoencoder = autoencoder.to(self.device, memory_format=self._memory_format).eval()
+        self._denoise = self.denoiser
+        self.compiled = False
         self.name = name or variant_name(cfg.space, cfg.residual)
         self.revision = str(revision)
         self.factor = int(cfg.factor)
         self.tile_size = int(tile_size)
         self.halo = int(halo)
         self.scheduler, self.steps = self._check_sampler(scheduler, steps)
+        if compile:
+            self.compile()
 
     @staticmethod
     def _check_sampler(scheduler, steps):
@@ -328,6 +355,57 @@ class DiffusionSuperResolution(SuperResolutionModel):
         new = copy.copy(self)
         new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
         return new
+
+    def configure_runtime(self, *, precision=None, compile=None):
+        """
+        A copy of this model with another precision or compilation setting.
+
+        Parameters
+        ----------
+        precision : {None, "auto", "fp32", "bf16", "fp16"}, optional
+            `None` keeps the current precision.
+        compile : bool or None, optional
+            `True` compiles the denoiser's forward, `False` runs it eagerly, `None` keeps it.
+
+        Returns
+        -------
+        `DiffusionSuperResolution`
+            ``self`` when nothing changes, else a copy sharing the networks.
+
+        Raises
+        ------
+        ValueError
+            If ``precision`` is unknown.
+        """
+        new_precision = self.precision if precision is None else resolve_precision(precision, self.device)
+        new_compiled = self.compiled if compile is None else bool(compile)
+        if (new_precision, new_compiled) == (self.precision, self.compiled):
+            return self
+        new = copy.copy(self)
+        new.precision = new_precision
+        if new_compiled != self.compiled:
+            new._denoise, new.compiled = new.denoiser, False
+            if new_compiled:
+                new.compile()
+        return new
+
+    def compile(self):
+        """
+        Compile the denoiser's forward with ``torch.compile``, in place; returns the model.
+
+        The sampler calls the denoiser once per step on tensors of one shape, so one graph per
+        batch shape serves the whole chain. Compilation happens at the first call (a minute or so
+        for the paper's U-Net); without a working ``torch.compile`` the denoiser runs eagerly, with
+        a `RuntimeWarning`. Worth it on a GPU for long runs; on the CPU rarely.
+        """
+        if not self.compiled:
+            self._denoise = CompiledForward(self.denoiser)
+            self.compiled = True
+        return self
+
+    def memory_probe(self):
+        """One eager sampler step: the same memory peak as any number of steps, at a fraction of the time."""
+        return self.configure_sampler(steps=1).configure_runtime(compile=False)
 
     def provenance(self):
         """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``."""
@@ -366,8 +444,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         # The paper's input: each LR pixel replicated factor x factor times (section 4, Fig. 1).
-        lr_up = F.interpolate(x, scale_factor=self.factor, mode="nearest")
-        cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up)
+        lr_up = F.interpolate(x, scale_factor=self.factor, mode="nearest").contiguous(
+            memory_format=self._memory_format)
+        # Reduced precision covers the networks only; the conditioning, the sampler state and its
+        # update stay float32, so the random draws and the scheduler arithmetic match the CPU path.
+        with autocast(self.device, self.precision):
+            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up)
+        cond, base = cond.float(), base.float()
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
         sched = make_scheduler(self.scheduler, self.denoiser.config)
@@ -377,12 +460,16 @@ class DiffusionSuperResolution(SuperResolutionModel):
             warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
                                     category=DeprecationWarning)
             sched.set_timesteps(self.steps, device=self.device)
-        z = randn_tensor(shape, generator=gens, device=self.device, dtype=cond.dtype) * sched.init_noise_sigma
+        z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
+        z = (z * sched.init_noise_sigma).contiguous(memory_format=self._memory_format)
         for t in sched.timesteps:
-            out = self.denoiser(sched.scale_model_input(z, t), cond, t)
-            z = sched.step(out, t, z, generator=gens).prev_sample
-        y = decode_sample(self.denoiser, self.autoencoder, z, base)
-        return y[:, :, :self.factor * h, :self.factor * w]
+            with autocast(self.device, self.precision):
+                out = self._denoise(sched.scale_model_input(z, t), cond, t)
+            # float32 for the update: DDPM draws its noise in the dtype of `out`.
+            z = sched.step(out.float(), t, z, generator=gens).prev_sample
+        with autocast(self.device, self.precision):
+            y = decode_sample(self.denoiser, self.autoencoder, z, base)
+        return y[:, :, :self.factor * h, :self.factor * w].float()
 
     # -- weights -------------------------------------------------------------------------------------
 

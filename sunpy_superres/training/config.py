@@ -73,6 +73,9 @@ class ModelConfig:
     ae_max_channels: int = 128
     ae_layers_per_block: int = 1
     ae_norm_num_groups: int = 8
+    #: Weight of the radial log-power term of the autoencoder loss (0: MSE and KL only); see
+    #: `sunpy_superres.models.autoencoder.autoencoder_loss`.
+    ae_spectral_weight: float = 0.0
     #: CNN baselines ("enhance", "progressive"; see `sunpy_superres.models.enhance` and
     #: `sunpy_superres.models.progressive` for the meaning and the published sizes).
     cnn_channels: int = 64
@@ -162,6 +165,11 @@ class TrainConfig:
     #: Batches used to measure the scale factors.
     scale_batches: int = 8
     autoencoder_steps: int = 1000
+    #: Wall-clock limit of a run in minutes (0: none). When it is reached the run checkpoints and
+    #: exports its EMA model as if it had ended; running the config again resumes from there.
+    time_limit_minutes: float = 0.0
+    #: The same limit for the autoencoder stage of a latent model (0: none).
+    autoencoder_time_limit_minutes: float = 0.0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)

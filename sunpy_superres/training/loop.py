@@ -62,12 +62,13 @@ CHECKPOINT_PREFIX = "step-"
 class _AutoencoderObjective(torch.nn.Module):
     """The autoencoder loss as a module forward, so distributed wrappers synchronise its gradients."""
 
-    def __init__(self, autoencoder):
+    def __init__(self, autoencoder, spectral_weight=0.0):
         super().__init__()
         self.autoencoder = autoencoder
+        self.spectral_weight = spectral_weight
 
     def forward(self, hr, eps):
-        return autoencoder_loss(self.autoencoder, hr, eps)
+        return autoencoder_loss(self.autoencoder, hr, eps, spectral_weight=self.spectral_weight)
 
 
 def _step_generator(seed, step, rank):
@@ -134,6 +135,7 @@ def _autoencoder_stage(cfg, progress):
     stage.name = f"{cfg.name}-autoencoder"
     stage.output_dir = str(Path(cfg.output_dir) / "autoencoder")
     stage.max_steps, stage.epochs = cfg.autoencoder_steps, 0.0
+    stage.time_limit_minutes, stage.autoencoder_time_limit_minutes = cfg.autoencoder_time_limit_minutes, 0.0
     stage.model.kind = "autoencoder"
     final = Path(stage.output_dir) / "model"
     if not (final / "config.json").is_file():
@@ -376,6 +378,8 @@ def _build_network(cfg, train_files, autoencoder):
         # Measured on crops the training steps never see (another seed), identically on every rank.
         ds = _dataset(cfg, train_files, seed=cfg.seed + 1_000_003)
         hr = torch.from_numpy(ds.batch(0, cfg.batch_size * cfg.scale_batches))[:, None]
+        if autoencoder is not None:
+            hr = hr.to(next(autoencoder.parameters()).device)
         c, t = estimate_scales(m.space, m.residual, autoencoder, degrade(hr), hr)
         cond_scale = cond_scale if cond_scale > 0 else c
         target_scale = target_scale if target_scale > 0 else t
@@ -469,7 +473,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         state = json.loads((ckpt / "state.json").read_text())
         # Compared as configs, not dicts: a checkpoint written before a config field existed has that
         # field's default, and resumes.
-        if TrainConfig.from_dict(state["config"]) != cfg:
+        if _resumable(TrainConfig.from_dict(state["config"])) != _resumable(cfg):
             raise ValueError(f"checkpoint {ckpt} was written by a different config; use another output_dir or "
                              "resume=False")
         if lora:
@@ -498,7 +502,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         ema = {n: p.detach().clone() for n, p in _trainable(net).items()}
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
 
-    module = _AutoencoderObjective(net) if kind == "autoencoder" else net
+    module = _AutoencoderObjective(net, cfg.model.ae_spectral_weight) if kind == "autoencoder" else net
     module, optimizer = accelerator.prepare(module, optimizer)
     denoiser_config = (net.get_base_model() if lora else net).config if kind == "diffusion" else None
     noise_scheduler = make_scheduler("ddpm", denoiser_config) if kind == "diffusion" else None
@@ -507,6 +511,8 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
 
     bar = tqdm(total=total, initial=start, desc=cfg.name, unit="step",
                disable=not (progress and accelerator.is_local_main_process))
+    started = time.monotonic()
+    limit = 60.0 * cfg.time_limit_minutes
     for step in range(start, total):
         t0 = time.perf_counter()
         if finetune:
@@ -555,12 +561,36 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         if stop_at_step is not None and done == stop_at_step:
             bar.close()
             return None
-        if done % cfg.checkpoint_every == 0 or done == total:
+        out_of_time = limit > 0 and _all_agree(accelerator, time.monotonic() - started >= limit)
+        if done % cfg.checkpoint_every == 0 or done == total or out_of_time:
             _save_checkpoint(accelerator, cfg, net, ema, optimizer, done, lora=lora)
+        if out_of_time:
+            break
+    else:
+        done = total
     bar.close()
+    if done < total:
+        warnings.warn(f"{cfg.name}: time limit of {cfg.time_limit_minutes:g} min reached after step {done} of "
+                      f"{total}; exported the model of step {done} (running the config again resumes)",
+                      stacklevel=2)
     if lora:
-        return _export_lora(accelerator, cfg, net, ema, base_ref, base, total)
-    return _export(accelerator, cfg, net, ema, autoencoder, total)
+        return _export_lora(accelerator, cfg, net, ema, base_ref, base, done)
+    return _export(accelerator, cfg, net, ema, autoencoder, done)
+
+
+def _resumable(cfg):
+    """``cfg`` without the fields a resumed run may change (its time limits)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.time_limit_minutes = cfg.autoencoder_time_limit_minutes = 0.0
+    return cfg
+
+
+def _all_agree(accelerator, flag):
+    """Whether any process says ``flag``, the same answer on every process (so all stop together)."""
+    if accelerator.num_processes == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.gather(t).max() > 0)
 
 
 def _load_trainable(net, path):

@@ -49,3 +49,20 @@ def test_reconstruction_metrics_of_an_exact_decoder():
     hr = np.random.default_rng(0).normal(0, 0.1, (3, 16, 16)).astype(np.float32)
     m = reconstruction_metrics(Identity(), hr)
     assert m["flux_error"] == 0 and m["rmse_gauss"] == 0 and m["psnr"] > 150
+
+
+def test_radial_log_power_loss_analytic_cases():
+    import math
+
+    from sunpy_superres.models.autoencoder import radial_log_power_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 32, 32, generator=g)
+    assert float(radial_log_power_loss(x, x)) == 0.0
+    # Scaling an image by a scales its power by a**2 in every bin: the loss is |ln a**2| exactly.
+    assert math.isclose(float(radial_log_power_loss(3 * x, x)), math.log(9), rel_tol=1e-5)
+    # A smoothed copy has too little small-scale power: a positive loss, with finite gradients.
+    smooth = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1).requires_grad_(True)
+    loss = radial_log_power_loss(smooth, x)
+    loss.backward()
+    assert loss.item() > 0.5 and torch.isfinite(smooth.grad).all()

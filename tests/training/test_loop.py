@@ -87,7 +87,8 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
 
 
 def test_shipped_configs():
-    assert shipped_configs() == ["cpu", "enhance-cpu", "finetune-cpu", "paper-gpu", "progressive-cpu"]
+    assert shipped_configs() == ["cpu", "enhance-cpu", "enhance-gpu", "finetune-cpu", "gpu-ldm-res", "paper-gpu",
+                                 "progressive-cpu", "progressive-gpu"]
     paper = load_config("paper-gpu")
     assert (paper.data.crop_size, paper.model.block_out_channels[0], paper.epochs) == (1024, 128, 30)
     assert (paper.batch_size, paper.learning_rate, paper.model.prediction_type) == (4, 3e-4, "epsilon")
@@ -95,7 +96,7 @@ def test_shipped_configs():
     assert load_config("cpu").model.space == "latent"
     with pytest.raises(ValueError, match="unknown config key"):
         TrainConfig.from_dict({"model": {"chanels": 3}})
-    with pytest.raises(FileNotFoundError, match="shipped: cpu, enhance-cpu, finetune-cpu, paper-gpu, progressive-cpu"):
+    with pytest.raises(FileNotFoundError, match="shipped: cpu, enhance-cpu, enhance-gpu, finetune-cpu, gpu-ldm-res"):
         load_config("nonexistent")
 
 
@@ -110,3 +111,18 @@ def test_cli(tmp_path, data_dir, capsys):
     assert main([str(toml), "--no-progress", "--max-steps", "1"]) == 0
     assert "model written to" in capsys.readouterr().out
     assert (tmp_path / "run" / "model" / "superres.json").is_file()
+
+
+def test_time_limit_exports_and_resumes(tmp_path, data_dir):
+    cfg = tiny_config(tmp_path, data_dir, space="pixel", steps=4, every=10)
+    cfg.time_limit_minutes = 1e-9  # reached after the first step
+    with pytest.warns(UserWarning, match="time limit of .* reached after step 1 of 4"):
+        final = train(cfg, progress=False)
+    assert json.loads((final / "training_config.json").read_text())["step"] == 1
+    assert (tmp_path / "checkpoints" / "step-00000001" / "state.json").is_file()
+    # A time limit is not part of what a checkpoint must match: lifted, the run goes on to step 4.
+    cfg.time_limit_minutes = 0.0
+    final = train(cfg, progress=False)
+    assert json.loads((final / "training_config.json").read_text())["step"] == 4
+    log = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]

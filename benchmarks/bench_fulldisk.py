@@ -1,0 +1,224 @@
+"""
+Full-disk speed: one 1024x1024 MDI magnetogram to 4096x4096, ours against the paper's pipeline.
+
+A benchmark, not a test. It times ``superresolve`` on the real MDI full disk of ``../shared/data`` (or a
+synthetic 1024x1024 disk on an MDI header when that file is absent) with the model's fast sampler
+(DPM-Solver++, 20 steps, by default), and in the same run the paper's pipeline: the same network with
+1000 steps of ancestral DDPM (Ramunno et al. 2024, section 4). The 1000-step chain is timed over a few
+steps on one batch of tiles and extrapolated linearly in steps and tiles (marked "est."). Timing does
+not depend on the weights, so without ``--model`` the model is built with random weights from a
+training config's architecture, as ``bench_samplers.py`` does. Run from the repository root::
+
+    python benchmarks/bench_fulldisk.py --device cpu --max-tiles 2 --samples 1     # minutes on a CPU
+    python benchmarks/bench_fulldisk.py --device cuda --config paper-gpu --samples 1 10
+    python benchmarks/bench_fulldisk.py --device cuda --config paper-gpu --compile --precision bf16
+
+``--max-tiles N`` times only the first N tiles and extrapolates to the full disk (also "est."); the
+CPU-side work of a whole map (calibration, blending, consistency projection) is then measured with
+the nearest-neighbour model and added. Without it every map is super-resolved in full.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import sunpy.map
+import torch
+from astropy.coordinates import SkyCoord
+from sunpy.coordinates import frames
+from sunpy.map.header_helper import make_fitswcs_header
+
+from sunpy_superres import superresolve
+from sunpy_superres.calibration import calibration_factor, normalise
+from sunpy_superres.io import read_map
+from sunpy_superres.models import load_model
+from sunpy_superres.models.accel import auto_batch_size
+from sunpy_superres.models.autoencoder import build_autoencoder
+from sunpy_superres.models.base import resolve_device
+from sunpy_superres.models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
+from sunpy_superres.models.interpolation import NearestModel
+from sunpy_superres.tiling import plan_tiles, tile_seed
+from sunpy_superres.training import load_config
+
+MDI_FULL_DISK = (Path(__file__).resolve().parents[2] / "shared" / "data" / "mdi"
+                 / "mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits")
+PAPER = ("ddpm", 1000)
+
+
+def synthetic_mdi(n=1024, seed=0):
+    """A 1024x1024 full disk on an MDI-like header (SOHO/MDI, 1.98"/px, 2010-10-15), NaN off the limb."""
+    ref = SkyCoord(0 * u.arcsec, 0 * u.arcsec, obstime="2010-10-15T00:00:00", observer="earth",
+                   frame=frames.Helioprojective)
+    header = make_fitswcs_header((n, n), ref, scale=[1.98, 1.98] * u.arcsec / u.pix, telescope="SOHO",
+                                 instrument="MDI", observatory="SOHO", detector="MDI", unit=u.G)
+    rng = np.random.default_rng(seed)
+    data = rng.normal(0, 20, (n, n))  # quiet-Sun noise level of MDI, G
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    for _ in range(6):  # a few bipolar "active regions" of +-1000-2500 G
+        cy, cx = rng.uniform(-300, 300, 2)
+        for sign, dx in ((1, -15), (-1, 15)):
+            r2 = (yy - cy) ** 2 + (xx - cx - dx) ** 2
+            data += sign * rng.uniform(1000, 2500) * np.exp(-r2 / (2 * 8**2))
+    rsun_px = 959.6 / 1.98
+    data[np.hypot(yy, xx) > rsun_px] = np.nan
+    return sunpy.map.Map(data.astype(np.float32), header)
+
+
+def model_from_config(name, device, channels_last=False):
+    """The ldm-res variant of a training config's architecture with random weights."""
+    cfg = load_config(name).model
+    torch.manual_seed(0)
+    ae = None
+    if cfg.space == "latent":
+        ae = build_autoencoder(factor=cfg.ae_factor, latent_channels=cfg.latent_channels,
+                               base_channels=cfg.ae_base_channels, max_channels=cfg.ae_max_channels,
+                               layers_per_block=cfg.ae_layers_per_block,
+                               norm_num_groups=cfg.ae_norm_num_groups)
+    ch = cfg.latent_channels if cfg.space == "latent" else 1
+    den = ConditionalDenoiser(space=cfg.space, residual=cfg.residual, prediction_type=cfg.prediction_type,
+                              target_channels=ch, cond_channels=ch,
+                              block_out_channels=tuple(cfg.block_out_channels),
+                              layers_per_block=cfg.layers_per_block,
+                              attention_levels=tuple(cfg.attention_levels),
+                              attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups)
+    return DiffusionSuperResolution(den, ae, device=device, tile_size=cfg.tile_size, halo=cfg.halo,
+                                    revision="random", channels_last=channels_last)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_tiles(model, batches, samples):
+    """Seconds to run ``model.predict`` over ``batches`` of (tiles, seeds) for every sample."""
+    sync(model.device)
+    t0 = time.perf_counter()
+    for k in range(samples):
+        for x, tiles in batches:
+            model.predict(x, seeds=[tile_seed(0, k, t) for t in tiles])
+    sync(model.device)
+    return time.perf_counter() - t0
+
+
+def fmt(seconds, est):
+    mark = " (est.)" if est else ""
+    return f"{seconds:.1f}{mark}", f"{3600 / seconds:.1f}{mark}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--input", help="full-disk FITS file (default: the shared MDI file, else synthetic)")
+    parser.add_argument("--model", help="model directory, Hub reference or registry name (default: random "
+                                        "weights with the architecture of --config)")
+    parser.add_argument("--config", default="cpu", help="training config whose architecture is timed")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--samples", type=int, nargs="+", default=[1, 10],
+                        help="samples per map (several: one row each)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the denoiser")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC networks on CUDA (models built "
+                                                                     "from --config only)")
+    parser.add_argument("--scheduler", help="our sampler (default: the model's)")
+    parser.add_argument("--steps", type=int, help="our sampler steps (default: the sampler's)")
+    parser.add_argument("--batch-size", default="auto", help="tiles per model call, or auto")
+    parser.add_argument("--max-tiles", type=int, help="time only this many tiles and extrapolate")
+    parser.add_argument("--paper-steps", type=int, nargs=2, default=[1, 21], metavar=("K1", "K2"),
+                        help="DDPM steps timed to extrapolate the 1000-step chain (cost linear in steps)")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    if args.input:
+        smap, source = read_map(args.input), Path(args.input).name
+    elif MDI_FULL_DISK.is_file():
+        smap, source = read_map(MDI_FULL_DISK), MDI_FULL_DISK.name
+    else:
+        smap, source = synthetic_mdi(), "synthetic MDI-like disk"
+    if args.model:
+        model, label = load_model(args.model, device=device), args.model
+    else:
+        model = model_from_config(args.config, device, args.channels_last)
+        label = f"random weights, config {args.config}"
+    model = model.configure_sampler(steps=args.steps, scheduler=args.scheduler)
+    model = model.configure_runtime(precision=args.precision, compile=args.compile or None)
+    paper = model.configure_sampler(scheduler=PAPER[0], steps=PAPER[1])
+    label = f"{model.name} ({label})"
+
+    # The tiles superresolve() cuts (same defaults), on the calibrated, normalised, clipped input.
+    tile, overlap = model.tile_size, 2 * model.halo + 8
+    data = np.nan_to_num(np.asarray(smap.data, dtype=np.float64) * calibration_factor(smap, True)[0])
+    x = np.clip(normalise(data), -1, 1).astype(np.float32)
+    tiles = plan_tiles(x.shape, tile, overlap)
+    n_tiles = len(tiles)
+    timed = tiles if args.max_tiles is None else tiles[:max(1, min(args.max_tiles, n_tiles))]
+    partial = len(timed) < n_tiles
+    shape = (timed[0].size_y, timed[0].size_x)
+    bs = auto_batch_size(model, shape, len(timed)) if args.batch_size == "auto" else int(args.batch_size)
+    batches = [(np.stack([x[t.slices] for t in timed[i:i + bs]]), timed[i:i + bs])
+               for i in range(0, len(timed), bs)]
+
+    # Warm-up: kernel selection, and with --compile one graph per batch shape (timed apart).
+    t0 = time.perf_counter()
+    warm = model.configure_sampler(steps=2)
+    for xb, tb in {len(tb): (xb, tb) for xb, tb in batches}.values():
+        warm.predict(xb, seeds=[0] * len(tb))
+    sync(device)
+    warmup = time.perf_counter() - t0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    # CPU-side work of one map (calibration, tiling, blending, consistency, header), model-free.
+    t0 = time.perf_counter()
+    superresolve(smap, model=NearestModel(device="cpu"), consistency=True, progress=False)
+    map_overhead = time.perf_counter() - t0
+
+    # The paper's chain: per-step cost on the first batch, extrapolated to 1000 steps and all tiles.
+    k1, k2 = args.paper_steps
+    xb, tb = batches[0]
+    t_k = {k: min(time_tiles(paper.configure_sampler(scheduler="ddpm", steps=k), [(xb, tb)], 1)
+                  for _ in range(2)) for k in (k1, k2)}
+    per_step = max(0.0, (t_k[k2] - t_k[k1]) / (k2 - k1))
+    paper_batch = t_k[k1] + (PAPER[1] - k1) * per_step  # one batch of len(tb) tiles
+    paper_map = paper_batch / len(tb) * n_tiles + map_overhead
+
+    rows = []
+    for samples in args.samples:
+        if partial:
+            ours = time_tiles(model, batches, samples) / len(timed) * n_tiles + samples * map_overhead
+        else:
+            sync(device)
+            t0 = time.perf_counter()
+            superresolve(smap, model=model, samples=samples, seed=0, batch_size=bs, progress=False)
+            ours = time.perf_counter() - t0
+        rows.append((samples, ours, samples * paper_map))
+
+    if device.type == "cuda":
+        dev_name = torch.cuda.get_device_name(device)
+    else:
+        dev_name = f"cpu ({torch.get_num_threads()} threads)"
+    ny, nx = smap.data.shape
+    print(f"input: {source}, {ny}x{nx} -> {model.factor * ny}x{model.factor * nx}; {n_tiles} tiles of "
+          f"{tile}x{tile} (overlap {overlap}); timed {len(timed)} tile(s) in batches of {bs}; precision "
+          f"{model.precision}, compile {'on' if model.compiled else 'off'}; warm-up {warmup:.1f} s; CPU-side "
+          f"per map {map_overhead:.1f} s")
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB "
+              f"(of {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)")
+    print(f"paper chain: {per_step:.3f} s per DDPM step per batch of {len(tb)} tile(s) "
+          f"(timed {k1} and {k2} steps)")
+    print()
+    print("| device | model | sampler (steps) | samples | s / map | maps / hour | ours / paper |")
+    print("|---|---|---|---|---|---|---|")
+    for samples, ours, paper_s in rows:
+        s, h = fmt(ours, partial)
+        print(f"| {dev_name} | {label} | {model.scheduler} ({model.steps}) | {samples} | {s} | {h} | "
+              f"{ours / paper_s:.3f} |")
+        s, h = fmt(paper_s, True)
+        print(f"| {dev_name} | {label}, paper pipeline | {PAPER[0]} ({PAPER[1]}) | {samples} | {s} | {h} "
+              "| 1 |")
+
+
+if __name__ == "__main__":
+    main()
