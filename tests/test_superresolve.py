@@ -267,3 +267,4 @@ def test_consistency_auto_spares_interpolation(mdi_cutout):
     assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srconsis"] is False
     with pytest.raises(ValueError, match="consistency must be"):
         superresolve(mdi_cutout, consistency="yes", progress=False)
+    assert superresolve(mdi_cutout, model="bicubic", consistency="block", progress=False).meta["srconmet"] == "block"

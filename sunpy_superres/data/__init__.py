@@ -14,13 +14,17 @@ MDI_LIMB_CUTOUT : str
 HMI_AR_CUTOUT : str
     SDO/HMI ``M_720s`` 2011-12-17 06:00 TAI, 512x512 pixels at 0.504"/pixel around an active region,
     in HMI's raw orientation (CROTA2 about 180 degrees).
+MODELS_DIR : `pathlib.Path`
+    The embedded trained models, one model directory each (``superres.json`` manifest with
+    checksums, safetensors weights, a ``MODEL_CARD.md``); they register under their directory name.
 """
 
 from pathlib import Path
 
-__all__ = ["MDI_AR_CUTOUT", "MDI_LIMB_CUTOUT", "HMI_AR_CUTOUT", "DATA_DIR"]
+__all__ = ["MDI_AR_CUTOUT", "MDI_LIMB_CUTOUT", "HMI_AR_CUTOUT", "DATA_DIR", "MODELS_DIR"]
 
 DATA_DIR = Path(__file__).parent
 MDI_AR_CUTOUT = str(DATA_DIR / "mdi_20101015_ar_cutout.fits")
 MDI_LIMB_CUTOUT = str(DATA_DIR / "mdi_20101015_limb_cutout.fits")
 HMI_AR_CUTOUT = str(DATA_DIR / "hmi_20111217_ar_cutout.fits")
+MODELS_DIR = DATA_DIR / "models"

@@ -12,10 +12,22 @@ from . import hub
 from .base import SuperResolutionModel
 from .interpolation import BicubicModel, NearestModel
 
-__all__ = ["register_model", "available_models", "load_model", "DEFAULT_MODEL"]
+__all__ = ["register_model", "available_models", "load_model", "DEFAULT_MODEL", "EMBEDDED_MODELS"]
 
-#: The model used when none is named. Bicubic until a trained diffusion default ships.
-DEFAULT_MODEL = "bicubic"
+def _embedded_models():
+    """``{name: directory}`` of the trained models shipped inside the package (`sunpy_superres.data`)."""
+    from ..data import MODELS_DIR
+
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(MODELS_DIR.iterdir()) if (d / hub.MANIFEST).is_file()}
+
+
+EMBEDDED_MODELS = _embedded_models()
+
+#: The model used when none is named: the embedded latent diffusion model with residuals (issue 5),
+#: or bicubic interpolation in an installation without it.
+DEFAULT_MODEL = "ldm-res" if "ldm-res" in EMBEDDED_MODELS else "bicubic"
 
 _REGISTRY = {}
 
@@ -97,14 +109,25 @@ register_model("nearest", NearestModel, "nearest-neighbour replication (flux-con
 register_model("bicubic", BicubicModel, "bicubic interpolation (Keys, a=-0.75)")
 
 
-# Diffusion variants (issue 4) register only when pinned trained weights exist (hub.PINNED_WEIGHTS, issue 5):
-# listing a name whose loading fails would break `available_models()` users; an unregistered variant name
-# still gives a clear "no trained weights ship yet" error from load_model.
+# Trained models register only when they have weights: embedded in the package (sunpy_superres/data/models)
+# or pinned on the Hub (hub.PINNED_WEIGHTS); embedded weights win, so the package works offline. Listing
+# a name whose loading fails would break `available_models()` users; an unregistered variant name still
+# gives a clear "no trained weights ship yet" error from load_model.
+def _embedded_loader(path):
+    def load(device="auto"):
+        return hub.load_directory(path, device=device)
+    return load
+
+
 def _pinned_loader(spec):
     def load(device="auto"):
         return hub.load_hub_model(spec, device=device)
     return load
 
 
+for _name, _path in EMBEDDED_MODELS.items():
+    _description = hub.TRAINED_MODELS.get(_name, _name) + " [embedded weights]"
+    register_model(_name, _embedded_loader(_path), _description)
 for _name, _spec in hub.PINNED_WEIGHTS.items():
-    register_model(_name, _pinned_loader(_spec), hub.TRAINED_MODELS.get(_name, str(_spec)))
+    if _name not in _REGISTRY:
+        register_model(_name, _pinned_loader(_spec), hub.TRAINED_MODELS.get(_name, str(_spec)))
