@@ -37,6 +37,14 @@ def strongest_regions(smap, size, count):
     return centres
 
 
+def heldout_crops(path, size, count):
+    """The full-disk map of ``path`` and its ``count`` AR-centred crops of ``size`` x ``size`` pixels."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hmi = sunpy.map.Map(path)
+    return hmi, [regions.region_crop(hmi, c, size) for c in strongest_regions(hmi, size, count)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--hmi", default="../shared/data/hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits")
@@ -48,11 +56,7 @@ def main():
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hmi = sunpy.map.Map(args.hmi)
-    centres = strongest_regions(hmi, args.crop, args.regions)
-    crops = [regions.region_crop(hmi, c, args.crop) for c in centres]
+    hmi, crops = heldout_crops(args.hmi, args.crop, args.regions)
     print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}")
 
     rows = []

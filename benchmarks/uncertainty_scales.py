@@ -18,19 +18,18 @@ the repository root::
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import sunpy.map
 
 from sunpy_superres import superresolve
 from sunpy_superres.evaluation import degrade
-from sunpy_superres.metrics import regions
 from sunpy_superres.metrics.spectra import butterworth_split
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evaluate_heldout import strongest_regions  # noqa: E402
+from evaluate_heldout import heldout_crops  # noqa: E402
 
 
 def main():
@@ -41,13 +40,9 @@ def main():
     parser.add_argument("--regions", type=int, default=4)
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hmi = sunpy.map.Map(args.hmi)
-    centres = strongest_regions(hmi, args.crop, args.regions)
-    crops = [regions.region_crop(hmi, c, args.crop) for c in centres]
-    print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}, {args.samples} samples, "
-          f"model {args.model!r}")
+    hmi, crops = heldout_crops(args.hmi, args.crop, args.regions)
+    print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}, "
+          f"{args.samples} samples, model {args.model!r}")
     print("| crop | mean std (G) | std of samples below 2\" (G) | above 2\" (G) | below / above | "
           "std map split: mean abs below / above 2\" (G) | seconds |")
     print("|---|---|---|---|---|---|---|")
@@ -62,7 +57,7 @@ def main():
         ratios.append(small / large)
         map_small = np.nanmean(np.abs(um.small_scale_uncertainty().data))
         map_large = np.nanmean(np.abs(um.large_scale_uncertainty().data))
-        print(f"| {i} | {np.nanmean(um.std.value if hasattr(um.std, 'unit') else um.std):.2f} | {small:.2f} | "
+        print(f"| {i} | {np.nanmean(um.std.to_value(u.G)):.2f} | {small:.2f} | "
               f"{large:.2f} | {small / large:.2f} | {map_small:.2f} / {map_large:.2f} | "
               f"{time.perf_counter() - t0:.0f} |")
     print(f"| all | | | | {np.mean(ratios):.2f} ± {np.std(ratios):.2f} | | |")
