@@ -46,7 +46,6 @@ if __name__ == "__main__":
     for path in (MDI_AR_CUTOUT, MDI_LIMB_CUTOUT):
         shutil.copy(path, in_dir)
     hmi_2arcsec = degrade(sunpy.map.Map(HMI_AR_CUTOUT))
-    hmi_2arcsec.meta.pop("blank", None)  # an integer-encoding key of the original file; the copy is float
     hmi_2arcsec.save(in_dir / "hmi_20111217_ar_cutout_2arcsec.fits")
     paths = sorted(in_dir.glob("*.fits"))
     for p in paths:

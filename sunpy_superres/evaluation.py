@@ -31,6 +31,7 @@ import numpy as np
 import sunpy.map
 from astropy.table import Table
 
+from .maps import _STALE_KEYS
 from .metrics import image, physics, regions, spectra
 from .models import load_model
 from .superresolve import superresolve
@@ -142,7 +143,16 @@ def degrade(smap, factor=4):
     ny, nx = smap.data.shape
     if nx % factor or ny % factor:
         raise ValueError(f"the map is {nx}x{ny} pixels, not a multiple of {factor} per side; crop it first")
-    return smap.superpixel((factor, factor) * u.pix, func=np.mean)
+    coarse = smap.superpixel((factor, factor) * u.pix, func=np.mean)
+    # Keys that describe the original data or its integer encoding (BLANK, BSCALE, DATAMEAN, ...) would
+    # be wrong for the float block means, and BLANK makes the map unsavable as FITS: drop them.
+    stale = [k for k in coarse.meta if k in _STALE_KEYS]
+    if not stale:
+        return coarse
+    meta = coarse.meta.copy()
+    for key in stale:
+        meta.pop(key)
+    return sunpy.map.Map(coarse.data, meta)
 
 
 def _as_map(item):

@@ -3,6 +3,7 @@
 import astropy.units as u
 import numpy as np
 import pytest
+import sunpy.map
 from astropy.table import Table
 
 from sunpy_superres import cli
@@ -87,3 +88,12 @@ def test_evaluate_command(tmp_path, capsys):
     table = Table.read(out / "summary.ecsv")
     assert list(table["model"]) == ["nearest", "bicubic"]
     assert cli.main(["evaluate", HMI_AR_CUTOUT, "-o", str(out), "--crop", "128"]) == 2
+
+
+def test_degrade_drops_stale_encoding_keys(hmi_cutout, tmp_path):
+    assert "blank" in hmi_cutout.meta  # the shipped cut-out keeps its original integer encoding
+    lr = degrade(hmi_cutout)
+    assert not {"blank", "bscale", "bzero", "datamean"} & set(lr.meta)
+    assert lr.meta["wavelnth"] == hmi_cutout.meta["wavelnth"] and lr.date == hmi_cutout.date
+    lr.save(tmp_path / "lr.fits")  # a float map with BLANK set cannot be written
+    np.testing.assert_allclose(sunpy.map.Map(tmp_path / "lr.fits").data, lr.data)
