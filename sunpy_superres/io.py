@@ -42,6 +42,8 @@ def atomic_output(path, *, overwrite=False):
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); a finished output gets the mode any new file would get.
+        os.chmod(tmp, 0o666 & ~_umask())
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -54,6 +56,20 @@ def atomic_output(path, *, overwrite=False):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask():
+    """The process's file-mode creation mask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not atomic, but only at the end of a write)
+    os.umask(mask)
+    return mask
 
 
 def save_map(smap, path, *, overwrite=False):

@@ -107,3 +107,15 @@ def test_console_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sunpy_superres.cli", MDI_AR_CUTOUT, "-o", str(out),
                            "--quiet"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "exists" in proc.stderr
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_atomic_output_gets_the_usual_file_mode(tmp_path, mask):
+    # The temporary file is private while it is written; the finished file follows the umask.
+    old = os.umask(mask)
+    try:
+        with atomic_output(tmp_path / "x.txt") as tmp:
+            tmp.write_text("done")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~mask
