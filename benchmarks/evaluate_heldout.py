@@ -53,6 +53,7 @@ def main():
     parser.add_argument("--regions", type=int, default=4, help="number of AR-centred crops")
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--ddpm", action="store_true", help="also score stochastic models with 1000 DDPM steps")
+    parser.add_argument("--ddpm-samples", type=int, default=None, help="samples for the DDPM rows (default: --samples)")
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
@@ -62,16 +63,28 @@ def main():
     rows = []
     for spec in ["nearest", "bicubic", *args.model]:
         model = load_model(spec, device="cpu")
-        settings = [({}, model.name)]
+        ddpm_samples = args.ddpm_samples or args.samples
+        settings = [(model, {}, model.name)]
+        start = getattr(model, "start_timestep", 999)
+        if model.stochastic and start != 999:
+            # The same sampler over the whole chain, to show what the later start does.
+            settings.append((model.configure_sampler(start_timestep=999), {}, f"{model.name} (from t=999)"))
         if model.stochastic and args.ddpm:
-            settings.append(({"scheduler": "ddpm", "steps": 1000}, f"{model.name} (DDPM 1000)"))
-        for kwargs, label in settings:
+            ddpm = model.configure_sampler(scheduler="ddpm", steps=1000)
+            settings.append((model, {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
+                             f"{model.name} (DDPM, {ddpm.network_evaluations} steps from t={start})"))
+            if start != 999:
+                settings.append((model.configure_sampler(start_timestep=999),
+                                 {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
+                                 f"{model.name} (DDPM 1000 from t=999, the paper's chain)"))
+        for variant, kwargs, label in settings:
             t0 = time.perf_counter()
-            result = evaluate([model], crops, samples=args.samples, crop=None, seed=0, **kwargs)
+            kwargs = {"samples": args.samples, **kwargs}
+            result = evaluate([variant], crops, crop=None, seed=0, **kwargs)
             row = result.summary[0]
             rows.append((label, row, time.perf_counter() - t0))
             if args.output:
-                result.write(args.output / label.replace(" ", "_").replace("(", "").replace(")", ""),
+                result.write(args.output / "".join(c if c.isalnum() or c in "-+." else "_" for c in label),
                              overwrite=True)
     metrics = ["psnr", "ssim", "flux_error", "ar_area_error", "spectral_error", "small_scale"]
     print("| model | n | " + " | ".join(metrics) + " | seconds |")

@@ -57,6 +57,9 @@ PROVENANCE_KEYS = {
     "SRCONSIS": "output block means projected onto the input",
     "SRCONMET": "consistency method (backprojection, block, none)",
     "SRPREC": "arithmetic of the networks (fp32, bf16, fp16)",
+    "SRSTEPS": "denoiser evaluations per tile (diffusion)",
+    "SRSCHED": "sampler (ddpm, ddim, dpm-solver++)",
+    "SRTSTART": "timestep at which sampling starts (999: all)",
 }
 
 

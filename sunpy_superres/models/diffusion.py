@@ -32,6 +32,7 @@ import numbers
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
@@ -44,7 +45,8 @@ from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
 
 __all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "variant_name",
-           "make_scheduler", "encode_pair", "decode_sample", "diffusion_loss", "estimate_scales"]
+           "make_scheduler", "set_sampler_timesteps", "encode_pair", "decode_sample", "diffusion_loss",
+           "estimate_scales"]
 
 #: Sampler names accepted by ``superresolve(..., scheduler=...)``.
 SCHEDULERS = ("ddpm", "ddim", "dpm-solver++")
@@ -164,6 +166,70 @@ def make_scheduler(name, config):
     raise ValueError(f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
 
 
+def set_sampler_timesteps(scheduler, name, steps, start=None, device=None):
+    """
+    Give a sampler its timesteps: ``steps`` of them from ``start`` down towards 0.
+
+    Parameters
+    ----------
+    scheduler : diffusers scheduler
+        Made by `make_scheduler` for the sampler ``name``.
+    name : {"ddpm", "ddim", "dpm-solver++"}
+    steps : int
+        Sampler steps (network evaluations). The DDPM chain has one step per timestep, so from a
+        ``start`` below 999 it runs at most ``start + 1`` of them.
+    start : int, optional
+        Timestep at which the reverse process starts; `None` or the last training timestep (999):
+        the whole chain, with the scheduler's own spacing. A later start begins from the
+        forward-process marginal of a zero target, ``sqrt(1 - alpha_bar[start]) * noise``: where
+        ``alpha_bar[start]`` is small (0.0072 at 700 on the paper's linear schedule) this is almost
+        exactly the marginal of the data, and it skips the steps at which a network that has not
+        learnt the highest noise levels well would inject large errors (see `DiffusionSuperResolution`).
+
+    Returns
+    -------
+    float
+        Standard deviation of the initial noise.
+
+    Raises
+    ------
+    ValueError
+        If ``start`` is not an integer from ``steps - 1`` to 999 (DDPM: from 0), or DDIM cannot
+        space ``steps`` evenly from ``start``.
+    """
+    last = scheduler.config.num_train_timesteps - 1
+    with warnings.catch_warnings():
+        # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
+        # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
+        warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
+                                category=DeprecationWarning)
+        if start is None or start == last:
+            scheduler.set_timesteps(steps, device=device)
+            return float(scheduler.init_noise_sigma)
+        low = 0 if name == "ddpm" else steps - 1
+        if not isinstance(start, numbers.Integral) or isinstance(start, bool) or not low <= start <= last:
+            raise ValueError(f"start_timestep must be an integer from {low} to {last} for {steps} {name} steps, "
+                             f"got {start!r}")
+        start = int(start)
+        if name == "ddpm":
+            ts = np.unique(np.linspace(start, 0, min(steps, start + 1)).round().astype(int))[::-1]
+            scheduler.set_timesteps(timesteps=ts.tolist(), device=device)
+        elif name == "dpm-solver++":
+            scheduler.set_timesteps(timesteps=np.linspace(start, 0, steps + 1)[:-1].round().astype(int).tolist(),
+                                    device=device)
+        else:
+            # diffusers' DDIM steps back by num_train_timesteps // num_inference_steps: choose the
+            # count that gives this stride, and the timesteps that stride apart from ``start``.
+            stride = max(1, start // steps)
+            count = scheduler.config.num_train_timesteps // stride
+            if scheduler.config.num_train_timesteps // count != stride:
+                raise ValueError(f"DDIM cannot take {steps} evenly spaced steps from timestep {start}; "
+                                 "choose another number of steps")
+            scheduler.num_inference_steps = count
+            scheduler.timesteps = torch.arange(start, start - stride * steps, -stride, device=device)
+    return float(torch.sqrt(1 - scheduler.alphas_cumprod[start]))
+
+
 def encode_pair(denoiser, autoencoder, lr_up, hr=None):
     """
     Conditioning and (optionally) the diffusion target of a batch, as in Fig. 2a.
@@ -279,6 +345,15 @@ class DiffusionSuperResolution(SuperResolutionModel):
         Default tile side in input pixels.
     halo : int, optional
         Input pixels of context per side used to place tile seams.
+    start_timestep : int, optional
+        Timestep at which the reverse process starts (see `set_sampler_timesteps`); `None` (default):
+        999, the paper's whole chain. A model's manifest may set another: the embedded ``ldm-res``
+        starts at 700, because its denoiser, trained for minutes, predicts the noise of the
+        highest levels so poorly that its estimate of the target there is worse than zero (on
+        held-out crops, an error of 3.6 target standard deviations at timestep 800, against 1.07
+        at 600), and a chain started at 999 carries that error into samples 7 times too strong in
+        latent space. At 700 the forward process keeps 0.7 % of the target's variance, so starting
+        from a zero target changes the chain's input by about 0.1 of the noise.
     device : str, optional
         Torch device.
     precision : {"auto", "fp32", "bf16", "fp16"}, optional
@@ -307,8 +382,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
     precisions = ("fp32", "bf16", "fp16")
 
     def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None,
-                 steps=None, tile_size=256, halo=8, device="auto", precision="auto", compile=False,
-                 channels_last=False):
+                 steps=None, start_timestep=None, tile_size=256, halo=8, device="auto", precision="auto",
+                 compile=False, channels_last=False):
         super().__init__(device=device)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
@@ -329,6 +404,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.tile_size = int(tile_size)
         self.halo = int(halo)
         self.scheduler, self.steps = self._check_sampler(scheduler, steps)
+        self.start_timestep = self._check_start(start_timestep, cfg)
         if compile:
             self.compile()
 
@@ -343,17 +419,30 @@ class DiffusionSuperResolution(SuperResolutionModel):
             raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
         return scheduler, int(steps)
 
-    def configure_sampler(self, *, steps=None, scheduler=None):
+    @staticmethod
+    def _check_start(start, config):
+        last = config["num_train_timesteps"] - 1
+        if start is None:
+            return last
+        if not isinstance(start, numbers.Integral) or isinstance(start, bool) or not 0 <= start <= last:
+            raise ValueError(f"start_timestep must be an integer from 0 to {last}, got {start!r}")
+        return int(start)
+
+    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None):
         """
         A copy of this model with another sampler.
 
         ``scheduler`` alone gives that sampler's default steps (1000 for ``"ddpm"``, the paper's
-        chain); ``steps`` alone keeps the current sampler. Networks are shared, not copied.
+        chain); ``steps`` alone keeps the current sampler; ``start_timestep`` sets where the
+        reverse process starts (999: the whole chain). Networks are shared, not copied.
         """
-        if steps is None and scheduler is None:
+        if steps is None and scheduler is None and start_timestep is None:
             return self
         new = copy.copy(self)
-        new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
+        if steps is not None or scheduler is not None:
+            new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
+        if start_timestep is not None:
+            new.start_timestep = self._check_start(start_timestep, self.denoiser.config)
         return new
 
     def configure_runtime(self, *, precision=None, compile=None):
@@ -408,12 +497,14 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return self.configure_sampler(steps=1).configure_runtime(compile=False)
 
     def provenance(self):
-        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``."""
-        return {"srsteps": self.steps, "srsched": self.scheduler}
+        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``."""
+        return {"srsteps": self.network_evaluations, "srsched": self.scheduler, "srtstart": self.start_timestep}
 
     @property
     def network_evaluations(self):
         """Denoiser calls per tile with the current sampler (one per step for all three samplers)."""
+        if self.scheduler == "ddpm":
+            return min(self.steps, self.start_timestep + 1)
         return self.steps
 
     def _lr_multiple(self):
@@ -454,14 +545,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
         sched = make_scheduler(self.scheduler, self.denoiser.config)
-        with warnings.catch_warnings():
-            # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
-            # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
-            warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
-                                    category=DeprecationWarning)
-            sched.set_timesteps(self.steps, device=self.device)
+        sigma = set_sampler_timesteps(sched, self.scheduler, self.steps, self.start_timestep, device=self.device)
         z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
-        z = (z * sched.init_noise_sigma).contiguous(memory_format=self._memory_format)
+        z = (z * sigma).contiguous(memory_format=self._memory_format)
         for t in sched.timesteps:
             with autocast(self.device, self.precision):
                 out = self._denoise(sched.scale_model_input(z, t), cond, t)
@@ -486,6 +572,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
         write_manifest(path, {"kind": "diffusion", "name": self.name, "revision": self.revision,
                               "inference": {"scheduler": self.scheduler, "steps": self.steps,
+                                            "start_timestep": self.start_timestep,
                                             "tile_size": self.tile_size, "halo": self.halo}})
         return path
 
@@ -505,5 +592,5 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return cls(denoiser, autoencoder, name=manifest.get("name"),
                    revision=revision or manifest.get("revision", "untrained"),
                    scheduler=inference.get("scheduler"), steps=inference.get("steps"),
-                   tile_size=inference.get("tile_size", 256), halo=inference.get("halo", 8), device=device)
+                   start_timestep=inference.get("start_timestep"), tile_size=inference.get("tile_size", 256), halo=inference.get("halo", 8), device=device)
 

@@ -16,9 +16,10 @@ from pathlib import Path
 __all__ = ["DataConfig", "ModelConfig", "FinetuneConfig", "TrainConfig", "load_config", "shipped_configs",
            "MODEL_KINDS", "PAIR_SOURCES"]
 
-#: What ``[model] kind`` can train: the autoencoder of the latent variants, the diffusion variants, and
-#: the deterministic CNN baselines (trained with pixel MSE).
-MODEL_KINDS = ("diffusion", "autoencoder", "enhance", "progressive")
+#: What ``[model] kind`` can train: the autoencoder of the latent variants, the diffusion variants, the
+#: deterministic CNN baselines (trained with pixel MSE), and "decoder": the decoder of a trained latent
+#: model fine-tuned with its encoder and denoiser frozen (``[model] decoder_base``).
+MODEL_KINDS = ("diffusion", "autoencoder", "enhance", "progressive", "decoder")
 #: Where fine-tuning pairs come from (``[finetune] pairs``).
 PAIR_SOURCES = ("synthetic", "directory")
 
@@ -50,7 +51,7 @@ class DataConfig:
 class ModelConfig:
     """The network to train: an autoencoder, a diffusion variant or a CNN baseline."""
 
-    #: "diffusion", "autoencoder", "enhance" or "progressive" (see `MODEL_KINDS`).
+    #: "diffusion", "autoencoder", "enhance", "progressive" or "decoder" (see `MODEL_KINDS`).
     kind: str = "diffusion"
     #: "latent" or "pixel" (diffusion only).
     space: str = "latent"
@@ -76,6 +77,18 @@ class ModelConfig:
     #: Weight of the radial log-power term of the autoencoder loss (0: MSE and KL only); see
     #: `sunpy_superres.models.autoencoder.autoencoder_loss`.
     ae_spectral_weight: float = 0.0
+    #: Weight of the local texture term (`sunpy_superres.models.autoencoder.local_texture_loss`) and
+    #: the side of its blocks in pixels; 0: not used.
+    ae_texture_weight: float = 0.0
+    ae_texture_window: int = 8
+    #: For ``kind = "decoder"``: the trained latent diffusion model (registry name, model directory or
+    #: pinned ``hf://`` reference) whose decoder is fine-tuned; its encoder and denoiser stay frozen,
+    #: so the latent space they share does not move. The export is that model with the new decoder.
+    decoder_base: str = ""
+    #: For ``kind = "diffusion"``: continue training the denoiser of a trained latent or pixel model
+    #: (registry name, model directory or pinned ``hf://`` reference), with its autoencoder frozen as
+    #: it is; the architecture and scales come from that model. Empty: a new denoiser.
+    init_from: str = ""
     #: CNN baselines ("enhance", "progressive"; see `sunpy_superres.models.enhance` and
     #: `sunpy_superres.models.progressive` for the meaning and the published sizes).
     cnn_channels: int = 64
@@ -206,6 +219,9 @@ class TrainConfig:
         if model.kind not in MODEL_KINDS:
             raise ValueError(f"[model] kind must be one of {', '.join(map(repr, MODEL_KINDS))}, "
                              f"got {model.kind!r}")
+        if model.kind == "decoder" and not model.decoder_base:
+            raise ValueError('[model] kind = "decoder" fine-tunes the decoder of a trained latent model: set '
+                             '[model] decoder_base to its registry name, directory or hf:// reference')
         if finetune.pairs not in PAIR_SOURCES:
             raise ValueError(f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
                              f"got {finetune.pairs!r}")

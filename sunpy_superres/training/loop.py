@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..models.autoencoder import MagnetogramAutoencoder, autoencoder_loss, build_autoencoder
+from ..models.autoencoder import MagnetogramAutoencoder, autoencoder_loss, build_autoencoder, freeze_encoder
 from ..models.diffusion import (
     ConditionalDenoiser,
     DiffusionSuperResolution,
@@ -62,13 +62,15 @@ CHECKPOINT_PREFIX = "step-"
 class _AutoencoderObjective(torch.nn.Module):
     """The autoencoder loss as a module forward, so distributed wrappers synchronise its gradients."""
 
-    def __init__(self, autoencoder, spectral_weight=0.0):
+    def __init__(self, autoencoder, model_config, *, sample_posterior=True):
         super().__init__()
         self.autoencoder = autoencoder
-        self.spectral_weight = spectral_weight
+        self.terms = dict(spectral_weight=model_config.ae_spectral_weight,
+                          texture_weight=model_config.ae_texture_weight,
+                          texture_window=model_config.ae_texture_window, sample_posterior=sample_posterior)
 
     def forward(self, hr, eps):
-        return autoencoder_loss(self.autoencoder, hr, eps, spectral_weight=self.spectral_weight)
+        return autoencoder_loss(self.autoencoder, hr, eps, **self.terms)
 
 
 def _step_generator(seed, step, rank):
@@ -323,14 +325,39 @@ def finetune_pairs(cfg):
     return arrays
 
 
-def _load_base(cfg):
-    """The ``[finetune]`` base model (checksums verified), on the CPU."""
+def _load_reference(ref):
+    """A trained model by registry name, directory or ``hf://`` reference (checksums verified), on the CPU."""
     from ..models.registry import load_model
 
-    ref = cfg.finetune.base_model
     if not ref.startswith("hf://"):
         ref = os.path.expandvars(os.path.expanduser(ref))
-    base = load_model(ref, device="cpu")
+    return ref, load_model(ref, device="cpu")
+
+
+def _load_decoder_base(cfg):
+    """The latent diffusion model of ``[model] decoder_base``, whose decoder a "decoder" run fine-tunes."""
+    ref, base = _load_reference(cfg.model.decoder_base)
+    if not (isinstance(base, DiffusionSuperResolution) and base.autoencoder is not None):
+        raise ValueError(f"[model] decoder_base {ref!r} is not a latent diffusion model (it has no autoencoder); "
+                         "a decoder fine-tune needs one, e.g. \"ldm-res\"")
+    return base
+
+
+def _load_diffusion_init(cfg):
+    """The trained diffusion model of ``[model] init_from``, whose denoiser a run continues to train."""
+    ref, base = _load_reference(cfg.model.init_from)
+    if not isinstance(base, DiffusionSuperResolution):
+        raise ValueError(f"[model] init_from {ref!r} is not a diffusion model")
+    have = (base.denoiser.config.space, bool(base.denoiser.config.residual))
+    if have != (cfg.model.space, cfg.model.residual):
+        raise ValueError(f"[model] init_from {ref!r} is a {have[0]}-space model with residual={have[1]}, but [model] "
+                         f"asks for space={cfg.model.space!r}, residual={cfg.model.residual}")
+    return base
+
+
+def _load_base(cfg):
+    """The ``[finetune]`` base model (checksums verified), on the CPU."""
+    ref, base = _load_reference(cfg.finetune.base_model)
     kind = ("diffusion" if isinstance(base, DiffusionSuperResolution) else "enhance"
             if isinstance(base, EnhanceSuperResolution) else "progressive"
             if isinstance(base, ProgressiveSuperResolution) else type(base).__name__)
@@ -443,8 +470,8 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind must be one of {', '.join(map(repr, MODEL_KINDS))}, got {kind!r}")
     finetune = cfg.finetune.enabled
-    if finetune and kind == "autoencoder":
-        raise ValueError("[finetune] applies to super-resolution models, not to the autoencoder")
+    if finetune and kind in ("autoencoder", "decoder"):
+        raise ValueError(f"[finetune] applies to super-resolution models, not to [model] kind = {kind!r}")
     lora = finetune and kind == "diffusion"
     out = Path(cfg.output_dir)
     total = cfg.total_steps()
@@ -462,7 +489,12 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     else:
         train_files, _ = _data_files(cfg)
         dataset = _dataset(cfg, train_files, seed=cfg.seed)
-        if kind == "diffusion" and cfg.model.space == "latent":
+        if kind == "decoder":
+            base = _load_decoder_base(cfg)
+        elif kind == "diffusion" and cfg.model.init_from:
+            base = _load_diffusion_init(cfg)
+            autoencoder = base.autoencoder
+        elif kind == "diffusion" and cfg.model.space == "latent":
             path = _autoencoder_stage(cfg, progress)  # every rank: the stage trains distributed too
             autoencoder = MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True)
     if autoencoder is not None:
@@ -480,8 +512,8 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
             net = _build_lora(cfg, base)
             _load_trainable(net, ckpt / "model" / _TRAINABLE_FILE)
         else:
-            cls = {"autoencoder": MagnetogramAutoencoder, "diffusion": ConditionalDenoiser,
-                   **{k: v[0] for k, v in _CNN.items()}}[kind]
+            cls = {"autoencoder": MagnetogramAutoencoder, "decoder": MagnetogramAutoencoder,
+                   "diffusion": ConditionalDenoiser, **{k: v[0] for k, v in _CNN.items()}}[kind]
             net = cls.from_pretrained(ckpt / "model", use_safetensors=True)
         start = int(state["step"])
     else:
@@ -489,9 +521,16 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
             net = _build_lora(cfg, base)
         elif finetune:
             net = copy.deepcopy(base.network)
+        elif kind == "decoder":
+            net = copy.deepcopy(base.autoencoder).float()
+        elif kind == "diffusion" and cfg.model.init_from:
+            net = copy.deepcopy(base.denoiser).float()
         else:
             net = _build_network(cfg, train_files, autoencoder)
         start = 0
+    if kind == "decoder":
+        # Only the decoder trains: the encoder, and so the latents the denoiser was trained on, stay.
+        net = freeze_encoder(net.requires_grad_(True))
     net.train()
     optimizer = torch.optim.AdamW(list(_trainable(net).values()), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -502,7 +541,11 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         ema = {n: p.detach().clone() for n, p in _trainable(net).items()}
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
 
-    module = _AutoencoderObjective(net, cfg.model.ae_spectral_weight) if kind == "autoencoder" else net
+    if kind in ("autoencoder", "decoder"):
+        # A decoder fine-tune decodes the posterior mean: the latents the denoiser works with.
+        module = _AutoencoderObjective(net, cfg.model, sample_posterior=kind == "autoencoder")
+    else:
+        module = net
     module, optimizer = accelerator.prepare(module, optimizer)
     denoiser_config = (net.get_base_model() if lora else net).config if kind == "diffusion" else None
     noise_scheduler = make_scheduler("ddpm", denoiser_config) if kind == "diffusion" else None
@@ -527,7 +570,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
             lr = lr_up[..., ::FACTOR, ::FACTOR] if kind in _CNN else None
         gen = _step_generator(cfg.seed, step, rank)
         with accelerator.autocast():
-            if kind == "autoencoder":
+            if kind in ("autoencoder", "decoder"):
                 f = net.factor
                 eps = torch.randn((hr.shape[0], net.config.latent_channels, hr.shape[2] // f, hr.shape[3] // f),
                                   generator=gen).to(accelerator.device)
@@ -575,7 +618,11 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
                       stacklevel=2)
     if lora:
         return _export_lora(accelerator, cfg, net, ema, base_ref, base, done)
-    return _export(accelerator, cfg, net, ema, autoencoder, done)
+    if kind == "decoder":
+        return _export_decoder(accelerator, cfg, net, ema, base, done)
+    # A continued run names the weights it started from: a registry name may mean others later.
+    record = {"init_from_revision": base.revision} if kind == "diffusion" and cfg.model.init_from else None
+    return _export(accelerator, cfg, net, ema, autoencoder, done, record)
 
 
 def _resumable(cfg):
@@ -642,21 +689,21 @@ def _ema_copy(accelerator, net, ema):
     return model
 
 
-def _training_record(cfg, step):
-    return {"config": cfg.to_dict(), "step": step, "package_version": __version__}
+def _training_record(cfg, step, **extra):
+    return {"config": cfg.to_dict(), "step": step, "package_version": __version__, **extra}
 
 
-def _finish_model_directory(final, cfg, step):
+def _finish_model_directory(final, cfg, step, **extra):
     """Add the training config to an exported model directory and re-record the manifest's checksums."""
     from ..models.hub import write_manifest
 
-    (final / "training_config.json").write_text(json.dumps(_training_record(cfg, step), indent=2))
+    (final / "training_config.json").write_text(json.dumps(_training_record(cfg, step, **extra), indent=2))
     manifest = json.loads((final / "superres.json").read_text())
     write_manifest(final, {k: v for k, v in manifest.items()
                            if k not in ("files", "format", "format_version", "package_version")})
 
 
-def _export(accelerator, cfg, net, ema, autoencoder, step):
+def _export(accelerator, cfg, net, ema, autoencoder, step, record=None):
     """Write the EMA weights as the run's model (``output_dir/model``)."""
     accelerator.wait_for_everyone()
     final = Path(cfg.output_dir) / "model"
@@ -676,7 +723,25 @@ def _export(accelerator, cfg, net, ema, autoencoder, step):
                 sr = DiffusionSuperResolution(model, ae, revision=revision, tile_size=cfg.model.tile_size,
                                               halo=cfg.model.halo, device="cpu")
             sr.save_pretrained(final)
-            _finish_model_directory(final, cfg, step)
+            _finish_model_directory(final, cfg, step, **(record or {}))
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _export_decoder(accelerator, cfg, net, ema, base, step):
+    """Write ``[model] decoder_base`` with the EMA autoencoder (new decoder) as the run's model."""
+    accelerator.wait_for_everyone()
+    final = Path(cfg.output_dir) / "model"
+    if accelerator.is_main_process:
+        autoencoder = _ema_copy(accelerator, net, ema)
+        shutil.rmtree(final, ignore_errors=True)
+        sr = DiffusionSuperResolution(copy.deepcopy(base.denoiser).cpu().float(), autoencoder, name=base.name,
+                                      revision=f"{cfg.name}-step{step}", scheduler=base.scheduler, steps=base.steps,
+                                      start_timestep=base.start_timestep,
+                                      tile_size=base.tile_size, halo=base.halo, device="cpu")
+        sr.save_pretrained(final)
+        # "ldm-res" names whichever weights this package version embeds: record which ones these were.
+        _finish_model_directory(final, cfg, step, decoder_base_revision=base.revision)
     accelerator.wait_for_everyone()
     return final
 

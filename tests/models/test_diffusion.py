@@ -6,7 +6,8 @@ import pytest
 
 from sunpy_superres import superresolve
 from sunpy_superres.models import available_models, load_model
-from sunpy_superres.models.diffusion import DEFAULT_STEPS, ConditionalDenoiser, make_scheduler
+from sunpy_superres.models.diffusion import (DEFAULT_STEPS, ConditionalDenoiser, make_scheduler,
+                                             set_sampler_timesteps)
 
 from .tiny import tiny_model
 
@@ -44,7 +45,7 @@ def test_samplers(scheduler):
     model = tiny_model("pixel", True)
     fast = model.configure_sampler(scheduler=scheduler, steps=3)
     assert fast is not model and model.steps == 4  # a configured copy; the original is untouched
-    assert fast.provenance() == {"srsteps": 3, "srsched": scheduler}
+    assert fast.provenance() == {"srsteps": 3, "srsched": scheduler, "srtstart": 999}
     assert fast.network_evaluations == 3
     x = lr_input()
     np.testing.assert_array_equal(fast.predict(x, seeds=[5, 6]), fast.predict(x, seeds=[5, 6]))
@@ -121,3 +122,42 @@ def test_untrained_registry_names_say_what_to_do():
 def test_missing_directory():
     with pytest.raises(ValueError, match="neither a registered name nor a model directory"):
         load_model("./no/such/model")
+
+
+@pytest.mark.parametrize(("name", "steps", "count", "first", "last"), [("dpm-solver++", 20, 20, 700, 35),
+                                                                        ("ddim", 50, 50, 700, 14),
+                                                                        ("ddpm", 1000, 701, 700, 0)])
+def test_sampler_start_timestep(name, steps, count, first, last):
+    cfg = ConditionalDenoiser(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4).config
+    full, late = make_scheduler(name, cfg), make_scheduler(name, cfg)
+    assert set_sampler_timesteps(full, name, steps) == full.init_noise_sigma == 1.0
+    sigma = set_sampler_timesteps(late, name, steps, start=700)
+    t = late.timesteps.numpy()
+    assert (len(t), t[0], t[-1]) == (count, first, last) and (np.diff(t) < 0).all()
+    # The zero-target marginal of the forward process at 700: sqrt(1 - alpha_bar), alpha_bar = prod(1 - beta).
+    alpha_bar = np.prod(1 - np.linspace(1e-4, 0.02, 1000)[:701])
+    assert np.isclose(sigma, np.sqrt(1 - alpha_bar), rtol=1e-5) and 0.99 < sigma < 1
+    if name == "ddim":  # diffusers' DDIM steps back by its own stride: it must be the timesteps' spacing
+        assert cfg.num_train_timesteps // late.num_inference_steps == 14
+
+
+def test_model_start_timestep(tmp_path):
+    model = tiny_model("latent", True)
+    assert model.start_timestep == 999 and model.provenance()["srtstart"] == 999
+    late = model.configure_sampler(start_timestep=700)
+    assert late.provenance() == {"srsteps": 4, "srsched": "dpm-solver++", "srtstart": 700}
+    x = lr_input()
+    assert not np.array_equal(late.predict(x, seeds=[1, 2]), model.predict(x, seeds=[1, 2]))
+    np.testing.assert_array_equal(model.configure_sampler(start_timestep=999).predict(x, seeds=[1, 2]),
+                                  model.predict(x, seeds=[1, 2]))
+    late.save_pretrained(tmp_path / "m")
+    loaded = load_model(str(tmp_path / "m"), device="cpu")
+    assert loaded.start_timestep == 700
+    np.testing.assert_array_equal(loaded.predict(x, seeds=[1, 2]), late.predict(x, seeds=[1, 2]))
+    assert late.configure_sampler(scheduler="ddpm").network_evaluations == 701
+    for bad in (1000, -1, 2.5, True):
+        with pytest.raises(ValueError, match="start_timestep must be an integer"):
+            model.configure_sampler(start_timestep=bad)
+    ddim = make_scheduler("ddim", model.denoiser.config)
+    with pytest.raises(ValueError, match="DDIM cannot take 10 evenly spaced steps from timestep 490"):
+        set_sampler_timesteps(ddim, "ddim", 10, start=490)
