@@ -39,7 +39,9 @@ plt.show()
 
 ###############################################################################
 # Split the standard deviation at MDI's 2" pixel with a Butterworth filter, as the paper's Fig. 12
-# does: the uncertainty lives mostly at the scales below 2" that the input does not resolve.
+# does. The part above 2" of a positive map holds its mean, so this pair says how patchy the
+# uncertainty is; at which scale the samples themselves differ is measured by
+# ``benchmarks/uncertainty_scales.py`` (numbers for the shipped model in its model card).
 
 small = um.small_scale_uncertainty()
 large = um.large_scale_uncertainty()

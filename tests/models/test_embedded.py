@@ -10,7 +10,7 @@ import sunpy.map
 from sunpy_superres import superresolve
 from sunpy_superres.data import HMI_AR_CUTOUT, MODELS_DIR
 from sunpy_superres.evaluation import degrade
-from sunpy_superres.metrics import image, physics
+from sunpy_superres.metrics import image, physics, spectra
 from sunpy_superres.models import DEFAULT_MODEL, available_models, load_model
 from sunpy_superres.models.hub import MANIFEST, verify_directory
 
@@ -65,3 +65,14 @@ def test_trained_models_beat_nearest_on_a_real_crop(hmi_pair, name):
     assert abs(flux.to_value(u.percent)) < 10
     manifest = json.loads((MODELS_DIR / name / MANIFEST).read_text())
     assert load_model(name, device="cpu").revision == manifest["revision"]
+
+
+def test_default_puts_back_small_scales_better_than_nearest(hmi_pair):
+    # The spectral target of issue 5 on the shipped cut-out (a training day; the held-out numbers are in
+    # the model card): nearest replication's 4x4 blocks score 1.70 here, the default about 1.37.
+    lr, truth = hmi_pair
+    nearest = superresolve(lr, model="nearest", calibrate=False, progress=False)
+    out = superresolve(lr, seed=0, calibrate=False, progress=False)
+    assert out.meta["srtstart"] == 700 and out.meta["srsteps"] == 20
+    scale = lr.scale.axis1
+    assert spectra.spectral_error(out, truth, scale) < spectra.spectral_error(nearest, truth, scale) - 0.2

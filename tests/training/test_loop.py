@@ -87,8 +87,10 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
 
 
 def test_shipped_configs():
-    assert shipped_configs() == ["cpu", "enhance-cpu", "enhance-gpu", "finetune-cpu", "gpu-ldm-res", "paper-gpu",
-                                 "progressive-cpu", "progressive-gpu"]
+    assert shipped_configs() == ["cpu", "enhance-cpu", "enhance-gpu", "finetune-cpu", "gpu-ldm-res",
+                                 "ldm-res-decoder-cpu", "paper-gpu", "progressive-cpu", "progressive-gpu"]
+    decoder = load_config("ldm-res-decoder-cpu")
+    assert decoder.model.kind == "decoder" and decoder.model.decoder_base == "ldm-res"
     paper = load_config("paper-gpu")
     assert (paper.data.crop_size, paper.model.block_out_channels[0], paper.epochs) == (1024, 128, 30)
     assert (paper.batch_size, paper.learning_rate, paper.model.prediction_type) == (4, 3e-4, "epsilon")
@@ -126,3 +128,58 @@ def test_time_limit_exports_and_resumes(tmp_path, data_dir):
     assert json.loads((final / "training_config.json").read_text())["step"] == 4
     log = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4]
+
+
+def test_decoder_finetune_keeps_encoder_and_denoiser(tmp_path, data_dir, trained_autoencoder, hmi_cutout):
+    base = train(tiny_config(tmp_path / "base", data_dir, steps=2, autoencoder=str(trained_autoencoder)),
+                 progress=False)
+    cfg = tiny_config(tmp_path / "dec", data_dir, steps=3, every=2)
+    cfg.model.kind, cfg.model.decoder_base = "decoder", str(base)
+    cfg.model.ae_texture_weight = 0.5
+    final = train(cfg, progress=False)
+    manifest = json.loads((final / "superres.json").read_text())
+    assert manifest["name"] == "ldm-res" and manifest["revision"] == "tiny-step3"
+    assert manifest["inference"] == json.loads((base / "superres.json").read_text())["inference"]
+    # Denoiser and encoder are bit for bit the base's; the decoder moved.
+    old, new = (load_file(d / "autoencoder" / "diffusion_pytorch_model.safetensors") for d in (base, final))
+    assert old.keys() == new.keys()
+    frozen = [k for k in old if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(old[k], new[k]) for k in frozen)
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    den_old, den_new = (load_file(d / "denoiser" / "diffusion_pytorch_model.safetensors") for d in (base, final))
+    assert all(torch.equal(den_old[k], den_new[k]) for k in den_old)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
+    assert out.data.shape == (64, 64) and np.isfinite(out.data).all()
+    # A second run of the same config resumes from its final checkpoint and does no more steps.
+    assert train(cfg, progress=False) == final
+    steps = [json.loads(line)["step"] for line in (tmp_path / "dec" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+def test_decoder_finetune_needs_a_latent_base(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="set \\[model\\] decoder_base"):
+        TrainConfig.from_dict({"model": {"kind": "decoder"}})
+    pixel = train(tiny_config(tmp_path / "pix", data_dir, space="pixel", steps=1), progress=False)
+    cfg = tiny_config(tmp_path / "dec", data_dir, steps=1)
+    cfg.model.kind, cfg.model.decoder_base = "decoder", str(pixel)
+    with pytest.raises(ValueError, match="not a latent diffusion model"):
+        train(cfg, progress=False)
+
+
+def test_init_from_continues_a_trained_denoiser(tmp_path, data_dir, trained_autoencoder):
+    base = train(tiny_config(tmp_path / "base", data_dir, steps=2, autoencoder=str(trained_autoencoder)),
+                 progress=False)
+    cfg = tiny_config(tmp_path / "more", data_dir, steps=2)
+    cfg.model.init_from = str(base)
+    cfg.learning_rate = 0.0  # no update: the EMA export must then be the base denoiser itself
+    final = train(cfg, progress=False)
+    record = json.loads((final / "training_config.json").read_text())
+    assert record["init_from_revision"] == "tiny-step2" and record["step"] == 2
+    for part in ("denoiser", "autoencoder"):
+        old, new = (load_file(d / part / "diffusion_pytorch_model.safetensors") for d in (base, final))
+        assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+    cfg = tiny_config(tmp_path / "pixel", data_dir, space="pixel", steps=1)
+    cfg.model.init_from = str(base)
+    with pytest.raises(ValueError, match="latent-space model with residual=True"):
+        train(cfg, progress=False)
