@@ -566,7 +566,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         else:
             hr = torch.from_numpy(dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))[:, None]
             hr = hr.to(accelerator.device)
-            lr_up = degrade(hr) if kind != "autoencoder" else None
+            lr_up = degrade(hr) if kind not in ("autoencoder", "decoder") else None
             lr = lr_up[..., ::FACTOR, ::FACTOR] if kind in _CNN else None
         gen = _step_generator(cfg.seed, step, rank)
         with accelerator.autocast():
