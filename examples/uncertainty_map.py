@@ -38,10 +38,12 @@ um.plot()
 plt.show()
 
 ###############################################################################
-# Split the standard deviation at MDI's 2" pixel with a Butterworth filter, as the paper's Fig. 12
-# does. The part above 2" of a positive map holds its mean, so this pair says how patchy the
-# uncertainty is; at which scale the samples themselves differ is measured by
-# ``benchmarks/uncertainty_scales.py`` (numbers for the shipped model in its model card).
+# Split the standard deviation at 2" features (MDI's Nyquist frequency, 0.25 arcsec^-1) with a
+# Butterworth filter, as the paper's Fig. 12 does. The part above 2" of a positive map holds its
+# mean, so this pair says how patchy the uncertainty is; at which scale the samples themselves differ
+# is measured by ``benchmarks/uncertainty_scales.py``: for the shipped model on held-out crops their
+# spread below 2" is 2.8 times that above, where the error of the mean is 2.3 times larger below 2"
+# than above. Its model card has the numbers, and how far the spread falls short of the error.
 
 small = um.small_scale_uncertainty()
 large = um.large_scale_uncertainty()

@@ -394,8 +394,9 @@ def plot_power_spectra(evaluation, *, fig=None):
         k, power = spectra.radial_power_spectrum(ex[name])
         ax.loglog(k.to_value(1 / u.arcsec)[1:], power.value[1:], label=name, lw=2 if name == "truth" else 1)
     lowres_nyquist = 1 / (2 * ex["lowres"].scale.axis1.to_value(u.arcsec / u.pix))
-    ax.axvline(lowres_nyquist, color="grey", ls="--", lw=1, label="input Nyquist")
-    ax.axvline(0.5, color="red", ls=":", lw=1, label='1/2"')
+    # Features smaller than the input's pixels (2" for MDI) lie beyond its Nyquist frequency.
+    ax.axvline(lowres_nyquist, color="red", ls="--", lw=1,
+               label=f'input Nyquist ({1 / (2 * lowres_nyquist):.1f}" features)')
     ax.set_xlabel("spatial frequency k [1/arcsec]")
     ax.set_ylabel(f"power spectral density [{power.unit.to_string()}]")
     ax.legend(fontsize=8)

@@ -24,7 +24,7 @@ __all__ = ["superresolve"]
 
 
 def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
-                 device="auto", precision=None, compile=None,
+                 start_timestep=None, device="auto", precision=None, compile=None,
                  calibrate=True, consistency="auto", check_scale=True, tile_size=None, overlap=None,
                  batch_size="auto", keep_samples=False, progress=True):
     """
@@ -55,6 +55,10 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         Sampler steps of a diffusion model (its default when not given).
     scheduler : str, optional
         Sampler of a diffusion model, e.g. ``"ddpm"``, ``"ddim"``, ``"dpm-solver++"``.
+    start_timestep : int, optional
+        Timestep (0 to 999) at which a diffusion model's reverse process starts; by default the
+        model's own (700 for the embedded ``ldm-res``, see its model card; 999, the paper's whole
+        chain, for models that set none). Recorded as ``SRTSTART``.
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {None, "auto", "fp32", "bf16", "fp16"}, optional
@@ -152,7 +156,7 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         from .training.lora import load_adapter  # peft: extra [train]; the core import stays light
 
         sr_model = load_adapter(sr_model, adapter, device=device)
-    sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler)
+    sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler, start_timestep=start_timestep)
     sr_model = sr_model.configure_runtime(precision=precision, compile=compile)
     if isinstance(consistency, str) and consistency == "auto":
         consistency = sr_model.stochastic

@@ -245,6 +245,8 @@ def test_sampler_options_rejected_for_deterministic_model(mdi_cutout):
         superresolve(mdi_cutout, model="bicubic", steps=20)
     with pytest.raises(ValueError, match="deterministic and has no sampler"):
         superresolve(mdi_cutout, model="nearest", scheduler="ddim")
+    with pytest.raises(ValueError, match="deterministic and has no sampler"):
+        superresolve(mdi_cutout, model="bicubic", start_timestep=999)
 
 
 @pytest.mark.parametrize("model", ["bicubic", "noisy"])

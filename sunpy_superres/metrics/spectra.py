@@ -2,8 +2,9 @@
 Fourier-domain diagnostics of super-resolved magnetograms (Ramunno et al. 2024, section 7).
 
 A super-resolution model earns its keep only at scales the input cannot show. For a 2"/pixel input
-those are scales below 2" (spatial frequencies k > 1/2" = 0.5 arcsec^-1, outside the red circle of the
-paper's Fig. 10). This module measures that content:
+those are features smaller than 2": spatial frequencies above the input's Nyquist frequency,
+k > 1/(2 x 2") = 0.25 arcsec^-1, outside the red circle of the paper's Fig. 10. This module measures
+that content:
 
 * `fourier_amplitude` and `cutoff_radius` give the centred FFT amplitude image and the radius of the
   2" circle, as in Fig. 10;
@@ -13,8 +14,13 @@ paper's Fig. 10). This module measures that content:
 * `butterworth_split` separates a map into its > 2" and < 2" parts, as used in Fig. 12 to split the
   uncertainty map.
 
-Conventions used throughout: spatial frequency is in cycles per arcsec (``1 / arcsec``); a feature
-(a full period) of size L has frequency k = 1/L. The frequencies of an N-pixel axis with pixel scale dx are
+Conventions used throughout: spatial frequency is in cycles per arcsec (``1 / arcsec``). A feature of
+size L is half a period (one crest, or one pixel of a sampling at L per pixel): it has frequency
+k = 1/(2L). So the 2" of the paper are the scale of MDI's 2"/pixel, whose finest resolved wave has a
+4" period: "smaller than 2"" and "beyond the input's Nyquist frequency" are the same band, the one of
+`spectral_error` and issue 5's evaluation. (Development versions before issue 5 closed took a feature
+of size L to be a full period, k = 1/L: that split at 1" features and counted the band from 4" to 2"
+periods, where most of what MDI cannot resolve lies, as large scale.) The frequencies of an N-pixel axis with pixel scale dx are
 ``numpy.fft.fftfreq(N, dx)``; the Nyquist frequency is 1/(2 dx). Frequencies are those of the *pixel*
 axes: for a map rolled by CROTA2 = 180 deg (raw HMI) the 2-D images are rotated with respect to solar
 x/y, but ``|k|``, and hence every radial quantity here, does not depend on the rotation.
@@ -44,9 +50,13 @@ __all__ = [
     "butterworth_split",
 ]
 
-#: The resolution limit of the paper's section 7: MDI's 2"/pixel.
+#: The resolution limit of the paper's section 7: MDI's 2"/pixel, i.e. features of 2" (half a period;
+#: k = 0.25 arcsec^-1, MDI's Nyquist frequency).
 CUTOFF_SCALE = 2 * u.arcsec
 _PIXEL_SCALE = u.arcsec / u.pix
+#: Pixel scales within this factor of a cut-off count as the cut-off itself: MDI's 1.98"/pixel is
+#: the paper's 2", and a map at that scale has nothing below 2" to measure or split off.
+_NOMINAL = 1.05
 
 
 class FourierAmplitude(NamedTuple):
@@ -204,10 +214,10 @@ def cutoff_radius(smap, scale: u.arcsec = CUTOFF_SCALE):
     Radius, in frequency pixels of the `fourier_amplitude` image, of the circle of features of size
     ``scale`` (the red 2" circle of Fig. 10).
 
-    A feature of size L (one full period) has spatial frequency k = 1/L. One frequency pixel of an
-    N-pixel axis with pixel scale dx is 1/(N dx), so the circle has radius
-    ``N * dx / L`` frequency pixels around the zero-frequency pixel at index ``N // 2``. Amplitude
-    outside the circle belongs to features smaller than L.
+    A feature of size L is half a period: spatial frequency k = 1/(2L), so the 2" circle is MDI's
+    Nyquist frequency. One frequency pixel of an N-pixel axis with pixel scale dx is 1/(N dx), so the
+    circle has radius ``N * dx / (2 L)`` frequency pixels around the zero-frequency pixel at index
+    ``N // 2``. Amplitude outside the circle belongs to features smaller than L.
 
     Parameters
     ----------
@@ -219,7 +229,7 @@ def cutoff_radius(smap, scale: u.arcsec = CUTOFF_SCALE):
     Returns
     -------
     float
-        Radius in frequency pixels (e.g. 512 * 0.504 / 2 = 129.1 for a 512-pixel HMI cut-out).
+        Radius in frequency pixels (e.g. 512 * 0.504 / 4 = 64.5 for a 512-pixel HMI cut-out).
 
     Raises
     ------
@@ -236,7 +246,7 @@ def cutoff_radius(smap, scale: u.arcsec = CUTOFF_SCALE):
     dx, dy = _pixel_scales(smap)
     ny, nx = smap.data.shape
     length = scale.to_value(u.arcsec)
-    rx, ry = nx * dx / length, ny * dy / length
+    rx, ry = nx * dx / (2 * length), ny * dy / (2 * length)
     if not np.isclose(rx, ry, rtol=1e-3):
         raise ValueError(f"the map spans {nx * dx:.2f} x {ny * dy:.2f} arcsec; the {scale} contour is an "
                          f"ellipse of semi-axes {rx:.2f} x {ry:.2f} frequency pixels, not a circle. "
@@ -289,8 +299,8 @@ def radial_power_spectrum(smap, *, nbins=None, window="hann"):
       beyond it (``|k|`` up to sqrt(2) k_Nyquist) are not in any bin.
 
     On the 512x512 HMI test cut-out degraded 4x and interpolated back with bicubic, the power beyond
-    k = 1/2" relative to the original is about 0.1 without a window (edge leakage) and about 0.01
-    with the Hann window: the window is what lets the number measure solar structure.
+    k = 1/1" (features below 0.5") relative to the original is about 0.1 without a window (edge leakage)
+    and about 0.01 with the Hann window: the window is what lets the number measure solar structure.
 
     References
     ----------
@@ -322,7 +332,7 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
     """
     Power at scales below ``scale`` of a prediction relative to the ground truth.
 
-    The power is the PSD integrated over the annulus ``1/scale < |k| <= k_Nyquist``:
+    The power is the PSD integrated over the annulus ``1/(2 scale) < |k| <= k_Nyquist``:
     ``sum(PSD * dkx * dky)`` over those modes (see `radial_power_spectrum` for the PSD), i.e. the
     variance carried by features smaller than ``scale``. It is independent of the map size and pixel
     scale, so ``pred`` and ``truth`` need not share a grid; the annulus stops at the lower of their two
@@ -333,14 +343,14 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
     pred, truth : `~sunpy.map.GenericMap`
         Predicted and reference maps in the same (or convertible) units.
     scale : `~astropy.units.Quantity`
-        Feature size, default 2 arcsec (k > 0.5 arcsec^-1).
+        Feature size (half a period), default 2 arcsec (k > 0.25 arcsec^-1, beyond MDI's Nyquist).
     window : str, tuple or None, optional
         Taper before the transform, default ``"hann"`` (see `radial_power_spectrum`).
 
     Returns
     -------
     float
-        ``P_pred(k > 1/scale) / P_truth(k > 1/scale)``: 1 means as much small-scale structure as the
+        ``P_pred(k > 1/(2 scale)) / P_truth(k > 1/(2 scale))``: 1 means as much small-scale structure as the
         truth, values well below 1 a blurred prediction (interpolation), above 1 excess (noise).
 
     Raises
@@ -348,7 +358,8 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
     TypeError
         If either is not a sunpy Map.
     ValueError
-        If a map cannot resolve ``scale`` (its Nyquist frequency is not above 1/scale), the truth has
+        If a map's pixels are not finer than ``scale`` by more than 5 % (its Nyquist frequency does
+        not reach beyond 1/(2 scale)), the truth has
         no power there, or the units are not convertible.
 
     References
@@ -357,15 +368,15 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
     """
     _check_map(pred, "pred")
     _check_map(truth, "truth")
-    k_min = 1 / scale.to_value(u.arcsec)
+    k_min = 1 / (2 * scale.to_value(u.arcsec))
     spectra = []
     for name, smap in (("pred", pred), ("truth", truth)):
         psd, k, unit, (dx, dy) = _psd_modes(smap, window)
         k_nyquist = min(1 / (2 * dx), 1 / (2 * dy))
-        if k_nyquist <= k_min:
+        if k_nyquist <= k_min * _NOMINAL:
             raise ValueError(f"{name} has pixels of {dx:.3f} arcsec: its Nyquist frequency "
-                             f"{k_nyquist:.3f}/arcsec does not reach beyond 1/{scale}. Scales below "
-                             f"{scale} need pixels smaller than {scale / 2}.")
+                             f"{k_nyquist:.3f}/arcsec does not reach beyond 1/(2 x {scale}). Features "
+                             f"smaller than {scale} need pixels finer than {scale}.")
         spectra.append((psd, k, unit, dx * dy, psd.shape, k_nyquist))
     k_max = min(s[-1] for s in spectra)
     power = []
@@ -452,23 +463,26 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     Uses `skimage.filters.butterworth` with its default squared Butterworth response,
     ``H_low(f) = 1 / (1 + (f / f_c)^(2 order))`` and ``H_high = 1 - H_low`` (gain 1/2 at f_c). Its
     ``cutoff_frequency_ratio`` c is relative to the *sampling* frequency (1 cycle per pixel), not to
-    the Nyquist frequency: the cut-off f_c = 1/cutoff cycles per arcsec is
-    ``pixel_scale / cutoff`` cycles per pixel, so ``c = pixel_scale / cutoff`` (0.25 for 2" at
-    0.5"/pixel). It must not exceed 0.5 (the Nyquist frequency): a map with pixels larger than
-    ``cutoff / 2`` has no sub-``cutoff`` scales to split off.
+    the Nyquist frequency. A feature of size ``cutoff`` is half a period (see the module notes), so
+    the cut-off f_c = 1/(2 cutoff) cycles per arcsec is ``pixel_scale / (2 cutoff)`` cycles per
+    pixel: ``c = pixel_scale / (2 cutoff)``, 0.125 for 2" at 0.5"/pixel, which is the Nyquist
+    frequency of the 2"/pixel input. The map's pixels must be smaller than ``cutoff`` by more than
+    5 %: a map at MDI's own 1.98"/pixel has nothing below 2" to split off.
 
     Parameters
     ----------
     smap : `~sunpy.map.GenericMap`
         A 2-D map with square pixels, e.g. a magnetogram or an uncertainty (std) map in G.
     cutoff : `~astropy.units.Quantity`
-        Feature size (full period) at which to split, default 2 arcsec (Ramunno et al. 2024, Fig. 12).
+        Feature size (half a period) at which to split, default 2 arcsec (Ramunno et al. 2024,
+        Fig. 12): the split is at MDI's Nyquist frequency, 0.25 arcsec^-1.
     order : float, optional
         Butterworth order n; larger is a sharper cut with more ringing. Default 2 (scikit-image's).
     npad : int, optional
         Pixels of edge-replicating padding on each side before the (periodic) FFT filtering, so the
-        cut-out's opposite edges do not bleed into each other. Default ``ceil(4 * cutoff /
-        pixel_scale)`` (16 pixels for 2" at 0.5"/pixel). 0 filters the map as periodic.
+        cut-out's opposite edges do not bleed into each other. Default two periods of the cut-off
+        frequency, ``ceil(4 * cutoff / pixel_scale)`` (16 pixels for 2" at 0.5"/pixel). 0 filters the
+        map as periodic.
 
     Returns
     -------
@@ -482,7 +496,8 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     TypeError
         If ``smap`` is not a sunpy Map.
     ValueError
-        If the pixels are not square, ``cutoff`` is below two pixels, or the map has no finite pixel.
+        If the pixels are not square, not finer than ``cutoff`` (by 5 %), or the map has no finite
+        pixel.
 
     Notes
     -----
@@ -496,12 +511,13 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     """
     _check_map(smap)
     dx = _square_pixel_scale(smap, "butterworth_split")
-    ratio = dx / cutoff.to_value(u.arcsec)
-    if not 0 < ratio <= 0.5:
-        raise ValueError(f"a {cutoff} cut-off is below two pixels of {dx:.3f} arcsec (the Nyquist limit): "
-                         f"the map holds no features smaller than {cutoff}.")
+    ratio = dx / (2 * cutoff.to_value(u.arcsec))
+    if not 0 < ratio * _NOMINAL < 0.5:
+        raise ValueError(f"a map with pixels of {dx:.3f} arcsec has no features smaller than {cutoff} below its "
+                         f"Nyquist frequency: split maps with pixels finer than {cutoff} (e.g. the "
+                         "super-resolved output).")
     if npad is None:
-        npad = int(np.ceil(4 / ratio))
+        npad = int(np.ceil(2 / ratio))
     data = _map_data(smap)
     missing = ~np.isfinite(data)
     if missing.all():

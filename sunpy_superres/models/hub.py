@@ -136,6 +136,12 @@ def write_manifest(path, info):
     from .. import __version__
 
     path = Path(path)
+    for config in path.rglob("config.json"):
+        # diffusers records the directory a network was loaded from as "_name_or_path": a local path
+        # that says nothing about the weights, differs between machines and would change the checksum.
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     files = {p.relative_to(path).as_posix(): sha256_file(p) for p in sorted(path.rglob("*"))
              if p.is_file() and p.name != MANIFEST}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **info, "package_version": __version__,

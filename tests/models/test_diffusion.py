@@ -1,5 +1,7 @@
 """Diffusion variants: shapes, seeded determinism, samplers, save/load, superresolve with WCS."""
 
+import json
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -89,6 +91,33 @@ def test_save_load_round_trip(tmp_path, space, residual, name):
     assert (loaded.name, loaded.steps, loaded.tile_size, loaded.halo) == (name, 4, 32, 4)
     x = lr_input()
     np.testing.assert_array_equal(loaded.predict(x, seeds=[1, 2]), model.predict(x, seeds=[1, 2]))
+
+
+def test_saving_a_loaded_model_leaves_no_local_path(tmp_path):
+    # diffusers records the directory a network came from as "_name_or_path"; a re-saved model must
+    # not carry that machine's path, and its files must still match its manifest.
+    tiny_model("latent", True).save_pretrained(tmp_path / "first")
+    loaded = load_model(str(tmp_path / "first"), device="cpu")
+    assert str(tmp_path) in str(loaded.denoiser.config._name_or_path)
+    loaded.save_pretrained(tmp_path / "second")
+    for config in (tmp_path / "second").rglob("config.json"):
+        assert "_name_or_path" not in json.loads(config.read_text()), config
+        assert str(tmp_path) not in config.read_text()
+    again = load_model(str(tmp_path / "second"), device="cpu")  # verifies every sha256
+    x = lr_input()
+    np.testing.assert_array_equal(again.predict(x, seeds=[1, 2]), loaded.predict(x, seeds=[1, 2]))
+
+
+def test_superresolve_start_timestep_reaches_sampler_and_header(hmi_cutout):
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    model = tiny_model("latent", True)
+    out = superresolve(lr, model=model, seed=1, start_timestep=700, progress=False)
+    same = superresolve(lr, model=model.configure_sampler(start_timestep=700), seed=1, progress=False)
+    whole = superresolve(lr, model=model, seed=1, progress=False)
+    assert out.meta["srtstart"] == 700 and whole.meta["srtstart"] == 999
+    np.testing.assert_array_equal(out.data, same.data)
+    assert not np.array_equal(out.data, whole.data)
+    assert model.start_timestep == 999  # the caller's model is not altered
 
 
 def test_superresolve_map_shape_wcs_and_seed(tmp_path, hmi_cutout):
