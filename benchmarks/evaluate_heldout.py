@@ -54,6 +54,8 @@ def main():
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--ddpm", action="store_true", help="also score stochastic models with 1000 DDPM steps")
     parser.add_argument("--ddpm-samples", type=int, default=None, help="samples for the DDPM rows (default: --samples)")
+    parser.add_argument("--consistency-off", action="store_true",
+                        help="also score stochastic models without the consistency step")
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
@@ -69,6 +71,8 @@ def main():
         if model.stochastic and start != 999:
             # The same sampler over the whole chain, to show what the later start does.
             settings.append((model.configure_sampler(start_timestep=999), {}, f"{model.name} (from t=999)"))
+        if model.stochastic and args.consistency_off:
+            settings.append((model, {"consistency": False}, f"{model.name} (consistency off)"))
         if model.stochastic and args.ddpm:
             ddpm = model.configure_sampler(scheduler="ddpm", steps=1000)
             settings.append((model, {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},

@@ -202,8 +202,8 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
 
 
 def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, seed=0,
-             threshold=300 * u.G, steps=None, scheduler=None, device="auto", lpips_weights=None,
-             fid_weights=None, progress=False):
+             threshold=300 * u.G, steps=None, scheduler=None, consistency="auto", device="auto",
+             lpips_weights=None, fid_weights=None, progress=False):
     """
     Score models on ground-truth maps with the protocol of the paper's Tables 1 and 2.
 
@@ -229,6 +229,9 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
         Field strength that defines an active region (300 G, as the paper).
     steps, scheduler : optional
         Sampler settings passed to stochastic models.
+    consistency : {"auto", True, False, "block", "backprojection"}, optional
+        The consistency step of `sunpy_superres.superresolve` for every model; ``"auto"`` (default)
+        applies it to stochastic models only, as `~sunpy_superres.superresolve` does.
     device : str, optional
         Torch device of the models.
     lpips_weights, fid_weights : path-like, optional
@@ -280,7 +283,8 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
             for k in range(n):
                 kwargs = {"steps": steps, "scheduler": scheduler} if model.stochastic else {}
                 pred = superresolve(lowres, model=model, seed=_seed_for(seed, i, k) if model.stochastic
-                                    else None, calibrate=False, device=device, progress=progress, **kwargs)
+                                    else None, calibrate=False, consistency=consistency, device=device,
+                                    progress=progress, **kwargs)
                 rows.append({"model": model.name, "image": i, "sample": k, "date": truth.date.isot,
                              **_score(pred, truth, lowres, threshold, lpips_weights)})
                 outputs[model.name].append(pred)
@@ -293,6 +297,7 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
         summary["fid"] = [image.fid(outputs[name], truths, weights=fid_weights) for name in names]
     summary.meta.update({"protocol": "Ramunno et al. 2024, Tables 1-2", "samples": samples,
                          "crop": crop, "seed": seed, "threshold_G": threshold.to_value(u.G),
+                         "consistency": str(consistency),
                          "images": len(hr_maps), "dates": sorted({t.date.isot for t in truths})})
     return Evaluation(summary=summary, records=records, examples=examples)
 

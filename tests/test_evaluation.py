@@ -46,6 +46,17 @@ def test_samples_are_distinct_and_reproducible(result):
     np.testing.assert_allclose(again.records["psnr"], rec["psnr"], rtol=1e-6)
 
 
+def test_consistency_setting_reaches_the_outputs(result):
+    # "auto" projects the stochastic model's outputs onto the input's block means; False does not.
+    truth, lowres = result.examples["truth"], result.examples["lowres"]
+    kept = result.examples["noisy-nearest"]
+    raw = evaluate([NoisyNearest(device="cpu")], [truth], samples=1, crop=None, seed=1, consistency=False)
+    assert result.summary.meta["consistency"] == "auto" and raw.summary.meta["consistency"] == "False"
+    blocks = lambda m: np.asarray(m.data, dtype=float).reshape(64, 4, 64, 4).mean(axis=(1, 3))  # noqa: E731
+    np.testing.assert_allclose(blocks(kept), lowres.data, atol=1e-3)
+    assert np.abs(blocks(raw.examples["noisy-nearest"]) - lowres.data).max() > 1
+
+
 def test_crop_is_ar_centred_and_degraded_by_block_mean(result):
     truth, lowres = result.examples["truth"], result.examples["lowres"]
     assert truth.data.shape == (256, 256)
