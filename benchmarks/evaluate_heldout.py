@@ -56,6 +56,8 @@ def main():
     parser.add_argument("--ddpm-samples", type=int, default=None, help="samples for the DDPM rows (default: --samples)")
     parser.add_argument("--consistency-off", action="store_true",
                         help="also score stochastic models without the consistency step")
+    parser.add_argument("--baseline-consistency", action="store_true",
+                        help="also score deterministic models with the consistency step (back-projection)")
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
@@ -71,6 +73,8 @@ def main():
         if model.stochastic and start != 999:
             # The same sampler over the whole chain, to show what the later start does.
             settings.append((model.configure_sampler(start_timestep=999), {}, f"{model.name} (from t=999)"))
+        if not model.stochastic and args.baseline_consistency and spec != "nearest":  # nearest already is
+            settings.append((model, {"consistency": True}, f"{model.name} + back-projection"))
         if model.stochastic and args.consistency_off:
             settings.append((model, {"consistency": False}, f"{model.name} (consistency off)"))
         if model.stochastic and args.ddpm:
