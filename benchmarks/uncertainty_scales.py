@@ -81,7 +81,8 @@ def main():
         map_small = np.nanmean(np.abs(um.small_scale_uncertainty().data))
         map_large = np.nanmean(np.abs(um.large_scale_uncertainty().data))
         print(f"| {i} | {np.nanmean(std):.2f} | {small:.2f} | {large:.2f} | {small / large:.2f} | "
-              f"{old_small / old_large:.2f} | {err_high:.1f} / {err_low:.1f} | {old_err_high / old_err_low:.2f} | "
+              f"{old_small / old_large:.2f} | {err_high:.1f} / {err_low:.1f} | "
+              f"{old_err_high / old_err_low:.2f} | "
               f"{calib[-1]:.3f} | "
               f"{corr[-1]:.2f} | {map_small:.2f} / {map_large:.2f} | {time.perf_counter() - t0:.0f} |")
     print(f"| all | | | | {np.mean(ratios):.2f} ± {np.std(ratios):.2f} | "
@@ -92,7 +93,8 @@ def main():
 
 def _rms_parts(data, meta, cutoff):
     """Rms (G) of the parts above and below ``cutoff`` of ``data`` on the grid of ``meta``."""
-    return tuple(np.sqrt(np.nanmean(part.data ** 2)) for part in butterworth_split(sunpy.map.Map(data, meta), cutoff))
+    parts = butterworth_split(sunpy.map.Map(data, meta), cutoff)
+    return tuple(np.sqrt(np.nanmean(part.data ** 2)) for part in parts)
 
 
 def _spread(um, cutoff):

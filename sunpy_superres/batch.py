@@ -89,7 +89,8 @@ _COLUMNS = (
 )
 
 # Settings that change the output values: a folder holds results of one combination of them.
-_SETTINGS = ("model", "samples", "seed", "steps", "scheduler", "calibrate", "tile_size", "overlap")
+_SETTINGS = ("model", "samples", "seed", "steps", "scheduler", "start_timestep", "calibrate", "tile_size",
+             "overlap")
 
 
 def file_seed(seed, name):
@@ -190,7 +191,8 @@ def read_manifest(out_dir):
         (``"done"`` or ``"failed"``), ``reason`` (one line, empty when done), ``seconds`` (s, wall time
         on the worker), ``bytes`` (output size, -1 when failed), ``seed`` (the file's seed, -1 for
         none), ``worker`` (Dask address) and ``finished`` (UTC, ISO 8601), sorted by ``input``; the
-        run's settings (model, samples, seed, steps, scheduler, calibrate, tile_size, overlap, root,
+        run's settings (model, samples, seed, steps, scheduler, start_timestep, calibrate, tile_size,
+        overlap, root,
         version) in ``meta``. Empty when there is no manifest yet.
 
     Raises
@@ -291,11 +293,12 @@ class _ModelPlugin(WorkerPlugin):
     one included). Where it fails on a late worker, that worker's files fail with a reason saying so.
     """
 
-    def __init__(self, model, *, device, steps, scheduler, samples):
+    def __init__(self, model, *, device, steps, scheduler, samples, start_timestep=None):
         self.spec = model
         self.device = device
         self.steps = steps
         self.scheduler = scheduler
+        self.start_timestep = start_timestep
         self.samples = samples
         self.model = None
 
@@ -308,7 +311,8 @@ class _ModelPlugin(WorkerPlugin):
 
     def _load(self, device):
         model = load_model(self.spec, device=device)
-        model = model.configure_sampler(steps=self.steps, scheduler=self.scheduler)
+        model = model.configure_sampler(steps=self.steps, scheduler=self.scheduler,
+                                        start_timestep=self.start_timestep)
         if self.samples > 1 and not model.stochastic:
             raise ValueError(f"model {model.name!r} is deterministic, so every sample would be the same; "
                              "use samples=1, or a diffusion model for an uncertainty estimate.")
@@ -443,7 +447,8 @@ def _connect(client, n_workers, cluster_kwargs):
 
 
 def superresolve_files(paths, out_dir, *, client=None, model="default", samples=1, seed=None, steps=None,
-                       scheduler=None, overwrite=False, n_workers=None, root=None, device="auto",
+                       scheduler=None, start_timestep=None, overwrite=False, n_workers=None, root=None,
+                       device="auto",
                        calibrate=True, check_scale=True, tile_size=None, overlap=None, batch_size=4,
                        resources=None, cluster_kwargs=None, progress=True):
     """
@@ -476,8 +481,9 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
         the manifest and in the output header (``SRSEED``), so a file's result depends neither on the
         scheduling order nor on the worker, and can be reproduced alone with
         ``superresolve(map, seed=...)``.
-    steps, scheduler : optional
-        Sampler steps and name of diffusion models (``scheduler`` is the sampler, not Dask's).
+    steps, scheduler, start_timestep : optional
+        Sampler steps, name and first timestep of diffusion models (``scheduler`` is the sampler, not
+        Dask's); see `sunpy_superres.superresolve`.
     overwrite : bool, optional
         Redo every file and replace existing outputs. Without it, finished files are skipped, and an
         output file that is not in the manifest is replaced only if sunpy-superres wrote it (a run
@@ -544,13 +550,18 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     if isinstance(model, str) and not model.startswith("hf://") and not os.path.isdir(model) \
             and model not in available_models():
         load_model(model, device="cpu")  # raises the registry's ValueError, before any cluster starts
+    if steps is not None or scheduler is not None or start_timestep is not None:
+        # Sampler settings a model cannot take fail here, before any cluster starts or folder is made.
+        load_model(model, device="cpu").configure_sampler(steps=steps, scheduler=scheduler,
+                                                          start_timestep=start_timestep)
     if not inputs:
         raise ValueError("no input files given")
     out_dir = Path(os.path.abspath(out_dir))
 
     settings = {"model": _model_setting(model), "samples": int(samples),
                 "seed": None if seed is None else int(seed), "steps": steps, "scheduler": scheduler,
-                "calibrate": calibrate, "tile_size": tile_size, "overlap": overlap}
+                "start_timestep": start_timestep, "calibrate": calibrate, "tile_size": tile_size,
+                "overlap": overlap}
     manifest = _Manifest(out_dir / MANIFEST_NAME).load()
     recorded = {k: manifest.meta.get(k) for k in _SETTINGS}
     if manifest.rows and recorded != settings:
@@ -608,7 +619,8 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     try:
         if jobs:
             _run_jobs(jobs, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs, model=model,
-                      device=device, steps=steps, scheduler=scheduler, samples=int(samples),
+                      device=device, steps=steps, scheduler=scheduler, start_timestep=start_timestep,
+                      samples=int(samples),
                       resources=resources, progress=progress, record=record, n_skipped=counts["skipped"])
         elif progress:
             print(f"sunpy-superres: nothing to do; {counts['skipped']} files done earlier", file=sys.stderr)
@@ -619,8 +631,8 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     return table
 
 
-def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, steps, scheduler, samples, resources,
-              progress, record, n_skipped):
+def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, steps, scheduler, start_timestep,
+              samples, resources, progress, record, n_skipped):
     plugin_name = f"sunpy-superres-model-{uuid.uuid4().hex}"
     with _connect(client, n_workers, cluster_kwargs) as dask_client:
         if progress:
@@ -630,7 +642,8 @@ def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, steps, 
                 hint = "" if importlib.util.find_spec("bokeh") else " (install bokeh>=3.1 to see it)"
                 print(f"Dask dashboard: {dask_client.dashboard_link}{hint}", file=sys.stderr)
         dask_client.register_plugin(_ModelPlugin(model, device=device, steps=steps, scheduler=scheduler,
-                                                 samples=samples), name=plugin_name)
+                                                 start_timestep=start_timestep, samples=samples),
+                                    name=plugin_name)
         try:
             futures = {}
             for job in jobs:

@@ -4,11 +4,13 @@ The ``sunpy-superres`` command.
 ::
 
     sunpy-superres INPUT.fits -o OUTPUT.fits [--model NAME] [--samples N] [--seed S] [--device D]
+                   [--steps N] [--sampler NAME] [--start-timestep T]
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
     sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
                    [--crop PIXELS] [--seed S] [--overwrite]
     sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--scheduler ADDRESS] [--workers N]
-                   [--model NAME] [--samples N] [--seed S] [--root DIR] [--overwrite] [--quiet]
+                   [--model NAME] [--samples N] [--seed S] [--steps N] [--sampler NAME]
+                   [--start-timestep T] [--root DIR] [--overwrite] [--quiet]
 
 ``batch`` (needs the ``[batch]`` extra) runs many files on a Dask cluster (a local one, or the one at
 ``--scheduler``), writes ``OUT_DIR/<sub-folders>/<stem>_sr.fits`` and ``OUT_DIR/manifest.ecsv``, and
@@ -46,6 +48,7 @@ def _parser():
     p.add_argument("--samples", type=int, default=1, help="stochastic samples (default: 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed for stochastic models")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_sampler_options(p)
     p.add_argument("--png", type=Path, default=None, help="also write a PNG quick-look, input beside output")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="do not scale MDI by 1/1.4 to HMI levels")
@@ -54,6 +57,16 @@ def _parser():
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _add_sampler_options(p):
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps of a diffusion model (default: the model's)")
+    p.add_argument("--sampler", default=None, help="sampler of a diffusion model: ddpm, ddim or dpm-solver++ "
+                   "(default: the model's)")
+    p.add_argument("--start-timestep", type=int, default=None,
+                   help="timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
+                        "paper's whole chain (default: the model's)")
 
 
 def _read_map(path):
@@ -80,6 +93,7 @@ def _run(args):
     smap = _read_map(args.input)
     try:
         result = superresolve(smap, model=args.model, samples=args.samples, seed=args.seed,
+                              steps=args.steps, scheduler=args.sampler, start_timestep=args.start_timestep,
                               device=args.device, calibrate=args.calibrate, check_scale=args.check_scale,
                               progress=not args.quiet)
     except (TypeError, ValueError) as err:
@@ -145,6 +159,7 @@ def _batch_parser():
                    help="stochastic samples per file (default: 1)")
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="base random seed; each file derives its own")
+    _add_sampler_options(p)
     p.add_argument("--root", type=Path, default=None, metavar="DIR",
                    help="folder whose tree is mirrored in the output (default: the inputs' common folder)")
     p.add_argument("--overwrite", action="store_true", help="redo every file and replace existing outputs")
@@ -163,7 +178,9 @@ def _run_batch(args):
     try:
         inputs = expand_paths(args.inputs)
         table = superresolve_files(inputs, args.output, client=args.scheduler, model=args.model,
-                                   samples=args.samples, seed=args.seed, overwrite=args.overwrite,
+                                   samples=args.samples, seed=args.seed, steps=args.steps,
+                                   scheduler=args.sampler, start_timestep=args.start_timestep,
+                                   overwrite=args.overwrite,
                                    n_workers=args.workers, root=args.root, progress=not args.quiet)
     except (TypeError, ValueError) as err:
         raise _Refusal(" ".join(str(err).split())) from err

@@ -278,6 +278,29 @@ def test_stochastic_files_match_direct_calls(client, tmp_path):
     assert not np.array_equal(results["a.fits"], results["b.fits"])  # same map, other name: other noise
 
 
+def test_sampler_start_timestep_reaches_workers_and_manifest(client, tmp_path):
+    from .models.tiny import tiny_model
+
+    tiny_model("latent", True).save_pretrained(tmp_path / "model")
+    src = tmp_path / "in" / "a.fits"
+    src.parent.mkdir()
+    shutil.copyfile(MDI_AR_CUTOUT, src)
+    out = tmp_path / "out"
+    table = superresolve_files([src], out, client=client, model=str(tmp_path / "model"), seed=3,
+                               start_timestep=700, progress=False)
+    assert list(table["status"]) == ["done"] and table.meta["start_timestep"] == 700
+    assert read_map(out / "a_sr.fits").meta["srtstart"] == 700
+    with pytest.raises(ValueError, match="start_timestep=700 \\(now 999\\)"):
+        superresolve_files([src], out, client=client, model=str(tmp_path / "model"), seed=3,
+                           start_timestep=999, progress=False)
+    # The same through the command, with the other sampler options.
+    assert run_cli(src, "-o", tmp_path / "cli", "--scheduler", client.scheduler.address, "--model",
+                   tmp_path / "model", "--sampler", "ddpm", "--steps", "3", "--start-timestep", "500",
+                   "--quiet") == 0
+    header = read_map(tmp_path / "cli" / "a_sr.fits").meta
+    assert (header["srsched"], header["srsteps"], header["srtstart"]) == ("ddpm", 3, 500)
+
+
 def test_file_seed_output_name_and_planning_errors(tmp_path):
     assert file_seed(None, "a.fits") is None
     assert file_seed(3, "/x/a.fits") == file_seed(3, "/y/z/a.fits")  # the name, not the folder
@@ -337,6 +360,8 @@ def test_cli_batch_on_a_scheduler(cluster, client, tmp_path, capsys):
     ([MDI_AR_CUTOUT, "-o", "out", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes"),
     ([MDI_AR_CUTOUT, "-o", "out", "--model", "nope"], "available models are"),
     ([MDI_AR_CUTOUT, "-o", "out", "--samples", "0"], "samples must be"),
+    ([MDI_AR_CUTOUT, "-o", "out", "--model", "nearest", "--start-timestep", "700"], "deterministic"),
+    ([MDI_AR_CUTOUT, "-o", "out", "--sampler", "euler"], "unknown scheduler"),
 ])
 def test_cli_batch_bad_arguments(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

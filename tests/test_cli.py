@@ -119,3 +119,26 @@ def test_atomic_output_gets_the_usual_file_mode(tmp_path, mask):
     finally:
         os.umask(old)
     assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_sampler_options(tmp_path, capsys):
+    from .models.tiny import tiny_model
+
+    src = tmp_path / "in.fits"
+    synthetic_map(shape=(16, 16), value=100.0).save(src)
+    tiny_model("latent", True).save_pretrained(tmp_path / "model")
+    out = tmp_path / "out.fits"
+    assert run_cli(src, "-o", out, "--model", tmp_path / "model", "--sampler", "ddim", "--steps", "2",
+                   "--start-timestep", "500", "--seed", "1", "--quiet") == 0
+    header = sunpy.map.Map(out).meta
+    assert (header["srsched"], header["srsteps"], header["srtstart"]) == ("ddim", 2, 500)
+    # Bad settings and settings a deterministic model has no use for: one line, nothing written.
+    model = ("--model", tmp_path / "model")
+    for args, message in [((*model, "--start-timestep", "1000"), "start_timestep must be"),
+                          ((*model, "--sampler", "euler"), "unknown scheduler"),
+                          (("--model", "bicubic", "--steps", "20"), "deterministic and has no sampler")]:
+        bad = tmp_path / "bad.fits"
+        assert run_cli(src, "-o", bad, *args, "--quiet") == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert not bad.exists()

@@ -20,10 +20,11 @@ k = 1/(2L). So the 2" of the paper are the scale of MDI's 2"/pixel, whose finest
 4" period: "smaller than 2"" and "beyond the input's Nyquist frequency" are the same band, the one of
 `spectral_error` and issue 5's evaluation. (Development versions before issue 5 closed took a feature
 of size L to be a full period, k = 1/L: that split at 1" features and counted the band from 4" to 2"
-periods, where most of what MDI cannot resolve lies, as large scale.) The frequencies of an N-pixel axis with pixel scale dx are
-``numpy.fft.fftfreq(N, dx)``; the Nyquist frequency is 1/(2 dx). Frequencies are those of the *pixel*
-axes: for a map rolled by CROTA2 = 180 deg (raw HMI) the 2-D images are rotated with respect to solar
-x/y, but ``|k|``, and hence every radial quantity here, does not depend on the rotation.
+periods, where most of what MDI cannot resolve lies, as large scale.) The frequencies of an N-pixel
+axis with pixel scale dx are ``numpy.fft.fftfreq(N, dx)``; the Nyquist frequency is 1/(2 dx).
+Frequencies are those of the *pixel* axes: for a map rolled by CROTA2 = 180 deg (raw HMI) the 2-D
+images are rotated with respect to solar x/y, but ``|k|``, and hence every radial quantity here,
+does not depend on the rotation.
 
 References
 ----------
@@ -513,8 +514,8 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     dx = _square_pixel_scale(smap, "butterworth_split")
     ratio = dx / (2 * cutoff.to_value(u.arcsec))
     if not 0 < ratio * _NOMINAL < 0.5:
-        raise ValueError(f"a map with pixels of {dx:.3f} arcsec has no features smaller than {cutoff} below its "
-                         f"Nyquist frequency: split maps with pixels finer than {cutoff} (e.g. the "
+        raise ValueError(f"a map with pixels of {dx:.3f} arcsec has no features smaller than {cutoff} "
+                         f"below its Nyquist frequency: split maps with pixels finer than {cutoff} (e.g. the "
                          "super-resolved output).")
     if npad is None:
         npad = int(np.ceil(2 / ratio))
