@@ -300,8 +300,9 @@ def radial_power_spectrum(smap, *, nbins=None, window="hann"):
       beyond it (``|k|`` up to sqrt(2) k_Nyquist) are not in any bin.
 
     On the 512x512 HMI test cut-out degraded 4x and interpolated back with bicubic, the power beyond
-    k = 1/1" (features below 0.5") relative to the original is about 0.1 without a window (edge leakage)
-    and about 0.01 with the Hann window: the window is what lets the number measure solar structure.
+    k = 0.5 arcsec^-1 (features below 1") relative to the original is about 0.1 without a window (edge
+    leakage) and about 0.01 with the Hann window: the window is what lets the number measure solar
+    structure.
 
     References
     ----------
@@ -351,8 +352,8 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
     Returns
     -------
     float
-        ``P_pred(k > 1/(2 scale)) / P_truth(k > 1/(2 scale))``: 1 means as much small-scale structure as the
-        truth, values well below 1 a blurred prediction (interpolation), above 1 excess (noise).
+        ``P_pred(k > 1/(2 scale)) / P_truth(k > 1/(2 scale))``: 1 means as much small-scale structure
+        as the truth, values well below 1 a blurred prediction (interpolation), above 1 excess (noise).
 
     Raises
     ------
@@ -360,8 +361,8 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
         If either is not a sunpy Map.
     ValueError
         If a map's pixels are not finer than ``scale`` by more than 5 % (its Nyquist frequency does
-        not reach beyond 1/(2 scale)), the truth has
-        no power there, or the units are not convertible.
+        not reach beyond 1/(2 scale)), the truth has no power there, or the units are not
+        convertible.
 
     References
     ----------
