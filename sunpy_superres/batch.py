@@ -192,8 +192,7 @@ def read_manifest(out_dir):
         on the worker), ``bytes`` (output size, -1 when failed), ``seed`` (the file's seed, -1 for
         none), ``worker`` (Dask address) and ``finished`` (UTC, ISO 8601), sorted by ``input``; the
         run's settings (model, samples, seed, steps, scheduler, start_timestep, calibrate, tile_size,
-        overlap, root,
-        version) in ``meta``. Empty when there is no manifest yet.
+        overlap, root, version) in ``meta``. Empty when there is no manifest yet.
 
     Raises
     ------
@@ -448,9 +447,8 @@ def _connect(client, n_workers, cluster_kwargs):
 
 def superresolve_files(paths, out_dir, *, client=None, model="default", samples=1, seed=None, steps=None,
                        scheduler=None, start_timestep=None, overwrite=False, n_workers=None, root=None,
-                       device="auto",
-                       calibrate=True, check_scale=True, tile_size=None, overlap=None, batch_size=4,
-                       resources=None, cluster_kwargs=None, progress=True):
+                       device="auto", calibrate=True, check_scale=True, tile_size=None, overlap=None,
+                       batch_size=4, resources=None, cluster_kwargs=None, progress=True):
     """
     Super-resolve many magnetogram files on a Dask cluster; resumable, one output per input.
 
@@ -620,8 +618,8 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
         if jobs:
             _run_jobs(jobs, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs, model=model,
                       device=device, steps=steps, scheduler=scheduler, start_timestep=start_timestep,
-                      samples=int(samples),
-                      resources=resources, progress=progress, record=record, n_skipped=counts["skipped"])
+                      samples=int(samples), resources=resources, progress=progress, record=record,
+                      n_skipped=counts["skipped"])
         elif progress:
             print(f"sunpy-superres: nothing to do; {counts['skipped']} files done earlier", file=sys.stderr)
     finally:

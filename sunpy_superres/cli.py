@@ -180,8 +180,8 @@ def _run_batch(args):
         table = superresolve_files(inputs, args.output, client=args.scheduler, model=args.model,
                                    samples=args.samples, seed=args.seed, steps=args.steps,
                                    scheduler=args.sampler, start_timestep=args.start_timestep,
-                                   overwrite=args.overwrite,
-                                   n_workers=args.workers, root=args.root, progress=not args.quiet)
+                                   overwrite=args.overwrite, n_workers=args.workers, root=args.root,
+                                   progress=not args.quiet)
     except (TypeError, ValueError) as err:
         raise _Refusal(" ".join(str(err).split())) from err
     except OSError as err:  # e.g. no scheduler at --scheduler
