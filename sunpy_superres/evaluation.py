@@ -16,7 +16,13 @@ column              meaning
 ``spectral_error``  mean \\|ln(P_pred / P_true)\\| between the input's and the output's Nyquist
 ``small_scale``     power at scales below 2" relative to the truth (1 is right)
 ``lpips``           LPIPS distance, when LPIPS weights are given (lower is better)
+``coverage_1sd``    fraction of true pixels within the mean +- 1 std (0.683 when calibrated)
+``coverage_2sd``    fraction of true pixels within the mean +- 2 std (0.954 when calibrated)
 ==================  ==========================================================================
+
+A stochastic model scored with ``samples > 1`` has one row per sample and one for the mean of its
+samples (``"<name> (mean of N)"``), which carries the coverage of its standard deviation (see
+`uncertainty_calibration` for the whole calibration report).
 
 The summary has the mean and standard deviation of each column per model, like the paper's Table 1;
 ``fid`` per model is added when FID weights are given.
@@ -37,7 +43,10 @@ from .models import load_model
 from .superresolve import superresolve
 
 __all__ = ["Evaluation", "evaluate", "degrade", "plot_boxplots", "plot_fourier", "plot_power_spectra",
-           "METRICS"]
+           "METRICS", "uncertainty_calibration", "COVERAGE_BIN_EDGES"]
+
+#: Lower edges of the true ``|B|`` bins of `uncertainty_calibration` (the last bin is open).
+COVERAGE_BIN_EDGES = (0.0, 100.0, 500.0) * u.G
 
 #: Per-output metrics, in the order of the table, with their units and whether lower is better.
 METRICS = {
@@ -48,7 +57,14 @@ METRICS = {
     "spectral_error": ("", True),
     "small_scale": ("", None),
     "lpips": ("", True),
+    "coverage_1sd": ("", None),
+    "coverage_2sd": ("", None),
 }
+
+
+def mean_name(name, samples):
+    """Row name of the mean of a stochastic model's samples in `evaluate`'s tables."""
+    return f"{name} (mean of {samples})"
 
 
 @dataclass
@@ -279,19 +295,38 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
         if i == 0:
             examples.update(truth=truth, lowres=lowres)
         for model in loaded:
-            n = samples if model.stochastic else 1
-            for k in range(n):
-                kwargs = {"steps": steps, "scheduler": scheduler} if model.stochastic else {}
-                pred = superresolve(lowres, model=model, seed=_seed_for(seed, i, k) if model.stochastic
-                                    else None, calibrate=False, consistency=consistency, device=device,
-                                    progress=progress, **kwargs)
+            common = dict(calibrate=False, consistency=consistency, device=device, progress=progress)
+            if model.stochastic and samples > 1:
+                # One call for all samples: the mean and the (calibrated) spread of superresolve.
+                um = superresolve(lowres, model=model, samples=samples, keep_samples=True,
+                                  seed=_seed_for(seed, i, 0), steps=steps, scheduler=scheduler, **common)
+                preds = [type(um.mean_map)(s.value, um.meta) for s in um.samples]
+            elif model.stochastic:
+                preds = [superresolve(lowres, model=model, seed=_seed_for(seed, i, 0), steps=steps,
+                                      scheduler=scheduler, **common)]
+            else:
+                preds = [superresolve(lowres, model=model, **common)]
+            for k, pred in enumerate(preds):
                 rows.append({"model": model.name, "image": i, "sample": k, "date": truth.date.isot,
                              **_score(pred, truth, lowres, threshold, lpips_weights)})
                 outputs[model.name].append(pred)
                 if i == 0 and k == 0:
                     examples[model.name] = pred
+            if len(preds) > 1:
+                # The mean of the samples as its own row, with the coverage of its uncertainty.
+                cover = uncertainty_calibration([um], [truth])[0]
+                if i == 0:
+                    examples[mean_name(model.name, samples)] = um.mean_map
+                rows.append({"model": mean_name(model.name, samples), "image": i, "sample": -1,
+                             "date": truth.date.isot, **_score(um.mean_map, truth, lowres, threshold, lpips_weights),
+                             "coverage_1sd": float(cover["coverage_1sd"]),
+                             "coverage_2sd": float(cover["coverage_2sd"])})
 
+    for row in rows:
+        row.setdefault("coverage_1sd", np.nan)
+        row.setdefault("coverage_2sd", np.nan)
     records = Table(rows=rows)
+    names += [mean_name(m.name, samples) for m in loaded if m.stochastic and samples > 1]
     summary = _summarise(records, names)
     if fid_weights is not None:
         summary["fid"] = [image.fid(outputs[name], truths, weights=fid_weights) for name in names]
@@ -300,6 +335,96 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
                          "consistency": str(consistency),
                          "images": len(hr_maps), "dates": sorted({t.date.isot for t in truths})})
     return Evaluation(summary=summary, records=records, examples=examples)
+
+
+def _ence(std, err, nbins):
+    """Expected normalised calibration error over ``nbins`` equal-count bins of ``std`` (Levi et al. 2022)."""
+    order = np.argsort(std, kind="stable")
+    parts = [p for p in np.array_split(order, min(nbins, std.size)) if p.size]
+    rmv = np.array([np.sqrt(np.mean(std[p] ** 2)) for p in parts])
+    rmse = np.array([np.sqrt(np.mean(err[p] ** 2)) for p in parts])
+    return float(np.mean(np.abs(rmv - rmse) / np.maximum(rmv, np.finfo(float).tiny)))
+
+
+def uncertainty_calibration(predictions, truths, *, edges=COVERAGE_BIN_EDGES, ence_bins=10):
+    """
+    Does the standard deviation of an `~sunpy_superres.UncertaintyMap` mean what it says?
+
+    Pools the pixels of every prediction and reports, overall and per bin of the true ``|B|``:
+    the fraction of true pixels inside ``mean +- 1 std`` and ``mean +- 2 std`` (0.683 and 0.954 for
+    a calibrated Gaussian uncertainty), the mean squared z-score (1), the ratio of the rms standard
+    deviation to the rms error (1), the Spearman rank correlation of the standard deviation with
+    ``|error|`` (does the map show *where* the output is less certain?), and the expected normalised
+    calibration error, ENCE (0), over ``ence_bins`` equal-count bins of the standard deviation (Levi
+    et al. 2022, "Evaluating and calibrating uncertainty prediction in regression tasks", Sensors 22,
+    5540). ENCE grows with the number of bins even for a calibrated model: compare it at a fixed count.
+
+    Parameters
+    ----------
+    predictions : list of `~sunpy_superres.UncertaintyMap`
+        Super-resolved maps with their standard deviation.
+    truths : list of `~sunpy.map.GenericMap`
+        The true maps on the same pixel grids.
+    edges : `~astropy.units.Quantity`, optional
+        Lower edges of the true ``|B|`` bins, from 0 G (default 0, 100 and 500 G).
+    ence_bins : int, optional
+        Bins of the ENCE.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        Rows ``"all"`` and one per bin (``"0-100 G"``, ...): ``n_pixels``, ``coverage_1sd``,
+        ``coverage_2sd``, ``mean_z2``, ``std_over_rmse``, ``spearman``, ``ence``.
+
+    Raises
+    ------
+    ValueError
+        If the lists differ in length, a prediction has no standard deviation, or grids differ.
+    """
+    from scipy.stats import spearmanr
+
+    from .uncertainty import UncertaintyMap
+
+    predictions, truths = list(predictions), list(truths)
+    if len(predictions) != len(truths) or not predictions:
+        raise ValueError(f"need one truth per prediction, got {len(predictions)} and {len(truths)}")
+    errs, stds, absb = [], [], []
+    for pred, truth in zip(predictions, truths, strict=True):
+        if not isinstance(pred, UncertaintyMap) or pred._std is None:
+            raise ValueError("predictions must be UncertaintyMaps (superresolve with samples > 1)")
+        if pred.data.shape != truth.data.shape:
+            raise ValueError(f"prediction {pred.data.shape} and truth {truth.data.shape} grids differ")
+        t = (np.asarray(truth.data, dtype=np.float64) * truth.unit).to_value(u.G)
+        m = (np.asarray(pred.data, dtype=np.float64) * pred.unit).to_value(u.G)
+        sd = u.Quantity(pred.std, pred.unit).to_value(u.G).astype(np.float64)
+        ok = np.isfinite(t) & np.isfinite(m) & np.isfinite(sd)
+        errs.append((m - t)[ok])
+        stds.append(sd[ok])
+        absb.append(np.abs(t[ok]))
+    err, std, absb = np.concatenate(errs), np.concatenate(stds), np.concatenate(absb)
+    lows = np.asarray(u.Quantity(edges, u.G).value, dtype=float)
+    highs = list(lows[1:]) + [np.inf]
+    subsets = [("all", np.ones(err.shape, dtype=bool))]
+    subsets += [(f"{lo:g}-{hi:g} G" if np.isfinite(hi) else f">{lo:g} G", (absb >= lo) & (absb < hi))
+                for lo, hi in zip(lows, highs, strict=True)]
+    rows = []
+    for name, sel in subsets:
+        e, sd = err[sel], std[sel]
+        if not e.size:
+            rows.append({"bin": name, "n_pixels": 0, **dict.fromkeys(
+                ("coverage_1sd", "coverage_2sd", "mean_z2", "std_over_rmse", "spearman", "ence"), np.nan)})
+            continue
+        z = np.abs(e) / np.maximum(sd, np.finfo(float).tiny)
+        rows.append({"bin": name, "n_pixels": int(e.size), "coverage_1sd": float(np.mean(z <= 1)),
+                     "coverage_2sd": float(np.mean(z <= 2)), "mean_z2": float(np.mean(z ** 2)),
+                     "std_over_rmse": float(np.sqrt(np.mean(sd ** 2)) / max(np.sqrt(np.mean(e ** 2)), 1e-300)),
+                     "spearman": float(spearmanr(sd, np.abs(e)).statistic) if e.size > 2 else np.nan,
+                     "ence": _ence(sd, e, ence_bins)})
+    table = Table(rows=rows)
+    for col in table.colnames[2:]:
+        table[col].format = ".3g"
+    table.meta.update({"images": len(predictions), "ence_bins": int(ence_bins)})
+    return table
 
 
 def _summarise(records, names):

@@ -60,6 +60,7 @@ PROVENANCE_KEYS = {
     "SRSTEPS": "denoiser evaluations per tile (diffusion)",
     "SRSCHED": "sampler (ddpm, ddim, dpm-solver++)",
     "SRTSTART": "timestep at which sampling starts (999: all)",
+    "SRUNCAL": "calibration of the std (none: raw sample spread)",
 }
 
 

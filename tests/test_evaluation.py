@@ -23,8 +23,8 @@ def result():
 
 def test_summary_table(result):
     summary = result.summary
-    assert list(summary["model"]) == ["nearest", "bicubic", "noisy-nearest"]
-    assert list(summary["n"]) == [1, 1, 3]
+    assert list(summary["model"]) == ["nearest", "bicubic", "noisy-nearest", "noisy-nearest (mean of 3)"]
+    assert list(summary["n"]) == [1, 1, 3, 1]
     for metric in ("psnr", "ssim", "flux_error", "ar_area_error", "spectral_error", "small_scale"):
         assert f"{metric}_mean" in summary.colnames and f"{metric}_std" in summary.colnames
         assert np.all(np.isfinite(summary[f"{metric}_mean"]))
@@ -43,7 +43,27 @@ def test_samples_are_distinct_and_reproducible(result):
     rec = result.records[result.records["model"] == "noisy-nearest"]
     assert len(set(np.round(rec["psnr"], 6))) == 3
     again = evaluate([NoisyNearest(device="cpu")], [result.examples["truth"]], samples=3, crop=None, seed=1)
-    np.testing.assert_allclose(again.records["psnr"], rec["psnr"], rtol=1e-6)
+    np.testing.assert_allclose(again.records["psnr"][again.records["model"] == "noisy-nearest"], rec["psnr"],
+                               rtol=1e-6)
+
+
+def test_mean_row_scores_the_mean_and_its_coverage(result):
+    """The mean of the samples is scored as its own row, with the coverage of its spread."""
+    from sunpy_superres import superresolve
+    from sunpy_superres.evaluation import _seed_for, uncertainty_calibration
+
+    row = result.records[result.records["model"] == "noisy-nearest (mean of 3)"]
+    assert len(row) == 1 and row["sample"][0] == -1
+    truth, lowres = result.examples["truth"], result.examples["lowres"]
+    um = superresolve(lowres, model=NoisyNearest(device="cpu"), samples=3, seed=_seed_for(1, 0, 0), calibrate=False,
+                      progress=False)
+    cover = uncertainty_calibration([um], [truth])[0]
+    assert row["coverage_2sd"][0] == pytest.approx(cover["coverage_2sd"])
+    assert row["coverage_1sd"][0] == pytest.approx(cover["coverage_1sd"])
+    samples = result.records[result.records["model"] == "noisy-nearest"]
+    # Averaging independent noise: the mean is closer to the truth than any one sample.
+    assert row["psnr"][0] > samples["psnr"].max()
+    assert np.isnan(result.records["coverage_2sd"][result.records["model"] == "bicubic"]).all()
 
 
 def test_consistency_setting_reaches_the_outputs(result):
@@ -108,3 +128,50 @@ def test_degrade_drops_stale_encoding_keys(hmi_cutout, tmp_path):
     assert lr.meta["wavelnth"] == hmi_cutout.meta["wavelnth"] and lr.date == hmi_cutout.date
     lr.save(tmp_path / "lr.fits")  # a float map with BLANK set cannot be written
     np.testing.assert_allclose(sunpy.map.Map(tmp_path / "lr.fits").data, lr.data)
+
+
+def _gaussian_prediction(hmi_cutout, std_factor=1.0, seed=0):
+    """An UncertaintyMap whose truth is its mean plus Gaussian noise of its (heteroscedastic) std."""
+    from sunpy_superres import UncertaintyMap
+
+    rng = np.random.default_rng(seed)
+    mean = np.asarray(hmi_cutout.data, dtype=np.float64)
+    std = 5.0 + 0.05 * np.abs(mean)
+    truth = sunpy.map.Map(mean + rng.normal(0, std), hmi_cutout.meta)
+    pred = UncertaintyMap.from_map(sunpy.map.Map(mean, hmi_cutout.meta), std=std_factor * std)
+    return pred, truth
+
+
+def test_uncertainty_calibration_of_a_calibrated_gaussian(hmi_cutout):
+    from sunpy_superres.evaluation import uncertainty_calibration
+
+    pred, truth = _gaussian_prediction(hmi_cutout)
+    table = uncertainty_calibration([pred], [truth])
+    assert list(table["bin"]) == ["all", "0-100 G", "100-500 G", ">500 G"]
+    assert table["n_pixels"][0] == pred.data.size == sum(table["n_pixels"][1:])
+    for row in table:
+        if row["n_pixels"] < 20000:  # the >500 G bin is small, and selected on the noisy truth
+            continue
+        assert row["coverage_1sd"] == pytest.approx(0.6827, abs=0.02)
+        assert row["coverage_2sd"] == pytest.approx(0.9545, abs=0.01)
+        assert row["mean_z2"] == pytest.approx(1, abs=0.08)
+        assert row["std_over_rmse"] == pytest.approx(1, abs=0.04)
+        assert row["ence"] < 0.1
+    # The std grows with |B|, so does the error: the map ranks pixels by their error.
+    assert table["spearman"][0] > 0.2
+
+
+def test_uncertainty_calibration_sees_a_spread_too_wide(hmi_cutout):
+    from sunpy_superres.evaluation import uncertainty_calibration
+
+    pred, truth = _gaussian_prediction(hmi_cutout, std_factor=2.0)
+    row = uncertainty_calibration([pred], [truth])[0]
+    # Within +-1 std of a spread twice too wide: within 2 true std, 0.954.
+    assert row["coverage_1sd"] == pytest.approx(0.9545, abs=0.01)
+    assert row["std_over_rmse"] == pytest.approx(2, rel=0.03)
+    assert row["mean_z2"] == pytest.approx(0.25, rel=0.05)
+    assert row["ence"] == pytest.approx(0.5, abs=0.03)  # |rmv - rmse| / rmv = |2s - s| / 2s in every bin
+    with pytest.raises(ValueError, match="one truth per prediction"):
+        uncertainty_calibration([pred], [])
+    with pytest.raises(ValueError, match="UncertaintyMaps"):
+        uncertainty_calibration([truth], [truth])

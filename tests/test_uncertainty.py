@@ -168,3 +168,31 @@ def test_reading_a_mdi_file_still_gives_mdimap(mdi_cutout, um):
     from sunpy_superres.data import MDI_AR_CUTOUT
 
     assert type(sunpy.map.Map(MDI_AR_CUTOUT)) is MDIMap
+
+
+def test_superresolve_applies_the_models_calibration(mdi_cutout):
+    """A model's calibration scales the spread per |B| bin and is recorded; it can be turned off."""
+    from sunpy_superres.conformal import StdCalibration
+
+    from .helpers import NoisyNearest
+
+    model = NoisyNearest(device="cpu")
+    raw = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
+    assert raw.meta["sruncal"] == "none"
+    model.uncertainty_calibration = StdCalibration(edges_gauss=(0.0, 100.0), scales=(2.0, 5.0), samples=4)
+    cal = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
+    np.testing.assert_array_equal(cal.data, raw.data)
+    weak = np.abs(raw.data) < 100
+    np.testing.assert_allclose(cal.std.value[weak], 2 * raw.std.value[weak], rtol=1e-5)
+    np.testing.assert_allclose(cal.std.value[~weak], 5 * raw.std.value[~weak], rtol=1e-5)
+    assert cal.meta["sruncal"] == "split-conformal N=4 0-100G:2 >100G:5"
+    off = superresolve(mdi_cutout, model=model, samples=4, seed=2, calibrate_uncertainty=False, progress=False)
+    np.testing.assert_array_equal(off.std.value, raw.std.value)
+    assert off.meta["sruncal"] == "none"
+    # Another sample count: the Student-t carry-over of the factors.
+    two = superresolve(mdi_cutout, model=model, samples=2, seed=2, progress=False)
+    two_raw = superresolve(mdi_cutout, model=model, samples=2, seed=2, calibrate_uncertainty=False, progress=False)
+    ratio = model.uncertainty_calibration.factors(2)[0]
+    w2 = np.abs(two.data) < 100
+    np.testing.assert_allclose(two.std.value[w2], ratio * two_raw.std.value[w2], rtol=1e-5)
+    assert superresolve(mdi_cutout, model=model, progress=False).meta.get("sruncal") is None

@@ -36,6 +36,11 @@ class MagnetogramAutoencoder(AutoencoderKL):
         """Spatial downsampling factor between image and latent grid."""
         return 2 ** (len(self.config.block_out_channels) - 1)
 
+    @property
+    def latent_channels(self):
+        """Channels of the latent grid."""
+        return int(self.config.latent_channels)
+
     def encode_mean(self, x):
         """
         Deterministic latents: the posterior mean of ``x``.

@@ -71,6 +71,9 @@ class SuperResolutionModel:
         ``"fp32"``.
     compiled : bool
         Whether the network's forward is compiled with ``torch.compile`` (see `compile`).
+    uncertainty_calibration : `~sunpy_superres.conformal.StdCalibration` or None
+        Calibration of the standard deviation of a stochastic model's samples, applied by
+        `superresolve` (`None`: the raw spread of the samples).
     """
 
     name = "base"
@@ -83,6 +86,7 @@ class SuperResolutionModel:
     precision = "fp32"
     precisions = ("fp32",)
     compiled = False
+    uncertainty_calibration = None
 
     def __init__(self, device="auto"):
         self.device = resolve_device(device)

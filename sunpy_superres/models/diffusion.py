@@ -43,10 +43,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from .accel import CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
+from .spacetodepth import SpaceToDepth
 
 __all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "variant_name",
            "make_scheduler", "set_sampler_timesteps", "encode_pair", "decode_sample", "diffusion_loss",
-           "estimate_scales"]
+           "estimate_scales", "load_latent_space"]
 
 #: Sampler names accepted by ``superresolve(..., scheduler=...)``.
 SCHEDULERS = ("ddpm", "ddim", "dpm-solver++")
@@ -132,6 +133,28 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
     def forward(self, sample, cond, timestep):
         """Network output for the noisy ``sample`` given the conditioning ``cond`` at ``timestep``."""
         return self.unet(torch.cat([sample, cond], dim=1), timestep).sample
+
+
+def load_latent_space(path):
+    """
+    The latent space of a latent diffusion model from its ``autoencoder/`` directory.
+
+    Parameters
+    ----------
+    path : path-like
+        A directory written by the ``save_pretrained`` of a
+        `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder` or of a
+        `~sunpy_superres.models.spacetodepth.SpaceToDepth` (told apart by ``_class_name`` in its
+        ``config.json``).
+
+    Returns
+    -------
+    `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder` or `~sunpy_superres.models.spacetodepth.SpaceToDepth`
+    """
+    path = Path(path)
+    if json.loads((path / "config.json").read_text()).get("_class_name") == SpaceToDepth.__name__:
+        return SpaceToDepth.from_pretrained(path)
+    return MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True)
 
 
 def make_scheduler(name, config):
@@ -570,10 +593,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
         if self.autoencoder is not None:
             self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
-        write_manifest(path, {"kind": "diffusion", "name": self.name, "revision": self.revision,
-                              "inference": {"scheduler": self.scheduler, "steps": self.steps,
-                                            "start_timestep": self.start_timestep,
-                                            "tile_size": self.tile_size, "halo": self.halo}})
+        info = {"kind": "diffusion", "name": self.name, "revision": self.revision,
+                "inference": {"scheduler": self.scheduler, "steps": self.steps,
+                              "start_timestep": self.start_timestep, "tile_size": self.tile_size, "halo": self.halo}}
+        if self.uncertainty_calibration is not None:
+            info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
+        write_manifest(path, info)
         return path
 
     @classmethod
@@ -587,11 +612,16 @@ class DiffusionSuperResolution(SuperResolutionModel):
         denoiser = ConditionalDenoiser.from_pretrained(path / "denoiser", use_safetensors=True)
         autoencoder = None
         if denoiser.config.space == "latent":
-            autoencoder = MagnetogramAutoencoder.from_pretrained(path / "autoencoder", use_safetensors=True)
+            autoencoder = load_latent_space(path / "autoencoder")
         inference = manifest.get("inference", {})
-        return cls(denoiser, autoencoder, name=manifest.get("name"),
-                   revision=revision or manifest.get("revision", "untrained"),
-                   scheduler=inference.get("scheduler"), steps=inference.get("steps"),
-                   start_timestep=inference.get("start_timestep"), tile_size=inference.get("tile_size", 256),
-                   halo=inference.get("halo", 8), device=device)
+        model = cls(denoiser, autoencoder, name=manifest.get("name"),
+                    revision=revision or manifest.get("revision", "untrained"),
+                    scheduler=inference.get("scheduler"), steps=inference.get("steps"),
+                    start_timestep=inference.get("start_timestep"), tile_size=inference.get("tile_size", 256),
+                    halo=inference.get("halo", 8), device=device)
+        if "uncertainty_calibration" in manifest:
+            from ..conformal import StdCalibration
+
+            model.uncertainty_calibration = StdCalibration.from_dict(manifest["uncertainty_calibration"])
+        return model
 

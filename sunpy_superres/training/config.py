@@ -14,12 +14,14 @@ from importlib import resources
 from pathlib import Path
 
 __all__ = ["DataConfig", "ModelConfig", "FinetuneConfig", "TrainConfig", "load_config", "shipped_configs",
-           "MODEL_KINDS", "PAIR_SOURCES"]
+           "MODEL_KINDS", "PAIR_SOURCES", "LATENT_SPACES"]
 
 #: What ``[model] kind`` can train: the autoencoder of the latent variants, the diffusion variants, the
 #: deterministic CNN baselines (trained with pixel MSE), and "decoder": the decoder of a trained latent
 #: model fine-tuned with its encoder and denoiser frozen (``[model] decoder_base``).
 MODEL_KINDS = ("diffusion", "autoencoder", "enhance", "progressive", "decoder")
+#: Latent spaces of a latent diffusion model (``[model] latent_space``).
+LATENT_SPACES = ("autoencoder", "space-to-depth")
 #: Where fine-tuning pairs come from (``[finetune] pairs``).
 PAIR_SOURCES = ("synthetic", "directory")
 
@@ -43,6 +45,13 @@ class DataConfig:
     strong_field_fraction: float = 0.5
     strong_field_gauss: float = 300.0
     augment: bool = True
+    #: Directory of high-resolution active-region patches (e.g. SHARP CEA magnetograms, whose 0.03 deg
+    #: pixels are close to HMI's 0.5") used as extra training material: crops anywhere inside a patch;
+    #: patches of a validation day are left out. Empty: none.
+    patch_dir: str = ""
+    patch_pattern: str = "*.fits"
+    #: Probability that a training crop comes from the patches rather than the full disks.
+    patch_fraction: float = 0.0
     #: Samples that make an "epoch" (the paper: 43,912 images per epoch).
     samples_per_epoch: int = 1000
 
@@ -57,6 +66,9 @@ class ModelConfig:
     space: str = "latent"
     residual: bool = True
     prediction_type: str = "epsilon"
+    #: Noise schedule of the forward process: diffusers' "linear" (the paper's), "scaled_linear" or
+    #: "squaredcos_cap_v2" (cosine, Nichol & Dhariwal 2021).
+    beta_schedule: str = "linear"
     block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     layers_per_block: int = 2
     attention_levels: list[bool] = field(default_factory=lambda: [False, False, True, True])
@@ -65,6 +77,10 @@ class ModelConfig:
     #: Standard deviations dividing target and conditioning; 0 = measure on training data.
     target_scale: float = 0.0
     cond_scale: float = 0.0
+    #: Latent space of a latent model: "autoencoder" (a learnt `MagnetogramAutoencoder`, the paper's
+    #: choice) or "space-to-depth" (`sunpy_superres.models.spacetodepth.SpaceToDepth`, invertible
+    #: and training-free, ``ae_factor`` its block side; no autoencoder stage).
+    latent_space: str = "autoencoder"
     #: Trained autoencoder directory for latent diffusion; empty: train one first under
     #: ``output_dir/autoencoder`` for ``TrainConfig.autoencoder_steps`` steps.
     autoencoder: str = ""
@@ -222,6 +238,9 @@ class TrainConfig:
         if model.kind == "decoder" and not model.decoder_base:
             raise ValueError('[model] kind = "decoder" fine-tunes the decoder of a trained latent model: set '
                              '[model] decoder_base to its registry name, directory or hf:// reference')
+        if model.latent_space not in LATENT_SPACES:
+            raise ValueError(f"[model] latent_space must be one of {', '.join(map(repr, LATENT_SPACES))}, "
+                             f"got {model.latent_space!r}")
         if finetune.pairs not in PAIR_SOURCES:
             raise ValueError(f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
                              f"got {finetune.pairs!r}")

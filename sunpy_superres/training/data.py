@@ -17,7 +17,7 @@ import numpy as np
 
 from ..calibration import NORMALISATION_RANGE
 
-__all__ = ["degrade", "observation_date", "split_by_date", "FullDisk", "CropDataset"]
+__all__ = ["degrade", "observation_date", "split_by_date", "FullDisk", "Patch", "CropDataset"]
 
 
 def degrade(hr, factor=4):
@@ -183,9 +183,57 @@ class FullDisk:
         self.date = observation_date(path)
 
 
+class Patch:
+    """
+    A high-resolution magnetogram patch (not a full disk) in network units.
+
+    For active-region cut-outs such as the SHARP ``hmi.sharp_cea_720s`` LOS magnetograms, whose
+    0.03 deg CEA pixels (0.36 Mm) are close to HMI's 0.5" at disk centre: their pixels are used as
+    0.5" pixels, not their WCS. Values are Gauss (``Mx/cm^2`` is the same number for a LOS
+    field; a missing ``BUNIT`` is taken as Gauss, as in the SHARP series).
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS file; the first HDU with a 2-D image is read.
+
+    Attributes
+    ----------
+    data : `numpy.ndarray`
+        float32, field / 3000 G clipped to [-1, 1]; NaN where the file has no value.
+
+    Raises
+    ------
+    ValueError
+        If the file has no 2-D image, or its unit is not a magnetic field.
+    """
+
+    _UNITS = {"": 1.0, "g": 1.0, "gauss": 1.0, "mx/cm^2": 1.0, "mx/cm2": 1.0, "mx cm-2": 1.0, "mx cm^-2": 1.0}
+
+    def __init__(self, path):
+        from astropy.io import fits
+
+        with fits.open(path) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and h.data.ndim == 2), None)
+            if hdu is None:
+                raise ValueError(f"{path} has no 2-D image")
+            unit = str(hdu.header.get("BUNIT", "")).strip().lower()
+            data = np.asarray(hdu.data, dtype=np.float32)
+        if unit not in self._UNITS:
+            raise ValueError(f"{path}: BUNIT {unit!r} is not a magnetic field in G or Mx/cm^2")
+        self.data = np.clip(data * np.float32(self._UNITS[unit] / NORMALISATION_RANGE.to_value(u.G)), -1, 1)
+        self.path = Path(path)
+        self.date = observation_date(path)
+
+
 @functools.lru_cache(maxsize=16)
 def _load(path):
     return FullDisk(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_patch(path):
+    return Patch(path)
 
 
 class CropDataset:
@@ -213,17 +261,23 @@ class CropDataset:
         without latitude information cannot use anyway).
     seed : int
         Base seed.
+    patches : list of str or path-like, optional
+        High-resolution active-region patches (see `Patch`), cropped anywhere their crop has no NaN;
+        patches smaller than a crop are skipped.
+    patch_fraction : float, optional
+        Probability that a sample is a patch crop rather than a full-disk crop.
 
     Raises
     ------
     ValueError
-        If no crop of this size fits inside ``max_radius`` of a disk.
+        If no crop of this size fits inside ``max_radius`` of a disk, or ``patch_fraction > 0`` and
+        no patch holds a crop.
     """
 
     _STRIDE = 16  # crop origins are drawn on a 16-pixel grid; the position jitter is added back below
 
     def __init__(self, paths, *, crop_size=64, max_radius=0.9, strong_field_fraction=0.5, strong_field_gauss=300.0,
-                 augment=True, seed=0):
+                 augment=True, seed=0, patches=(), patch_fraction=0.0):
         if crop_size % 4:
             raise ValueError(f"crop_size must be a multiple of 4, got {crop_size}")
         self.paths = [str(p) for p in paths]
@@ -249,19 +303,32 @@ class CropDataset:
             self._candidates.append((ys, xs, weight / weight.sum() if weight.sum() > 0 else None))
             if not len(ys):
                 raise ValueError(f"no {c}x{c} crop fits within {max_radius} of the disk radius in {p}")
+        self.patch_fraction = float(patch_fraction)
+        self._patches = []
+        for p in map(str, patches if self.patch_fraction > 0 else ()):
+            valid = np.isfinite(_load_patch(p).data)
+            c = self.crop_size
+            if min(valid.shape) < c:
+                continue
+            # Origins whose crop has no NaN, from a summed-area table of the invalid pixels.
+            bad = np.pad((~valid).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            count = bad[c:, c:] - bad[:-c, c:] - bad[c:, :-c] + bad[:-c, :-c]
+            ys, xs = np.nonzero(count == 0)
+            if len(ys):
+                self._patches.append((p, ys, xs))
+        if self.patch_fraction > 0 and not self._patches:
+            raise ValueError(f"no patch holds a {self.crop_size}x{self.crop_size} crop without NaN")
 
     def sample(self, index):
         """HR crop number ``index``: ``(crop_size, crop_size)`` float32 in network units."""
         rng = np.random.default_rng([self.seed, int(index)])
-        k = int(rng.integers(len(self.paths)))
-        ys, xs, weight = self._candidates[k]
-        if weight is not None and rng.random() < self.strong_field_fraction:
-            j = int(rng.choice(len(ys), p=weight))
-        else:
+        if self._patches and rng.random() < self.patch_fraction:
+            p, ys, xs = self._patches[int(rng.integers(len(self._patches)))]
             j = int(rng.integers(len(ys)))
-        y0 = ys[j] + int(rng.integers(self._STRIDE))
-        x0 = xs[j] + int(rng.integers(self._STRIDE))
-        crop = _load(self.paths[k]).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+            y0, x0 = int(ys[j]), int(xs[j])
+            crop = _load_patch(p).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+        else:
+            crop = self._disk_crop(rng)
         crop = np.nan_to_num(crop, nan=0.0)  # a bad pixel inside the disk, rare; never off-limb here
         if self.augment:
             crop = np.rot90(crop, int(rng.integers(4)))
@@ -270,6 +337,17 @@ class CropDataset:
             if rng.random() < 0.5:
                 crop = -crop
         return np.ascontiguousarray(crop, dtype=np.float32)
+
+    def _disk_crop(self, rng):
+        k = int(rng.integers(len(self.paths)))
+        ys, xs, weight = self._candidates[k]
+        if weight is not None and rng.random() < self.strong_field_fraction:
+            j = int(rng.choice(len(ys), p=weight))
+        else:
+            j = int(rng.integers(len(ys)))
+        y0 = ys[j] + int(rng.integers(self._STRIDE))
+        x0 = xs[j] + int(rng.integers(self._STRIDE))
+        return _load(self.paths[k]).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
 
     def batch(self, step, batch_size, *, rank=0, world_size=1):
         """

@@ -45,10 +45,11 @@ from ..models.diffusion import (
 )
 from ..models.enhance import EnhanceNet, EnhanceSuperResolution
 from ..models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
+from ..models.spacetodepth import SpaceToDepth
 from .config import MODEL_KINDS, TrainConfig
 from .data import CropDataset, degrade, observation_date, split_by_date
 
-__all__ = ["train", "latest_checkpoint", "CHECKPOINT_PREFIX", "PairCrops", "finetune_pairs"]
+__all__ = ["train", "latest_checkpoint", "export_checkpoint", "CHECKPOINT_PREFIX", "PairCrops", "finetune_pairs"]
 
 #: Super-resolution factor of every model trained here (MDI 2"/pixel -> HMI 0.5"/pixel).
 FACTOR = 4
@@ -83,6 +84,61 @@ def latest_checkpoint(output_dir):
     done = sorted(p for p in glob.glob(os.path.join(output_dir, "checkpoints", CHECKPOINT_PREFIX + "*"))
                   if os.path.isfile(os.path.join(p, "state.json")))
     return Path(done[-1]) if done else None
+
+
+def export_checkpoint(checkpoint, output):
+    """
+    Write the EMA weights of a checkpoint as a model directory, while its run goes on.
+
+    For model selection and calibration during a long run: the result is what the run would export
+    had it stopped at that step. Diffusion models in a space-to-depth latent and the CNN baselines
+    only (their whole model is in the checkpoint); a learnt autoencoder or a LoRA base is loaded
+    from where the config says by `train` itself.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A checkpoint directory (``output_dir/checkpoints/step-...``, e.g. `latest_checkpoint`).
+    output : path-like
+        New model directory; must not exist.
+
+    Returns
+    -------
+    `pathlib.Path`
+        ``output``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``output`` exists.
+    ValueError
+        If the checkpoint is of a kind this cannot export.
+    """
+    checkpoint, output = Path(checkpoint), Path(output)
+    if output.exists():
+        raise FileExistsError(f"{output} exists; choose a new directory")
+    state = json.loads((checkpoint / "state.json").read_text())
+    cfg, step = TrainConfig.from_dict(state["config"]), int(state["step"])
+    m = cfg.model
+    s2d = m.kind == "diffusion" and m.space == "latent" and m.latent_space == "space-to-depth"
+    if cfg.finetune.enabled or not (s2d or (m.kind == "diffusion" and m.space == "pixel") or m.kind in _CNN):
+        raise ValueError("export_checkpoint exports pixel or space-to-depth diffusion models and CNN baselines; "
+                         f"this checkpoint is a {m.kind!r} run (latent space {m.latent_space!r})")
+    cls = _CNN[m.kind][0] if m.kind in _CNN else ConditionalDenoiser
+    net = cls.from_pretrained(checkpoint / "model", use_safetensors=True)
+    ema = load_file(checkpoint / "ema.safetensors")
+    with torch.no_grad():
+        for n, p in _trainable(net).items():
+            p.copy_(ema[n])
+    revision = f"{cfg.name}-step{step}"
+    if m.kind in _CNN:
+        sr = _CNN[m.kind][1](net, revision=revision, tile_size=m.tile_size, device="cpu")
+    else:
+        sr = DiffusionSuperResolution(net, SpaceToDepth(factor=m.ae_factor) if s2d else None, revision=revision,
+                                      tile_size=m.tile_size, halo=m.halo, device="cpu")
+    sr.save_pretrained(output)
+    _finish_model_directory(output, cfg, step)
+    return output
 
 
 def _save_optimizer(optimizer, path):
@@ -122,11 +178,25 @@ def _data_files(cfg):
                          validation_fraction=cfg.data.validation_fraction, period=cfg.data.period)
 
 
+def _patch_files(cfg):
+    """Active-region patches of ``[data] patch_dir``, without any day of the validation side."""
+    d = cfg.data
+    if not d.patch_dir or d.patch_fraction <= 0:
+        return []
+    root = os.path.expandvars(os.path.expanduser(d.patch_dir))
+    files = sorted(glob.glob(os.path.join(root, d.patch_pattern)))
+    if not files:
+        raise FileNotFoundError(f"no files match {d.patch_pattern!r} in {root!r} (config [data] patch_dir)")
+    held_out = {str(v) for v in d.validation_dates}
+    return [Path(f) for f in files
+            if not any(observation_date(f).startswith(v) for v in held_out)]
+
+
 def _dataset(cfg, files, seed):
     d = cfg.data
     return CropDataset(files, crop_size=d.crop_size, max_radius=d.max_radius,
                        strong_field_fraction=d.strong_field_fraction, strong_field_gauss=d.strong_field_gauss,
-                       augment=d.augment, seed=seed)
+                       augment=d.augment, seed=seed, patches=_patch_files(cfg), patch_fraction=d.patch_fraction)
 
 
 def _autoencoder_stage(cfg, progress):
@@ -406,17 +476,18 @@ def _build_network(cfg, train_files, autoencoder):
         ds = _dataset(cfg, train_files, seed=cfg.seed + 1_000_003)
         hr = torch.from_numpy(ds.batch(0, cfg.batch_size * cfg.scale_batches))[:, None]
         if autoencoder is not None:
-            hr = hr.to(next(autoencoder.parameters()).device)
+            hr = hr.to(next(autoencoder.parameters(), hr).device)  # a space-to-depth latent has no weights
         c, t = estimate_scales(m.space, m.residual, autoencoder, degrade(hr), hr)
         cond_scale = cond_scale if cond_scale > 0 else c
         target_scale = target_scale if target_scale > 0 else t
-    channels = autoencoder.config.latent_channels if m.space == "latent" else 1
+    channels = autoencoder.latent_channels if m.space == "latent" else 1
     torch.manual_seed(cfg.seed)
     return ConditionalDenoiser(space=m.space, residual=m.residual, prediction_type=m.prediction_type,
                                target_channels=channels, cond_channels=channels, target_scale=target_scale,
                                cond_scale=cond_scale, block_out_channels=tuple(m.block_out_channels),
                                layers_per_block=m.layers_per_block, attention_levels=tuple(m.attention_levels),
-                               attention_head_dim=m.attention_head_dim, norm_num_groups=m.norm_num_groups)
+                               attention_head_dim=m.attention_head_dim, norm_num_groups=m.norm_num_groups,
+                               beta_schedule=m.beta_schedule)
 
 
 def _mixed_precision(requested):
@@ -494,6 +565,8 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         elif kind == "diffusion" and cfg.model.init_from:
             base = _load_diffusion_init(cfg)
             autoencoder = base.autoencoder
+        elif kind == "diffusion" and cfg.model.space == "latent" and cfg.model.latent_space == "space-to-depth":
+            autoencoder = SpaceToDepth(factor=cfg.model.ae_factor)
         elif kind == "diffusion" and cfg.model.space == "latent":
             path = _autoencoder_stage(cfg, progress)  # every rank: the stage trains distributed too
             autoencoder = MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True)

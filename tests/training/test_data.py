@@ -66,3 +66,40 @@ def test_crops_inside_disk_deterministic_and_augmented(hmi_full_disk_paths):
     assert min(means) < 0 < max(means)
     disk = FullDisk(path)
     assert 1900 < disk.radius < 2000 and abs(disk.centre[0] - 2045.8) < 2
+
+
+def _write_patch(path, shape=(70, 90), value=300.0, unit="Mx/cm^2", border=6):
+    from astropy.io import fits
+
+    data = np.full(shape, np.nan, dtype=np.float32)
+    data[border:-border, border:-border] = value
+    header = fits.Header()
+    if unit is not None:
+        header["BUNIT"] = unit
+    fits.PrimaryHDU().writeto(path, overwrite=True)
+    fits.append(path, data, header)
+    return path
+
+
+def test_patch_crops_lie_inside_the_valid_area(tmp_path):
+    from sunpy_superres.training.data import CropDataset
+
+    big = _write_patch(tmp_path / "hmi.sharp_cea_720s.1.20120306_142400_TAI.magnetogram.fits")
+    small = _write_patch(tmp_path / "hmi.sharp_cea_720s.2.20120306_142400_TAI.magnetogram.fits", shape=(30, 30))
+    ds = CropDataset([], crop_size=32, patches=[big, small], patch_fraction=1.0, seed=3)
+    assert len(ds._patches) == 1  # the 30x30 patch holds no 32x32 crop
+    batch = ds.batch(0, 16)
+    # 300 Mx/cm^2 = 300 G everywhere inside; a NaN border pixel would have become 0.
+    np.testing.assert_allclose(np.abs(batch), 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(ds.batch(0, 16), batch)  # a pure function of (seed, index)
+    with pytest.raises(ValueError, match="no patch holds"):
+        CropDataset([], crop_size=32, patches=[small], patch_fraction=0.5)
+
+
+def test_patch_units(tmp_path):
+    from sunpy_superres.training.data import Patch
+
+    no_unit = Patch(_write_patch(tmp_path / "a_20250504_150000.fits", unit=None, value=1500.0))
+    assert np.nanmax(no_unit.data) == pytest.approx(0.5) and no_unit.date == "2025-05-04"
+    with pytest.raises(ValueError, match="not a magnetic field"):
+        Patch(_write_patch(tmp_path / "b_20250504_150000.fits", unit="DN/s"))

@@ -88,7 +88,13 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
 
 def test_shipped_configs():
     assert shipped_configs() == ["cpu", "enhance-cpu", "enhance-gpu", "finetune-cpu", "gpu-ldm-res",
-                                 "ldm-res-decoder-cpu", "paper-gpu", "progressive-cpu", "progressive-gpu"]
+                                 "ldm-res-decoder-cpu", "ldm-res-s2d-cpu", "paper-gpu", "progressive-cpu",
+                                 "progressive-gpu"]
+    s2d = load_config("ldm-res-s2d-cpu")
+    assert (s2d.model.latent_space, s2d.model.ae_factor, s2d.data.validation_dates) == ("space-to-depth", 4,
+                                                                                          ["2016-07-07"])
+    # The 2025 SHARP patches are the calibration set: never trained on.
+    assert "2025" not in s2d.data.patch_pattern and "2012" in s2d.data.patch_pattern
     decoder = load_config("ldm-res-decoder-cpu")
     assert decoder.model.kind == "decoder" and decoder.model.decoder_base == "ldm-res"
     paper = load_config("paper-gpu")
@@ -183,3 +189,38 @@ def test_init_from_continues_a_trained_denoiser(tmp_path, data_dir, trained_auto
     cfg.model.init_from = str(base)
     with pytest.raises(ValueError, match="latent-space model with residual=True"):
         train(cfg, progress=False)
+
+
+def test_space_to_depth_latent_trains_without_an_autoencoder_stage(tmp_path, data_dir, hmi_cutout):
+    from sunpy_superres.models import load_model
+    from sunpy_superres.models.spacetodepth import SpaceToDepth
+    from sunpy_superres.training.loop import export_checkpoint, latest_checkpoint
+
+    cfg = tiny_config(tmp_path / "run", data_dir, steps=4, every=2)
+    cfg.model.latent_space, cfg.model.attention_levels = "space-to-depth", [False, False]
+    cfg.model.prediction_type, cfg.model.beta_schedule = "v_prediction", "squaredcos_cap_v2"
+    final = train(cfg, progress=False)
+    assert not (tmp_path / "run" / "autoencoder").exists()
+    model = load_model(final, device="cpu")
+    assert isinstance(model.autoencoder, SpaceToDepth) and model.name == "ldm-res"
+    den = model.denoiser.config
+    assert (den.target_channels, den.cond_channels, den.beta_schedule) == (16, 16, "squaredcos_cap_v2")
+    # The target scale is the residual's: HR - LR of real crops, a few tens of G.
+    assert 0.002 < den.target_scale < 0.05
+    # A checkpoint exported while a run goes on is what the run exports at that step.
+    exported = export_checkpoint(latest_checkpoint(tmp_path / "run"), tmp_path / "exported")
+    a = load_file(final / "denoiser" / "diffusion_pytorch_model.safetensors")
+    b = load_file(exported / "denoiser" / "diffusion_pytorch_model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert load_model(exported, device="cpu").revision == "tiny-step4"
+    with pytest.raises(FileExistsError):
+        export_checkpoint(latest_checkpoint(tmp_path / "run"), tmp_path / "exported")
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
+    assert out.data.shape == (96, 96) and np.isfinite(out.data).all()
+
+
+def test_unknown_latent_space_refused():
+    with pytest.raises(ValueError, match="latent_space must be one of"):
+        TrainConfig.from_dict({"model": {"latent_space": "wavelet"}})
