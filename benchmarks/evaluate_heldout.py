@@ -8,7 +8,9 @@ Cuts AR-centred crops from a full-disk HMI file that training did not see (by de
     python benchmarks/evaluate_heldout.py --model runs/cpu-ldm-res/model --crop 256 --regions 4
 
 ``--model`` may be given several times (directories, Hub references or registry names); "nearest"
-and "bicubic" are always included. A stochastic model is also scored with the paper's 1000-step DDPM
+and "bicubic" are always included. A stochastic model with ``--samples`` above 1 gets a row per
+sample and a row for the mean of its samples with the coverage of its uncertainty, and a table of
+`sunpy_superres.evaluation.uncertainty_calibration` (coverage per bin of the true ``|B|``). A stochastic model is also scored with the paper's 1000-step DDPM
 sampler when ``--ddpm`` is given.
 """
 
@@ -64,7 +66,7 @@ def main():
     hmi, crops = heldout_crops(args.hmi, args.crop, args.regions)
     print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}")
 
-    rows = []
+    rows, calibrations = [], []
     for spec in ["nearest", "bicubic", *args.model]:
         model = load_model(spec, device="cpu")
         ddpm_samples = args.ddpm_samples or args.samples
@@ -89,17 +91,32 @@ def main():
             t0 = time.perf_counter()
             kwargs = {"samples": args.samples, **kwargs}
             result = evaluate([variant], crops, crop=None, seed=0, **kwargs)
-            row = result.summary[0]
-            rows.append((label, row, time.perf_counter() - t0))
+            seconds = time.perf_counter() - t0
+            for row in result.summary:
+                # A stochastic model has a row per sample and one for the mean of its samples.
+                suffix = row["model"][len(variant.name):]
+                rows.append((label + suffix, row, seconds))
+            for name, table in result.calibration.items():
+                calibrations.append((label, table))
             if args.output:
                 result.write(args.output / "".join(c if c.isalnum() or c in "-+." else "_" for c in label),
                              overwrite=True)
-    metrics = ["psnr", "ssim", "flux_error", "ar_area_error", "spectral_error", "small_scale"]
+    metrics = ["psnr", "ssim", "flux_error", "ar_area_error", "spectral_error", "small_scale", "coverage_1sd",
+               "coverage_2sd"]
     print("| model | n | " + " | ".join(metrics) + " | seconds |")
     print("|---|---|" + "---|" * len(metrics) + "---|")
     for label, row, seconds in rows:
-        cells = [f"{row[m + '_mean']:.3g} ± {row[m + '_std']:.2g}" for m in metrics]
+        cells = [f"{row[m + '_mean']:.3g} ± {row[m + '_std']:.2g}" if m + "_mean" in row.colnames
+                 and np.isfinite(row[m + "_mean"]) else "" for m in metrics]
         print(f"| {label} | {row['n']} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    for label, table in calibrations:
+        print(f"\nCalibration of the uncertainty of {label} ({args.samples} samples), pixels of all crops pooled, "
+              "bins of the true |B|:")
+        print("| " + " | ".join(table.colnames) + " |")
+        print("|" + "---|" * len(table.colnames))
+        for r in table:
+            print("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float | np.floating) else str(r[c])
+                                    for c in table.colnames) + " |")
 
 
 if __name__ == "__main__":

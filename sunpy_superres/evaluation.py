@@ -82,11 +82,15 @@ class Evaluation:
     examples : dict
         Maps of the first image: ``"truth"``, ``"lowres"`` and one output per model (the first
         sample), for `plot_fourier`.
+    calibration : dict
+        Per stochastic model scored with ``samples > 1``, the `uncertainty_calibration` table of
+        its uncertainty maps, all images pooled.
     """
 
     summary: Table
     records: Table
     examples: dict = field(repr=False)
+    calibration: dict = field(default_factory=dict)
 
     def __str__(self):
         return "\n".join(self.summary.pformat(max_width=-1, max_lines=-1))
@@ -285,6 +289,7 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
         raise ValueError(f"models listed twice: {names}")
 
     rows = []
+    uncertain = {}
     outputs = {name: [] for name in names}
     truths = []
     examples = {}
@@ -314,6 +319,7 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
                     examples[model.name] = pred
             if len(preds) > 1:
                 # The mean of the samples as its own row, with the coverage of its uncertainty.
+                uncertain.setdefault(model.name, []).append((um, truth))
                 cover = uncertainty_calibration([um], [truth])[0]
                 if i == 0:
                     examples[mean_name(model.name, samples)] = um.mean_map
@@ -334,7 +340,8 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
                          "crop": crop, "seed": seed, "threshold_G": threshold.to_value(u.G),
                          "consistency": str(consistency),
                          "images": len(hr_maps), "dates": sorted({t.date.isot for t in truths})})
-    return Evaluation(summary=summary, records=records, examples=examples)
+    calibration = {name: uncertainty_calibration(*zip(*pairs, strict=True)) for name, pairs in uncertain.items()}
+    return Evaluation(summary=summary, records=records, examples=examples, calibration=calibration)
 
 
 def _ence(std, err, nbins):

@@ -256,7 +256,7 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         **sr_model.provenance(),
     }
     if samples > 1:
-        provenance["sruncal"] = (uncertainty_calibration.describe()
+        provenance["sruncal"] = (uncertainty_calibration.describe(samples)
                                  if calibrate_uncertainty and uncertainty_calibration is not None else "none")
     meta.update(provenance)
     add_history(meta, f"sunpy-superres {__version__}: {f}x super-resolution with model '{sr_model.name}' "

@@ -64,6 +64,8 @@ def test_mean_row_scores_the_mean_and_its_coverage(result):
     # Averaging independent noise: the mean is closer to the truth than any one sample.
     assert row["psnr"][0] > samples["psnr"].max()
     assert np.isnan(result.records["coverage_2sd"][result.records["model"] == "bicubic"]).all()
+    assert list(result.calibration) == ["noisy-nearest"]
+    assert result.calibration["noisy-nearest"]["coverage_2sd"][0] == pytest.approx(cover["coverage_2sd"])
 
 
 def test_consistency_setting_reaches_the_outputs(result):

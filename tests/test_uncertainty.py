@@ -179,13 +179,13 @@ def test_superresolve_applies_the_models_calibration(mdi_cutout):
     model = NoisyNearest(device="cpu")
     raw = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
     assert raw.meta["sruncal"] == "none"
-    model.uncertainty_calibration = StdCalibration(edges_gauss=(0.0, 100.0), scales=(2.0, 5.0), samples=4)
+    model.uncertainty_calibration = StdCalibration(edges_gauss=(0.0, 100.0), scales=((2.0, 5.0),), samples=(4,))
     cal = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
     np.testing.assert_array_equal(cal.data, raw.data)
     weak = np.abs(raw.data) < 100
     np.testing.assert_allclose(cal.std.value[weak], 2 * raw.std.value[weak], rtol=1e-5)
     np.testing.assert_allclose(cal.std.value[~weak], 5 * raw.std.value[~weak], rtol=1e-5)
-    assert cal.meta["sruncal"] == "split-conformal N=4 0-100G:2 >100G:5"
+    assert cal.meta["sruncal"] == "conformal N=4 sm=0px 0-100G:2 >100G:5"
     off = superresolve(mdi_cutout, model=model, samples=4, seed=2, calibrate_uncertainty=False, progress=False)
     np.testing.assert_array_equal(off.std.value, raw.std.value)
     assert off.meta["sruncal"] == "none"

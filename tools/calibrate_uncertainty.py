@@ -81,20 +81,20 @@ def main():
     for i, truth in enumerate(crops):
         lowres = degrade(truth)
         um = superresolve(lowres, model=model, samples=args.samples, seed=args.seed + i, calibrate=False,
-                          calibrate_uncertainty=False, progress=False)
+                          calibrate_uncertainty=False, keep_samples=True, progress=False)
         truths.append(truth)
         preds.append(um)
-    mean = np.stack([(p.data * p.unit).to_value(u.G) for p in preds])
-    std = np.stack([p.std.to_value(u.G) for p in preds])
+    samples = np.stack([p.samples.to_value(u.G) for p in preds])
     truth = np.stack([(t.data * t.unit).to_value(u.G) for t in truths])
     source = (f"{len(crops)} crops of {args.crop}^2 from {', '.join(Path(f).name for f in files)}; "
               f"sampler {model.scheduler} {model.steps} steps from t={model.start_timestep}")
-    cal = fit_std_calibration(mean * u.G, std * u.G, truth * u.G, samples=args.samples, source=source)
+    cal = fit_std_calibration(samples * u.G, truth * u.G, source=source)
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
-    print(f"calibration: {cal.describe()}")
+    print(f"calibration: smoothing {cal.smoothing:g} px; factors per bin at N = {cal.samples}: {cal.scales}")
     calibrated = [p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
                   for p in preds]
+    print("(odd-numbered crops fit the factors, even-numbered ones chose the smoothing)")
     print("calibrated, on the calibration crops (in-sample):")
     print("\n".join(uncertainty_calibration(calibrated, truths).pformat(max_width=-1)))
     if args.write:

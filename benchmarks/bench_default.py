@@ -1,0 +1,72 @@
+"""
+Seconds per ``superresolve`` call of a 256x256 MDI map (1024x1024 out), default model beside the others.
+
+The issue-13 speed check: the whole public call (validation, calibration, tiling, sampling,
+back-projection, header), one sample, on the current device, each model timed best of
+``--repeats`` after a warm-up call, all in one run so that the ratios are fair on a shared machine.
+Run from the repository root::
+
+    python benchmarks/bench_default.py --model default --model enhance --model progressive --model bicubic
+
+``--model`` takes registry names, model directories (e.g. an earlier default checked out of git
+history) or Hub references.
+"""
+
+import argparse
+import time
+import warnings
+
+import astropy.units as u
+import numpy as np
+import sunpy.map
+import torch
+
+from sunpy_superres import superresolve
+from sunpy_superres.models import load_model
+
+
+def mdi_crop(path, size):
+    """A ``size`` x ``size`` crop of an MDI full disk around its strongest field, as a map."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdi = sunpy.map.Map(path)
+    data = np.nan_to_num(np.abs(mdi.data))
+    y, x = np.unravel_index(np.argmax(data), data.shape)
+    y0 = int(np.clip(y - size // 2, 0, data.shape[0] - size))
+    x0 = int(np.clip(x - size // 2, 0, data.shape[1] - size))
+    return mdi.submap([x0, y0] * u.pix, top_right=[x0 + size - 1, y0 + size - 1] * u.pix)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--mdi", default="../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits")
+    parser.add_argument("--model", action="append", help="model to time (repeatable); default: default, enhance")
+    parser.add_argument("--size", type=int, default=256, help="input side in MDI pixels")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    specs = args.model or ["default", "enhance"]
+    smap = mdi_crop(args.mdi, args.size)
+    print(f"input {smap.data.shape[1]}x{smap.data.shape[0]} MDI pixels of {smap.date.isot}, torch threads "
+          f"{torch.get_num_threads()}, best of {args.repeats} after a warm-up")
+    rows = []
+    for spec in specs:
+        model = load_model(spec, device="cpu")
+        call = dict(model=model, seed=0, progress=False)
+        superresolve(smap, **call)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            superresolve(smap, **call)
+            times.append(time.perf_counter() - t0)
+        steps = getattr(model, "network_evaluations", "")
+        rows.append((spec, model.name, model.revision, steps, min(times)))
+    reference = next((r[4] for r in rows if r[1] == "enhance"), None)
+    print("| model | name | revision | network evaluations | seconds | / enhance |")
+    print("|---|---|---|---|---|---|")
+    for spec, name, revision, steps, seconds in rows:
+        ratio = f"{seconds / reference:.2f}" if reference else ""
+        print(f"| {spec} | {name} | {revision} | {steps} | {seconds:.2f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
