@@ -83,7 +83,8 @@ _COLUMNS = (
     ("reason", str, None, "why it failed, one line; empty when done"),
     ("seconds", np.float64, u.s, "wall time of the file on its worker"),
     ("bytes", np.int64, None, "size of the output file; -1 when failed"),
-    ("seed", np.int64, None, "seed of this file (from the run's seed and the file name); -1 for none"),
+    ("seed", np.int64, None, "seed of this file as its header records it (SRSEED): from the run's seed and "
+                             "the file name, or drawn for the file; -1 for none"),
     ("worker", str, None, "Dask worker address"),
     ("finished", str, None, "UTC time the file was finished (ISO 8601)"),
 )
@@ -375,7 +376,8 @@ def _run_file(job, plugin_name):
             result.save(out, overwrite=True)
         else:
             save_map(result, out, overwrite=True)
-        rec.update(status="done", bytes=out.stat().st_size)
+        # The seed the output records (one drawn by superresolve when the run has none).
+        rec.update(status="done", bytes=out.stat().st_size, seed=int(result.meta["srseed"]))
     except Exception as err:  # noqa: BLE001 - a bad file must not stop the run (see module docstring)
         rec["reason"] = _one_line(err)
     rec["seconds"] = time.perf_counter() - t0
@@ -478,7 +480,8 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
         Seed of the run. Each file gets its own seed, `file_seed` ``(seed, file name)``, recorded in
         the manifest and in the output header (``SRSEED``), so a file's result depends neither on the
         scheduling order nor on the worker, and can be reproduced alone with
-        ``superresolve(map, seed=...)``.
+        ``superresolve(map, seed=...)``. Without one, each file of a stochastic model gets a seed
+        drawn by `~sunpy_superres.superresolve`, recorded the same way.
     steps, scheduler, start_timestep : optional
         Sampler steps, name and first timestep of diffusion models (``scheduler`` is the sampler, not
         Dask's); see `sunpy_superres.superresolve`.
@@ -610,7 +613,7 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
 
     def record(job, rec):
         seed_used = -1 if job["seed"] is None else job["seed"]
-        rec = {"input": job["input"], "output": job["rel"], "seed": seed_used, **rec}
+        rec = {"input": job["input"], "output": job["rel"], "seed": seed_used, **rec}  # a done file: its own
         manifest.append(rec)
         counts[rec["status"]] += 1
 

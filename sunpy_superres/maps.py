@@ -16,6 +16,7 @@ are converted to the new grid; statistics of the old data (``DATAMIN`` ... ``TOT
 integer encoding (``BSCALE``/``BZERO``/``BLANK``) are dropped because they no longer describe it.
 """
 
+import copy
 import numbers
 
 import astropy.units as u
@@ -47,7 +48,7 @@ PROVENANCE_KEYS = {
     "SRFACTOR": "super-resolution factor per axis",
     "SRMODEL": "model name",
     "SRMODREV": "model weights revision",
-    "SRSEED": "random seed (-1: none given)",
+    "SRSEED": "random seed used (-1: deterministic model)",
     "SRSAMPLE": "number of stochastic samples",
     "SRVERS": "sunpy-superres version",
     "SRCALFAC": "calibration factor applied to the input",
@@ -165,7 +166,9 @@ def finer_meta(meta, factor, shape):
     if not isinstance(factor, numbers.Integral) or factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor!r}")
     f = int(factor)
-    new = meta.copy()
+    # Deep: MetaDict.copy() shares the "keycomments" dict, and popping a stale key from the copy
+    # would delete its comment from the caller's header too.
+    new = copy.deepcopy(meta)
     for key in ("cdelt1", "cdelt2", "cd1_1", "cd1_2", "cd2_1", "cd2_2"):
         if key in new:
             new[key] = float(new[key]) / f

@@ -6,6 +6,7 @@ model -> blended tiles -> denormalise -> Map with a derived header and provenanc
 """
 
 import numbers
+import secrets
 
 import astropy.units as u
 import numpy as np
@@ -20,7 +21,10 @@ from .models.accel import auto_batch_size
 from .tiling import blend_window, plan_tiles, tile_seed
 from .uncertainty import UncertaintyMap
 
-__all__ = ["superresolve"]
+__all__ = ["superresolve", "MAX_SEED"]
+
+#: Largest seed: a FITS header integer is a signed 64-bit number.
+MAX_SEED = 2**63 - 1
 
 
 def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
@@ -49,8 +53,10 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         `~sunpy_superres.UncertaintyMap` of their mean and standard deviation. Deterministic models
         take only 1.
     seed : int, optional
-        Seed of the random numbers of stochastic models; each tile and sample gets its own seed
-        derived from it, so a result does not depend on tiling or batch size.
+        Seed of the random numbers of stochastic models (0 to 2**63 - 1); each tile and sample gets
+        its own seed derived from it, so a result does not depend on tiling or batch size. When not
+        given, a stochastic model draws one from the operating system's entropy; either way the seed
+        used is recorded as ``SRSEED`` (-1 for deterministic models), so every result can be repeated.
     steps : int, optional
         Sampler steps of a diffusion model (its default when not given).
     scheduler : str, optional
@@ -151,8 +157,10 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     validate_map(smap, check_scale=check_scale)
     if not isinstance(samples, numbers.Integral) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+                             or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"seed must be an integer from 0 to 2**63 - 1 (it is written into the FITS header "
+                         f"as SRSEED) or None, got {seed!r}")
     auto_batch = isinstance(batch_size, str) and batch_size == "auto"
     if not auto_batch and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
                            or batch_size < 1):
@@ -163,6 +171,9 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
 
         sr_model = load_adapter(sr_model, adapter, device=device)
     sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler, start_timestep=start_timestep)
+    if seed is None and sr_model.stochastic:
+        # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
+        seed = secrets.randbits(63)
     sr_model = sr_model.configure_runtime(precision=precision, compile=compile)
     if isinstance(consistency, str) and consistency == "auto":
         consistency = sr_model.stochastic

@@ -115,3 +115,19 @@ def test_finer_meta_cd_matrix():
     corners = [(0, 0), (127, 0), (0, 127), (127, 127), (63.5, 63.5)] * u.pix
     for px, py in corners:
         assert out.pixel_to_world(px, py).separation(ref.pixel_to_world(px, py)) < 1 * u.mas
+
+
+def test_superresolve_leaves_the_input_header_and_its_comments_alone(hmi_cutout):
+    """Issue 15, case 3: the header copy was shallow, so stale keys lost their comments in the input."""
+    import copy
+
+    from sunpy_superres import superresolve
+
+    lowres = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean)
+    lowres.meta["datamin"] = -1000.0
+    lowres.meta["keycomments"] = {**lowres.meta.get("keycomments", {}), "DATAMIN": "minimum value"}
+    before = copy.deepcopy(dict(lowres.meta))
+    out = superresolve(lowres, model="bicubic", progress=False)
+    assert "datamin" not in out.meta
+    assert dict(lowres.meta) == before
+    assert lowres.meta["keycomments"]["DATAMIN"] == "minimum value"

@@ -208,8 +208,8 @@ def test_samples_for_deterministic_model(mdi_cutout):
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"samples": 0}, "samples must be a positive integer"),
-    ({"seed": -3}, "seed must be a non-negative integer"),
-    ({"seed": 1.5}, "seed must be a non-negative integer"),
+    ({"seed": -3}, r"seed must be an integer from 0 to 2\*\*63 - 1"),
+    ({"seed": 1.5}, r"seed must be an integer from 0 to 2\*\*63 - 1"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
     ({"device": "tpu9"}, "unknown device"),
 ])
@@ -270,3 +270,25 @@ def test_consistency_auto_spares_interpolation(mdi_cutout):
     with pytest.raises(ValueError, match="consistency must be"):
         superresolve(mdi_cutout, consistency="yes", progress=False)
     assert superresolve(mdi_cutout, model="bicubic", consistency="block", progress=False).meta["srconmet"] == "block"
+
+
+def test_seed_used_is_recorded_and_repeats_the_run(mdi_cutout):
+    """Issue 15, case 6: without a seed, the seed drawn is recorded, and giving it back repeats the run."""
+    from .helpers import NoisyNearest
+
+    model = NoisyNearest(device="cpu")
+    first = superresolve(mdi_cutout, model=model, progress=False)
+    seed = first.meta["srseed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**63
+    again = superresolve(mdi_cutout, model=model, seed=seed, progress=False)
+    np.testing.assert_array_equal(again.data, first.data)
+    other = superresolve(mdi_cutout, model=model, progress=False)
+    assert other.meta["srseed"] != seed
+    # Deterministic models draw nothing.
+    assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srseed"] == -1
+
+
+@pytest.mark.parametrize("seed", [2**63, -1, 1.5, True])
+def test_seeds_a_fits_header_cannot_hold_are_refused(mdi_cutout, seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*63 - 1"):
+        superresolve(mdi_cutout, model="bicubic", seed=seed, progress=False)

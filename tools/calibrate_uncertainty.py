@@ -64,6 +64,7 @@ def main():
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--write", action="store_true", help="store the calibration in the model's manifest")
+    parser.add_argument("--save", type=Path, help="also save the samples and truths to this .npz file")
     args = parser.parse_args()
 
     files = sorted(glob.glob(args.patches))
@@ -86,6 +87,8 @@ def main():
         preds.append(um)
     samples = np.stack([p.samples.to_value(u.G) for p in preds])
     truth = np.stack([(t.data * t.unit).to_value(u.G) for t in truths])
+    if args.save:
+        np.savez_compressed(args.save, samples=samples.astype(np.float32), truth=truth.astype(np.float32))
     source = (f"{len(crops)} crops of {args.crop}^2 from {', '.join(Path(f).name for f in files)}; "
               f"sampler {model.scheduler} {model.steps} steps from t={model.start_timestep}")
     cal = fit_std_calibration(samples * u.G, truth * u.G, source=source)

@@ -27,6 +27,9 @@ CUTOUTS = [
      (0, 480), 64, "MDI east limb (off-disk NaNs), 2010-10-15"),
     ("hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits", "hmi_20111217_ar_cutout.fits",
      (2101, 1337), 512, "HMI active region, 2011-12-17"),
+    # The held-out frame: never trained, tuned or calibrated on; for evaluation examples only.
+    ("hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits", "hmi_20160707_heldout_cutout.fits",
+     (996, 2549), 256, "HMI active region of the held-out frame, 2016-07-07 (evaluation only)"),
 ]
 
 
@@ -58,5 +61,7 @@ def cut(source, name, corner, size, description):
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
-    for src, *rest in CUTOUTS:
-        cut(root / src, *rest)
+    only = sys.argv[2:]  # optional output names: cut only these
+    for src, name, *rest in CUTOUTS:
+        if not only or name in only:
+            cut(root / src, name, *rest)
