@@ -104,6 +104,9 @@ class StdCalibration:
         Per sample count, the factor of each bin.
     smoothing : float
         Gaussian window (output pixels) over which the sample variance is averaged first (0: none).
+    floors_gauss : tuple of float
+        Per bin, a floor added in quadrature to the smoothed standard deviation before the factor, G
+        (empty: none): ``factor * sqrt(std**2 + floor**2)``.
     coverage : float
         Target coverage of ``mean +- 2 std``.
     n_pixels : tuple of int
@@ -118,6 +121,7 @@ class StdCalibration:
     samples: tuple
     scales: tuple
     smoothing: float = 0.0
+    floors_gauss: tuple = ()
     coverage: float = TWO_SIGMA_COVERAGE
     n_pixels: tuple = ()
     source: str = ""
@@ -134,6 +138,9 @@ class StdCalibration:
             raise ValueError(f"scales must be positive and finite, got {self.scales}")
         if not (self.smoothing >= 0 and math.isfinite(self.smoothing)):
             raise ValueError(f"smoothing must be a non-negative number of pixels, got {self.smoothing}")
+        if self.floors_gauss and (len(self.floors_gauss) != len(self.edges_gauss)
+                                  or not all(f >= 0 and math.isfinite(f) for f in self.floors_gauss)):
+            raise ValueError(f"floors must be one non-negative value (G) per bin, got {self.floors_gauss}")
 
     def factors(self, samples):
         """
@@ -165,14 +172,17 @@ class StdCalibration:
         Returns
         -------
         `~astropy.units.Quantity`
-            ``std`` smoothed (`smooth_std`) and times the factor of the ``|mean|`` bin of each
-            pixel, in the unit of ``std``; NaN stays NaN.
+            ``std`` smoothed (`smooth_std`), its bin's floor added in quadrature, times the factor of
+            the ``|mean|`` bin of each pixel, in the unit of ``std``; NaN stays NaN.
         """
         mean, std = u.Quantity(mean), u.Quantity(std)
         absb = np.abs(mean.to_value(u.G))
         index = np.clip(np.searchsorted(np.asarray(self.edges_gauss), np.nan_to_num(absb), side="right") - 1,
                         0, len(self.edges_gauss) - 1)
-        return smooth_std(std.value, self.smoothing) * self.factors(samples)[index] * std.unit
+        smooth = smooth_std(std.to_value(u.G), self.smoothing)
+        if self.floors_gauss:
+            smooth = np.hypot(smooth, np.asarray(self.floors_gauss, dtype=np.float64)[index])
+        return (smooth * self.factors(samples)[index] * u.G).to(std.unit)
 
     def to_dict(self):
         """A JSON-ready dict (for a model manifest)."""
@@ -181,6 +191,7 @@ class StdCalibration:
         d["samples"] = [int(n) for n in self.samples]
         d["scales"] = [[float(x) for x in s] for s in self.scales]
         d["n_pixels"] = [int(n) for n in self.n_pixels]
+        d["floors_gauss"] = [float(f) for f in self.floors_gauss]
         return d
 
     @classmethod
@@ -188,38 +199,43 @@ class StdCalibration:
         """Inverse of `to_dict`."""
         d = dict(d)
         return cls(edges_gauss=tuple(d.pop("edges_gauss")), samples=tuple(d.pop("samples")),
-                   scales=tuple(tuple(s) for s in d.pop("scales")), n_pixels=tuple(d.pop("n_pixels", ())), **d)
+                   scales=tuple(tuple(s) for s in d.pop("scales")), n_pixels=tuple(d.pop("n_pixels", ())),
+                   floors_gauss=tuple(d.pop("floors_gauss", ())), **d)
 
     def describe(self, samples):
         """One line for a FITS header: method, smoothing and the factors per bin at ``samples``."""
         edges = list(self.edges_gauss)
         bins = [f"{a:g}-{b:g}G" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f">{edges[-1]:g}G"]
+        floors = self.floors_gauss or (0.0,) * len(bins)
         return f"conformal N={samples} sm={self.smoothing:g}px " + " ".join(
-            f"{b}:{s:.3g}" for b, s in zip(bins, self.factors(samples), strict=True))
+            f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "") for b, s, f in zip(bins, self.factors(samples), floors,
+                                                                          strict=True))
 
 
-def _scales(mean, std, truth, edges, coverage):
-    """Split-conformal factor per ``|mean|`` bin, and the pixel count of each bin."""
+def _bins(mean, std, truth, edges):
+    """Per ``|mean|`` bin: the absolute errors and standard deviations of its valid pixels."""
     ok = np.isfinite(mean) & np.isfinite(std) & np.isfinite(truth)
-    score = np.abs(truth[ok] - mean[ok]) / np.maximum(std[ok], np.finfo(np.float64).tiny)
-    absb = np.abs(mean[ok])
+    err, sd, absb = np.abs(truth[ok] - mean[ok]), std[ok], np.abs(mean[ok])
     upper = list(edges[1:]) + [np.inf]
-    scales, counts = [], []
-    for lo, hi in zip(edges, upper, strict=True):
-        s = np.sort(score[(absb >= lo) & (absb < hi)])
-        n = s.size
-        rank = math.ceil((n + 1) * coverage)
-        if rank > n:
-            raise ValueError(f"the bin {lo:g}-{hi:g} G has {n} calibration pixels, too few for coverage "
-                             f"{coverage:.4g}; use more or larger calibration crops, or other bin edges")
-        scales.append(float(s[rank - 1]) / 2.0)  # +-2 calibrated std = the conformal quantile
-        counts.append(int(n))
-    return scales, counts
+    return [(err[(absb >= lo) & (absb < hi)], sd[(absb >= lo) & (absb < hi)], lo, hi)
+            for lo, hi in zip(edges, upper, strict=True)]
+
+
+def _conformal_scale(err, sd, floor, coverage, lo, hi):
+    """Split-conformal factor of one bin: its ``+-2 std`` half-width in units of ``hypot(sd, floor)``."""
+    score = np.sort(err / np.maximum(np.hypot(sd, floor), np.finfo(np.float64).tiny))
+    n = score.size
+    rank = math.ceil((n + 1) * coverage)
+    if rank > n:
+        raise ValueError(f"the bin {lo:g}-{hi:g} G has {n} calibration pixels, too few for coverage "
+                         f"{coverage:.4g}; use more or larger calibration crops, or other bin edges")
+    return float(score[rank - 1]) / 2.0, score  # +-2 calibrated std = the conformal quantile
 
 
 @u.quantity_input
 def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0, 1.0, 2.0, 3.0),
-                        coverage=TWO_SIGMA_COVERAGE, edges: u.G = DEFAULT_BIN_EDGES, source=""):
+                        floors: u.G = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0) * u.G, coverage=TWO_SIGMA_COVERAGE,
+                        edges: u.G = DEFAULT_BIN_EDGES, source=""):
     """
     Fit a `StdCalibration` by split conformal prediction, one quantile per ``|mean|`` bin.
 
@@ -233,10 +249,9 @@ def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0
         Sample counts to fit factors at, each from the first ``n`` samples (default: 2, 4, 8, ...
         up to ``N``, and ``N``).
     smoothing : float or sequence of float, optional
-        Gaussian window(s) for the sample variance, in pixels (see `smooth_std`). Of several, the one
-        whose ``+-1 std`` coverage at ``N`` samples is nearest 0.683 is chosen on the even-numbered
-        images, and the factors are fitted on the odd-numbered ones, so that the choice does not
-        reuse the pixels of the conformal quantile. One value: all images fit the factors.
+        Gaussian window(s) for the sample variance, in pixels (see `smooth_std`).
+    floors : `~astropy.units.Quantity`, optional
+        Candidate floors added in quadrature to the smoothed standard deviation, G.
     coverage : float, optional
         Target coverage of ``mean +- 2 std`` (default that of a normal distribution, 0.9545).
     edges : `~astropy.units.Quantity`, optional
@@ -247,6 +262,14 @@ def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0
     Returns
     -------
     `StdCalibration`
+
+    Notes
+    -----
+    With more than one candidate smoothing or floor, the smoothing (shared) and the floor of each
+    bin whose ``+-1 std`` coverage at ``N`` samples, once ``+-2 std`` is calibrated, is nearest
+    0.683 are chosen on the even-numbered images, and the factors are then fitted on the
+    odd-numbered ones, so that the choice does not reuse the pixels of the conformal quantile. With
+    one candidate of each, all images fit the factors.
 
     Raises
     ------
@@ -271,31 +294,43 @@ def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0
         raise ValueError(f"sample counts must lie between 2 and {n}, got {counts}")
     edge_values = np.asarray(edges.to_value(u.G), dtype=np.float64)
     widths = sorted({float(w) for w in np.atleast_1d(smoothing)})
+    floor_values = sorted({float(f) for f in np.atleast_1d(floors.to_value(u.G))})
+    one_sigma = stats.norm.cdf(1) - stats.norm.cdf(-1)
 
     def moments(k, images):
         part = samples[images, :k]
         return part.mean(axis=1), part.std(axis=1, ddof=1)
 
     fit_images = np.arange(samples.shape[0])
-    if len(widths) > 1:
+    chosen_floors = [floor_values[0]] * len(edge_values)
+    if len(widths) > 1 or len(floor_values) > 1:
+        if samples.shape[0] < 2:
+            raise ValueError("choosing the smoothing or the floors needs at least 2 calibration images (one half "
+                             "chooses, the other fits); give one candidate of each to fit on a single image")
         choose, fit_images = fit_images[0::2], fit_images[1::2]
         mean, std = moments(n, choose)
-        best, best_gap = widths[0], np.inf
+        best = (np.inf, None, None)
         for w in widths:
-            sm = smooth_std(std, w)
-            scales, _ = _scales(mean, sm, truth[choose], edge_values, coverage)
-            cal = StdCalibration(edges_gauss=tuple(edge_values), samples=(n,), scales=(tuple(scales),), smoothing=w)
-            z = np.abs(truth[choose] - mean) / cal.apply(mean * u.G, std * u.G, n).value
-            gap = abs(np.nanmean(z <= 1) - (stats.norm.cdf(1) - stats.norm.cdf(-1)))
-            if gap < best_gap:
-                best, best_gap = w, gap
-        widths = [best]
+            picks, worst = [], 0.0
+            for err, sd, lo, hi in _bins(mean, smooth_std(std, w), truth[choose], edge_values):
+                gaps = []
+                for f in floor_values:
+                    scale, score = _conformal_scale(err, sd, f, coverage, lo, hi)
+                    gaps.append(abs(np.searchsorted(score, scale, side="right") / score.size - one_sigma))
+                k = int(np.argmin(gaps))
+                picks.append(floor_values[k])
+                worst = max(worst, gaps[k])
+            if worst < best[0]:
+                best = (worst, w, picks)
+        widths, chosen_floors = [best[1]], best[2]
     all_scales, pixels = [], ()
     for k in counts:
         mean, std = moments(k, fit_images)
-        scales, pixel_counts = _scales(mean, smooth_std(std, widths[0]), truth[fit_images], edge_values, coverage)
-        all_scales.append(tuple(scales))
-        pixels = tuple(pixel_counts)
+        binned = _bins(mean, smooth_std(std, widths[0]), truth[fit_images], edge_values)
+        all_scales.append(tuple(_conformal_scale(err, sd, f, coverage, lo, hi)[0]
+                                for (err, sd, lo, hi), f in zip(binned, chosen_floors, strict=True)))
+        pixels = tuple(int(b[0].size) for b in binned)
     return StdCalibration(edges_gauss=tuple(map(float, edge_values)), samples=tuple(counts),
-                          scales=tuple(all_scales), smoothing=widths[0], coverage=float(coverage),
-                          n_pixels=pixels, source=str(source))
+                          scales=tuple(all_scales), smoothing=widths[0],
+                          floors_gauss=tuple(chosen_floors) if any(chosen_floors) else (),
+                          coverage=float(coverage), n_pixels=pixels, source=str(source))

@@ -18,7 +18,8 @@ def test_quantile_is_the_conformal_rank():
     samples = np.zeros((1, 3, 9, 11))
     samples[:, 0], samples[:, 1] = 1.0, -1.0
     truth = np.arange(1, 100, dtype=float).reshape(1, 9, 11)
-    cal = fit_std_calibration(samples * u.G, truth * u.G, coverage=0.9, edges=[0] * u.G, smoothing=0)
+    cal = fit_std_calibration(samples * u.G, truth * u.G, coverage=0.9, edges=[0] * u.G, smoothing=0,
+                              floors=[0] * u.G)
     assert cal.samples == (2, 3) and cal.n_pixels == (99,) and cal.smoothing == 0
     np.testing.assert_allclose(cal.scales[1], [90 / math.sqrt(1.0) / 2])
     # With the first 2 samples only: mean 0, std sqrt(2), so the factor is 90 / sqrt(2) / 2.
@@ -28,7 +29,9 @@ def test_quantile_is_the_conformal_rank():
 def test_too_few_pixels_for_the_quantile():
     with pytest.raises(ValueError, match="too few for coverage"):
         fit_std_calibration(np.random.default_rng(0).normal(size=(1, 4, 2, 5)) * u.G, np.ones((1, 2, 5)) * u.G,
-                            smoothing=0)
+                            smoothing=0, floors=[0] * u.G)
+    with pytest.raises(ValueError, match="at least 2 calibration images"):
+        fit_std_calibration(np.random.default_rng(0).normal(size=(1, 4, 2, 5)) * u.G, np.ones((1, 2, 5)) * u.G)
 
 
 def _posterior_draws(rng, images=8, n=8, size=64, narrow=(2.0, 5.0, 10.0)):
@@ -47,8 +50,6 @@ def test_coverage_on_fresh_data_per_bin():
     """A spread too narrow by a different factor in each bin is corrected in each bin, at +-1 and +-2 std."""
     rng = np.random.default_rng(1)
     cal = fit_std_calibration(*(q * u.G for q in _posterior_draws(rng, images=16)))
-    # The true spread is constant in each bin, so a wider window only helps: the largest is chosen.
-    assert cal.smoothing == 3.0
     samples, truth = _posterior_draws(rng)
     mean, std = samples.mean(axis=1), samples.std(axis=1, ddof=1)
     calibrated = cal.apply(mean * u.G, std * u.G, 8).to_value(u.G)
@@ -57,6 +58,30 @@ def test_coverage_on_fresh_data_per_bin():
         z = np.abs(truth - mean)[sel] / calibrated[sel]
         assert np.mean(z <= 2) == pytest.approx(TWO_SIGMA_COVERAGE, abs=0.015)
         assert np.mean(z <= 1) == pytest.approx(ONE_SIGMA_COVERAGE, abs=0.03)
+
+
+def test_a_floor_fixes_a_spread_that_misses_unpredictable_noise():
+    """Samples that lack a noise of 6 G (as a model that omits measurement noise): +-1 std overcovers
+    with a factor alone, and the fitted floor brings it back."""
+    rng = np.random.default_rng(4)
+
+    def draw(images):
+        mean = rng.normal(0, 30, (images, 48, 48))
+        spread = 2.0 + np.abs(mean) * 0.2
+        truth = mean + rng.normal(0, spread) + rng.normal(0, 6.0, mean.shape)
+        samples = mean[:, None] + rng.normal(0, 1, (images, 8, 48, 48)) * spread[:, None]
+        return samples, truth
+
+    train, test = draw(24), draw(12)
+    edges = [0] * u.G
+    plain = fit_std_calibration(*(q * u.G for q in train), edges=edges, smoothing=0, floors=[0] * u.G)
+    floored = fit_std_calibration(*(q * u.G for q in train), edges=edges, smoothing=0)
+    assert floored.floors_gauss[0] >= 4
+    mean, std = test[0].mean(axis=1), test[0].std(axis=1, ddof=1)
+    for cal, ok in [(plain, False), (floored, True)]:
+        z = np.abs(test[1] - mean) / cal.apply(mean * u.G, std * u.G, 8).to_value(u.G)
+        assert np.mean(z <= 2) == pytest.approx(TWO_SIGMA_COVERAGE, abs=0.01)
+        assert (abs(np.mean(z <= 1) - ONE_SIGMA_COVERAGE) < 0.03) == ok
 
 
 def test_smoothing_averages_variance_and_keeps_nan():
@@ -94,12 +119,17 @@ def test_apply_keeps_units_and_nan_and_round_trips():
     assert np.isnan(cal.apply(mean, [[np.nan, 1, 1]] * u.G, 8)[0, 0])
     assert StdCalibration.from_dict(cal.to_dict()) == cal
     assert cal.describe(8) == "conformal N=8 sm=0px 0-100G:2 >100G:3"
+    floored = StdCalibration(edges_gauss=(0.0,), samples=(8,), scales=((2.0,),), floors_gauss=(3.0,))
+    np.testing.assert_allclose(floored.apply([[0.0]] * u.G, [[4.0]] * u.G, 8).value, [[10.0]])  # 2 * hypot(4, 3)
+    assert floored.describe(8) == "conformal N=8 sm=0px >0G:2+3G"
+    assert StdCalibration.from_dict(floored.to_dict()) == floored
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"scales": ((0.0,),)}, "positive"), ({"samples": (1,)}, "at least 2"),
                                                ({"edges_gauss": (5.0,)}, "from 0 G"),
                                                ({"scales": ((1.0, 2.0),)}, "one scale per bin"),
-                                               ({"smoothing": -1.0}, "non-negative")])
+                                               ({"smoothing": -1.0}, "non-negative"),
+                                               ({"floors_gauss": (1.0, 2.0)}, "one non-negative value")])
 def test_bad_calibrations_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StdCalibration(**{"edges_gauss": (0.0,), "samples": (8,), "scales": ((1.0,),), **kwargs})
