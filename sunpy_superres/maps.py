@@ -23,7 +23,7 @@ import astropy.units as u
 import numpy as np
 from sunpy.map import GenericMap
 
-__all__ = ["validate_map", "finer_meta", "PROVENANCE_KEYS"]
+__all__ = ["validate_map", "finer_meta", "map_unit", "PROVENANCE_KEYS"]
 
 #: Accepted pixel scales when ``check_scale=True``: MDI is 1.986"/pixel; the method is trained at 2".
 SCALE_RANGE = (1.0, 4.0) * u.arcsec / u.pix
@@ -69,6 +69,31 @@ def _magnetic_unit_ok(unit):
     return unit is not None and unit.is_equivalent(u.G)
 
 
+def map_unit(smap):
+    """
+    The unit of a map's data, read leniently.
+
+    sunpy reads ``BUNIT`` in the FITS unit syntax only, which has no maxwell: ``Mx/cm2``,
+    ``Mx cm-2`` and ``Mx/cm^2``, common in magnetogram headers (the 2012 SHARP files, older MDI
+    products) and equal to G for a line-of-sight flux density, come out as no unit. Here a ``BUNIT``
+    that sunpy could not read is parsed again in astropy's generic syntax.
+
+    Returns
+    -------
+    `~astropy.units.UnitBase` or None
+        `None` when there is no ``BUNIT`` or it cannot be read in either syntax.
+    """
+    if smap.unit is not None:
+        return smap.unit
+    bunit = str(smap.meta.get("bunit", "") or "").strip()
+    if not bunit:
+        return None
+    try:
+        return u.Unit(bunit, format="generic")
+    except ValueError:
+        return None
+
+
 def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
     """
     Check that ``smap`` is a magnetogram that `sunpy_superres.superresolve` can work on.
@@ -102,11 +127,14 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             f"the map's data are {smap.data.ndim}-D with shape {smap.data.shape}; a magnetogram is 2-D. "
             "Pass one image at a time (for a cube, loop over its 2-D slices)."
         )
-    if not _magnetic_unit_ok(smap.unit):
-        found = "no unit (BUNIT missing)" if smap.unit is None else f"unit {smap.unit}"
+    unit = map_unit(smap)
+    if not _magnetic_unit_ok(unit):
+        bunit = str(smap.meta.get("bunit", "") or "").strip()
+        found = ("no unit (BUNIT missing)" if not bunit else f"BUNIT {bunit!r}, which is not a unit"
+                 if unit is None else f"unit {unit}")
         raise ValueError(
             f"the map has {found}, which is not a magnetic field. superresolve works on line-of-sight "
-            "magnetograms in G or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
+            "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
         )
     scale_x, scale_y = (s.to_value(u.arcsec / u.pix) for s in smap.scale)
     if not np.isclose(scale_x, scale_y, rtol=1e-3):

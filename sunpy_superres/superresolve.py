@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
 from .consistency import project_block_means
-from .maps import add_history, finer_meta, validate_map
+from .maps import add_history, finer_meta, map_unit, validate_map
 from .models import load_model
 from .models.accel import auto_batch_size
 from .tiling import blend_window, plan_tiles, tile_seed
@@ -214,7 +214,10 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
 
     block = np.ones((f, f), dtype=np.float32)
     missing_hr = np.kron(missing, block.astype(bool))
-    unit_scale = (1 * u.G).to_value(smap.unit)
+    # Output in the input's unit; a BUNIT that sunpy cannot read (e.g. Mx/cm2) is written as G, equal
+    # for a line-of-sight flux density, so that the result reads back as a magnetic field.
+    out_unit = smap.unit if smap.unit is not None else u.G
+    unit_scale = (1 * u.G).to_value(out_unit)
 
     def one_sample(k):
         out = _run_tiled(sr_model, x, tile=tile, overlap=overlap, seed=seed, sample=k,
@@ -246,7 +249,7 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         std = np.sqrt(m2 / (samples - 1)).astype(np.float32)
         kept = None if kept is None else np.stack(kept)
         if calibrate_uncertainty and uncertainty_calibration is not None:
-            std = uncertainty_calibration.apply(out * smap.unit, std * smap.unit, samples).to_value(smap.unit)
+            std = uncertainty_calibration.apply(out * out_unit, std * out_unit, samples).to_value(out_unit)
             std = std.astype(np.float32)
 
     meta = finer_meta(smap.meta, f, smap.data.shape)
@@ -270,6 +273,9 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         provenance["sruncal"] = (uncertainty_calibration.describe(samples)
                                  if calibrate_uncertainty and uncertainty_calibration is not None else "none")
     meta.update(provenance)
+    if smap.unit is None:
+        add_history(meta, f"sunpy-superres: BUNIT {smap.meta.get('bunit')!r} (not a FITS unit) written as G")
+        meta["bunit"] = "G"
     add_history(meta, f"sunpy-superres {__version__}: {f}x super-resolution with model '{sr_model.name}' "
                       f"(revision {sr_model.revision}), seed {provenance['srseed']}, samples {samples}, "
                       f"calibration x{cal_factor:.6g} ({cal_reference})")
@@ -284,7 +290,7 @@ def _as_gauss(smap):
     data = np.array(smap.data, dtype=np.float64)  # always a copy
     if smap.mask is not None and np.any(smap.mask):
         data[np.broadcast_to(smap.mask, data.shape)] = np.nan
-    scale = (1 * smap.unit).to_value(u.G)
+    scale = (1 * map_unit(smap)).to_value(u.G)
     if scale != 1:
         data *= scale
     return data

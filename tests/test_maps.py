@@ -131,3 +131,32 @@ def test_superresolve_leaves_the_input_header_and_its_comments_alone(hmi_cutout)
     assert "datamin" not in out.meta
     assert dict(lowres.meta) == before
     assert lowres.meta["keycomments"]["DATAMIN"] == "minimum value"
+
+
+@pytest.mark.parametrize("bunit", ["Mx/cm2", "Mx cm-2", "Mx/cm^2"])
+def test_maxwell_per_square_centimetre_is_a_magnetic_field(mdi_cutout, bunit):
+    """Issue 15, case 4: the README says Mx/cm2 works; sunpy reads no unit from it."""
+    from sunpy_superres import superresolve
+
+    m = sunpy.map.Map(mdi_cutout.data, {**mdi_cutout.meta, "bunit": bunit})
+    out = superresolve(m, model="bicubic", progress=False)
+    reference = superresolve(sunpy.map.Map(mdi_cutout.data, {**mdi_cutout.meta, "bunit": "G"}), model="bicubic",
+                             progress=False)
+    assert out.unit == u.G and out.meta["bunit"] == "G" and f"BUNIT '{bunit}'" in out.meta["history"]
+    np.testing.assert_allclose(out.data, reference.data, equal_nan=True)
+    assert m.meta["bunit"] == bunit
+
+
+@pytest.mark.parametrize(("bunit", "message"), [("", "no unit (BUNIT missing)"),
+                                                ("counts per wombat", "BUNIT 'counts per wombat', which is not a unit"),
+                                                ("DN", "unit DN")])
+def test_unit_refusals_name_what_was_found(mdi_cutout, bunit, message):
+    import re
+    import warnings
+
+    meta = {**mdi_cutout.meta, "bunit": bunit}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sunpy's own note on an unreadable BUNIT
+        smap = sunpy.map.Map(mdi_cutout.data, meta)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_map(smap)
