@@ -21,6 +21,7 @@ import numbers
 
 import astropy.units as u
 import numpy as np
+from sunpy.coordinates import Helioprojective
 from sunpy.map import GenericMap
 
 __all__ = ["validate_map", "finer_meta", "map_unit", "PROVENANCE_KEYS"]
@@ -135,6 +136,21 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
         raise ValueError(
             f"the map has {found}, which is not a magnetic field. superresolve works on line-of-sight "
             "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
+        )
+    frame = smap.coordinate_frame
+    if not isinstance(frame, Helioprojective):
+        ctype = ", ".join(str(smap.meta.get(k, "?")) for k in ("ctype1", "ctype2"))
+        raise ValueError(
+            f"the map is in {type(frame).__name__} coordinates (CTYPE {ctype}), not helioprojective; the models "
+            "work on images as the instrument saw them (HPLN/HPLT, arcsec). Reproject it first, e.g. "
+            "smap.reproject_to(header) with a helioprojective header at about 2 arcsec/pixel."
+        )
+    meta_keys = set(smap.meta)
+    if not ({"cdelt1", "cdelt2"} <= meta_keys or {"cd1_1", "cd2_2"} <= meta_keys):
+        raise ValueError(
+            "the map has no pixel scale (CDELT1/CDELT2 or a CD matrix missing from its header), so sunpy "
+            "assumes 1 arcsec/pixel and the output would claim a scale it never had. Set "
+            "smap.meta['cdelt1'] and smap.meta['cdelt2'] (arcsec/pixel) to the true scale first."
         )
     scale_x, scale_y = (s.to_value(u.arcsec / u.pix) for s in smap.scale)
     if not np.isclose(scale_x, scale_y, rtol=1e-3):

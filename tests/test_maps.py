@@ -160,3 +160,20 @@ def test_unit_refusals_name_what_was_found(mdi_cutout, bunit, message):
         smap = sunpy.map.Map(mdi_cutout.data, meta)
     with pytest.raises(ValueError, match=re.escape(message)):
         validate_map(smap)
+
+
+def test_a_map_without_a_pixel_scale_is_refused(mdi_cutout):
+    """Issue 15, case 2: without CDELT sunpy assumes 1"/pixel, which passed the scale check."""
+    meta = {k: v for k, v in mdi_cutout.meta.items() if k not in ("cdelt1", "cdelt2")}
+    with pytest.raises(ValueError, match="no pixel scale"):
+        validate_map(sunpy.map.Map(mdi_cutout.data, meta))
+
+
+@pytest.mark.parametrize("cdelt", [2 / 3600, 0.03])
+def test_a_carrington_map_is_refused_as_not_helioprojective(mdi_cutout, cdelt):
+    """Issue 15, case 2: a CEA map ran with degrees read as arcsec, or was refused for its "scale"."""
+    meta = {**mdi_cutout.meta, "ctype1": "CRLN-CEA", "ctype2": "CRLT-CEA", "cunit1": "deg", "cunit2": "deg",
+            "cdelt1": cdelt, "cdelt2": cdelt, "crval1": 120.0, "crval2": 10.0}
+    smap = sunpy.map.Map(mdi_cutout.data, meta)
+    with pytest.raises(ValueError, match="not helioprojective.*Reproject it first"):
+        validate_map(smap)
