@@ -14,12 +14,13 @@ output header:
 
 import astropy.units as u
 import numpy as np
-from sunpy.map.sources import MDIMap
+from sunpy.map.sources import HMIMap, MDIMap
 
 __all__ = [
     "MDI_TO_HMI",
     "NORMALISATION_RANGE",
     "calibration_factor",
+    "instrument_known",
     "normalise",
     "denormalise",
 ]
@@ -43,6 +44,13 @@ def is_mdi(smap):
     telescope = str(smap.meta.get("telescop", "")).upper()
     instrument = str(smap.meta.get("instrume", "")).upper()
     return telescope == "SOHO" and instrument.startswith("MDI")
+
+
+def instrument_known(smap):
+    """Whether the header says which instrument took ``smap`` (so that ``calibrate=True`` can decide)."""
+    if isinstance(smap, MDIMap | HMIMap):
+        return True
+    return bool(str(smap.meta.get("telescop", "")).strip() or str(smap.meta.get("instrume", "")).strip())
 
 
 def calibration_factor(smap, calibrate=True):
@@ -71,7 +79,9 @@ def calibration_factor(smap, calibrate=True):
         If a numeric ``calibrate`` is not finite and positive.
     """
     if calibrate is True:
-        return (MDI_TO_HMI, LIU_2012) if is_mdi(smap) else (1.0, "none (not MDI)")
+        if is_mdi(smap):
+            return MDI_TO_HMI, LIU_2012
+        return 1.0, "none (not MDI)" if instrument_known(smap) else "none (instrument unknown)"
     if calibrate is False or calibrate is None:
         return 1.0, "none (calibrate=False)"
     try:

@@ -7,6 +7,7 @@ model -> blended tiles -> denormalise -> Map with a derived header and provenanc
 
 import numbers
 import secrets
+import warnings
 
 import astropy.units as u
 import numpy as np
@@ -21,7 +22,15 @@ from .models.accel import auto_batch_size
 from .tiling import blend_window, plan_tiles, tile_seed
 from .uncertainty import UncertaintyMap
 
-__all__ = ["superresolve", "MAX_SEED"]
+__all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning"]
+
+UNKNOWN_INSTRUMENT = ("the map's header names no instrument (TELESCOP and INSTRUME are empty), so no MDI-to-HMI "
+                      "calibration was applied; if these are MDI data, set smap.meta['telescop'] = 'SOHO' and "
+                      "smap.meta['instrume'] = 'MDI' (or pass calibrate=1/1.4) and run again")
+
+
+class UncalibratedInputWarning(UserWarning):
+    """The input's instrument is unknown, so ``calibrate=True`` applied no calibration factor."""
 
 #: Largest seed: a FITS header integer is a signed 64-bit number.
 MAX_SEED = 2**63 - 1
@@ -196,6 +205,9 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
                          f"{2 * sr_model.halo} and tile_size > overlap.")
 
     cal_factor, cal_reference = calibration_factor(smap, calibrate)
+    if cal_reference == "none (instrument unknown)":
+        # An MDI map that lost its TELESCOP/INSTRUME keys would come out 1.4 times too strong.
+        warnings.warn(UNKNOWN_INSTRUMENT, UncalibratedInputWarning, stacklevel=2)
     data = _as_gauss(smap) * cal_factor  # a new float64 array: the input is never touched
     missing = ~np.isfinite(data)
     x = normalise(np.where(missing, 0.0, data))
@@ -273,6 +285,8 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         provenance["sruncal"] = (uncertainty_calibration.describe(samples)
                                  if calibrate_uncertainty and uncertainty_calibration is not None else "none")
     meta.update(provenance)
+    if cal_reference == "none (instrument unknown)":
+        add_history(meta, "sunpy-superres: WARNING " + UNKNOWN_INSTRUMENT)
     if smap.unit is None:
         add_history(meta, f"sunpy-superres: BUNIT {smap.meta.get('bunit')!r} (not a FITS unit) written as G")
         meta["bunit"] = "G"

@@ -292,3 +292,25 @@ def test_seed_used_is_recorded_and_repeats_the_run(mdi_cutout):
 def test_seeds_a_fits_header_cannot_hold_are_refused(mdi_cutout, seed):
     with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*63 - 1"):
         superresolve(mdi_cutout, model="bicubic", seed=seed, progress=False)
+
+
+def test_a_map_that_names_no_instrument_is_announced(mdi_cutout):
+    """Issue 15, case 7: an MDI file without its instrument keys came out 1.4x too strong, unannounced."""
+    import warnings
+
+    from sunpy_superres.superresolve import UncalibratedInputWarning
+
+    from .helpers import synthetic_map
+
+    bare = synthetic_map(shape=(32, 32), value=700.0, instrument=None)
+    assert "instrume" not in bare.meta and "telescop" not in bare.meta
+    with pytest.warns(UncalibratedInputWarning, match="names no instrument"):
+        out = superresolve(bare, model="bicubic", progress=False)
+    assert out.meta["srcalfac"] == 1.0 and out.meta["srcalref"] == "none (instrument unknown)"
+    assert "WARNING the map's header names no instrument" in out.meta["history"]
+    np.testing.assert_allclose(out.data, 700.0, rtol=1e-5)
+    # Named as MDI, it is calibrated as usual; named as another instrument, nothing is said.
+    assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srcalfac"] == pytest.approx(1 / 1.4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        superresolve(synthetic_map(shape=(32, 32), instrument="GONG"), model="bicubic", progress=False)
