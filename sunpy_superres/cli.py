@@ -21,6 +21,7 @@ through a temporary file and a rename, and on bad input exits with status 2 and 
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def _run(args):
     from .visualization import save_quicklook
 
     out_paths = [args.output] + ([args.png] if args.png else [])
+    if args.png and Path(os.path.abspath(args.png)) == Path(os.path.abspath(args.output)):
+        raise _Refusal(f"--png {args.png} is the FITS output too; the quick-look would replace the result. "
+                       "Give the PNG another name")
     for out in out_paths:
         if out.exists() and out.resolve() == args.input.resolve():
             raise _Refusal(f"output {out} is the input file; choose another output name")

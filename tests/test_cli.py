@@ -142,3 +142,15 @@ def test_sampler_options(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
         assert not bad.exists()
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_png_onto_the_fits_output_is_refused_and_nothing_is_written(tmp_path, capsys, overwrite):
+    """Issue 15, case 1: --png naming the FITS output replaced the result with a PNG (exit 0)."""
+    out = tmp_path / "out.fits"
+    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--png", out, "--model", "nearest", "--quiet", *overwrite) == 2
+    err = capsys.readouterr().err
+    assert "is the FITS output too" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--png", tmp_path / "." / "out.fits", "--model", "nearest",
+                   "--quiet") == 2
