@@ -3,7 +3,7 @@
 Per-pixel uncertainty from repeated samples
 ===========================================
 
-A diffusion model draws a different plausible high-resolution map on every run. Ten samples of the
+A diffusion model draws a different plausible high-resolution map on every run. Eight samples of the
 shipped MDI active-region cut-out give an `~sunpy_superres.UncertaintyMap`: its data are the
 per-pixel mean, and it carries the per-pixel standard deviation in G as a map with the same WCS
 (Ramunno et al. 2024, section 7, Figs. 11-12). The samples are independent and reproducible from the
@@ -23,10 +23,11 @@ from sunpy_superres import UncertaintyMap, superresolve
 from sunpy_superres.data import MDI_AR_CUTOUT
 
 ###############################################################################
-# Ten samples of the default model (about a minute on a laptop CPU).
+# Eight samples of the default model (about 20 s on a laptop CPU). The default model's standard
+# deviation is calibrated at eight samples (see the gallery example on calibration).
 
 mdi = sunpy.map.Map(MDI_AR_CUTOUT)
-um = superresolve(mdi, samples=10, seed=0, progress=False)
+um = superresolve(mdi, samples=8, seed=0, progress=False)
 print(type(um).__name__, um.data.shape, "samples:", um.meta["srsample"])
 std = um.std.to_value(u.G)
 print(f"mean standard deviation: {np.nanmean(std):.1f} G, largest: {np.nanmax(std):.0f} G")
@@ -42,7 +43,7 @@ plt.show()
 # Butterworth filter, as the paper's Fig. 12 does. The part above 2" of a positive map holds its
 # mean, so this pair says how patchy the uncertainty is; at which scale the samples themselves differ
 # is measured by ``benchmarks/uncertainty_scales.py``: for the shipped model on held-out crops their
-# spread below 2" is 2.8 times that above, where the error of the mean is 2.3 times larger below 2"
+# spread below 2" is 2.6 times that above, where the error of the mean is 2.4 times larger below 2"
 # than above. Its model card has the numbers, and how far the spread falls short of the error.
 
 small = um.small_scale_uncertainty()

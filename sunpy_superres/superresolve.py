@@ -72,8 +72,8 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         Sampler of a diffusion model, e.g. ``"ddpm"``, ``"ddim"``, ``"dpm-solver++"``.
     start_timestep : int, optional
         Timestep (0 to 999) at which a diffusion model's reverse process starts; by default the
-        model's own (700 for the embedded ``ldm-res``, see its model card; 999, the paper's whole
-        chain, for models that set none). Recorded as ``SRTSTART``.
+        model's own (999, the paper's whole chain, for the embedded ``ldm-res`` and for models that
+        set none). Recorded as ``SRTSTART``.
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {None, "auto", "fp32", "bf16", "fp16"}, optional

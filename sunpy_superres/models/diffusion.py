@@ -374,13 +374,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         Input pixels of context per side used to place tile seams.
     start_timestep : int, optional
         Timestep at which the reverse process starts (see `set_sampler_timesteps`); `None` (default):
-        999, the paper's whole chain. A model's manifest may set another: the embedded ``ldm-res``
-        starts at 700, because its denoiser, trained for minutes, predicts the noise of the
-        highest levels so poorly that its estimate of the target there is worse than zero (on
-        held-out crops, an error of 3.1 target standard deviations at timestep 800, against 0.93
-        at 600), and a chain started at 999 carries that error into samples 6.8 times too strong
-        in latent space. At 700 the forward process keeps 0.7 % of the target's variance, so starting
-        from a zero target changes the chain's input by about 0.1 of the noise.
+        999, the paper's whole chain. A model's manifest may set another: a denoiser trained too
+        briefly may predict the noise of the highest levels so poorly that its estimate of the
+        target there is worse than zero (an earlier embedded ``ldm-res``: an error of 3.1 target
+        standard deviations at timestep 800, against 0.93 at 600, and samples 6.8 times too strong
+        from 999), and then starting at 700, where the linear schedule keeps 0.7 % of the target's
+        variance, skips those steps at the cost of about 0.1 of the noise. The embedded default
+        starts at 999.
     device : str, optional
         Torch device.
     precision : {"auto", "fp32", "bf16", "fp16"}, optional
