@@ -44,7 +44,7 @@ plt.show()
 # mean, so this pair says how patchy the uncertainty is; at which scale the samples themselves differ
 # is measured by ``benchmarks/uncertainty_scales.py``: for the shipped model on held-out crops their
 # spread below 2" is 2.6 times that above, where the error of the mean is 2.4 times larger below 2"
-# than above. Its model card has the numbers, and how far the spread falls short of the error.
+# than above. Its model card has the numbers, and the coverage of the calibrated spread.
 
 small = um.small_scale_uncertainty()
 large = um.large_scale_uncertainty()
