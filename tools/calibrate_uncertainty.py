@@ -9,9 +9,10 @@ Two kinds of calibration crops, never from the held-out 2016-07-07 frame:
   noise and small-scale texture are what the model will meet.
 * ``--patches``: non-overlapping crops of active-region patches (0.5" pixels; a SHARP CEA pixel,
   0.03 deg, is taken as 0.5"), by default the nine 2025 SHARP patches, which the shipped
-  ``ldm-res-s2d-cpu`` config does not train on. Their CEA remapping smooths the finest scales (at
-  the 2-pixel period they hold a few times less power than native HMI), so they are better as an
-  independent check of the coverage than as the calibration itself (``--check``).
+  ``ldm-res-s2d-cpu`` config does not train on. Their CEA remapping smooths the finest scales (near
+  the 2-pixel period, relative to periods of 4-8 pixels, about 3.5 times less power than native HMI
+  active-region crops), so they are better as an independent check of the coverage than as the
+  calibration itself (``--check``).
 
 Each crop is degraded by 4x4 block means as in the paper's protocol and super-resolved ``--samples``
 times with the model's own sampler and back-projection;
