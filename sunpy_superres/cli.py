@@ -63,8 +63,8 @@ def _parser():
 def _add_sampler_options(p):
     p.add_argument("--steps", type=int, default=None,
                    help="sampler steps of a diffusion model (default: the model's)")
-    p.add_argument("--sampler", default=None, help="sampler of a diffusion model: ddpm, ddim or dpm-solver++ "
-                   "(default: the model's)")
+    p.add_argument("--sampler", default=None, help="sampler of a diffusion model: ddpm, ddim, dpm-solver++ or "
+                   "sde-dpm-solver++ (default: the model's)")
     p.add_argument("--start-timestep", type=int, default=None,
                    help="timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
                         "paper's whole chain (default: the model's)")

@@ -42,7 +42,7 @@ def test_exact_seeded_slice():
     np.testing.assert_allclose(out[0, 0, :4], EXPECTED_LDM_RES, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm-solver++"])
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"])
 def test_samplers(scheduler):
     model = tiny_model("pixel", True)
     fast = model.configure_sampler(scheduler=scheduler, steps=3)
@@ -52,6 +52,17 @@ def test_samplers(scheduler):
     x = lr_input()
     np.testing.assert_array_equal(fast.predict(x, seeds=[5, 6]), fast.predict(x, seeds=[5, 6]))
     assert model.configure_sampler(scheduler=scheduler).steps == DEFAULT_STEPS[scheduler]
+
+
+def test_sde_sampler_draws_fresh_noise_at_every_step():
+    """The SDE form of DPM-Solver++ adds noise at every step: from the same seeds (the same initial
+    noise) it gives another sample than the ODE form, and the same sample again."""
+    model = tiny_model("pixel", True)
+    x = lr_input()
+    ode, sde = (model.configure_sampler(scheduler=name, steps=4) for name in ("dpm-solver++", "sde-dpm-solver++"))
+    a, b = sde.predict(x, seeds=[5, 6]), sde.predict(x, seeds=[5, 6])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - ode.predict(x, seeds=[5, 6])).max() > 1e-4
 
 
 def test_default_sampler_needs_far_fewer_evaluations():
@@ -154,6 +165,7 @@ def test_missing_directory():
 
 
 @pytest.mark.parametrize(("name", "steps", "count", "first", "last"), [("dpm-solver++", 20, 20, 700, 35),
+                                                                        ("sde-dpm-solver++", 20, 20, 700, 35),
                                                                         ("ddim", 50, 50, 700, 14),
                                                                         ("ddpm", 1000, 701, 700, 0)])
 def test_sampler_start_timestep(name, steps, count, first, last):
