@@ -154,3 +154,17 @@ def test_png_onto_the_fits_output_is_refused_and_nothing_is_written(tmp_path, ca
     assert not out.exists()
     assert run_cli(MDI_AR_CUTOUT, "-o", out, "--png", tmp_path / "." / "out.fits", "--model", "nearest",
                    "--quiet") == 2
+
+
+@pytest.mark.parametrize(("device", "message"), [("mps", "Apple GPU"), ("xla", "is not supported")])
+def test_an_unusable_device_is_one_line_and_exit_2(tmp_path, capsys, device, message):
+    """Issue 15, case 5: --device mps gave a traceback and exit 1 on a machine without an Apple GPU."""
+    import torch
+
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an Apple GPU")
+    out = tmp_path / "out.fits"
+    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--device", device, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()

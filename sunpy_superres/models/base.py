@@ -38,6 +38,11 @@ def resolve_device(device="auto"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but no CUDA GPU is available here; "
                          "use device='cpu' or device='auto'.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} (Apple GPU) was requested but this machine has none; "
+                         "use device='cpu' or device='auto'.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     return dev
 
 
