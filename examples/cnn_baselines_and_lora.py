@@ -85,7 +85,8 @@ plt.show()
 # overlap, to April 2011, is its test set), with Low-Rank Adaptation (LoRA, Hu et al. 2021):
 # low-rank updates on the attention projections ``to_q``, ``to_k``, ``to_v`` and ``to_out.0`` of the
 # U-Net, and the U-Net's bottleneck (its mid block) trained in full; every other weight stays
-# frozen. Real pairs come from JSOC with `~sunpy_superres.training.pairs.fetch_pair` and the
+# frozen. The embedded default has no self-attention (it tiles exactly without it), so its LoRA goes
+# on the two convolutions of every ResNet block instead (``conv1``, ``conv2``). Real pairs come from JSOC with `~sunpy_superres.training.pairs.fetch_pair` and the
 # ``[finetune] pairs = "directory"`` setting.
 #
 # No MDI/HMI pairs ship with the package, so the pair here is *synthetic*: an MDI-like map made from

@@ -142,7 +142,9 @@ class FinetuneConfig:
     #: LoRA scale numerator (update ``alpha / rank * B A``); 0: equal to the rank.
     lora_alpha: float = 0.0
     lora_dropout: float = 0.0
-    lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    #: Module-name suffixes that get LoRA; empty: the attention projections, or for a denoiser without
+    #: self-attention the convolutions of its ResNet blocks (`sunpy_superres.training.lora.add_lora`).
+    lora_target_modules: list[str] = field(default_factory=list)
     #: Train the U-Net bottleneck in full (the paper: yes).
     train_mid_block: bool = True
     #: "synthetic": pairs made from the ``[data]`` HMI files by `degrade_to_mdi` (no real pairs needed);

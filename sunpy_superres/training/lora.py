@@ -49,11 +49,14 @@ from safetensors.torch import load_file, save_file
 from ..models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
 from ..models.hub import MANIFEST, WeightsNotFoundError, sha256_file, verify_files
 
-__all__ = ["LORA_TARGET_MODULES", "TRAINABLE_BLOCKS", "ADAPTER_MANIFEST", "add_lora", "lora_parameter_counts",
+__all__ = ["LORA_TARGET_MODULES", "LORA_CONV_TARGET_MODULES", "TRAINABLE_BLOCKS", "ADAPTER_MANIFEST", "add_lora", "lora_parameter_counts",
            "save_adapter", "verify_adapter", "load_adapter", "merge_lora"]
 
 #: Attention projections of diffusers' ``Attention`` that get LoRA (the paper: the self-attention layers).
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
+#: LoRA targets of a denoiser without self-attention (e.g. the embedded space-to-depth ``ldm-res``):
+#: the two 3x3 convolutions of every ResNet block (peft's LoRA for ``Conv2d``).
+LORA_CONV_TARGET_MODULES = ("conv1", "conv2")
 #: U-Net blocks trained in full (the paper's unfrozen bottleneck).
 TRAINABLE_BLOCKS = ("mid_block",)
 ADAPTER_MANIFEST = "adapter.json"
@@ -73,10 +76,13 @@ def _denoiser_of(model):
     raise TypeError(f"expected a DiffusionSuperResolution or ConditionalDenoiser, got {type(model).__name__}")
 
 
-def add_lora(denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=LORA_TARGET_MODULES,
+def add_lora(denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=None,
              train_mid_block=True, copy_model=True):
     """
     Wrap a denoiser for LoRA fine-tuning: LoRA on attention projections, mid block trainable.
+
+    The paper puts LoRA on the attention projections. A denoiser without self-attention gets it on
+    the convolutions of its ResNet blocks instead (`LORA_CONV_TARGET_MODULES`).
 
     Parameters
     ----------
@@ -89,7 +95,8 @@ def add_lora(denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=LORA_T
     dropout : float, optional
         Dropout on the LoRA branch input.
     target_modules : sequence of str, optional
-        Module-name suffixes that get LoRA (default `LORA_TARGET_MODULES`).
+        Module-name suffixes that get LoRA. `None` or empty (default): `LORA_TARGET_MODULES` when the
+        denoiser has self-attention, else `LORA_CONV_TARGET_MODULES`.
     train_mid_block : bool, optional
         Train ``unet.mid_block`` in full (the paper's unfrozen bottleneck).
     copy_model : bool, optional
@@ -113,6 +120,9 @@ def add_lora(denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=LORA_T
         raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
     den = copy.deepcopy(denoiser) if copy_model else denoiser
     names = [n for n, _ in den.named_modules()]
+    if not target_modules:
+        has_attention = any(n.endswith(t) for n in names for t in LORA_TARGET_MODULES)
+        target_modules = LORA_TARGET_MODULES if has_attention else LORA_CONV_TARGET_MODULES
     if not any(n.endswith(t) for n in names for t in target_modules):
         raise ValueError(f"no module of the denoiser matches {list(target_modules)}: LoRA needs "
                          "self-attention (set attention_levels) or other target modules")
