@@ -26,7 +26,6 @@ themselves: the held-out check is ``benchmarks/evaluate_heldout.py``).
 
 import argparse
 import glob
-import json
 import warnings
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from sunpy_superres.calibration import NORMALISATION_RANGE
 from sunpy_superres.conformal import fit_std_calibration
 from sunpy_superres.evaluation import degrade, uncertainty_calibration
 from sunpy_superres.models import load_model
-from sunpy_superres.models.hub import write_manifest
+from sunpy_superres.models.hub import rewrite_manifest
 from sunpy_superres.training.data import Patch
 
 
@@ -160,11 +159,7 @@ def main():
         print("\n".join(uncertainty_calibration(ums, checks).pformat(max_width=-1)))
     if args.write:
         path = Path(args.model)
-        manifest = json.loads((path / "superres.json").read_text())
-        recorded = ("files", "format", "format_version", "package_version")  # write_manifest sets these
-        info = {k: v for k, v in manifest.items() if k not in recorded}
-        info["uncertainty_calibration"] = cal.to_dict()
-        write_manifest(path, info)
+        rewrite_manifest(path, {"uncertainty_calibration": cal.to_dict()})
         print(f"written to {path / 'superres.json'}")
 
 

@@ -12,12 +12,11 @@ Run from the repository root::
 """
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 from sunpy_superres.models import load_model
-from sunpy_superres.models.hub import write_manifest
+from sunpy_superres.models.hub import rewrite_manifest
 
 
 def main():
@@ -45,9 +44,7 @@ def main():
     for name in ("training_config.json", "MODEL_CARD.md"):
         if (args.model / name).is_file():
             shutil.copy2(args.model / name, args.output / name)
-    manifest = json.loads((args.output / "superres.json").read_text())
-    recorded = ("files", "format", "format_version", "package_version")  # write_manifest sets these
-    write_manifest(args.output, {k: v for k, v in manifest.items() if k not in recorded})
+    rewrite_manifest(args.output)
     print(f"written {args.output}: " + ", ".join(f"{p.relative_to(args.output)} {p.stat().st_size / 1e6:.2f} MB"
                                                  for p in sorted(args.output.rglob("*.safetensors"))))
 

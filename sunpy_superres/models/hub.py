@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest",
+__all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest", "rewrite_manifest",
            "verify_directory", "verify_files", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
            "TRAINED_MODELS", "MANIFEST"]
 
@@ -148,6 +148,24 @@ def write_manifest(path, info):
                 "files": files}
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return path / MANIFEST
+
+
+def rewrite_manifest(path, updates=None):
+    """
+    Re-record the checksums of a model directory's files, keeping (and optionally updating) its
+    description: after a file was added or changed, e.g. a model card or a training record.
+
+    Parameters
+    ----------
+    path : path-like
+        A model directory with a ``superres.json``.
+    updates : dict, optional
+        Entries to set in the description (``uncertainty_calibration``, ...).
+    """
+    manifest = json.loads((Path(path) / MANIFEST).read_text())
+    set_by_write = ("files", "format", "format_version", "package_version")
+    info = {k: v for k, v in manifest.items() if k not in set_by_write}
+    return write_manifest(path, {**info, **(updates or {})})
 
 
 def _read_manifest(path):

@@ -768,12 +768,10 @@ def _training_record(cfg, step, **extra):
 
 def _finish_model_directory(final, cfg, step, **extra):
     """Add the training config to an exported model directory and re-record the manifest's checksums."""
-    from ..models.hub import write_manifest
+    from ..models.hub import rewrite_manifest
 
     (final / "training_config.json").write_text(json.dumps(_training_record(cfg, step, **extra), indent=2))
-    manifest = json.loads((final / "superres.json").read_text())
-    write_manifest(final, {k: v for k, v in manifest.items()
-                           if k not in ("files", "format", "format_version", "package_version")})
+    rewrite_manifest(final)
 
 
 def _export(accelerator, cfg, net, ema, autoencoder, step, record=None):
