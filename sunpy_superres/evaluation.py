@@ -403,7 +403,7 @@ def uncertainty_calibration(predictions, truths, *, edges=COVERAGE_BIN_EDGES, en
             raise ValueError(f"prediction {pred.data.shape} and truth {truth.data.shape} grids differ")
         t = (np.asarray(truth.data, dtype=np.float64) * truth.unit).to_value(u.G)
         m = (np.asarray(pred.data, dtype=np.float64) * pred.unit).to_value(u.G)
-        sd = u.Quantity(pred.std, pred.unit).to_value(u.G).astype(np.float64)
+        sd = pred.std.to_value(u.G).astype(np.float64)
         ok = np.isfinite(t) & np.isfinite(m) & np.isfinite(sd)
         errs.append((m - t)[ok])
         stds.append(sd[ok])
