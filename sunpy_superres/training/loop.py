@@ -46,7 +46,7 @@ from ..models.diffusion import (
 from ..models.enhance import EnhanceNet, EnhanceSuperResolution
 from ..models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
 from ..models.spacetodepth import SpaceToDepth
-from .config import MODEL_KINDS, TrainConfig
+from .config import MODEL_KINDS, FinetuneConfig, TrainConfig
 from .data import CropDataset, degrade, observation_date, split_by_date
 
 __all__ = ["train", "latest_checkpoint", "export_checkpoint", "CHECKPOINT_PREFIX", "PairCrops", "finetune_pairs"]
@@ -699,9 +699,12 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
 
 
 def _resumable(cfg):
-    """``cfg`` without the fields a resumed run may change (its time limits)."""
+    """``cfg`` without the fields a resumed run may change (its time limits) or never reads (the
+    ``[finetune]`` table of a run that does not fine-tune, whose defaults may change between releases)."""
     cfg = copy.deepcopy(cfg)
     cfg.time_limit_minutes = cfg.autoencoder_time_limit_minutes = 0.0
+    if not cfg.finetune.enabled:
+        cfg.finetune = FinetuneConfig()
     return cfg
 
 

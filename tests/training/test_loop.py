@@ -1,5 +1,6 @@
 """The training loop: every variant trains on real HMI crops and serves superresolve; exact resume."""
 
+import copy
 import json
 
 import astropy.units as u
@@ -84,6 +85,21 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
     cfg.learning_rate = 1e-3
     with pytest.raises(ValueError, match="different config"):
         train(cfg, progress=False)
+
+
+def test_a_finetune_default_that_changed_does_not_block_resuming_a_pretraining(tmp_path, data_dir):
+    """A release changed a [finetune] default; a pre-training checkpoint never reads that table."""
+    from sunpy_superres.training.loop import _resumable
+
+    train(tiny_config(tmp_path, data_dir, space="pixel", steps=2), progress=False)
+    cfg = tiny_config(tmp_path, data_dir, space="pixel", steps=2)
+    cfg.finetune.lora_rank += 4  # as if the checkpoint were written before the default changed
+    assert train(cfg, progress=False).is_dir()  # resumed at step 2 of 2: exported, no "different config"
+    # A fine-tune's own table still counts.
+    a, b = copy.deepcopy(cfg), copy.deepcopy(cfg)
+    a.finetune.base_model = b.finetune.base_model = "ldm-res"
+    b.finetune.lora_rank += 1
+    assert _resumable(a) != _resumable(b)
 
 
 def test_shipped_configs():
