@@ -21,8 +21,12 @@ through a temporary file and a rename, and on bad input exits with status 2 and 
 """
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -73,40 +77,64 @@ def _add_sampler_options(p):
 def _read_map(path):
     from .io import read_map
 
-    if not path.is_file():
-        raise _Refusal(f"input file {path} does not exist")
     try:
         return read_map(path)
     except ValueError as err:
         raise _Refusal(f"{path}: {err}") from err
 
-def _run(args):
-    from .io import save_map
-    from .superresolve import superresolve
-    from .visualization import save_quicklook
 
+def _check_outputs(args):
+    """Refuse, before any work, outputs that would destroy something or could not be written."""
     out_paths = [args.output] + ([args.png] if args.png else [])
     if args.png and Path(os.path.abspath(args.png)) == Path(os.path.abspath(args.output)):
         raise _Refusal(f"--png {args.png} is the FITS output too; the quick-look would replace the result. "
                        "Give the PNG another name")
     for out in out_paths:
+        if out.is_dir():
+            raise _Refusal(f"output {out} is a folder; give a file name, e.g. {out / 'output.fits'}")
         if out.exists() and out.resolve() == args.input.resolve():
             raise _Refusal(f"output {out} is the input file; choose another output name")
         if out.exists() and not args.overwrite:
             raise _Refusal(f"{out} exists; pass --overwrite to replace it")
+        folder = _existing_parent(out)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise _Refusal(f"cannot write {out}: the folder {folder} is not writable; choose another output "
+                           "folder")
+
+
+def _existing_parent(path):
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def _run(args):
+    from .io import save_map
+    from .models.hub import WeightsNotFoundError
+    from .superresolve import superresolve
+    from .visualization import save_quicklook
+
+    _check_outputs(args)
     smap = _read_map(args.input)
     try:
         result = superresolve(smap, model=args.model, samples=args.samples, seed=args.seed,
                               steps=args.steps, scheduler=args.sampler, start_timestep=args.start_timestep,
                               device=args.device, calibrate=args.calibrate, check_scale=args.check_scale,
                               progress=not args.quiet)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(f"{args.input}: {err}") from err
-    save_map(result, args.output, overwrite=args.overwrite)
-    if args.png:
-        save_quicklook(smap, result, args.png, overwrite=args.overwrite)
+    try:
+        save_map(result, args.output, overwrite=args.overwrite)
+        if args.png:
+            save_quicklook(smap, result, args.png, overwrite=args.overwrite)
+    except FileExistsError:
+        raise
+    except OSError as err:  # a full disk, a folder made read-only meanwhile: nothing half-written is left
+        raise _Refusal(f"cannot write {err.filename or args.output}: {err.strerror or err}; no partial file "
+                       "was left") from err
     ny, nx = result.data.shape
-    print(f"{args.input} -> {args.output} ({nx}x{ny} px, {result.scale.axis1.value:.4f} arcsec/px, "
+    print(f"{args.input} -> {args.output} ({nx}x{ny} px, {abs(result.scale.axis1.value):.4f} arcsec/px, "
           f"model {result.meta['srmodel']})" + (f"; quick-look {args.png}" if args.png else ""))
 
 
@@ -206,9 +234,41 @@ def _run_batch(args):
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that temporary files are removed as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _cli_signals_and_warnings():
+    """SIGTERM cleans up like Ctrl-C; the package's warnings print as one line each."""
+    def one_line(message, category, filename, lineno, line=None):
+        return f"sunpy-superres: warning: {' '.join(str(message).split())}\n"
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    old_format = warnings.formatwarning
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = old_format
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     """Entry point of ``sunpy-superres``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    with _cli_signals_and_warnings():
+        return _main(argv)
+
+
+def _main(argv):
     try:
         if argv[:1] == ["evaluate"]:
             _run_evaluate(_evaluate_parser().parse_args(argv[1:]))
@@ -222,6 +282,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("sunpy-superres: interrupted; no output was written", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("sunpy-superres: terminated (SIGTERM); no output was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 

@@ -7,12 +7,14 @@ name, and an existing file is only replaced when the caller says so.
 """
 
 import contextlib
+import glob
 import os
+import socket
 import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["atomic_output", "read_map", "save_map"]
+__all__ = ["atomic_output", "read_map", "remove_stale_parts", "save_map"]
 
 
 @contextlib.contextmanager
@@ -37,7 +39,8 @@ def atomic_output(path, *, overwrite=False):
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    remove_stale_parts(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_part_prefix(path)}{_owner()}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -56,6 +59,56 @@ def atomic_output(path, *, overwrite=False):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _part_prefix(path):
+    return f".{Path(path).name}."
+
+
+def _owner():
+    """``host-pid`` of this process, as temporary files name it (host: pids of other machines mean nothing)."""
+    return f"{socket.gethostname().split('.')[0].replace('.', '_')}-{os.getpid()}"
+
+
+def remove_stale_parts(path):
+    """
+    Remove the temporary files of ``path`` left by killed processes of this machine.
+
+    A process killed during a write (SIGKILL, a power cut) cannot remove its temporary file
+    ``.NAME.HOST-PID.XXXXXXXX.part``; the next write of the same output removes those whose process
+    no longer runs. Files of live processes, of other machines (a shared file system) and of other
+    names are left alone.
+
+    Returns
+    -------
+    list of `pathlib.Path`
+        The files removed.
+    """
+    path = Path(path)
+    host = socket.gethostname().split(".")[0].replace(".", "_")
+    prefix = f"{_part_prefix(path)}{host}-"
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for part in path.parent.glob(f"{glob.escape(prefix)}*.part"):
+        pid = part.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                part.unlink()
+                removed.append(part)
+    return removed
+
+
+def _alive(pid):
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: assume it runs
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: keep its file
+    return True
 
 
 def _umask():
@@ -100,19 +153,72 @@ def read_map(path):
     Raises
     ------
     ValueError
-        If the file cannot be read as a Map, or holds more than one image.
+        If ``path`` is not a readable file, cannot be read as a Map, holds more than one image (an
+        `~sunpy_superres.UncertaintyMap` file is named as such), or its image has more than two
+        dimensions (sunpy would keep the first plane only).
     """
     import sunpy.map
     from astropy.wcs import FITSFixedWarning
-    from sunpy.util.exceptions import SunpyMetadataWarning
+    from sunpy.util.exceptions import SunpyMetadataWarning, SunpyUserWarning
 
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError("it is a folder, not a file; give one FITS file (for all the files of a folder use "
+                         "sunpy-superres batch 'FOLDER/*.fits' -o OUT_DIR)")
+    if not path.is_file():
+        raise ValueError("the file does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError("the file is empty (0 bytes); download or write it again")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SunpyMetadataWarning)
         warnings.simplefilter("ignore", FITSFixedWarning)
+        # Told below, as a refusal: sunpy keeps the first plane of a cube and warns.
+        warnings.filterwarnings("ignore", "This file contains more than 2 dimensions", SunpyUserWarning)
         try:
             smap = sunpy.map.Map(path)
         except Exception as err:  # noqa: BLE001 - any reader failure is the file's, told in one line
-            raise ValueError(f"cannot read it as a sunpy Map: {' '.join(str(err).split())}") from err
+            raise ValueError(_unreadable(path, err)) from err
     if isinstance(smap, list):
+        if _is_uncertainty_file(path):
+            raise ValueError("it is a sunpy-superres UncertaintyMap file (mean and standard deviation), an "
+                             "output at 0.5 arcsec/pixel, not an input; read it with "
+                             "sunpy_superres.UncertaintyMap.read()")
         raise ValueError(f"the file holds {len(smap)} images; write the one to super-resolve to its own file")
+    naxis = int(smap.meta.get("naxis", 2) or 2)
+    if naxis > 2:
+        shape = tuple(int(smap.meta.get(f"naxis{i}", 0)) for i in range(naxis, 0, -1))
+        raise ValueError(f"its image is {naxis}-D with shape {shape}; a magnetogram is 2-D and sunpy would keep "
+                         "only the first plane. Write the plane to super-resolve to its own file, or pass "
+                         "sunpy.map.Map(data[i], header) to sunpy_superres.superresolve")
     return smap
+
+
+def _unreadable(path, err):
+    """One line on why sunpy could not read ``path``, with what to do (not sunpy's ``allow_errors``)."""
+    from astropy.io import fits
+
+    # sunpy's reader suggests allow_errors=True, an option that only hides the failure.
+    reason = " ".join(str(err).split()).replace(" If you want to bypass these errors, pass `allow_errors=True`.", "")
+    try:
+        with fits.open(path) as hdus:
+            image = next((h for h in hdus if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2),
+                         None)
+            dtype = image.data.dtype if image is not None else None
+    except Exception:  # noqa: BLE001 - not FITS at all, or truncated: sunpy's reason stands
+        return (f"cannot read it as a sunpy Map ({reason}); the file is truncated, corrupt or not FITS: "
+                "download or write it again")
+    if dtype is not None and (dtype.kind in "ub"):
+        return (f"its data are {dtype} (unsigned), which cannot hold a line-of-sight field of both "
+                "polarities: it is an image (e.g. a quick-look), not a magnetogram. Use the magnetogram FITS "
+                "product in G")
+    return f"cannot read it as a sunpy Map: {reason}"
+
+
+def _is_uncertainty_file(path):
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdus:
+            return "SRUNCERT" in hdus[0].header or "STD" in hdus
+    except Exception:  # noqa: BLE001
+        return False

@@ -114,8 +114,10 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
     TypeError
         If ``smap`` is not a sunpy Map.
     ValueError
-        For data that are not 2-D, a unit that is not a magnetic field, non-square pixels, a pixel
-        scale out of range, fewer than 16 pixels a side, all-NaN data, or infinite values. Each
+        For data that are not 2-D, a unit that is not a magnetic field, coordinates that are not
+        helioprojective, no or zero pixel scale, non-square pixels (the sign of CDELT, a mirrored
+        axis, is allowed), a pixel scale out of range, fewer than 16 pixels a side, unsigned or
+        non-real data, all-NaN data, or infinite values. Each
         message names the problem and what to do about it.
     """
     if not isinstance(smap, GenericMap):
@@ -152,7 +154,13 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             "assumes 1 arcsec/pixel and the output would claim a scale it never had. Set "
             "smap.meta['cdelt1'] and smap.meta['cdelt2'] (arcsec/pixel) to the true scale first."
         )
-    scale_x, scale_y = (s.to_value(u.arcsec / u.pix) for s in smap.scale)
+    # Magnitudes: a negative CDELT is a mirrored axis, a valid WCS that finer_meta carries over.
+    scale_x, scale_y = (abs(s.to_value(u.arcsec / u.pix)) for s in smap.scale)
+    if not (scale_x > 0 and scale_y > 0):
+        raise ValueError(
+            f"the map's pixel scale is {scale_x:g} x {scale_y:g} arcsec/pixel; a WCS needs non-zero CDELT1 and "
+            "CDELT2. Set them (arcsec/pixel) to the true scale first."
+        )
     if not np.isclose(scale_x, scale_y, rtol=1e-3):
         raise ValueError(
             f"the map's pixels are not square ({scale_x:.4f} x {scale_y:.4f} arcsec/pixel). "
@@ -175,6 +183,12 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
     data = np.asarray(smap.data)
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
         raise ValueError(f"the map's data have dtype {data.dtype}; a real-valued magnetogram is needed.")
+    if data.dtype.kind == "u":
+        raise ValueError(
+            f"the map's data are {data.dtype} (unsigned), which cannot hold a line-of-sight field of both "
+            "polarities: it looks like an image (e.g. a quick-look), not a magnetogram. Use the magnetogram "
+            "data in G."
+        )
     finite = np.isfinite(data)
     if not finite.any():
         raise ValueError(

@@ -6,7 +6,9 @@ model -> blended tiles -> denormalise -> Map with a derived header and provenanc
 """
 
 import numbers
+import os
 import secrets
+import time
 import warnings
 
 import astropy.units as u
@@ -22,7 +24,7 @@ from .models.accel import auto_batch_size
 from .tiling import blend_window, plan_tiles, tile_seed
 from .uncertainty import UncertaintyMap
 
-__all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning"]
+__all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning", "LongRunWarning"]
 
 UNKNOWN_INSTRUMENT = ("the map's header names no instrument (TELESCOP and INSTRUME are empty), so no MDI-to-HMI "
                       "calibration was applied; if these are MDI data, set smap.meta['telescop'] = 'SOHO' and "
@@ -31,6 +33,13 @@ UNKNOWN_INSTRUMENT = ("the map's header names no instrument (TELESCOP and INSTRU
 
 class UncalibratedInputWarning(UserWarning):
     """The input's instrument is unknown, so ``calibrate=True`` applied no calibration factor."""
+
+class LongRunWarning(UserWarning):
+    """The samples asked for will take long: the estimate, from the time of the first sample, is in the message."""
+
+
+#: Estimated remaining seconds of a sampling run above which `superresolve` says how long it will take.
+LONG_RUN_SECONDS = 600.0
 
 #: Largest seed: a FITS header integer is a signed 64-bit number.
 MAX_SEED = 2**63 - 1
@@ -197,6 +206,8 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
                          "use samples=1, or a diffusion model for an uncertainty estimate.")
     uncertainty_calibration = getattr(sr_model, "uncertainty_calibration", None)
     f = sr_model.factor
+    if keep_samples and samples > 1:
+        _check_sample_memory(samples, smap.data.shape, f)
     tile = sr_model.tile_size if tile_size is None else int(tile_size)
     overlap = 2 * sr_model.halo + 8 if overlap is None else int(overlap)
     if tile < 2 * sr_model.halo + 2 or overlap < 2 * sr_model.halo + 1 or overlap >= tile:
@@ -250,8 +261,11 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         kept = [] if keep_samples else None
         mean = np.zeros(missing_hr.shape, dtype=np.float64)
         m2 = np.zeros_like(mean)
+        started = time.perf_counter()
         for k in range(samples):
             s = one_sample(k)
+            if k == 0:
+                _warn_if_long(time.perf_counter() - started, samples)
             if kept is not None:
                 kept.append(s)
             delta = s - mean
@@ -330,3 +344,27 @@ def _run_tiled(sr_model, x, *, tile, overlap, seed, sample, batch_size, progress
                 weight[t.scaled_slices(f)] += w
             bar.update(len(chunk))
     return (out / weight).astype(np.float32)
+
+
+def _warn_if_long(first_seconds, samples):
+    """Warn with an estimate when ``samples`` samples of ``first_seconds`` each will take long."""
+    remaining = first_seconds * (samples - 1)
+    if remaining > LONG_RUN_SECONDS:
+        hours = remaining / 3600.0
+        when = f"{hours:.1f} h" if hours >= 1 else f"{remaining / 60:.0f} min"
+        warnings.warn(f"{samples} samples at {first_seconds:.2g} s each (the first) will take about {when} more; "
+                      "8 to 16 samples give a calibrated standard deviation. Interrupt (Ctrl-C) and ask for "
+                      "fewer if that is not what you meant", LongRunWarning, stacklevel=3)
+
+
+def _check_sample_memory(samples, shape, factor):
+    """Refuse ``keep_samples`` when the samples cannot fit in this machine's memory."""
+    need = samples * shape[0] * shape[1] * factor**2 * np.dtype(np.float32).itemsize
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
+        return
+    if need > total:
+        raise ValueError(f"keep_samples=True with samples={samples} needs {need / 2**30:.1f} GiB for the samples, "
+                         f"more than this machine's {total / 2**30:.1f} GiB of memory; ask for fewer samples, or "
+                         "keep_samples=False (the mean and standard deviation need memory of two maps only)")

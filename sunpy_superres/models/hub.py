@@ -25,8 +25,11 @@ import hashlib
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+from safetensors import SafetensorError
 
 __all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest", "rewrite_manifest",
            "verify_directory", "verify_files", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
@@ -242,9 +245,22 @@ def load_directory(path, *, device="auto", revision=None):
     WeightsNotFoundError, ChecksumError
         See `verify_directory`.
     ValueError
-        If the manifest names an unknown model kind.
+        If the manifest names an unknown model kind, or the files it lists (checksums matching) cannot
+        be loaded: written by another program, or corrupted before their checksums were recorded.
     """
     manifest = verify_directory(path)
+    try:
+        return _load_verified(path, manifest, device=device, revision=revision)
+    except (OSError, RuntimeError, SafetensorError) as err:
+        if isinstance(err, WeightsNotFoundError) or (
+                isinstance(err, RuntimeError) and "state_dict" not in str(err) and "size mismatch" not in str(err)):
+            raise
+        reason = " ".join(str(err).split())
+        raise ValueError(f"{path}: the model's files match its manifest but cannot be loaded ({reason}); they "
+                         "are corrupt or not this package's format: export or download the model again") from err
+
+
+def _load_verified(path, manifest, *, device, revision):
     if manifest.get("kind") == "diffusion":
         from .diffusion import DiffusionSuperResolution
 
@@ -263,22 +279,55 @@ def _offline():
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
+#: Seconds to wait for a TCP connection to the Hub before telling the user it cannot be reached.
+HUB_CONNECT_TIMEOUT = 5.0
+
+
+def _hub_unreachable(timeout=HUB_CONNECT_TIMEOUT):
+    """Why the Hub endpoint cannot be reached (one TCP connection, ``timeout`` s), or `None` if it can.
+
+    huggingface_hub retries a failed request with back-off for about half a minute before it falls back
+    to the cache; one connection tells an offline machine at once.
+    """
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"{url.hostname}:{port} cannot be reached ({type(err).__name__}: {err})"
+
+
 def _download(spec, filename, cache_dir):
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    offline = _offline()
-    try:
-        return hf_hub_download(spec.repo_id, filename, subfolder=spec.subfolder or None, revision=spec.revision,
-                               cache_dir=cache_dir, local_files_only=offline)
-    except LocalEntryNotFoundError as err:
-        where = "with HF_HUB_OFFLINE=1 " if offline else "without a connection to the Hub "
-        raise WeightsNotFoundError(
-            f"model weights {spec} are not available {where}: file {filename!r} of repository "
+    def missing(why):
+        return WeightsNotFoundError(
+            f"model weights {spec} are not available {why}: file {filename!r} of repository "
             f"{spec.repo_id!r} (revision {spec.revision}) is not in the Hugging Face cache "
             f"({cache_dir or 'the default cache, see HF_HUB_CACHE'}). Either download it once while online "
             f"(`hf download {spec.repo_id} --revision {spec.revision} --local-dir DIR`), or pass a local copy "
-            "of the model directory as model='DIR'.") from err
+            "of the model directory as model='DIR'.")
+
+    kwargs = dict(subfolder=spec.subfolder or None, revision=spec.revision, cache_dir=cache_dir)
+    # A pinned commit never changes: a cached file is final, and needs no connection.
+    try:
+        return hf_hub_download(spec.repo_id, filename, local_files_only=True, **kwargs)
+    except LocalEntryNotFoundError as err:
+        if _offline():
+            raise missing("with HF_HUB_OFFLINE=1") from err
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise missing(f"without a connection to the Hub ({unreachable})")
+    try:
+        return hf_hub_download(spec.repo_id, filename, **kwargs)
+    except LocalEntryNotFoundError as err:
+        raise missing("without a connection to the Hub") from err
     except (EntryNotFoundError, RepositoryNotFoundError) as err:
         raise WeightsNotFoundError(f"model weights {spec}: file {filename!r} does not exist in repository "
                                    f"{spec.repo_id!r} at revision {spec.revision}.") from err

@@ -1,0 +1,300 @@
+"""
+Issue 15: bad input through the CLI and the API is refused in one line (exit 2), loses nothing and
+leaves nothing behind. Each test failed before its fix.
+"""
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sunpy.map
+from astropy.io import fits
+
+from sunpy_superres import cli, superresolve
+from sunpy_superres.data import MDI_AR_CUTOUT
+from sunpy_superres.io import atomic_output, remove_stale_parts
+from sunpy_superres.superresolve import LongRunWarning
+
+from .helpers import NoisyNearest, synthetic_map
+
+
+def run_cli(*args):
+    return cli.main([str(a) for a in args])
+
+
+def one_line_refusal(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.startswith("sunpy-superres: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def mdi_file(tmp_path):
+    src = tmp_path / "in.fits"
+    shutil.copyfile(MDI_AR_CUTOUT, src)
+    return src
+
+
+def _rewrite(src, dst, data=None, **keys):
+    with fits.open(src) as hdus:
+        index = next(i for i, h in enumerate(hdus) if h.data is not None)
+        header = hdus[index].header.copy()
+        data = hdus[index].data.copy() if data is None else data(hdus[index].data)
+    for key, value in keys.items():
+        header[key] = value
+    fits.writeto(dst, data, header)
+    return dst
+
+
+# --- case 2: a cube is not silently reduced to its first plane --------------------------------------
+
+def test_cube_is_refused_not_reduced(mdi_file, tmp_path, capsys):
+    cube = _rewrite(mdi_file, tmp_path / "cube.fits", data=lambda d: np.stack([d, d, d]))
+    assert run_cli(cube, "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
+    one_line_refusal(capsys, "3-D", "(3, ", "first plane")
+    assert not (tmp_path / "o.fits").exists()
+
+
+# --- case 4: uint8 data and a negative CDELT1 -----------------------------------------------------
+
+def test_unsigned_data_are_refused_as_not_a_magnetogram(mdi_file, tmp_path, capsys):
+    img = _rewrite(mdi_file, tmp_path / "u8.fits",
+                   data=lambda d: np.clip(np.nan_to_num(d) / 10 + 128, 0, 255).astype(np.uint8))
+    assert run_cli(img, "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
+    line = one_line_refusal(capsys, "uint8", "both polarities")
+    assert "'norm'" not in line
+    # The API says the same for a Map built in memory.
+    m = synthetic_map((32, 32))
+    with pytest.raises(ValueError, match="uint8.*both polarities"):
+        superresolve(sunpy.map.Map(np.zeros((32, 32), np.uint8), m.meta), model="bicubic", progress=False)
+
+
+def test_negative_cdelt1_is_a_mirrored_axis_not_a_refusal(mdi_file, tmp_path):
+    flipped = _rewrite(mdi_file, tmp_path / "flip.fits", CDELT1=-abs(sunpy.map.Map(mdi_file).meta["cdelt1"]))
+    out = tmp_path / "o.fits"
+    assert run_cli(flipped, "-o", out, "--model", "bicubic", "--quiet") == 0
+    lo, hi = sunpy.map.Map(flipped), sunpy.map.Map(out)
+    assert hi.meta["cdelt1"] == pytest.approx(lo.meta["cdelt1"] / 4) and hi.meta["cdelt1"] < 0
+    ny, nx = lo.data.shape
+    for x, y in [(-0.5, -0.5), (nx - 0.5, ny - 0.5), (3.0, 7.0)]:
+        a = lo.pixel_to_world(x * u.pix, y * u.pix)
+        b = hi.pixel_to_world((4 * x + 1.5) * u.pix, (4 * y + 1.5) * u.pix)
+        assert a.separation(b) < 0.01 * u.arcsec
+
+
+# --- case 5: tracebacks and wrong hints -----------------------------------------------------------
+
+@pytest.mark.parametrize(("make", "needles"), [
+    (lambda p: p.mkdir(), ("is a folder", "sunpy-superres batch")),
+    (lambda p: p.write_bytes(b""), ("empty (0 bytes)",)),
+    (lambda p: p.write_bytes(Path(MDI_AR_CUTOUT).read_bytes()[:20000]), ("truncated",)),
+])
+def test_unreadable_inputs_say_what_is_wrong_without_allow_errors(tmp_path, capsys, make, needles):
+    src = tmp_path / "in.fits"
+    make(src)
+    assert run_cli(src, "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
+    line = one_line_refusal(capsys, *needles)
+    assert "allow_errors" not in line and "does not exist" not in line
+
+
+def test_empty_model_directory_is_one_line(mdi_file, tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    assert run_cli(mdi_file, "-o", tmp_path / "o.fits", "--model", tmp_path / "model", "--quiet") == 2
+    one_line_refusal(capsys, "not a sunpy-superres model directory")
+
+
+def test_corrupt_weights_with_matching_checksums_are_one_line(mdi_file, tmp_path, capsys):
+    from sunpy_superres.data import MODELS_DIR
+    from sunpy_superres.models.hub import rewrite_manifest
+
+    model = tmp_path / "enhance"
+    shutil.copytree(MODELS_DIR / "enhance", model)
+    weights = next(model.rglob("*.safetensors"))
+    blob = bytearray(weights.read_bytes())
+    blob[8:40] = b"x" * 32  # the safetensors header is now garbage
+    weights.write_bytes(bytes(blob))
+    rewrite_manifest(model, {})  # checksums re-recorded: the corruption predates them
+    assert run_cli(mdi_file, "-o", tmp_path / "o.fits", "--model", model, "--quiet") == 2
+    one_line_refusal(capsys, "cannot be loaded", "corrupt")
+
+
+def test_unreachable_hub_is_told_at_once(mdi_file, tmp_path, capsys, monkeypatch):
+    import huggingface_hub
+
+    # A port nobody listens on: the connection is refused at once, as on a machine without network.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    t0 = time.monotonic()
+    code = run_cli(mdi_file, "-o", tmp_path / "o.fits", "--quiet",
+                   "--model", "hf://sunpy/nothing-here@0123456789abcdef0123456789abcdef01234567")
+    assert code == 2
+    one_line_refusal(capsys, "cannot be reached", "local copy")
+    assert time.monotonic() - t0 < 15  # huggingface_hub alone retried for about 30 s
+
+
+def test_output_folder_is_refused_even_with_overwrite(mdi_file, tmp_path, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("precious")
+    assert run_cli(mdi_file, "-o", folder, "--overwrite", "--model", "bicubic", "--quiet") == 2
+    one_line_refusal(capsys, "is a folder")
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(mdi_file, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(folder) else real_access(p, mode))
+    monkeypatch.setattr(cli, "superresolve", None, raising=False)  # not reached
+    assert run_cli(mdi_file, "-o", folder / "o.fits", "--model", "bicubic", "--quiet") == 2
+    one_line_refusal(capsys, "not writable")
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   PermissionError(errno.EACCES, "Permission denied")])
+def test_write_failure_is_one_line_and_leaves_nothing(mdi_file, tmp_path, capsys, monkeypatch, error):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def failing_save(self, path, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"SIMPLE  =                    T")
+        raise error
+
+    monkeypatch.setattr(sunpy.map.GenericMap, "save", failing_save)
+    assert run_cli(mdi_file, "-o", out_dir / "o.fits", "--model", "bicubic", "--quiet") == 2
+    one_line_refusal(capsys, error.strerror, "no partial file")
+    assert list(out_dir.iterdir()) == []
+
+
+# --- case 8: SIGTERM cleans up; stale temporaries of killed runs are removed ---------------------------
+
+def test_sigterm_during_the_write_removes_the_temporary(mdi_file, tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def killed_save(self, path, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"SIMPLE  =                    T")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+
+    monkeypatch.setattr(sunpy.map.GenericMap, "save", killed_save)
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_cli(mdi_file, "-o", out_dir / "o.fits", "--model", "bicubic", "--quiet") == 128 + signal.SIGTERM
+    assert "terminated" in capsys.readouterr().err
+    assert list(out_dir.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # restored for the caller
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
+    host = socket.gethostname().split(".")[0]
+    out = tmp_path / "o.fits"
+    stale = tmp_path / f".o.fits.{host}-{_dead_pid()}.abcd1234.part"
+    live = tmp_path / f".o.fits.{host}-{os.getppid()}.abcd1234.part"  # a running process's
+    other_host = tmp_path / f".o.fits.elsewhere-{_dead_pid()}.abcd1234.part"  # pids of other machines
+    other_name = tmp_path / f".p.fits.{host}-{_dead_pid()}.abcd1234.part"
+    for p in (stale, live, other_host, other_name):
+        p.write_bytes(b"half")
+    with atomic_output(out) as tmp:
+        assert f".o.fits.{host}-{os.getpid()}." in tmp.name
+        tmp.write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (out, live, other_host, other_name))
+    assert remove_stale_parts(out) == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="no SIGKILL")
+def test_a_killed_cli_leaves_a_part_the_next_run_removes(mdi_file, tmp_path):
+    out = tmp_path / "o.fits"
+    # A run that hangs while writing, then is killed: its temporary file stays behind.
+    code = ("import sys, time, sunpy.map\n"
+            "from sunpy_superres import cli\n"
+            "def hang(self, path, **kw):\n"
+            "    open(path, 'wb').write(b'SIMPLE'); print('writing', flush=True); time.sleep(60)\n"
+            "sunpy.map.GenericMap.save = hang\n"
+            f"cli.main([{str(mdi_file)!r}, '-o', {str(out)!r}, '--model', 'bicubic', '--quiet'])\n")
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline().strip() == "writing"
+        proc.kill()
+    assert len(list(tmp_path.glob(".o.fits.*.part"))) == 1
+    assert run_cli(mdi_file, "-o", out, "--model", "bicubic", "--quiet") == 0
+    assert list(tmp_path.glob(".o.fits.*.part")) == [] and out.exists()
+
+
+# --- case 9: the quick-look of a map in T, and the levels -------------------------------------------
+
+def test_quicklook_of_a_map_in_tesla_is_drawn_in_gauss_with_levels(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sunpy_superres.visualization import plot_comparison
+
+    mdi = sunpy.map.Map(MDI_AR_CUTOUT)
+    tesla = mdi._new_instance(mdi.data * 1e-4, mdi.meta.copy() | {"bunit": "T"})
+    result = superresolve(tesla, model="bicubic", progress=False)
+    assert result.unit == u.T
+    fig = plot_comparison(tesla, result)
+    images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert len(images) == 2
+    for image, smap in zip(images, (tesla, result), strict=True):
+        shown = np.asarray(image.get_array(), dtype=float)
+        assert np.nanmax(np.abs(shown)) == pytest.approx(np.nanmax(np.abs(smap.data)) * 1e4, rel=1e-4)
+        assert image.get_clim()[1] > 100  # G, not T: the panels are not blank
+    titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert "MDI level" in titles[0] and "HMI level" in titles[1]
+    assert "[G]" in fig.axes[-1].get_ylabel()
+    assert tesla.unit == u.T and np.nanmax(np.abs(tesla.data)) < 1  # the input map is untouched
+
+
+# --- case 10: a huge number of samples, and an UncertaintyMap file as input --------------------------
+
+def test_many_samples_come_with_a_time_estimate(monkeypatch):
+    sr_module = sys.modules["sunpy_superres.superresolve"]  # the package exports the function by that name
+    monkeypatch.setattr(sr_module, "LONG_RUN_SECONDS", 0.0)
+    m = synthetic_map((32, 32), value=10.0)
+    with pytest.warns(LongRunWarning, match=r"3 samples at .* s each .* about .* more"):
+        superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=False)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LongRunWarning)
+        superresolve(m, model=NoisyNearest(), samples=2, seed=0, progress=False)  # default threshold: quiet
+
+
+def test_keeping_more_samples_than_memory_holds_is_refused_before_work():
+    m = synthetic_map((32, 32), value=10.0)
+    with pytest.raises(ValueError, match=r"keep_samples=True with samples=1000000000 needs .* GiB"):
+        superresolve(m, model=NoisyNearest(), samples=10**9, keep_samples=True, seed=0, progress=False)
+
+
+def test_an_uncertainty_map_file_as_input_is_named(tmp_path, capsys):
+    m = synthetic_map((32, 32), value=10.0, instrument="MDI")
+    um = superresolve(m, model=NoisyNearest(), samples=2, seed=0, progress=False)
+    um.save(tmp_path / "u.fits")
+    assert isinstance(sunpy.map.Map(tmp_path / "u.fits"), list)  # what a plain reader makes of it
+    assert run_cli(tmp_path / "u.fits", "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
+    one_line_refusal(capsys, "UncertaintyMap", "UncertaintyMap.read")
