@@ -158,13 +158,22 @@ def _evaluate_parser():
 def _run_evaluate(args):
     from .evaluation import evaluate
 
+    from .models.hub import WeightsNotFoundError
+
+    if args.output.exists() and not args.output.is_dir():
+        raise _Refusal(f"-o {args.output} is a file; evaluate writes several tables and figures into a folder")
     maps = [_read_map(path) for path in args.inputs]
     try:
         result = evaluate(args.models, maps, samples=args.samples, crop=args.crop, seed=args.seed,
                           device=args.device)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(str(err)) from err
-    written = result.write(args.output, overwrite=args.overwrite)
+    try:
+        written = result.write(args.output, overwrite=args.overwrite)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise _Refusal(f"cannot write {err.filename or args.output}: {err.strerror or err}") from err
     print(result)
     print("wrote " + ", ".join(str(p) for p in written))
 
