@@ -17,6 +17,7 @@ integer encoding (``BSCALE``/``BZERO``/``BLANK``) are dropped because they no lo
 """
 
 import copy
+import math
 import numbers
 
 import astropy.units as u
@@ -24,11 +25,14 @@ import numpy as np
 from sunpy.coordinates import Helioprojective
 from sunpy.map import GenericMap
 
-__all__ = ["validate_map", "finer_meta", "map_unit", "PROVENANCE_KEYS"]
+__all__ = ["validate_map", "complete_wcs", "finer_meta", "map_unit", "PROVENANCE_KEYS", "MAX_FIELD"]
 
 #: Accepted pixel scales when ``check_scale=True``: MDI is 1.986"/pixel; the method is trained at 2".
 SCALE_RANGE = (1.0, 4.0) * u.arcsec / u.pix
 MIN_SIDE = 16
+#: Strongest line-of-sight field accepted: sunspot umbrae reach about 4000-6000 G; a map beyond
+#: 10**5 G is in another unit or unscaled (and would overflow the float32 output).
+MAX_FIELD = 1e5 * u.G
 
 # Keys in pixel units on a 0-based pixel grid (centre of first pixel = 0): x' = f*(x + 0.5) - 0.5.
 _ZERO_BASED_PIXEL_KEYS = ("x0", "y0", "x0_mp", "y0_mp")
@@ -62,6 +66,7 @@ PROVENANCE_KEYS = {
     "SRSTEPS": "denoiser evaluations per tile (diffusion)",
     "SRSCHED": "sampler (ddpm, ddim, dpm-solver++)",
     "SRTSTART": "timestep at which sampling starts (999: all)",
+    "SRSPACE": "spacing of the sampler steps (linear, log-snr)",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
 }
 
@@ -95,6 +100,22 @@ def map_unit(smap):
         return None
 
 
+def complete_wcs(smap):
+    """
+    ``smap``, or a new map whose CD matrix has the off-diagonal terms its header left out.
+
+    The FITS standard (Greisen & Calabretta 2002, sec. 2.1.2) makes a missing ``CDi_j`` zero; sunpy
+    cannot build the WCS of such a header (KeyError ``cd1_2``). The input map is not changed.
+    """
+    meta = smap.meta
+    if not ({"cd1_1", "cd2_2"} <= set(meta)) or {"cd1_2", "cd2_1"} <= set(meta):
+        return smap
+    new = copy.deepcopy(meta)
+    for key in ("cd1_2", "cd2_1"):
+        new.setdefault(key, 0.0)
+    return smap._new_instance(smap.data, new, plot_settings=dict(smap.plot_settings), mask=smap.mask)
+
+
 def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
     """
     Check that ``smap`` is a magnetogram that `sunpy_superres.superresolve` can work on.
@@ -125,6 +146,7 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             f"superresolve needs a sunpy Map, got {type(smap).__name__}. "
             "Read the file with sunpy.map.Map('file.fits') or build one with sunpy.map.Map(data, header)."
         )
+    smap = complete_wcs(smap)
     if smap.data.ndim != 2:
         raise ValueError(
             f"the map's data are {smap.data.ndim}-D with shape {smap.data.shape}; a magnetogram is 2-D. "
@@ -139,6 +161,18 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             f"the map has {found}, which is not a magnetic field. superresolve works on line-of-sight "
             "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
         )
+    meta_keys = set(smap.meta)
+    for key in ("cdelt1", "cdelt2"):
+        if key in meta_keys:
+            try:
+                value = float(smap.meta[key])
+            except (TypeError, ValueError):
+                value = float("nan")
+            if not (math.isfinite(value) and value != 0):
+                raise ValueError(
+                    f"the map's {key.upper()} is {smap.meta[key]!r}; a WCS needs a finite, non-zero pixel scale. "
+                    "Set it (arcsec/pixel) to the true scale first."
+                )
     frame = smap.coordinate_frame
     if not isinstance(frame, Helioprojective):
         ctype = ", ".join(str(smap.meta.get(k, "?")) for k in ("ctype1", "ctype2"))
@@ -147,7 +181,6 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             "work on images as the instrument saw them (HPLN/HPLT, arcsec). Reproject it first, e.g. "
             "smap.reproject_to(header) with a helioprojective header at about 2 arcsec/pixel."
         )
-    meta_keys = set(smap.meta)
     if not ({"cdelt1", "cdelt2"} <= meta_keys or {"cd1_1", "cd2_2"} <= meta_keys):
         raise ValueError(
             "the map has no pixel scale (CDELT1/CDELT2 or a CD matrix missing from its header), so sunpy "
@@ -189,14 +222,23 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             "polarities: it looks like an image (e.g. a quick-look), not a magnetogram. Use the magnetogram "
             "data in G."
         )
-    finite = np.isfinite(data)
+    masked = np.zeros(data.shape, bool) if smap.mask is None else np.broadcast_to(np.asarray(smap.mask, bool),
+                                                                                  data.shape)
+    finite = np.isfinite(data) & ~masked
     if not finite.any():
         raise ValueError(
-            "every pixel of the map is NaN or infinite; there is nothing to super-resolve. "
-            "Check that the right HDU of the file was read."
+            "every pixel of the map is NaN, infinite or masked; there is nothing to super-resolve. "
+            "Check that the right HDU of the file was read, and the map's mask."
         )
-    if np.isinf(data).any():
-        n_inf = int(np.isinf(data).sum())
+    strongest = float(np.max(np.abs(data[finite]))) * float((1 * unit).to_value(u.G))
+    if strongest > MAX_FIELD.to_value(u.G):
+        raise ValueError(
+            f"the map's field reaches {strongest:.3g} G; no solar line-of-sight field comes near "
+            f"{MAX_FIELD.to_value(u.G):g} G. Check BUNIT (the data may be in another unit, or raw counts) "
+            "and the data's scaling (BSCALE/BZERO)."
+        )
+    if np.isinf(data[~masked]).any():
+        n_inf = int(np.isinf(data[~masked]).sum())
         raise ValueError(
             f"the map has {n_inf} infinite pixel(s). Replace them with NaN (missing) or a valid "
             "value first, e.g. data[np.isinf(data)] = np.nan."

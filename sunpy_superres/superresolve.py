@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
 from .consistency import project_block_means
-from .maps import add_history, finer_meta, map_unit, validate_map
+from .maps import add_history, complete_wcs, finer_meta, map_unit, validate_map
 from .models import load_model
 from .models.accel import auto_batch_size
 from .tiling import blend_window, plan_tiles, tile_seed
@@ -173,6 +173,7 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     <Quantity 0.49650204 arcsec / pix>
     """
     validate_map(smap, check_scale=check_scale)
+    smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
     if not isinstance(samples, numbers.Integral) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)

@@ -298,3 +298,45 @@ def test_an_uncertainty_map_file_as_input_is_named(tmp_path, capsys):
     assert isinstance(sunpy.map.Map(tmp_path / "u.fits"), list)  # what a plain reader makes of it
     assert run_cli(tmp_path / "u.fits", "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
     one_line_refusal(capsys, "UncertaintyMap", "UncertaintyMap.read")
+
+
+# --- found by tests/test_properties.py --------------------------------------------------------------
+
+def _meta_without(m, *keys, **values):
+    meta = m.meta.copy()
+    for k in keys:
+        meta.pop(k, None)
+    meta.update(values)
+    return meta
+
+
+def test_a_diagonal_cd_matrix_is_a_valid_wcs():
+    """FITS makes left-out CD terms zero; sunpy raised KeyError 'cd1_2' from inside validate_map."""
+    m = synthetic_map((32, 32), value=5.0, instrument="MDI")
+    meta = _meta_without(m, "cdelt1", "cdelt2", "pc1_1", "pc1_2", "pc2_1", "pc2_2", cd1_1=2.0, cd2_2=2.0)
+    smap = sunpy.map.Map(m.data, meta)
+    out = superresolve(smap, model="bicubic", progress=False)
+    assert out.meta["cd1_1"] == pytest.approx(0.5) and out.meta["cd1_2"] == 0
+    assert "cd1_2" not in smap.meta  # the input is not completed in place
+
+
+def test_cdelt_zero_names_the_scale_not_the_frame():
+    m = synthetic_map((32, 32), value=5.0, instrument="MDI")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sunpy's "could not determine coordinate frame" no longer leaks
+        with pytest.raises(ValueError, match="CDELT1 is 0.0; a WCS needs a finite, non-zero pixel scale"):
+            superresolve(sunpy.map.Map(m.data, _meta_without(m, cdelt1=0.0)), model="bicubic", progress=False)
+
+
+def test_a_fully_masked_map_is_refused():
+    m = synthetic_map((32, 32), value=5.0, instrument="MDI")
+    with pytest.raises(ValueError, match="NaN, infinite or masked"):
+        superresolve(sunpy.map.Map(m.data, m.meta, mask=np.ones((32, 32), bool)), model="bicubic",
+                     progress=False)
+
+
+@pytest.mark.parametrize(("value", "unit"), [(1e40, u.G), (1e36, u.T), (50.0, u.T)])
+def test_a_field_no_sun_has_is_refused_not_overflowed(value, unit):
+    m = synthetic_map((32, 32), value=value, unit=unit, instrument="MDI")
+    with pytest.raises(ValueError, match="field reaches .* G; no solar line-of-sight field"):
+        superresolve(m, model="bicubic", progress=False)
