@@ -72,6 +72,8 @@ def _add_sampler_options(p):
     p.add_argument("--start-timestep", type=int, default=None,
                    help="timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
                         "paper's whole chain (default: the model's)")
+    p.add_argument("--spacing", default=None, choices=("linear", "log-snr"),
+                   help="spacing of a DPM-Solver sampler's steps (default: the model's)")
 
 
 def _read_map(path):
@@ -120,7 +122,7 @@ def _run(args):
     try:
         result = superresolve(smap, model=args.model, samples=args.samples, seed=args.seed,
                               steps=args.steps, scheduler=args.sampler, start_timestep=args.start_timestep,
-                              device=args.device, calibrate=args.calibrate, check_scale=args.check_scale,
+                              spacing=args.spacing, device=args.device, calibrate=args.calibrate, check_scale=args.check_scale,
                               progress=not args.quiet)
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(f"{args.input}: {err}") from err
@@ -221,6 +223,7 @@ def _run_batch(args):
         table = superresolve_files(inputs, args.output, client=args.scheduler, model=args.model,
                                    samples=args.samples, seed=args.seed, steps=args.steps,
                                    scheduler=args.sampler, start_timestep=args.start_timestep,
+                                   spacing=args.spacing,
                                    overwrite=args.overwrite, n_workers=args.workers, root=args.root,
                                    progress=not args.quiet)
     except (TypeError, ValueError) as err:

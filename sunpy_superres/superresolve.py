@@ -46,7 +46,7 @@ MAX_SEED = 2**63 - 1
 
 
 def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
-                 start_timestep=None, device="auto", precision=None, compile=None,
+                 start_timestep=None, spacing=None, device="auto", precision=None, compile=None,
                  calibrate=True, consistency="auto", check_scale=True, tile_size=None, overlap=None,
                  batch_size="auto", keep_samples=False, calibrate_uncertainty=True, progress=True):
     """
@@ -83,6 +83,11 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         Timestep (0 to 999) at which a diffusion model's reverse process starts; by default the
         model's own (999, the paper's whole chain, for the embedded ``ldm-res`` and for models that
         set none). Recorded as ``SRTSTART``.
+    spacing : {"linear", "log-snr"}, optional
+        How a DPM-Solver sampler spaces its steps: ``"linear"`` in timestep, or ``"log-snr"``,
+        uniformly in log signal-to-noise ratio after the first
+        (`sunpy_superres.models.diffusion.log_snr_timesteps`), which spends the steps where the
+        small scales are decided; the model's own by default. Recorded as ``SRSPACE``.
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {None, "auto", "fp32", "bf16", "fp16"}, optional
@@ -189,7 +194,8 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         from .training.lora import load_adapter  # peft: extra [train]; the core import stays light
 
         sr_model = load_adapter(sr_model, adapter, device=device)
-    sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler, start_timestep=start_timestep)
+    sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler, start_timestep=start_timestep,
+                                          spacing=spacing)
     if seed is None and sr_model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
         seed = secrets.randbits(63)

@@ -45,7 +45,8 @@ from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
 from .spacetodepth import SpaceToDepth
 
-__all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "variant_name",
+__all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "SPACINGS",
+           "log_snr_timesteps", "variant_name",
            "make_scheduler", "set_sampler_timesteps", "encode_pair", "decode_sample", "diffusion_loss",
            "estimate_scales", "load_latent_space"]
 
@@ -55,6 +56,12 @@ SCHEDULERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++")
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm-solver++": 20, "sde-dpm-solver++": 20}
 #: Sampler of a model when none is chosen: 20 network evaluations instead of 1000 (50x fewer).
 DEFAULT_SCHEDULER = "dpm-solver++"
+#: Timestep spacings of the DPM-Solver samplers: ``"linear"`` in t (diffusers' default), or
+#: ``"log-snr"``, uniform in log signal-to-noise ratio (`log_snr_timesteps`).
+SPACINGS = ("linear", "log-snr")
+#: Range of the half log signal-to-noise ratio ``log(alpha / sigma)`` over which ``"log-snr"`` spaces
+#: the steps after the first: from noise 55 times the signal (e**4) to signal 55 times the noise.
+LOG_SNR_RANGE = (-4.0, 4.0)
 
 VARIANTS = {("latent", True): "ldm-res", ("latent", False): "ldm", ("pixel", True): "ddpm-res",
             ("pixel", False): "ddpm"}
@@ -193,7 +200,51 @@ def make_scheduler(name, config):
     raise ValueError(f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
 
 
-def set_sampler_timesteps(scheduler, name, steps, start=None, device=None):
+def log_snr_timesteps(alphas_cumprod, steps, start, lam_range=LOG_SNR_RANGE):
+    """
+    ``steps`` timesteps: ``start``, then ``steps - 1`` uniformly spaced in half log-SNR.
+
+    The half log signal-to-noise ratio of timestep ``t`` is ``lambda = log(sqrt(abar) / sqrt(1 -
+    abar))``. DPM-Solver's error per step depends on the step in ``lambda`` (Lu et al. 2022, DPM-Solver++,
+    which also proposes uniform ``lambda`` steps); diffusers' ``use_lu_lambdas`` spans the schedule's
+    whole range, which on the cosine schedule (``lambda`` = -9.9 at t = 999) puts five of twelve
+    steps at t >= 970, where the sample is still noise. Here the first step is at ``start`` (the
+    paper's whole chain from 999) and the others span ``lam_range`` (clipped to the timesteps below
+    ``start``), so that the steps go where the field's small scales are decided. Written here: no
+    library spaces a fixed number of steps over a chosen log-SNR range.
+
+    Parameters
+    ----------
+    alphas_cumprod : array-like
+        ``abar`` of every training timestep.
+    steps : int
+        Number of timesteps (at least 2).
+    start : int
+        First timestep.
+    lam_range : tuple of float, optional
+        ``(low, high)`` half log-SNR of the second and the last timestep.
+
+    Returns
+    -------
+    list of int
+        Strictly decreasing timesteps.
+    """
+    abar = np.asarray(alphas_cumprod, dtype=np.float64)
+    lam = 0.5 * np.log(abar / (1.0 - abar))  # decreasing in t
+    lo, hi = max(lam_range[0], float(lam[start - 1]) if start >= 1 else lam_range[0]), min(lam_range[1], float(lam[0]))
+    targets = np.linspace(lo, hi, steps - 1)
+    # The timestep whose lambda is nearest each target (np.interp needs increasing x: reverse t).
+    ts = np.interp(targets, lam[::-1], np.arange(len(lam))[::-1]).round().astype(int)
+    out = [int(start)]
+    for t in ts:  # strictly decreasing, below start
+        t = min(int(t), out[-1] - 1)
+        if t < 0:
+            break
+        out.append(t)
+    return out
+
+
+def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spacing="linear"):
     """
     Give a sampler its timesteps: ``steps`` of them from ``start`` down towards 0.
 
@@ -201,10 +252,12 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None):
     ----------
     scheduler : diffusers scheduler
         Made by `make_scheduler` for the sampler ``name``.
-    name : {"ddpm", "ddim", "dpm-solver++"}
+    name : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"}
     steps : int
         Sampler steps (network evaluations). The DDPM chain has one step per timestep, so from a
         ``start`` below 999 it runs at most ``start + 1`` of them.
+    spacing : {"linear", "log-snr"}, optional
+        How the steps of a DPM-Solver sampler are spaced (`SPACINGS`, `log_snr_timesteps`).
     start : int, optional
         Timestep at which the reverse process starts; `None` or the last training timestep (999):
         the whole chain, with the scheduler's own spacing. A later start begins from the
@@ -225,11 +278,20 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None):
         space ``steps`` evenly from ``start``.
     """
     last = scheduler.config.num_train_timesteps - 1
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; one of {', '.join(map(repr, SPACINGS))}")
+    if spacing == "log-snr" and name not in ("dpm-solver++", "sde-dpm-solver++"):
+        raise ValueError(f"spacing 'log-snr' is for the DPM-Solver samplers, not {name!r}")
     with warnings.catch_warnings():
         # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
         # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
         warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
                                 category=DeprecationWarning)
+        if spacing == "log-snr" and steps >= 2:
+            start = last if start is None else int(start)
+            ts = log_snr_timesteps(scheduler.alphas_cumprod.numpy(), steps, start)
+            scheduler.set_timesteps(timesteps=ts, device=device)
+            return float(torch.sqrt(1 - scheduler.alphas_cumprod[start]))
         if start is None or start == last:
             scheduler.set_timesteps(steps, device=device)
             return float(scheduler.init_noise_sigma)
@@ -409,8 +471,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
     precisions = ("fp32", "bf16", "fp16")
 
     def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None,
-                 steps=None, start_timestep=None, tile_size=256, halo=8, device="auto", precision="auto",
-                 compile=False, channels_last=False):
+                 steps=None, start_timestep=None, spacing=None, tile_size=256, halo=8, device="auto",
+                 precision="auto", compile=False, channels_last=False):
         super().__init__(device=device)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
@@ -432,6 +494,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.halo = int(halo)
         self.scheduler, self.steps = self._check_sampler(scheduler, steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
+        self.spacing = self._check_spacing(spacing, self.scheduler)
         if compile:
             self.compile()
 
@@ -447,6 +510,15 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return scheduler, int(steps)
 
     @staticmethod
+    def _check_spacing(spacing, scheduler):
+        spacing = "linear" if spacing is None else spacing
+        if spacing not in SPACINGS:
+            raise ValueError(f"unknown timestep spacing {spacing!r}; one of {', '.join(map(repr, SPACINGS))}")
+        if spacing != "linear" and not scheduler.startswith(("dpm-solver++", "sde-dpm-solver++")):
+            raise ValueError(f"spacing {spacing!r} is for the DPM-Solver samplers, not {scheduler!r}")
+        return spacing
+
+    @staticmethod
     def _check_start(start, config):
         last = config["num_train_timesteps"] - 1
         if start is None:
@@ -455,21 +527,27 @@ class DiffusionSuperResolution(SuperResolutionModel):
             raise ValueError(f"start_timestep must be an integer from 0 to {last}, got {start!r}")
         return int(start)
 
-    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None):
+    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None):
         """
         A copy of this model with another sampler.
 
         ``scheduler`` alone gives that sampler's default steps (1000 for ``"ddpm"``, the paper's
         chain); ``steps`` alone keeps the current sampler; ``start_timestep`` sets where the
-        reverse process starts (999: the whole chain). Networks are shared, not copied.
+        reverse process starts (999: the whole chain); ``spacing`` how DPM-Solver spaces its steps
+        (`SPACINGS`; another sampler than DPM-Solver falls back to ``"linear"``). Networks are
+        shared, not copied.
         """
-        if steps is None and scheduler is None and start_timestep is None:
+        if steps is None and scheduler is None and start_timestep is None and spacing is None:
             return self
         new = copy.copy(self)
         if steps is not None or scheduler is not None:
             new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
         if start_timestep is not None:
             new.start_timestep = self._check_start(start_timestep, self.denoiser.config)
+        if spacing is not None:
+            new.spacing = self._check_spacing(spacing, new.scheduler)
+        elif not new.scheduler.startswith(("dpm-solver++", "sde-dpm-solver++")):
+            new.spacing = "linear"
         return new
 
     def configure_runtime(self, *, precision=None, compile=None):
@@ -524,8 +602,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return self.configure_sampler(steps=1).configure_runtime(compile=False)
 
     def provenance(self):
-        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``."""
-        return {"srsteps": self.network_evaluations, "srsched": self.scheduler, "srtstart": self.start_timestep}
+        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``, ``SRSPACE``."""
+        return {"srsteps": self.network_evaluations, "srsched": self.scheduler, "srtstart": self.start_timestep,
+                "srspace": self.spacing}
 
     @property
     def network_evaluations(self):
@@ -572,7 +651,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
         sched = make_scheduler(self.scheduler, self.denoiser.config)
-        sigma = set_sampler_timesteps(sched, self.scheduler, self.steps, self.start_timestep, device=self.device)
+        sigma = set_sampler_timesteps(sched, self.scheduler, self.steps, self.start_timestep, device=self.device,
+                                      spacing=self.spacing)
         z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
         z = (z * sigma).contiguous(memory_format=self._memory_format)
         for t in sched.timesteps:
@@ -599,7 +679,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
             self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
         info = {"kind": "diffusion", "name": self.name, "revision": self.revision,
                 "inference": {"scheduler": self.scheduler, "steps": self.steps,
-                              "start_timestep": self.start_timestep, "tile_size": self.tile_size, "halo": self.halo}}
+                              "start_timestep": self.start_timestep, "spacing": self.spacing,
+                              "tile_size": self.tile_size, "halo": self.halo}}
         if self.uncertainty_calibration is not None:
             info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
         write_manifest(path, info)
@@ -621,7 +702,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         model = cls(denoiser, autoencoder, name=manifest.get("name"),
                     revision=revision or manifest.get("revision", "untrained"),
                     scheduler=inference.get("scheduler"), steps=inference.get("steps"),
-                    start_timestep=inference.get("start_timestep"), tile_size=inference.get("tile_size", 256),
+                    start_timestep=inference.get("start_timestep"), spacing=inference.get("spacing"),
+                    tile_size=inference.get("tile_size", 256),
                     halo=inference.get("halo", 8), device=device)
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration

@@ -8,7 +8,7 @@ import pytest
 
 from sunpy_superres import superresolve
 from sunpy_superres.models import available_models, load_model
-from sunpy_superres.models.diffusion import (DEFAULT_STEPS, ConditionalDenoiser, make_scheduler,
+from sunpy_superres.models.diffusion import (DEFAULT_STEPS, ConditionalDenoiser, log_snr_timesteps, make_scheduler,
                                              set_sampler_timesteps)
 
 from .tiny import tiny_model
@@ -186,7 +186,7 @@ def test_model_start_timestep(tmp_path):
     model = tiny_model("latent", True)
     assert model.start_timestep == 999 and model.provenance()["srtstart"] == 999
     late = model.configure_sampler(start_timestep=700)
-    assert late.provenance() == {"srsteps": 4, "srsched": "dpm-solver++", "srtstart": 700}
+    assert late.provenance() == {"srsteps": 4, "srsched": "dpm-solver++", "srtstart": 700, "srspace": "linear"}
     x = lr_input()
     assert not np.array_equal(late.predict(x, seeds=[1, 2]), model.predict(x, seeds=[1, 2]))
     np.testing.assert_array_equal(model.configure_sampler(start_timestep=999).predict(x, seeds=[1, 2]),
@@ -202,3 +202,49 @@ def test_model_start_timestep(tmp_path):
     ddim = make_scheduler("ddim", model.denoiser.config)
     with pytest.raises(ValueError, match="DDIM cannot take 10 evenly spaced steps from timestep 490"):
         set_sampler_timesteps(ddim, "ddim", 10, start=490)
+
+
+def _half_log_snr(scheduler, t):
+    abar = scheduler.alphas_cumprod.numpy().astype(np.float64)[t]
+    return 0.5 * np.log(abar / (1 - abar))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize(("steps", "start"), [(12, 999), (10, 999), (6, 400), (2, 999)])
+def test_log_snr_timesteps_are_uniform_in_log_snr(schedule, steps, start):
+    cfg = ConditionalDenoiser(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4,
+                              beta_schedule=schedule).config
+    sched = make_scheduler("dpm-solver++", cfg)
+    ts = np.array(log_snr_timesteps(sched.alphas_cumprod.numpy(), steps, start))
+    assert len(ts) == steps and ts[0] == start and (np.diff(ts) < 0).all() and ts[-1] >= 0
+    lam = _half_log_snr(sched, ts[1:])
+    if start == 999 and steps > 2:
+        # after the first step, uniform in half log-SNR over (-4, 4) (one timestep of rounding)
+        assert lam[0] == pytest.approx(max(-4.0, _half_log_snr(sched, 998)), abs=0.05)
+        assert lam[-1] == pytest.approx(4.0, abs=0.2)
+        gaps = np.diff(lam)
+        assert gaps.max() - gaps.min() < 0.25 * gaps.mean()
+    set_sampler_timesteps(sched, "dpm-solver++", steps, start=start, spacing="log-snr")
+    np.testing.assert_array_equal(sched.timesteps.numpy(), ts)
+
+
+def test_spacing_reaches_sampler_header_and_manifest(tmp_path, hmi_cutout):
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    model = tiny_model("latent", True)
+    assert model.spacing == "linear"
+    snr = superresolve(lr, model=model, seed=1, spacing="log-snr", progress=False)
+    lin = superresolve(lr, model=model, seed=1, progress=False)
+    assert snr.meta["srspace"] == "log-snr" and lin.meta["srspace"] == "linear"
+    assert not np.array_equal(snr.data, lin.data)
+    spaced = model.configure_sampler(spacing="log-snr")
+    spaced.save_pretrained(tmp_path / "m")
+    loaded = load_model(str(tmp_path / "m"), device="cpu")
+    assert loaded.spacing == "log-snr"
+    np.testing.assert_array_equal(superresolve(lr, model=loaded, seed=1, progress=False).data, snr.data)
+    # DDPM and DDIM step through their own timesteps: another sampler falls back to linear spacing,
+    # and asking for log-SNR with one of them is refused.
+    assert spaced.configure_sampler(scheduler="ddpm").spacing == "linear"
+    with pytest.raises(ValueError, match="spacing 'log-snr' is for the DPM-Solver samplers"):
+        model.configure_sampler(scheduler="ddim", spacing="log-snr")
+    with pytest.raises(ValueError, match="unknown timestep spacing"):
+        model.configure_sampler(spacing="karras")
