@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--patches", default="")
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--samplers", nargs="+", default=["dpm-solver++:10", "dpm-solver++:20"],
-                        help="candidates as SAMPLER:STEPS")
+                        help="candidates as SAMPLER:STEPS or SAMPLER:STEPS:SPACING")
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--max-crops", type=int, default=16)
     args = parser.parse_args()
@@ -49,8 +49,8 @@ def main():
     print("| sampler | row | " + " | ".join(cols) + " | seconds |")
     print("|---|---|" + "---|" * len(cols) + "---|")
     for spec in args.samplers:
-        name, steps = spec.rsplit(":", 1)
-        model = base.configure_sampler(scheduler=name, steps=int(steps))
+        name, steps, *spacing = spec.split(":")
+        model = base.configure_sampler(scheduler=name, steps=int(steps), spacing=spacing[0] if spacing else None)
         t0 = time.perf_counter()
         result = evaluate([model], crops, crop=None, samples=args.samples, seed=0)
         seconds = time.perf_counter() - t0
