@@ -4,13 +4,13 @@ The ``sunpy-superres`` command.
 ::
 
     sunpy-superres INPUT.fits -o OUTPUT.fits [--model NAME] [--samples N] [--seed S] [--device D]
-                   [--steps N] [--sampler NAME] [--start-timestep T]
+                   [--steps N] [--sampler NAME] [--start-timestep T] [--spacing S]
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
     sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
                    [--crop PIXELS] [--seed S] [--overwrite]
     sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--scheduler ADDRESS] [--workers N]
                    [--model NAME] [--samples N] [--seed S] [--steps N] [--sampler NAME]
-                   [--start-timestep T] [--root DIR] [--overwrite] [--quiet]
+                   [--start-timestep T] [--spacing S] [--root DIR] [--overwrite] [--quiet]
 
 ``batch`` (needs the ``[batch]`` extra) runs many files on a Dask cluster (a local one, or the one at
 ``--scheduler``), writes ``OUT_DIR/<sub-folders>/<stem>_sr.fits`` and ``OUT_DIR/manifest.ecsv``, and
