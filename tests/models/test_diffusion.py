@@ -47,7 +47,7 @@ def test_samplers(scheduler):
     model = tiny_model("pixel", True)
     fast = model.configure_sampler(scheduler=scheduler, steps=3)
     assert fast is not model and model.steps == 4  # a configured copy; the original is untouched
-    assert fast.provenance() == {"srsteps": 3, "srsched": scheduler, "srtstart": 999}
+    assert fast.provenance() == {"srsteps": 3, "srsched": scheduler, "srtstart": 999, "srspace": "linear"}
     assert fast.network_evaluations == 3
     x = lr_input()
     np.testing.assert_array_equal(fast.predict(x, seeds=[5, 6]), fast.predict(x, seeds=[5, 6]))
