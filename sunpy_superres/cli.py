@@ -230,10 +230,11 @@ def _run_batch(args):
         raise _Refusal(" ".join(str(err).split())) from err
     except OSError as err:  # e.g. no scheduler at --scheduler
         raise _Refusal(f"{type(err).__name__}: {' '.join(str(err).split())}") from err
-    except KeyboardInterrupt:
-        print(f"sunpy-superres: interrupted; finished files are recorded in {manifest}; run the same "
+    except (KeyboardInterrupt, _Terminated) as stop:
+        how = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
+        print(f"sunpy-superres: {how}; finished files are recorded in {manifest}; run the same "
               "command again to resume", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(stop, _Terminated) else 130
     run = table.meta["run"]
     names = {str(p) for p in inputs}
     failed = [row for row in table if row["status"] == "failed" and row["input"] in names]

@@ -340,3 +340,16 @@ def test_a_field_no_sun_has_is_refused_not_overflowed(value, unit):
     m = synthetic_map((32, 32), value=value, unit=unit, instrument="MDI")
     with pytest.raises(ValueError, match="field reaches .* G; no solar line-of-sight field"):
         superresolve(m, model="bicubic", progress=False)
+
+
+def test_sigterm_during_a_batch_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    from sunpy_superres import batch
+
+    def killed(*args, **kwargs):
+        raise cli._Terminated
+
+    monkeypatch.setattr(batch, "superresolve_files", killed)
+    assert run_cli("batch", MDI_AR_CUTOUT, "-o", tmp_path / "out", "--quiet") == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM)" in err and "run the same command again to resume" in err
