@@ -104,6 +104,18 @@ def _check_outputs(args):
                            "folder")
 
 
+@contextlib.contextmanager
+def _write_errors_refused(output):
+    """A full disk or a folder made read-only meanwhile, in one line; the writes leave no partial file."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise _Refusal(f"cannot write {err.filename or output}: {err.strerror or err}; no partial file "
+                       "was left") from err
+
+
 def _existing_parent(path):
     folder = Path(os.path.abspath(path)).parent
     while not folder.exists():
@@ -122,19 +134,14 @@ def _run(args):
     try:
         result = superresolve(smap, model=args.model, samples=args.samples, seed=args.seed,
                               steps=args.steps, scheduler=args.sampler, start_timestep=args.start_timestep,
-                              spacing=args.spacing, device=args.device, calibrate=args.calibrate, check_scale=args.check_scale,
-                              progress=not args.quiet)
+                              spacing=args.spacing, device=args.device, calibrate=args.calibrate,
+                              check_scale=args.check_scale, progress=not args.quiet)
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(f"{args.input}: {err}") from err
-    try:
+    with _write_errors_refused(args.output):
         save_map(result, args.output, overwrite=args.overwrite)
         if args.png:
             save_quicklook(smap, result, args.png, overwrite=args.overwrite)
-    except FileExistsError:
-        raise
-    except OSError as err:  # a full disk, a folder made read-only meanwhile: nothing half-written is left
-        raise _Refusal(f"cannot write {err.filename or args.output}: {err.strerror or err}; no partial file "
-                       "was left") from err
     ny, nx = result.data.shape
     print(f"{args.input} -> {args.output} ({nx}x{ny} px, {abs(result.scale.axis1.value):.4f} arcsec/px, "
           f"model {result.meta['srmodel']})" + (f"; quick-look {args.png}" if args.png else ""))
@@ -159,7 +166,6 @@ def _evaluate_parser():
 
 def _run_evaluate(args):
     from .evaluation import evaluate
-
     from .models.hub import WeightsNotFoundError
 
     if args.output.exists() and not args.output.is_dir():
@@ -170,12 +176,8 @@ def _run_evaluate(args):
                           device=args.device)
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(str(err)) from err
-    try:
+    with _write_errors_refused(args.output):
         written = result.write(args.output, overwrite=args.overwrite)
-    except FileExistsError:
-        raise
-    except OSError as err:
-        raise _Refusal(f"cannot write {err.filename or args.output}: {err.strerror or err}") from err
     print(result)
     print("wrote " + ", ".join(str(p) for p in written))
 

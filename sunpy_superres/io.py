@@ -65,9 +65,14 @@ def _part_prefix(path):
     return f".{Path(path).name}."
 
 
+def _host():
+    """This machine's short name, as temporary files record it (pids of other machines mean nothing)."""
+    return socket.gethostname().split(".")[0]
+
+
 def _owner():
-    """``host-pid`` of this process, as temporary files name it (host: pids of other machines mean nothing)."""
-    return f"{socket.gethostname().split('.')[0].replace('.', '_')}-{os.getpid()}"
+    """``host-pid`` of this process, as temporary files name it."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def remove_stale_parts(path):
@@ -85,8 +90,7 @@ def remove_stale_parts(path):
         The files removed.
     """
     path = Path(path)
-    host = socket.gethostname().split(".")[0].replace(".", "_")
-    prefix = f"{_part_prefix(path)}{host}-"
+    prefix = f"{_part_prefix(path)}{_host()}-"
     removed = []
     if not path.parent.is_dir():
         return removed

@@ -200,6 +200,18 @@ def make_scheduler(name, config):
     raise ValueError(f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
 
 
+_DPM_SOLVERS = ("dpm-solver++", "sde-dpm-solver++")
+
+
+def _check_spacing(spacing, scheduler):
+    """``spacing``, if the sampler ``scheduler`` can take it (log-SNR: DPM-Solver only)."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; one of {', '.join(map(repr, SPACINGS))}")
+    if spacing != "linear" and scheduler not in _DPM_SOLVERS:
+        raise ValueError(f"spacing {spacing!r} is for the DPM-Solver samplers, not {scheduler!r}")
+    return spacing
+
+
 def log_snr_timesteps(alphas_cumprod, steps, start, lam_range=LOG_SNR_RANGE):
     """
     ``steps`` timesteps: ``start``, then ``steps - 1`` uniformly spaced in half log-SNR.
@@ -278,10 +290,7 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
         space ``steps`` evenly from ``start``.
     """
     last = scheduler.config.num_train_timesteps - 1
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; one of {', '.join(map(repr, SPACINGS))}")
-    if spacing == "log-snr" and name not in ("dpm-solver++", "sde-dpm-solver++"):
-        raise ValueError(f"spacing 'log-snr' is for the DPM-Solver samplers, not {name!r}")
+    _check_spacing(spacing, name)
     with warnings.catch_warnings():
         # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
         # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
@@ -303,7 +312,7 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
         if name == "ddpm":
             ts = np.unique(np.linspace(start, 0, min(steps, start + 1)).round().astype(int))[::-1]
             scheduler.set_timesteps(timesteps=ts.tolist(), device=device)
-        elif name in ("dpm-solver++", "sde-dpm-solver++"):
+        elif name in _DPM_SOLVERS:
             scheduler.set_timesteps(timesteps=np.linspace(start, 0, steps + 1)[:-1].round().astype(int).tolist(),
                                     device=device)
         else:
@@ -494,7 +503,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.halo = int(halo)
         self.scheduler, self.steps = self._check_sampler(scheduler, steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
-        self.spacing = self._check_spacing(spacing, self.scheduler)
+        self.spacing = _check_spacing("linear" if spacing is None else spacing, self.scheduler)
         if compile:
             self.compile()
 
@@ -508,15 +517,6 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= 1000:
             raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
         return scheduler, int(steps)
-
-    @staticmethod
-    def _check_spacing(spacing, scheduler):
-        spacing = "linear" if spacing is None else spacing
-        if spacing not in SPACINGS:
-            raise ValueError(f"unknown timestep spacing {spacing!r}; one of {', '.join(map(repr, SPACINGS))}")
-        if spacing != "linear" and not scheduler.startswith(("dpm-solver++", "sde-dpm-solver++")):
-            raise ValueError(f"spacing {spacing!r} is for the DPM-Solver samplers, not {scheduler!r}")
-        return spacing
 
     @staticmethod
     def _check_start(start, config):
@@ -545,8 +545,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if start_timestep is not None:
             new.start_timestep = self._check_start(start_timestep, self.denoiser.config)
         if spacing is not None:
-            new.spacing = self._check_spacing(spacing, new.scheduler)
-        elif not new.scheduler.startswith(("dpm-solver++", "sde-dpm-solver++")):
+            new.spacing = _check_spacing(spacing, new.scheduler)
+        elif new.scheduler not in _DPM_SOLVERS:
             new.spacing = "linear"
         return new
 
