@@ -67,6 +67,7 @@ PROVENANCE_KEYS = {
     "SRSCHED": "sampler (ddpm, ddim, dpm-solver++)",
     "SRTSTART": "timestep at which sampling starts (999: all)",
     "SRSPACE": "spacing of the sampler steps (linear, log-snr)",
+    "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
 }
 

@@ -46,7 +46,7 @@ MAX_SEED = 2**63 - 1
 
 
 def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
-                 start_timestep=None, spacing=None, device="auto", precision=None, compile=None,
+                 start_timestep=None, spacing=None, noise_level=None, device="auto", precision=None, compile=None,
                  calibrate=True, consistency="auto", check_scale=True, tile_size=None, overlap=None,
                  batch_size="auto", keep_samples=False, calibrate_uncertainty=True, progress=True):
     """
@@ -88,6 +88,11 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         uniformly in log signal-to-noise ratio after the first
         (`sunpy_superres.models.diffusion.log_snr_timesteps`), which spends the steps where the
         small scales are decided; the model's own by default. Recorded as ``SRSPACE``.
+    noise_level : `~astropy.units.Quantity`, optional
+        For a model conditioned on the noise level: the quiet-Sun noise (G) of the output's
+        small-scale texture, as `sunpy_superres.metrics.physics.quiet_sun_noise` measures it on an
+        HMI map (HMI's changed over the mission; match the HMI data you compare with). The model's
+        own by default; refused for other models. Recorded as ``SRNOISE``.
     device : str, optional
         ``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {None, "auto", "fp32", "bf16", "fp16"}, optional
@@ -195,7 +200,7 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
 
         sr_model = load_adapter(sr_model, adapter, device=device)
     sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler, start_timestep=start_timestep,
-                                          spacing=spacing)
+                                          spacing=spacing, noise_level=noise_level)
     if seed is None and sr_model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
         seed = secrets.randbits(63)

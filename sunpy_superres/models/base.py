@@ -120,18 +120,18 @@ class SuperResolutionModel:
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
 
-    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None):
+    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None):
         """
         Choose the sampler of a stochastic model (number of steps, scheduler name, first timestep,
-        timestep spacing).
+        timestep spacing, target noise level of a noise-conditioned model).
 
         Returns the configured model (a copy where settings change, so a model passed in by the
         caller is not altered). Deterministic models have no sampler: any non-`None` argument raises
         `ValueError`.
         """
-        if steps is not None or scheduler is not None or start_timestep is not None or spacing is not None:
+        if any(v is not None for v in (steps, scheduler, start_timestep, spacing, noise_level)):
             raise ValueError(f"model {self.name!r} is deterministic and has no sampler; steps=, scheduler=, "
-                             "start_timestep= and spacing= apply to diffusion models only.")
+                             "start_timestep=, spacing= and noise_level= apply to diffusion models only.")
         return self
 
     def configure_runtime(self, *, precision=None, compile=None):

@@ -32,6 +32,7 @@ import numbers
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,10 +47,17 @@ from .base import SuperResolutionModel
 from .spacetodepth import SpaceToDepth
 
 __all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "SPACINGS",
-           "log_snr_timesteps", "variant_name",
+           "log_snr_timesteps", "variant_name", "add_noise_conditioning", "noise_channel",
            "make_scheduler", "set_sampler_timesteps", "encode_pair", "decode_sample", "diffusion_loss",
            "estimate_scales", "load_latent_space"]
 
+#: Target quiet-Sun noise level (G) of a noise-conditioned model when neither its manifest nor the
+#: call gives one: HMI 720 s magnetograms since the observing-sequence change of April 2016, as
+#: `sunpy_superres.metrics.physics.quiet_sun_noise` measures the 2019-06-21 training frame within
+#: 0.9 solar radii (3.5 G; the 2011-12-17 frame: 4.8 G).
+DEFAULT_NOISE_LEVEL = 3.5
+#: Largest target noise level accepted, G (ten times any HMI level).
+MAX_NOISE_LEVEL = 50.0
 #: Sampler names accepted by ``superresolve(..., scheduler=...)``.
 SCHEDULERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++")
 #: Steps used when ``steps`` is not given: the paper's full DDPM chain, and the usual fast settings.
@@ -105,6 +113,15 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
         Forward process of Ho et al. (2020): linear betas 1e-4 to 0.02 over 1000 steps.
     factor : int
         Super-resolution factor (output pixels per input pixel per axis).
+    noise_conditioning : bool
+        Whether the conditioning carries one more channel: the target's quiet-Sun noise level
+        (`sunpy_superres.metrics.physics.quiet_sun_noise`), as ``(level - noise_level_center) /
+        noise_level_scale``, constant over the tile. HMI's noise changed over the mission (about
+        4.8 G in 2011 and 3.5 G in 2019 within 0.9 solar radii); a model conditioned on it makes
+        the small-scale texture, and with it the weak-field unsigned flux, of the level asked for
+        instead of an average of its training frames'.
+    noise_level_center, noise_level_scale : float
+        Offset and scale of that channel, G.
     """
 
     config_name = "config.json"
@@ -114,7 +131,8 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
                  cond_channels=1, target_scale=1.0, cond_scale=1.0, block_out_channels=(32, 64, 128, 128),
                  layers_per_block=2, attention_levels=(False, False, True, True), attention_head_dim=8,
                  norm_num_groups=32, num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
-                 beta_schedule="linear", factor=4):
+                 beta_schedule="linear", factor=4, noise_conditioning=False, noise_level_center=4.0,
+                 noise_level_scale=2.0):
         super().__init__()
         if space not in ("latent", "pixel"):
             raise ValueError(f"space must be 'latent' or 'pixel', got {space!r}")
@@ -124,7 +142,7 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
         if len(attention_levels) != len(block_out_channels):
             raise ValueError("attention_levels needs one entry per level of block_out_channels")
         self.unet = UNet2DModel(
-            in_channels=target_channels + cond_channels, out_channels=target_channels,
+            in_channels=target_channels + cond_channels + int(bool(noise_conditioning)), out_channels=target_channels,
             down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
             block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
@@ -140,6 +158,43 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
     def forward(self, sample, cond, timestep):
         """Network output for the noisy ``sample`` given the conditioning ``cond`` at ``timestep``."""
         return self.unet(torch.cat([sample, cond], dim=1), timestep).sample
+
+
+def noise_channel(config, noise_level, like):
+    """
+    The noise-level conditioning channel of a denoiser with ``config``: ``(B, 1, h, w)`` like ``like``.
+
+    Parameters
+    ----------
+    config : dict-like
+        A `ConditionalDenoiser` config with ``noise_conditioning``.
+    noise_level : `torch.Tensor` or float
+        ``(B,)`` levels, or one for the whole batch, in G.
+    like : `torch.Tensor`
+        ``(B, C, h, w)``: the conditioning whose batch, grid, dtype and device the channel takes.
+    """
+    level = torch.as_tensor(noise_level, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+    value = (level - config["noise_level_center"]) / config["noise_level_scale"]
+    return value.expand(like.shape[0], 1, *like.shape[2:])
+
+
+def add_noise_conditioning(denoiser):
+    """
+    A copy of ``denoiser`` with the noise-level channel (`ConditionalDenoiser`), behaving as before.
+
+    The first convolution gains one input channel with zero weights, so the network's output does
+    not depend on the new channel until training gives it weights.
+    """
+    if denoiser.config.noise_conditioning:
+        raise ValueError("this denoiser is already conditioned on the noise level")
+    # diffusers resets the keys listed in ``_use_default_values`` (those a saved config lacked).
+    config = {k: v for k, v in denoiser.config.items() if k != "_use_default_values"}
+    new = ConditionalDenoiser.from_config({**config, "noise_conditioning": True})
+    state = denoiser.state_dict()
+    weight = state["unet.conv_in.weight"]
+    state["unet.conv_in.weight"] = torch.cat([weight, torch.zeros_like(weight[:, :1])], dim=1)
+    new.load_state_dict(state)
+    return new
 
 
 def load_latent_space(path):
@@ -328,7 +383,7 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
     return float(torch.sqrt(1 - scheduler.alphas_cumprod[start]))
 
 
-def encode_pair(denoiser, autoencoder, lr_up, hr=None):
+def encode_pair(denoiser, autoencoder, lr_up, hr=None, noise_level=None):
     """
     Conditioning and (optionally) the diffusion target of a batch, as in Fig. 2a.
 
@@ -341,6 +396,9 @@ def encode_pair(denoiser, autoencoder, lr_up, hr=None):
         ``(B, 1, H, W)`` LR input replicated to the HR grid, network units.
     hr : `torch.Tensor`, optional
         ``(B, 1, H, W)`` ground truth, network units.
+    noise_level : `torch.Tensor` or float, optional
+        Target quiet-Sun noise level(s) in G; required, and only accepted, for a noise-conditioned
+        denoiser.
 
     Returns
     -------
@@ -359,6 +417,12 @@ def encode_pair(denoiser, autoencoder, lr_up, hr=None):
     else:
         base, high = lr_up, hr
     cond = base / cfg.cond_scale
+    if cfg.get("noise_conditioning", False):
+        if noise_level is None:
+            raise ValueError("this denoiser is conditioned on the noise level: give noise_level (G)")
+        cond = torch.cat([cond, noise_channel(cfg, noise_level, cond)], dim=1)
+    elif noise_level is not None:
+        raise ValueError("this denoiser is not conditioned on the noise level; leave noise_level out")
     target = None
     if high is not None:
         target = ((high - base) if cfg.residual else high) / cfg.target_scale
@@ -392,7 +456,7 @@ def estimate_scales(space, residual, autoencoder, lr_up, hr):
     return float(base.std()), float(target.std())
 
 
-def diffusion_loss(model, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, generator):
+def diffusion_loss(model, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, generator, noise_level=None):
     """
     Training loss of one batch: MSE between prediction and its target (section 4, Fig. 2a).
 
@@ -406,12 +470,14 @@ def diffusion_loss(model, denoiser_config, autoencoder, noise_scheduler, lr_up, 
         Defines the forward process (``add_noise``).
     generator : `torch.Generator`
         Draws timesteps and noise, so a step is reproducible from its seed (exact resume).
+    noise_level : `torch.Tensor`, optional
+        ``(B,)`` quiet-Sun noise levels of the HR crops, G (noise-conditioned denoisers only).
     """
 
     class _Cfg:  # encode_pair reads .config attributes
         config = denoiser_config
 
-    cond, _, target = encode_pair(_Cfg, autoencoder, lr_up, hr)
+    cond, _, target = encode_pair(_Cfg, autoencoder, lr_up, hr, noise_level=noise_level)
     noise = torch.randn(target.shape, generator=generator, dtype=target.dtype).to(target.device)
     t = torch.randint(0, denoiser_config.num_train_timesteps, (target.shape[0],), generator=generator)
     t = t.to(target.device)
@@ -461,6 +527,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         `sunpy_superres.models.accel.resolve_precision`).
     compile : bool, optional
         Compile the denoiser's forward with ``torch.compile`` (default `False`; see `compile`).
+    noise_level : float, optional
+        For a noise-conditioned denoiser, the quiet-Sun noise level (G) of the output's small-scale
+        texture (see `ConditionalDenoiser`); by default `DEFAULT_NOISE_LEVEL`. Ignored otherwise.
     channels_last : bool, optional
         On a CUDA device, convert the networks (in place) and their inputs to the ``channels_last``
         (NHWC) memory format. Off by default: measured on an H100 with the ``paper-gpu``
@@ -481,7 +550,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
 
     def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None,
                  steps=None, start_timestep=None, spacing=None, tile_size=256, halo=8, device="auto",
-                 precision="auto", compile=False, channels_last=False):
+                 precision="auto", compile=False, channels_last=False, noise_level=None):
         super().__init__(device=device)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
@@ -504,6 +573,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.scheduler, self.steps = self._check_sampler(scheduler, steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
         self.spacing = _check_spacing("linear" if spacing is None else spacing, self.scheduler)
+        self.noise_level = self._check_noise_level(noise_level, cfg)
         if compile:
             self.compile()
 
@@ -527,19 +597,39 @@ class DiffusionSuperResolution(SuperResolutionModel):
             raise ValueError(f"start_timestep must be an integer from 0 to {last}, got {start!r}")
         return int(start)
 
-    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None):
+    @staticmethod
+    def _check_noise_level(level, config):
+        if not config.get("noise_conditioning", False):
+            return None
+        if level is None:
+            return DEFAULT_NOISE_LEVEL
+        level = level.to_value(u.G) if isinstance(level, u.Quantity) else level
+        if not isinstance(level, numbers.Real) or isinstance(level, bool) or not 0 < level <= MAX_NOISE_LEVEL:
+            raise ValueError(f"noise_level must be a field in G above 0 and at most {MAX_NOISE_LEVEL:g} G, got "
+                             f"{level!r}; HMI's quiet-Sun noise is 3-5 G (see "
+                             "sunpy_superres.metrics.physics.quiet_sun_noise)")
+        return float(level)
+
+    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None,
+                          noise_level=None):
         """
         A copy of this model with another sampler.
 
         ``scheduler`` alone gives that sampler's default steps (1000 for ``"ddpm"``, the paper's
         chain); ``steps`` alone keeps the current sampler; ``start_timestep`` sets where the
         reverse process starts (999: the whole chain); ``spacing`` how DPM-Solver spaces its steps
-        (`SPACINGS`; another sampler than DPM-Solver falls back to ``"linear"``). Networks are
-        shared, not copied.
+        (`SPACINGS`; another sampler than DPM-Solver falls back to ``"linear"``); ``noise_level``
+        the target noise level of a noise-conditioned model (G; refused for other models). Networks
+        are shared, not copied.
         """
-        if steps is None and scheduler is None and start_timestep is None and spacing is None:
+        if steps is None and scheduler is None and start_timestep is None and spacing is None and noise_level is None:
             return self
+        if noise_level is not None and self.noise_level is None:
+            raise ValueError(f"{self.name} ({self.revision}) is not conditioned on a noise level; leave noise_level "
+                             "out")
         new = copy.copy(self)
+        if noise_level is not None:
+            new.noise_level = self._check_noise_level(noise_level, self.denoiser.config)
         if steps is not None or scheduler is not None:
             new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
         if start_timestep is not None:
@@ -602,9 +692,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return self.configure_sampler(steps=1).configure_runtime(compile=False)
 
     def provenance(self):
-        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``, ``SRSPACE``."""
-        return {"srsteps": self.network_evaluations, "srsched": self.scheduler, "srtstart": self.start_timestep,
+        """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``, ``SRSPACE`` (and
+        ``SRNOISE``, the target noise level in G, for a noise-conditioned model)."""
+        keys = {"srsteps": self.network_evaluations, "srsched": self.scheduler, "srtstart": self.start_timestep,
                 "srspace": self.spacing}
+        if self.noise_level is not None:
+            keys["srnoise"] = self.noise_level
+        return keys
 
     @property
     def network_evaluations(self):
@@ -646,7 +740,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         # Reduced precision covers the networks only; the conditioning, the sampler state and its
         # update stay float32, so the random draws and the scheduler arithmetic match the CPU path.
         with autocast(self.device, self.precision):
-            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up)
+            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=self.noise_level)
         cond, base = cond.float(), base.float()
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
@@ -681,6 +775,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
                 "inference": {"scheduler": self.scheduler, "steps": self.steps,
                               "start_timestep": self.start_timestep, "spacing": self.spacing,
                               "tile_size": self.tile_size, "halo": self.halo}}
+        if self.noise_level is not None:
+            info["inference"]["noise_level"] = self.noise_level
         if self.uncertainty_calibration is not None:
             info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
         write_manifest(path, info)
@@ -704,7 +800,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
                     scheduler=inference.get("scheduler"), steps=inference.get("steps"),
                     start_timestep=inference.get("start_timestep"), spacing=inference.get("spacing"),
                     tile_size=inference.get("tile_size", 256),
-                    halo=inference.get("halo", 8), device=device)
+                    halo=inference.get("halo", 8), device=device, noise_level=inference.get("noise_level"))
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration
 

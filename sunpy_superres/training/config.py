@@ -52,6 +52,11 @@ class DataConfig:
     patch_pattern: str = "*.fits"
     #: Probability that a training crop comes from the patches rather than the full disks.
     patch_fraction: float = 0.0
+    #: For a noise-conditioned model (``[model] noise_conditioning``): the largest standard deviation
+    #: (G) of white noise added to a crop, and the fraction of crops that get it (see
+    #: `sunpy_superres.training.data.CropDataset`).
+    noise_augment_gauss: float = 0.0
+    noise_augment_fraction: float = 0.5
     #: Samples that make an "epoch" (the paper: 43,912 images per epoch).
     samples_per_epoch: int = 1000
 
@@ -105,6 +110,10 @@ class ModelConfig:
     #: (registry name, model directory or pinned ``hf://`` reference), with its autoencoder frozen as
     #: it is; the architecture and scales come from that model. Empty: a new denoiser.
     init_from: str = ""
+    #: Condition the denoiser on the target's quiet-Sun noise level (one more conditioning channel;
+    #: see `sunpy_superres.models.diffusion.ConditionalDenoiser`). With ``init_from`` a model without
+    #: it gains the channel with zero weights, so training starts from that model's behaviour.
+    noise_conditioning: bool = False
     #: CNN baselines ("enhance", "progressive"; see `sunpy_superres.models.enhance` and
     #: `sunpy_superres.models.progressive` for the meaning and the published sizes).
     cnn_channels: int = 64

@@ -16,6 +16,7 @@ import astropy.units as u
 import numpy as np
 
 from ..calibration import NORMALISATION_RANGE
+from ..metrics.physics import quiet_noise_gauss
 
 __all__ = ["degrade", "observation_date", "split_by_date", "FullDisk", "Patch", "CropDataset"]
 
@@ -266,6 +267,17 @@ class CropDataset:
         patches smaller than a crop are skipped.
     patch_fraction : float, optional
         Probability that a sample is a patch crop rather than a full-disk crop.
+    noise_labels : bool, optional
+        Measure each source's quiet-Sun noise (`sunpy_superres.metrics.physics.quiet_noise_gauss`,
+        on a full disk within ``max_radius``), which ``sample(i, with_noise=True)`` returns with
+        the crop: the label of a noise-level-conditioned model.
+    noise_augment_gauss : float, optional
+        With ``noise_labels``, add white Gaussian noise of a standard deviation drawn uniformly
+        from ``[0, noise_augment_gauss)`` G to a ``noise_augment_fraction`` of the crops, and raise
+        their label in quadrature. Noise can only be added: the least noisy source sets the
+        lowest level a model learns.
+    noise_augment_fraction : float, optional
+        Probability that a crop gets added noise.
 
     Raises
     ------
@@ -277,7 +289,8 @@ class CropDataset:
     _STRIDE = 16  # crop origins are drawn on a 16-pixel grid; the position jitter is added back below
 
     def __init__(self, paths, *, crop_size=64, max_radius=0.9, strong_field_fraction=0.5, strong_field_gauss=300.0,
-                 augment=True, seed=0, patches=(), patch_fraction=0.0):
+                 augment=True, seed=0, patches=(), patch_fraction=0.0, noise_labels=False, noise_augment_gauss=0.0,
+                 noise_augment_fraction=0.5):
         if crop_size % 4:
             raise ValueError(f"crop_size must be a multiple of 4, got {crop_size}")
         self.paths = [str(p) for p in paths]
@@ -303,8 +316,19 @@ class CropDataset:
             self._candidates.append((ys, xs, weight / weight.sum() if weight.sum() > 0 else None))
             if not len(ys):
                 raise ValueError(f"no {c}x{c} crop fits within {max_radius} of the disk radius in {p}")
+        self.noise_labels = bool(noise_labels)
+        self.noise_augment_gauss = float(noise_augment_gauss) if self.noise_labels else 0.0
+        self.noise_augment_fraction = float(noise_augment_fraction)
+        gauss = NORMALISATION_RANGE.to_value(u.G)
+        self._disk_noise = []
+        for p in self.paths if self.noise_labels else ():
+            disk = _load(p)
+            yy, xx = np.indices(disk.data.shape, sparse=True)
+            inside = np.hypot(yy - disk.centre[0], xx - disk.centre[1]) < max_radius * disk.radius
+            self._disk_noise.append(quiet_noise_gauss(np.where(inside, disk.data * gauss, np.nan)))
         self.patch_fraction = float(patch_fraction)
         self._patches = []
+        self._patch_noise = {}
         for p in map(str, patches if self.patch_fraction > 0 else ()):
             valid = np.isfinite(_load_patch(p).data)
             c = self.crop_size
@@ -316,19 +340,28 @@ class CropDataset:
             ys, xs = np.nonzero(count == 0)
             if len(ys):
                 self._patches.append((p, ys, xs))
+                if self.noise_labels:
+                    self._patch_noise[p] = quiet_noise_gauss(_load_patch(p).data * gauss)
         if self.patch_fraction > 0 and not self._patches:
             raise ValueError(f"no patch holds a {self.crop_size}x{self.crop_size} crop without NaN")
 
-    def sample(self, index):
-        """HR crop number ``index``: ``(crop_size, crop_size)`` float32 in network units."""
+    def sample(self, index, *, with_noise=False):
+        """
+        HR crop number ``index``: ``(crop_size, crop_size)`` float32 in network units.
+
+        With ``with_noise`` (needs ``noise_labels``), also its quiet-Sun noise level in G.
+        """
+        if with_noise and not self.noise_labels:
+            raise ValueError("this dataset has no noise labels; make it with noise_labels=True")
         rng = np.random.default_rng([self.seed, int(index)])
         if self._patches and rng.random() < self.patch_fraction:
             p, ys, xs = self._patches[int(rng.integers(len(self._patches)))]
             j = int(rng.integers(len(ys)))
             y0, x0 = int(ys[j]), int(xs[j])
             crop = _load_patch(p).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+            noise = self._patch_noise.get(p)
         else:
-            crop = self._disk_crop(rng)
+            crop, noise = self._disk_crop(rng)
         crop = np.nan_to_num(crop, nan=0.0)  # a bad pixel inside the disk, rare; never off-limb here
         if self.augment:
             crop = np.rot90(crop, int(rng.integers(4)))
@@ -336,7 +369,13 @@ class CropDataset:
                 crop = crop[:, ::-1]
             if rng.random() < 0.5:
                 crop = -crop
-        return np.ascontiguousarray(crop, dtype=np.float32)
+        # Drawn after every other choice, so that datasets without augmentation keep their crops.
+        if self.noise_augment_gauss > 0 and rng.random() < self.noise_augment_fraction:
+            added = rng.uniform(0.0, self.noise_augment_gauss)
+            crop = crop + rng.normal(0.0, added / NORMALISATION_RANGE.to_value(u.G), crop.shape)
+            noise = float(np.hypot(noise, added))
+        crop = np.ascontiguousarray(crop, dtype=np.float32)
+        return (crop, noise) if with_noise else crop
 
     def _disk_crop(self, rng):
         k = int(rng.integers(len(self.paths)))
@@ -347,14 +386,19 @@ class CropDataset:
             j = int(rng.integers(len(ys)))
         y0 = ys[j] + int(rng.integers(self._STRIDE))
         x0 = xs[j] + int(rng.integers(self._STRIDE))
-        return _load(self.paths[k]).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+        noise = self._disk_noise[k] if self._disk_noise else None
+        return _load(self.paths[k]).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size], noise
 
-    def batch(self, step, batch_size, *, rank=0, world_size=1):
+    def batch(self, step, batch_size, *, rank=0, world_size=1, with_noise=False):
         """
         The HR crops of one training step for one process: ``(batch_size, crop, crop)``.
 
         Step ``s`` of rank ``r`` takes global indices ``(s * world_size + r) * batch_size + [0, batch_size)``,
-        so ranks never share a sample and a resumed run continues with the very next one.
+        so ranks never share a sample and a resumed run continues with the very next one. With
+        ``with_noise``, also the ``(batch_size,)`` noise levels in G (see `sample`).
         """
         start = (int(step) * world_size + rank) * batch_size
-        return np.stack([self.sample(i) for i in range(start, start + batch_size)])
+        items = [self.sample(i, with_noise=with_noise) for i in range(start, start + batch_size)]
+        if with_noise:
+            return np.stack([c for c, _ in items]), np.array([n for _, n in items], dtype=np.float32)
+        return np.stack(items)

@@ -39,6 +39,7 @@ from ..models.autoencoder import MagnetogramAutoencoder, autoencoder_loss, build
 from ..models.diffusion import (
     ConditionalDenoiser,
     DiffusionSuperResolution,
+    add_noise_conditioning,
     diffusion_loss,
     estimate_scales,
     make_scheduler,
@@ -196,7 +197,9 @@ def _dataset(cfg, files, seed):
     d = cfg.data
     return CropDataset(files, crop_size=d.crop_size, max_radius=d.max_radius,
                        strong_field_fraction=d.strong_field_fraction, strong_field_gauss=d.strong_field_gauss,
-                       augment=d.augment, seed=seed, patches=_patch_files(cfg), patch_fraction=d.patch_fraction)
+                       augment=d.augment, seed=seed, patches=_patch_files(cfg), patch_fraction=d.patch_fraction,
+                       noise_labels=cfg.model.kind == "diffusion" and cfg.model.noise_conditioning,
+                       noise_augment_gauss=d.noise_augment_gauss, noise_augment_fraction=d.noise_augment_fraction)
 
 
 def _autoencoder_stage(cfg, progress):
@@ -487,7 +490,7 @@ def _build_network(cfg, train_files, autoencoder):
                                cond_scale=cond_scale, block_out_channels=tuple(m.block_out_channels),
                                layers_per_block=m.layers_per_block, attention_levels=tuple(m.attention_levels),
                                attention_head_dim=m.attention_head_dim, norm_num_groups=m.norm_num_groups,
-                               beta_schedule=m.beta_schedule)
+                               beta_schedule=m.beta_schedule, noise_conditioning=m.noise_conditioning)
 
 
 def _mixed_precision(requested):
@@ -598,6 +601,8 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
             net = copy.deepcopy(base.autoencoder).float()
         elif kind == "diffusion" and cfg.model.init_from:
             net = copy.deepcopy(base.denoiser).float()
+            if cfg.model.noise_conditioning and not net.config.noise_conditioning:
+                net = add_noise_conditioning(net)
         else:
             net = _build_network(cfg, train_files, autoencoder)
         start = 0
@@ -636,9 +641,18 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
                       for a in dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))
             # The paper's input: each MDI pixel replicated 4x4 (section 7, as in section 4).
             lr_up = lr.repeat_interleave(FACTOR, dim=-2).repeat_interleave(FACTOR, dim=-1)
+            # A noise-conditioned base keeps its own target level: a pair's HR crop is too small to
+            # measure one.
+            noise_level = getattr(base, "noise_level", None) if kind == "diffusion" else None
         else:
-            hr = torch.from_numpy(dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))[:, None]
-            hr = hr.to(accelerator.device)
+            noise_level = None
+            if kind == "diffusion" and denoiser_config.noise_conditioning:
+                hr, noise_level = (torch.from_numpy(a) for a in dataset.batch(step, cfg.batch_size, rank=rank,
+                                                                             world_size=world, with_noise=True))
+                noise_level = noise_level.to(accelerator.device)
+            else:
+                hr = torch.from_numpy(dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))
+            hr = hr[:, None].to(accelerator.device)
             lr_up = degrade(hr) if kind not in ("autoencoder", "decoder") else None
             lr = lr_up[..., ::FACTOR, ::FACTOR] if kind in _CNN else None
         gen = _step_generator(cfg.seed, step, rank)
@@ -649,7 +663,8 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
                                   generator=gen).to(accelerator.device)
                 loss = module(hr, eps)
             elif kind == "diffusion":
-                loss = diffusion_loss(module, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, gen)
+                loss = diffusion_loss(module, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, gen,
+                                      noise_level=noise_level)
             elif kind == "enhance":
                 loss = F.mse_loss(module(lr).float(), hr.float())
             else:

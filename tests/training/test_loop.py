@@ -104,13 +104,16 @@ def test_a_finetune_default_that_changed_does_not_block_resuming_a_pretraining(t
 
 def test_shipped_configs():
     assert shipped_configs() == ["cpu", "enhance-cpu", "enhance-gpu", "finetune-cpu", "gpu-ldm-res",
-                                 "ldm-res-decoder-cpu", "ldm-res-s2d-cpu", "paper-gpu", "progressive-cpu",
-                                 "progressive-gpu"]
+                                 "ldm-res-decoder-cpu", "ldm-res-s2d-cpu", "ldm-res-s2d-noise-cpu", "paper-gpu",
+                                 "progressive-cpu", "progressive-gpu"]
     s2d = load_config("ldm-res-s2d-cpu")
     assert (s2d.model.latent_space, s2d.model.ae_factor, s2d.data.validation_dates) == ("space-to-depth", 4,
                                                                                           ["2016-07-07"])
     # The 2025 SHARP patches are the calibration set: never trained on.
     assert "2025" not in s2d.data.patch_pattern and "2012" in s2d.data.patch_pattern
+    noise = load_config("ldm-res-s2d-noise-cpu")
+    assert noise.model.noise_conditioning and noise.data.noise_augment_gauss > 0
+    assert noise.data.validation_dates == ["2016-07-07"] and "2025" not in noise.data.patch_pattern
     decoder = load_config("ldm-res-decoder-cpu")
     assert decoder.model.kind == "decoder" and decoder.model.decoder_base == "ldm-res"
     paper = load_config("paper-gpu")

@@ -1,0 +1,136 @@
+"""The noise-level conditioning of a diffusion model (issue 13) and the quiet-Sun noise estimate."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sunpy.map
+import torch
+from astropy.io import fits
+
+from sunpy_superres.metrics.physics import quiet_noise_gauss, quiet_sun_noise
+from sunpy_superres.models.diffusion import (
+    DEFAULT_NOISE_LEVEL,
+    ConditionalDenoiser,
+    DiffusionSuperResolution,
+    add_noise_conditioning,
+    encode_pair,
+)
+from sunpy_superres.models.hub import load_directory
+from sunpy_superres.training.data import CropDataset
+
+from .tiny import tiny_autoencoder, tiny_model
+
+
+def _noisy_field(sigma, shape=(256, 256), seed=0):
+    """White noise of ``sigma`` G on a quiet background, plus one strong bipole (not quiet)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    bipole = 800 * (np.exp(-((y - 60) ** 2 + (x - 60) ** 2) / 200) - np.exp(-((y - 60) ** 2 + (x - 90) ** 2) / 200))
+    return bipole + rng.normal(0, sigma, shape)
+
+
+@pytest.mark.parametrize("sigma", [2.0, 3.5, 6.0])
+def test_quiet_sun_noise_recovers_white_noise(sigma):
+    # 65536 pixels: the MAD estimate's relative error is about 0.5 %; the bipole's blocks are excluded.
+    data = _noisy_field(sigma)
+    header = sunpy.map.make_fitswcs_header(data, _centre(), scale=[0.5, 0.5] * u.arcsec / u.pix, unit=u.G)
+    estimate = quiet_sun_noise(sunpy.map.Map(data, header))
+    assert estimate.unit == u.G
+    assert estimate.value == pytest.approx(sigma, rel=0.03)
+
+
+def _centre():
+    from astropy.coordinates import SkyCoord
+    from sunpy.coordinates import frames
+
+    return SkyCoord(0 * u.arcsec, 0 * u.arcsec, frame=frames.Helioprojective(observer="earth", obstime="2019-06-21"))
+
+
+def test_quiet_sun_noise_needs_quiet_sun():
+    with pytest.raises(ValueError, match="quiet"):
+        quiet_noise_gauss(np.full((64, 64), 500.0) + np.random.default_rng(0).normal(0, 3, (64, 64)))
+
+
+def test_added_channel_changes_nothing_until_trained():
+    model = tiny_model()
+    conditioned = add_noise_conditioning(model.denoiser)
+    assert conditioned.config.noise_conditioning and not model.denoiser.config.noise_conditioning
+    new = DiffusionSuperResolution(conditioned, model.autoencoder, tile_size=32, halo=4, steps=4, device="cpu")
+    x = torch.from_numpy(np.random.default_rng(1).normal(0, 0.1, (1, 1, 8, 8)).astype(np.float32))
+    reference = model._forward(x, seeds=[3])
+    for level in (2.0, 3.5, 9.0):
+        assert torch.equal(new.configure_sampler(noise_level=level)._forward(x, seeds=[3]), reference)
+    with pytest.raises(ValueError, match="already conditioned"):
+        add_noise_conditioning(conditioned)
+
+
+def test_channel_reaches_the_network_and_header(tmp_path):
+    torch.manual_seed(0)
+    den = ConditionalDenoiser(target_channels=2, cond_channels=2, target_scale=0.5, cond_scale=0.1,
+                              block_out_channels=(8, 16), layers_per_block=1, attention_levels=(False, False),
+                              norm_num_groups=4, noise_conditioning=True)
+    model = DiffusionSuperResolution(den, tiny_autoencoder(), tile_size=32, halo=4, steps=3, device="cpu")
+    assert model.noise_level == DEFAULT_NOISE_LEVEL and model.provenance()["srnoise"] == DEFAULT_NOISE_LEVEL
+    x = torch.zeros(1, 1, 8, 8)
+    low, high = (model.configure_sampler(noise_level=v)._forward(x, seeds=[0]) for v in (2.0, 8.0))
+    assert not torch.equal(low, high)
+    # The level travels through the manifest.
+    path = model.configure_sampler(noise_level=4.25 * u.G).save_pretrained(tmp_path / "m")
+    assert load_directory(path, device="cpu").noise_level == 4.25
+
+
+@pytest.mark.parametrize("level", [0.0, -1.0, 51.0, float("nan"), "3", True])
+def test_bad_noise_levels_are_refused(level):
+    den = add_noise_conditioning(tiny_model().denoiser)
+    model = DiffusionSuperResolution(den, tiny_autoencoder(), tile_size=32, halo=4, device="cpu")
+    with pytest.raises(ValueError, match="noise_level"):
+        model.configure_sampler(noise_level=level)
+
+
+def test_unconditioned_models_refuse_a_noise_level():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="not conditioned"):
+        model.configure_sampler(noise_level=3.0)
+    lr = torch.zeros(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="not conditioned"):
+        encode_pair(model.denoiser, model.autoencoder, lr, noise_level=3.0)
+    conditioned = add_noise_conditioning(model.denoiser)
+    with pytest.raises(ValueError, match="give noise_level"):
+        encode_pair(conditioned, model.autoencoder, lr)
+
+
+def test_dataset_labels_and_augmentation(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "patch.fits"
+    fits.PrimaryHDU(rng.normal(0, 3.0, (200, 200)).astype(np.float32), fits.Header({"BUNIT": "G", "DATE-OBS": "2019-06-21"})).writeto(path)
+    common = dict(crop_size=64, patches=[path], patch_fraction=1.0, augment=True, seed=4)
+    plain = CropDataset([], **common)
+    labelled = CropDataset([], noise_labels=True, **common)
+    augmented = CropDataset([], noise_labels=True, noise_augment_gauss=6.0, noise_augment_fraction=0.5, **common)
+    crops, labels = labelled.batch(0, 16, with_noise=True)
+    # Labels change nothing about the crops, and measure the patch's own noise.
+    np.testing.assert_array_equal(crops, plain.batch(0, 16))
+    np.testing.assert_allclose(labels, 3.0, rtol=0.03)
+    noisy, noisy_labels = augmented.batch(0, 16, with_noise=True)
+    raised = noisy_labels > labels[0] + 1e-6
+    assert 0 < raised.sum() < 16  # about half the crops get added noise
+    np.testing.assert_array_equal(noisy[~raised], crops[~raised])
+    # Added noise of s G raises the label to hypot(3, s) and the crop's residual rms with it.
+    for crop, label in zip(noisy[raised], noisy_labels[raised], strict=True):
+        residual = crop * 3000 - crop.reshape(16, 4, 16, 4).mean(axis=(1, 3)).repeat(4, 0).repeat(4, 1) * 3000
+        assert residual.std() / np.sqrt(15 / 16) == pytest.approx(label, rel=0.1)
+    with pytest.raises(ValueError, match="noise_labels=True"):
+        plain.sample(0, with_noise=True)
+
+
+def test_superresolve_records_the_level(hmi_cutout):
+    from sunpy_superres import superresolve
+
+    den = add_noise_conditioning(tiny_model().denoiser)
+    model = DiffusionSuperResolution(den, tiny_autoencoder(), tile_size=32, halo=4, steps=2, device="cpu")
+    small = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    out = superresolve(small, model=model, seed=1, noise_level=4.5 * u.G, progress=False)
+    assert out.meta["srnoise"] == 4.5
+    assert superresolve(small, model=model, seed=1, progress=False).meta["srnoise"] == DEFAULT_NOISE_LEVEL
+    with pytest.raises(ValueError, match="noise_level"):
+        superresolve(small, model="bicubic", noise_level=4.5 * u.G, progress=False)
