@@ -90,8 +90,8 @@ _COLUMNS = (
 )
 
 # Settings that change the output values: a folder holds results of one combination of them.
-_SETTINGS = ("model", "samples", "seed", "steps", "scheduler", "start_timestep", "spacing", "calibrate",
-             "tile_size", "overlap")
+_SETTINGS = ("model", "samples", "seed", "steps", "scheduler", "start_timestep", "spacing", "noise_level",
+             "calibrate", "tile_size", "overlap")
 
 
 def file_seed(seed, name):
@@ -293,13 +293,10 @@ class _ModelPlugin(WorkerPlugin):
     one included). Where it fails on a late worker, that worker's files fail with a reason saying so.
     """
 
-    def __init__(self, model, *, device, steps, scheduler, samples, start_timestep=None, spacing=None):
+    def __init__(self, model, *, device, sampler, samples):
         self.spec = model
-        self.spacing = spacing
         self.device = device
-        self.steps = steps
-        self.scheduler = scheduler
-        self.start_timestep = start_timestep
+        self.sampler = sampler  # keyword arguments of configure_sampler
         self.samples = samples
         self.model = None
 
@@ -312,8 +309,7 @@ class _ModelPlugin(WorkerPlugin):
 
     def _load(self, device):
         model = load_model(self.spec, device=device)
-        model = model.configure_sampler(steps=self.steps, scheduler=self.scheduler,
-                                        start_timestep=self.start_timestep, spacing=self.spacing)
+        model = model.configure_sampler(**self.sampler)
         if self.samples > 1 and not model.stochastic:
             raise ValueError(f"model {model.name!r} is deterministic, so every sample would be the same; "
                              "use samples=1, or a diffusion model for an uncertainty estimate.")
@@ -449,7 +445,8 @@ def _connect(client, n_workers, cluster_kwargs):
 
 
 def superresolve_files(paths, out_dir, *, client=None, model="default", samples=1, seed=None, steps=None,
-                       scheduler=None, start_timestep=None, spacing=None, overwrite=False, n_workers=None, root=None,
+                       scheduler=None, start_timestep=None, spacing=None, noise_level=None, overwrite=False,
+                       n_workers=None, root=None,
                        device="auto", calibrate=True, check_scale=True, tile_size=None, overlap=None,
                        batch_size=4, resources=None, cluster_kwargs=None, progress=True):
     """
@@ -483,9 +480,10 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
         scheduling order nor on the worker, and can be reproduced alone with
         ``superresolve(map, seed=...)``. Without one, each file of a stochastic model gets a seed
         drawn by `~sunpy_superres.superresolve`, recorded the same way.
-    steps, scheduler, start_timestep, spacing : optional
-        Sampler steps, name, first timestep and step spacing of diffusion models (``scheduler`` is the sampler, not
-        Dask's); see `sunpy_superres.superresolve`.
+    steps, scheduler, start_timestep, spacing, noise_level : optional
+        Sampler steps, name, first timestep and step spacing of diffusion models (``scheduler`` is the
+        sampler, not Dask's), and the target noise level of a noise-conditioned one (G); see
+        `sunpy_superres.superresolve`.
     overwrite : bool, optional
         Redo every file and replace existing outputs. Without it, finished files are skipped, and an
         output file that is not in the manifest is replaced only if sunpy-superres wrote it (a run
@@ -552,19 +550,18 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     if isinstance(model, str) and not model.startswith("hf://") and not os.path.isdir(model) \
             and model not in available_models():
         load_model(model, device="cpu")  # raises the registry's ValueError, before any cluster starts
-    if steps is not None or scheduler is not None or start_timestep is not None or spacing is not None:
+    sampler = {"steps": steps, "scheduler": scheduler, "start_timestep": start_timestep, "spacing": spacing,
+               "noise_level": noise_level}
+    if any(v is not None for v in sampler.values()):
         # Sampler settings a model cannot take fail here, before any cluster starts or folder is made.
-        load_model(model, device="cpu").configure_sampler(steps=steps, scheduler=scheduler,
-                                                          start_timestep=start_timestep, spacing=spacing)
+        load_model(model, device="cpu").configure_sampler(**sampler)
     if not inputs:
         raise ValueError("no input files given")
     out_dir = Path(os.path.abspath(out_dir))
 
     settings = {"model": _model_setting(model), "samples": int(samples),
-                "seed": None if seed is None else int(seed), "steps": steps, "scheduler": scheduler,
-                "start_timestep": start_timestep, "spacing": spacing, "calibrate": calibrate,
-                "tile_size": tile_size,
-                "overlap": overlap}
+                "seed": None if seed is None else int(seed), **sampler, "calibrate": calibrate,
+                "tile_size": tile_size, "overlap": overlap}
     manifest = _Manifest(out_dir / MANIFEST_NAME).load()
     recorded = {k: manifest.meta.get(k) for k in _SETTINGS}
     if manifest.rows and recorded != settings:
@@ -622,8 +619,8 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     try:
         if jobs:
             _run_jobs(jobs, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs, model=model,
-                      device=device, steps=steps, scheduler=scheduler, start_timestep=start_timestep,
-                      spacing=spacing, samples=int(samples), resources=resources, progress=progress, record=record,
+                      device=device, sampler=sampler, samples=int(samples), resources=resources, progress=progress,
+                      record=record,
                       n_skipped=counts["skipped"])
         elif progress:
             print(f"sunpy-superres: nothing to do; {counts['skipped']} files done earlier", file=sys.stderr)
@@ -634,8 +631,8 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     return table
 
 
-def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, steps, scheduler, start_timestep,
-              spacing, samples, resources, progress, record, n_skipped):
+def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, sampler, samples, resources, progress,
+              record, n_skipped):
     plugin_name = f"sunpy-superres-model-{uuid.uuid4().hex}"
     with _connect(client, n_workers, cluster_kwargs) as dask_client:
         if progress:
@@ -644,9 +641,7 @@ def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, steps, 
             else:  # without bokeh dask serves a page that says to install it
                 hint = "" if importlib.util.find_spec("bokeh") else " (install bokeh>=3.1 to see it)"
                 print(f"Dask dashboard: {dask_client.dashboard_link}{hint}", file=sys.stderr)
-        dask_client.register_plugin(_ModelPlugin(model, device=device, steps=steps, scheduler=scheduler,
-                                                 start_timestep=start_timestep, spacing=spacing,
-                                                 samples=samples),
+        dask_client.register_plugin(_ModelPlugin(model, device=device, sampler=sampler, samples=samples),
                                     name=plugin_name)
         try:
             futures = {}

@@ -4,13 +4,13 @@ The ``sunpy-superres`` command.
 ::
 
     sunpy-superres INPUT.fits -o OUTPUT.fits [--model NAME] [--samples N] [--seed S] [--device D]
-                   [--steps N] [--sampler NAME] [--start-timestep T] [--spacing S]
+                   [--steps N] [--sampler NAME] [--start-timestep T] [--spacing S] [--noise-level G]
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
     sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
                    [--crop PIXELS] [--seed S] [--overwrite]
     sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--scheduler ADDRESS] [--workers N]
                    [--model NAME] [--samples N] [--seed S] [--steps N] [--sampler NAME]
-                   [--start-timestep T] [--spacing S] [--root DIR] [--overwrite] [--quiet]
+                   [--start-timestep T] [--spacing S] [--noise-level G] [--root DIR] [--overwrite] [--quiet]
 
 ``batch`` (needs the ``[batch]`` extra) runs many files on a Dask cluster (a local one, or the one at
 ``--scheduler``), writes ``OUT_DIR/<sub-folders>/<stem>_sr.fits`` and ``OUT_DIR/manifest.ecsv``, and
@@ -74,6 +74,9 @@ def _add_sampler_options(p):
                         "paper's whole chain (default: the model's)")
     p.add_argument("--spacing", default=None, choices=("linear", "log-snr"),
                    help="spacing of a DPM-Solver sampler's steps (default: the model's)")
+    p.add_argument("--noise-level", type=float, default=None, metavar="G",
+                   help="quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
+                        "(default: the model's)")
 
 
 def _read_map(path):
@@ -134,7 +137,8 @@ def _run(args):
     try:
         result = superresolve(smap, model=args.model, samples=args.samples, seed=args.seed,
                               steps=args.steps, scheduler=args.sampler, start_timestep=args.start_timestep,
-                              spacing=args.spacing, device=args.device, calibrate=args.calibrate,
+                              spacing=args.spacing, noise_level=args.noise_level, device=args.device,
+                              calibrate=args.calibrate,
                               check_scale=args.check_scale, progress=not args.quiet)
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(f"{args.input}: {err}") from err
@@ -225,7 +229,7 @@ def _run_batch(args):
         table = superresolve_files(inputs, args.output, client=args.scheduler, model=args.model,
                                    samples=args.samples, seed=args.seed, steps=args.steps,
                                    scheduler=args.sampler, start_timestep=args.start_timestep,
-                                   spacing=args.spacing,
+                                   spacing=args.spacing, noise_level=args.noise_level,
                                    overwrite=args.overwrite, n_workers=args.workers, root=args.root,
                                    progress=not args.quiet)
     except (TypeError, ValueError) as err:

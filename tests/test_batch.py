@@ -299,6 +299,16 @@ def test_sampler_start_timestep_reaches_workers_and_manifest(client, tmp_path):
                    "--quiet") == 0
     header = read_map(tmp_path / "cli" / "a_sr.fits").meta
     assert (header["srsched"], header["srsteps"], header["srtstart"]) == ("ddpm", 3, 500)
+    # The target noise level of a noise-conditioned model: to the workers, the header and the manifest.
+    tiny_model(noise_conditioning=True).save_pretrained(tmp_path / "conditioned")
+    assert run_cli(src, "-o", tmp_path / "noise", "--scheduler", client.scheduler.address, "--model",
+                   tmp_path / "conditioned", "--steps", "2", "--noise-level", "4.5", "--quiet") == 0
+    assert read_map(tmp_path / "noise" / "a_sr.fits").meta["srnoise"] == 4.5
+    assert read_manifest(tmp_path / "noise").meta["noise_level"] == 4.5
+    with pytest.raises(ValueError, match="not conditioned on a noise level"):
+        superresolve_files([src], tmp_path / "refused", client=client, model=str(tmp_path / "model"),
+                           noise_level=4.0, progress=False)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_file_seed_output_name_and_planning_errors(tmp_path):

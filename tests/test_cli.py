@@ -131,10 +131,16 @@ def test_sampler_options(tmp_path, capsys):
                    "--start-timestep", "500", "--seed", "1", "--quiet") == 0
     header = sunpy.map.Map(out).meta
     assert (header["srsched"], header["srsteps"], header["srtstart"]) == ("ddim", 2, 500)
-    # Bad settings and settings a deterministic model has no use for: one line, nothing written.
+    tiny_model(noise_conditioning=True).save_pretrained(tmp_path / "conditioned")
+    assert run_cli(src, "-o", tmp_path / "noise.fits", "--model", tmp_path / "conditioned", "--noise-level", "4.5",
+                   "--steps", "2", "--quiet") == 0
+    assert sunpy.map.Map(tmp_path / "noise.fits").meta["srnoise"] == 4.5
+    # Bad settings and settings a model has no use for: one line, nothing written.
     model = ("--model", tmp_path / "model")
     for args, message in [((*model, "--start-timestep", "1000"), "start_timestep must be"),
                           ((*model, "--sampler", "euler"), "unknown scheduler"),
+                          ((*model, "--noise-level", "4"), "not conditioned on a noise level"),
+                          (("--model", tmp_path / "conditioned", "--noise-level", "0"), "noise_level"),
                           (("--model", "bicubic", "--steps", "20"), "deterministic and has no sampler")]:
         bad = tmp_path / "bad.fits"
         assert run_cli(src, "-o", bad, *args, "--quiet") == 2

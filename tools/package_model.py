@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--scheduler", help="sampler (diffusion models)")
     parser.add_argument("--start-timestep", type=int, help="first timestep (diffusion models)")
     parser.add_argument("--spacing", choices=("linear", "log-snr"), help="step spacing (DPM-Solver samplers)")
+    parser.add_argument("--noise-level", type=float, help="target quiet-Sun noise in G (noise-conditioned models)")
     parser.add_argument("--revision", help="revision recorded in the manifest and output headers")
     args = parser.parse_args()
     if args.output.exists():
@@ -34,7 +35,8 @@ def main():
     model = load_model(args.model, device="cpu")
     if model.stochastic:
         model = model.configure_sampler(steps=args.steps, scheduler=args.scheduler,
-                                        start_timestep=args.start_timestep, spacing=args.spacing)
+                                        start_timestep=args.start_timestep, spacing=args.spacing,
+                                        noise_level=args.noise_level)
         model.uncertainty_calibration = None
         model.denoiser.half()
     else:
