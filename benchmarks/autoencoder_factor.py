@@ -33,12 +33,23 @@ def main():
     val = CropDataset(val_path, crop_size=256, strong_field_fraction=1.0, augment=False, seed=123)
     hr = np.stack([val.sample(i) for i in range(16)])
     for factor in (4, 8):
-        cfg = TrainConfig(name=f"ae-f{factor}", output_dir=f"{args.output_dir}/f{factor}", max_steps=args.steps,
-                          checkpoint_every=max(1, args.steps // 4),
-                          data=DataConfig(data_dir=args.data_dir, crop_size=args.crop,
-                                          validation_dates=[args.validation_date]),
-                          model=ModelConfig(kind="autoencoder", ae_factor=factor, latent_channels=4,
-                                            ae_base_channels=16, ae_max_channels=32, ae_norm_num_groups=8))
+        cfg = TrainConfig(
+            name=f"ae-f{factor}",
+            output_dir=f"{args.output_dir}/f{factor}",
+            max_steps=args.steps,
+            checkpoint_every=max(1, args.steps // 4),
+            data=DataConfig(
+                data_dir=args.data_dir, crop_size=args.crop, validation_dates=[args.validation_date]
+            ),
+            model=ModelConfig(
+                kind="autoencoder",
+                ae_factor=factor,
+                latent_channels=4,
+                ae_base_channels=16,
+                ae_max_channels=32,
+                ae_norm_num_groups=8,
+            ),
+        )
         t0 = time.perf_counter()
         path = train(cfg, progress=False)
         minutes = (time.perf_counter() - t0) / 60
@@ -52,10 +63,26 @@ def main():
             t2 = time.perf_counter()
             ae.decode_latent(z)
             t3 = time.perf_counter()
-        rows.append((factor, sum(p.numel() for p in ae.parameters()), minutes, m_all["psnr"], m_all["rmse_gauss"],
-                     100 * m_all["flux_error"], 100 * m_strong["flux_error"], t2 - t1, t3 - t2))
-    print(f"{args.steps} steps, batch 4, {args.crop}px crops; 16 strong-field 256px crops of {args.validation_date}")
-    print("| factor | params | train min | PSNR dB | RMSE G | flux err % | flux err % (>100 G) | enc 1024 s | dec 1024 s |")
+        rows.append(
+            (
+                factor,
+                sum(p.numel() for p in ae.parameters()),
+                minutes,
+                m_all["psnr"],
+                m_all["rmse_gauss"],
+                100 * m_all["flux_error"],
+                100 * m_strong["flux_error"],
+                t2 - t1,
+                t3 - t2,
+            )
+        )
+    print(
+        f"{args.steps} steps, batch 4, {args.crop}px crops; 16 strong-field 256px crops of {args.validation_date}"
+    )
+    print(
+        "| factor | params | train min | PSNR dB | RMSE G | flux err % | flux err % (>100 G) "
+        "| enc 1024 s | dec 1024 s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| {} | {:,} | {:.1f} | {:.2f} | {:.1f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} |".format(*r))

@@ -39,15 +39,21 @@ def mdi_crop(path, size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--mdi", default="../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits")
-    parser.add_argument("--model", action="append", help="model to time (repeatable); default: default, enhance")
+    parser.add_argument(
+        "--mdi", default="../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
+    )
+    parser.add_argument(
+        "--model", action="append", help="model to time (repeatable); default: default, enhance"
+    )
     parser.add_argument("--size", type=int, default=256, help="input side in MDI pixels")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     specs = args.model or ["default", "enhance"]
     smap = mdi_crop(args.mdi, args.size)
-    print(f"input {smap.data.shape[1]}x{smap.data.shape[0]} MDI pixels of {smap.date.isot}, torch threads "
-          f"{torch.get_num_threads()}, best of {args.repeats} after a warm-up")
+    print(
+        f"input {smap.data.shape[1]}x{smap.data.shape[0]} MDI pixels of {smap.date.isot}, torch threads "
+        f"{torch.get_num_threads()}, best of {args.repeats} after a warm-up"
+    )
     rows = []
     for spec in specs:
         model = load_model(spec, device="cpu")

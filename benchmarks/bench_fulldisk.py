@@ -42,17 +42,35 @@ from sunpy_superres.models.interpolation import NearestModel
 from sunpy_superres.tiling import plan_tiles, tile_seed
 from sunpy_superres.training import load_config
 
-MDI_FULL_DISK = (Path(__file__).resolve().parents[2] / "shared" / "data" / "mdi"
-                 / "mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits")
+MDI_FULL_DISK = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "mdi"
+    / "mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
+)
 PAPER = ("ddpm", 1000)
 
 
 def synthetic_mdi(n=1024, seed=0):
     """A 1024x1024 full disk on an MDI-like header (SOHO/MDI, 1.98"/px, 2010-10-15), NaN off the limb."""
-    ref = SkyCoord(0 * u.arcsec, 0 * u.arcsec, obstime="2010-10-15T00:00:00", observer="earth",
-                   frame=frames.Helioprojective)
-    header = make_fitswcs_header((n, n), ref, scale=[1.98, 1.98] * u.arcsec / u.pix, telescope="SOHO",
-                                 instrument="MDI", observatory="SOHO", detector="MDI", unit=u.G)
+    ref = SkyCoord(
+        0 * u.arcsec,
+        0 * u.arcsec,
+        obstime="2010-10-15T00:00:00",
+        observer="earth",
+        frame=frames.Helioprojective,
+    )
+    header = make_fitswcs_header(
+        (n, n),
+        ref,
+        scale=[1.98, 1.98] * u.arcsec / u.pix,
+        telescope="SOHO",
+        instrument="MDI",
+        observatory="SOHO",
+        detector="MDI",
+        unit=u.G,
+    )
     rng = np.random.default_rng(seed)
     data = rng.normal(0, 20, (n, n))  # quiet-Sun noise level of MDI, G
     yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
@@ -72,19 +90,36 @@ def model_from_config(name, device, channels_last=False):
     torch.manual_seed(0)
     ae = None
     if cfg.space == "latent":
-        ae = build_autoencoder(factor=cfg.ae_factor, latent_channels=cfg.latent_channels,
-                               base_channels=cfg.ae_base_channels, max_channels=cfg.ae_max_channels,
-                               layers_per_block=cfg.ae_layers_per_block,
-                               norm_num_groups=cfg.ae_norm_num_groups)
+        ae = build_autoencoder(
+            factor=cfg.ae_factor,
+            latent_channels=cfg.latent_channels,
+            base_channels=cfg.ae_base_channels,
+            max_channels=cfg.ae_max_channels,
+            layers_per_block=cfg.ae_layers_per_block,
+            norm_num_groups=cfg.ae_norm_num_groups,
+        )
     ch = cfg.latent_channels if cfg.space == "latent" else 1
-    den = ConditionalDenoiser(space=cfg.space, residual=cfg.residual, prediction_type=cfg.prediction_type,
-                              target_channels=ch, cond_channels=ch,
-                              block_out_channels=tuple(cfg.block_out_channels),
-                              layers_per_block=cfg.layers_per_block,
-                              attention_levels=tuple(cfg.attention_levels),
-                              attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups)
-    return DiffusionSuperResolution(den, ae, device=device, tile_size=cfg.tile_size, halo=cfg.halo,
-                                    revision="random", channels_last=channels_last)
+    den = ConditionalDenoiser(
+        space=cfg.space,
+        residual=cfg.residual,
+        prediction_type=cfg.prediction_type,
+        target_channels=ch,
+        cond_channels=ch,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        attention_levels=tuple(cfg.attention_levels),
+        attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=cfg.norm_num_groups,
+    )
+    return DiffusionSuperResolution(
+        den,
+        ae,
+        device=device,
+        tile_size=cfg.tile_size,
+        halo=cfg.halo,
+        revision="random",
+        channels_last=channels_last,
+    )
 
 
 def sync(device):
@@ -111,22 +146,33 @@ def fmt(seconds, est):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--input", help="full-disk FITS file (default: the shared MDI file, else synthetic)")
-    parser.add_argument("--model", help="model directory, Hub reference or registry name (default: random "
-                                        "weights with the architecture of --config)")
+    parser.add_argument(
+        "--model",
+        help="model directory, Hub reference or registry name (default: random "
+        "weights with the architecture of --config)",
+    )
     parser.add_argument("--config", default="cpu", help="training config whose architecture is timed")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--samples", type=int, nargs="+", default=[1, 10],
-                        help="samples per map (several: one row each)")
+    parser.add_argument(
+        "--samples", type=int, nargs="+", default=[1, 10], help="samples per map (several: one row each)"
+    )
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the denoiser")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC networks on CUDA (models built "
-                                                                     "from --config only)")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="NHWC networks on CUDA (models built from --config only)"
+    )
     parser.add_argument("--scheduler", help="our sampler (default: the model's)")
     parser.add_argument("--steps", type=int, help="our sampler steps (default: the sampler's)")
     parser.add_argument("--batch-size", default="auto", help="tiles per model call, or auto")
     parser.add_argument("--max-tiles", type=int, help="time only this many tiles and extrapolate")
-    parser.add_argument("--paper-steps", type=int, nargs=2, default=[1, 21], metavar=("K1", "K2"),
-                        help="DDPM steps timed to extrapolate the 1000-step chain (cost linear in steps)")
+    parser.add_argument(
+        "--paper-steps",
+        type=int,
+        nargs=2,
+        default=[1, 21],
+        metavar=("K1", "K2"),
+        help="DDPM steps timed to extrapolate the 1000-step chain (cost linear in steps)",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -152,12 +198,14 @@ def main():
     x = np.clip(normalise(data), -1, 1).astype(np.float32)
     tiles = plan_tiles(x.shape, tile, overlap)
     n_tiles = len(tiles)
-    timed = tiles if args.max_tiles is None else tiles[:max(1, min(args.max_tiles, n_tiles))]
+    timed = tiles if args.max_tiles is None else tiles[: max(1, min(args.max_tiles, n_tiles))]
     partial = len(timed) < n_tiles
     shape = (timed[0].size_y, timed[0].size_x)
     bs = auto_batch_size(model, shape, len(timed)) if args.batch_size == "auto" else int(args.batch_size)
-    batches = [(np.stack([x[t.slices] for t in timed[i:i + bs]]), timed[i:i + bs])
-               for i in range(0, len(timed), bs)]
+    batches = [
+        (np.stack([x[t.slices] for t in timed[i : i + bs]]), timed[i : i + bs])
+        for i in range(0, len(timed), bs)
+    ]
 
     # Warm-up: kernel selection, and with --compile one graph per batch shape (timed apart).
     t0 = time.perf_counter()
@@ -177,8 +225,12 @@ def main():
     # The paper's chain: per-step cost on the first batch, extrapolated to 1000 steps and all tiles.
     k1, k2 = args.paper_steps
     xb, tb = batches[0]
-    t_k = {k: min(time_tiles(paper.configure_sampler(scheduler="ddpm", steps=k), [(xb, tb)], 1)
-                  for _ in range(2)) for k in (k1, k2)}
+    t_k = {
+        k: min(
+            time_tiles(paper.configure_sampler(scheduler="ddpm", steps=k), [(xb, tb)], 1) for _ in range(2)
+        )
+        for k in (k1, k2)
+    }
     per_step = max(0.0, (t_k[k2] - t_k[k1]) / (k2 - k1))
     paper_batch = t_k[k1] + (PAPER[1] - k1) * per_step  # one batch of len(tb) tiles
     paper_map = paper_batch / len(tb) * n_tiles + map_overhead
@@ -199,25 +251,34 @@ def main():
     else:
         dev_name = f"cpu ({torch.get_num_threads()} threads)"
     ny, nx = smap.data.shape
-    print(f"input: {source}, {ny}x{nx} -> {model.factor * ny}x{model.factor * nx}; {n_tiles} tiles of "
-          f"{tile}x{tile} (overlap {overlap}); timed {len(timed)} tile(s) in batches of {bs}; precision "
-          f"{model.precision}, compile {'on' if model.compiled else 'off'}; warm-up {warmup:.1f} s; CPU-side "
-          f"per map {map_overhead:.1f} s")
+    print(
+        f"input: {source}, {ny}x{nx} -> {model.factor * ny}x{model.factor * nx}; {n_tiles} tiles of "
+        f"{tile}x{tile} (overlap {overlap}); timed {len(timed)} tile(s) in batches of {bs}; precision "
+        f"{model.precision}, compile {'on' if model.compiled else 'off'}; warm-up {warmup:.1f} s; CPU-side "
+        f"per map {map_overhead:.1f} s"
+    )
     if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB "
-              f"(of {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)")
-    print(f"paper chain: {per_step:.3f} s per DDPM step per batch of {len(tb)} tile(s) "
-          f"(timed {k1} and {k2} steps)")
+        print(
+            f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB "
+            f"(of {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        )
+    print(
+        f"paper chain: {per_step:.3f} s per DDPM step per batch of {len(tb)} tile(s) "
+        f"(timed {k1} and {k2} steps)"
+    )
     print()
     print("| device | model | sampler (steps) | samples | s / map | maps / hour | ours / paper |")
     print("|---|---|---|---|---|---|---|")
     for samples, ours, paper_s in rows:
         s, h = fmt(ours, partial)
-        print(f"| {dev_name} | {label} | {model.scheduler} ({model.steps}) | {samples} | {s} | {h} | "
-              f"{ours / paper_s:.3f} |")
+        print(
+            f"| {dev_name} | {label} | {model.scheduler} ({model.steps}) | {samples} | {s} | {h} | "
+            f"{ours / paper_s:.3f} |"
+        )
         s, h = fmt(paper_s, True)
-        print(f"| {dev_name} | {label}, paper pipeline | {PAPER[0]} ({PAPER[1]}) | {samples} | {s} | {h} "
-              "| 1 |")
+        print(
+            f"| {dev_name} | {label}, paper pipeline | {PAPER[0]} ({PAPER[1]}) | {samples} | {s} | {h} | 1 |"
+        )
 
 
 if __name__ == "__main__":

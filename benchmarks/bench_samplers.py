@@ -31,18 +31,29 @@ SAMPLERS = [("dpm-solver++", 20), ("ddim", 50), ("ddpm", 1000)]
 def models_from_config(name, device):
     cfg = load_config(name).model
     torch.manual_seed(0)
-    ae = build_autoencoder(factor=cfg.ae_factor, latent_channels=cfg.latent_channels, base_channels=cfg.ae_base_channels,
-                           max_channels=cfg.ae_max_channels, layers_per_block=cfg.ae_layers_per_block,
-                           norm_num_groups=cfg.ae_norm_num_groups)
+    ae = build_autoencoder(
+        factor=cfg.ae_factor,
+        latent_channels=cfg.latent_channels,
+        base_channels=cfg.ae_base_channels,
+        max_channels=cfg.ae_max_channels,
+        layers_per_block=cfg.ae_layers_per_block,
+        norm_num_groups=cfg.ae_norm_num_groups,
+    )
     out = []
     for space in ("latent", "pixel"):
         for residual in (True, False):
             ch = cfg.latent_channels if space == "latent" else 1
-            den = ConditionalDenoiser(space=space, residual=residual, target_channels=ch, cond_channels=ch,
-                                      block_out_channels=tuple(cfg.block_out_channels),
-                                      layers_per_block=cfg.layers_per_block,
-                                      attention_levels=tuple(cfg.attention_levels),
-                                      attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups)
+            den = ConditionalDenoiser(
+                space=space,
+                residual=residual,
+                target_channels=ch,
+                cond_channels=ch,
+                block_out_channels=tuple(cfg.block_out_channels),
+                layers_per_block=cfg.layers_per_block,
+                attention_levels=tuple(cfg.attention_levels),
+                attention_head_dim=cfg.attention_head_dim,
+                norm_num_groups=cfg.norm_num_groups,
+            )
             out.append(DiffusionSuperResolution(den, ae if space == "latent" else None, device=device))
     return out
 
@@ -57,7 +68,9 @@ def timed(model, x, steps, scheduler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--config", default="cpu", help="training config whose architecture is timed")
-    parser.add_argument("--model", action="append", help="trained model directory or Hub reference (repeatable)")
+    parser.add_argument(
+        "--model", action="append", help="trained model directory or Hub reference (repeatable)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=256, help="LR input side in pixels")
     parser.add_argument("--max-measured", type=int, default=50, help="longest chain timed in full")
@@ -71,8 +84,10 @@ def main():
         wanted = args.variants.split(",")
         models = [m for m in models_from_config(args.config, args.device) if m.name in wanted]
     x = np.random.default_rng(0).normal(0, 0.05, (1, args.size, args.size)).astype(np.float32)
-    print(f"device: {models[0].device}, torch threads: {torch.get_num_threads()}, input {args.size}x{args.size} "
-          f"-> {4 * args.size}x{4 * args.size}")
+    print(
+        f"device: {models[0].device}, torch threads: {torch.get_num_threads()}, input {args.size}x{args.size} "
+        f"-> {4 * args.size}x{4 * args.size}"
+    )
     print("| model | params | sampler | steps (NFE) | s / NFE | s / input |")
     print("|---|---|---|---|---|---|")
     for model in models:
@@ -88,8 +103,10 @@ def main():
                 total, mark = timed(model, x, steps, scheduler), ""
             else:
                 total, mark = overhead + steps * per_nfe, " (est.)"
-            print(f"| {model.name} | {params:,} | {scheduler} | {steps} | {per_nfe:.3f} | {total:.1f}{mark} |",
-                  flush=True)
+            print(
+                f"| {model.name} | {params:,} | {scheduler} | {steps} | {per_nfe:.3f} | {total:.1f}{mark} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

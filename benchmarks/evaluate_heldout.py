@@ -10,8 +10,8 @@ Cuts AR-centred crops from a full-disk HMI file that training did not see (by de
 ``--model`` may be given several times (directories, Hub references or registry names); "nearest"
 and "bicubic" are always included. A stochastic model with ``--samples`` above 1 gets a row per
 sample and a row for the mean of its samples with the coverage of its uncertainty, and a table of
-`sunpy_superres.evaluation.uncertainty_calibration` (coverage per bin of the true ``|B|``). A stochastic model is also scored with the paper's 1000-step DDPM
-sampler when ``--ddpm`` is given.
+`sunpy_superres.evaluation.uncertainty_calibration` (coverage per bin of the true ``|B|``). A
+stochastic model is also scored with the paper's 1000-step DDPM sampler when ``--ddpm`` is given.
 """
 
 import argparse
@@ -35,7 +35,7 @@ def strongest_regions(smap, size, count):
         centre = regions.most_intense_region(work, size)
         centres.append(centre)
         x, y = (int(round(float(v))) for v in work.wcs.world_to_pixel(centre))
-        work.data[max(0, y - size):y + size, max(0, x - size):x + size] = np.nan
+        work.data[max(0, y - size) : y + size, max(0, x - size) : x + size] = np.nan
     return centres
 
 
@@ -54,12 +54,22 @@ def main():
     parser.add_argument("--crop", type=int, default=256, help="HR crop side (LR = crop / 4)")
     parser.add_argument("--regions", type=int, default=4, help="number of AR-centred crops")
     parser.add_argument("--samples", type=int, default=3)
-    parser.add_argument("--ddpm", action="store_true", help="also score stochastic models with 1000 DDPM steps")
-    parser.add_argument("--ddpm-samples", type=int, default=None, help="samples for the DDPM rows (default: --samples)")
-    parser.add_argument("--consistency-off", action="store_true",
-                        help="also score stochastic models without the consistency step")
-    parser.add_argument("--baseline-consistency", action="store_true",
-                        help="also score deterministic models with the consistency step (back-projection)")
+    parser.add_argument(
+        "--ddpm", action="store_true", help="also score stochastic models with 1000 DDPM steps"
+    )
+    parser.add_argument(
+        "--ddpm-samples", type=int, default=None, help="samples for the DDPM rows (default: --samples)"
+    )
+    parser.add_argument(
+        "--consistency-off",
+        action="store_true",
+        help="also score stochastic models without the consistency step",
+    )
+    parser.add_argument(
+        "--baseline-consistency",
+        action="store_true",
+        help="also score deterministic models with the consistency step (back-projection)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
@@ -81,12 +91,21 @@ def main():
             settings.append((model, {"consistency": False}, f"{model.name} (consistency off)"))
         if model.stochastic and args.ddpm:
             ddpm = model.configure_sampler(scheduler="ddpm", steps=1000)
-            settings.append((model, {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
-                             f"{model.name} (DDPM, {ddpm.network_evaluations} steps from t={start})"))
+            settings.append(
+                (
+                    model,
+                    {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
+                    f"{model.name} (DDPM, {ddpm.network_evaluations} steps from t={start})",
+                )
+            )
             if start != 999:
-                settings.append((model.configure_sampler(start_timestep=999),
-                                 {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
-                                 f"{model.name} (DDPM 1000 from t=999, the paper's chain)"))
+                settings.append(
+                    (
+                        model.configure_sampler(start_timestep=999),
+                        {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
+                        f"{model.name} (DDPM 1000 from t=999, the paper's chain)",
+                    )
+                )
         for variant, kwargs, label in settings:
             t0 = time.perf_counter()
             kwargs = {"samples": args.samples, **kwargs}
@@ -94,29 +113,51 @@ def main():
             seconds = time.perf_counter() - t0
             for row in result.summary:
                 # A stochastic model has a row per sample and one for the mean of its samples.
-                suffix = row["model"][len(variant.name):]
+                suffix = row["model"][len(variant.name) :]
                 rows.append((label + suffix, row, seconds))
-            for name, table in result.calibration.items():
+            for table in result.calibration.values():
                 calibrations.append((label, table))
             if args.output:
-                result.write(args.output / "".join(c if c.isalnum() or c in "-+." else "_" for c in label),
-                             overwrite=True)
-    metrics = ["psnr", "ssim", "flux_error", "ar_area_error", "spectral_error", "small_scale", "coverage_1sd",
-               "coverage_2sd"]
+                result.write(
+                    args.output / "".join(c if c.isalnum() or c in "-+." else "_" for c in label),
+                    overwrite=True,
+                )
+    metrics = [
+        "psnr",
+        "ssim",
+        "flux_error",
+        "ar_area_error",
+        "spectral_error",
+        "small_scale",
+        "coverage_1sd",
+        "coverage_2sd",
+    ]
     print("| model | n | " + " | ".join(metrics) + " | seconds |")
     print("|---|---|" + "---|" * len(metrics) + "---|")
     for label, row, seconds in rows:
-        cells = [f"{row[m + '_mean']:.3g} ± {row[m + '_std']:.2g}" if m + "_mean" in row.colnames
-                 and np.isfinite(row[m + "_mean"]) else "" for m in metrics]
+        cells = [
+            f"{row[m + '_mean']:.3g} ± {row[m + '_std']:.2g}"
+            if m + "_mean" in row.colnames and np.isfinite(row[m + "_mean"])
+            else ""
+            for m in metrics
+        ]
         print(f"| {label} | {row['n']} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     for label, table in calibrations:
-        print(f"\nCalibration of the uncertainty of {label} ({args.samples} samples), pixels of all crops pooled, "
-              "bins of the true |B|:")
+        print(
+            f"\nCalibration of the uncertainty of {label} ({args.samples} samples), pixels of all crops pooled, "
+            "bins of the true |B|:"
+        )
         print("| " + " | ".join(table.colnames) + " |")
         print("|" + "---|" * len(table.colnames))
         for r in table:
-            print("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float | np.floating) else str(r[c])
-                                    for c in table.colnames) + " |")
+            print(
+                "| "
+                + " | ".join(
+                    f"{r[c]:.3g}" if isinstance(r[c], float | np.floating) else str(r[c])
+                    for c in table.colnames
+                )
+                + " |"
+            )
 
 
 if __name__ == "__main__":

@@ -53,18 +53,29 @@ def main():
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
     hmi, crops = heldout_crops(args.hmi, args.crop, args.regions)
-    print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}, "
-          f"{args.samples} samples, model {args.model!r}")
-    print("| crop | mean std (G) | spread below 2\" (G) | above 2\" (G) | below / above | "
-          "below / above, split at 1\" | error of the mean below / above 2\" (G) | error ratio, split at 1\" | "
-          "std / rms error | "
-          "rank corr. std vs error | std map split: mean abs below / above 2\" (G) | seconds |")
+    print(
+        f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}, "
+        f"{args.samples} samples, model {args.model!r}"
+    )
+    print(
+        '| crop | mean std (G) | spread below 2" (G) | above 2" (G) | below / above | '
+        'below / above, split at 1" | error of the mean below / above 2" (G) | error ratio, split at 1" | '
+        "std / rms error | "
+        'rank corr. std vs error | std map split: mean abs below / above 2" (G) | seconds |'
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios, old_ratios, err_ratios, old_err_ratios, calib, corr = [], [], [], [], [], []
     for i, crop in enumerate(crops):
         t0 = time.perf_counter()
-        um = superresolve(degrade(crop), model=args.model, samples=args.samples, seed=i, calibrate=False,
-                          keep_samples=True, progress=False)
+        um = superresolve(
+            degrade(crop),
+            model=args.model,
+            samples=args.samples,
+            seed=i,
+            calibrate=False,
+            keep_samples=True,
+            progress=False,
+        )
         small, large = _spread(um, 2 * u.arcsec)
         old_small, old_large = _spread(um, 1 * u.arcsec)
         error = um.data - np.asarray(crop.data, dtype=float)
@@ -80,21 +91,25 @@ def main():
         corr.append(spearmanr(std[ok], np.abs(error[ok])).statistic)
         map_small = np.nanmean(np.abs(um.small_scale_uncertainty().data))
         map_large = np.nanmean(np.abs(um.large_scale_uncertainty().data))
-        print(f"| {i} | {np.nanmean(std):.2f} | {small:.2f} | {large:.2f} | {small / large:.2f} | "
-              f"{old_small / old_large:.2f} | {err_high:.1f} / {err_low:.1f} | "
-              f"{old_err_high / old_err_low:.2f} | "
-              f"{calib[-1]:.3f} | "
-              f"{corr[-1]:.2f} | {map_small:.2f} / {map_large:.2f} | {time.perf_counter() - t0:.0f} |")
-    print(f"| all | | | | {np.mean(ratios):.2f} ± {np.std(ratios):.2f} | "
-          f"{np.mean(old_ratios):.2f} ± {np.std(old_ratios):.2f} | ratio {np.mean(err_ratios):.2f} | "
-          f"{np.mean(old_err_ratios):.2f} | {np.mean(calib):.3f} | "
-          f"{np.mean(corr):.2f} | | |")
+        print(
+            f"| {i} | {np.nanmean(std):.2f} | {small:.2f} | {large:.2f} | {small / large:.2f} | "
+            f"{old_small / old_large:.2f} | {err_high:.1f} / {err_low:.1f} | "
+            f"{old_err_high / old_err_low:.2f} | "
+            f"{calib[-1]:.3f} | "
+            f"{corr[-1]:.2f} | {map_small:.2f} / {map_large:.2f} | {time.perf_counter() - t0:.0f} |"
+        )
+    print(
+        f"| all | | | | {np.mean(ratios):.2f} ± {np.std(ratios):.2f} | "
+        f"{np.mean(old_ratios):.2f} ± {np.std(old_ratios):.2f} | ratio {np.mean(err_ratios):.2f} | "
+        f"{np.mean(old_err_ratios):.2f} | {np.mean(calib):.3f} | "
+        f"{np.mean(corr):.2f} | | |"
+    )
 
 
 def _rms_parts(data, meta, cutoff):
     """Rms (G) of the parts above and below ``cutoff`` of ``data`` on the grid of ``meta``."""
     parts = butterworth_split(sunpy.map.Map(data, meta), cutoff)
-    return tuple(np.sqrt(np.nanmean(part.data ** 2)) for part in parts)
+    return tuple(np.sqrt(np.nanmean(part.data**2)) for part in parts)
 
 
 def _spread(um, cutoff):

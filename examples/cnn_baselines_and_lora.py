@@ -65,8 +65,11 @@ print(table)
 # below 2"; the CNNs sharpen the edges; the diffusion model draws small-scale structure (a sample,
 # not an average).
 
-panels = [("input, 2\"/px", result.examples["lowres"]), ("truth (HMI)", result.examples["truth"]),
-          *((name, result.examples[name]) for name in models)]
+panels = [
+    ('input, 2"/px', result.examples["lowres"]),
+    ("truth (HMI)", result.examples["truth"]),
+    *((name, result.examples[name]) for name in models),
+]
 fig = plt.figure(figsize=(12, 8))
 for i, (title, smap) in enumerate(panels):
     ax = fig.add_subplot(2, 3, i + 1, projection=smap)
@@ -86,8 +89,9 @@ plt.show()
 # low-rank updates on the attention projections ``to_q``, ``to_k``, ``to_v`` and ``to_out.0`` of the
 # U-Net, and the U-Net's bottleneck (its mid block) trained in full; every other weight stays
 # frozen. The embedded default has no self-attention (it tiles exactly without it), so its LoRA goes
-# on the two convolutions of every ResNet block instead (``conv1``, ``conv2``). Real pairs come from JSOC with `~sunpy_superres.training.pairs.fetch_pair` and the
-# ``[finetune] pairs = "directory"`` setting.
+# on the two convolutions of every ResNet block instead (``conv1``, ``conv2``). Real pairs come from
+# JSOC with `~sunpy_superres.training.pairs.fetch_pair` and the ``[finetune] pairs = "directory"``
+# setting.
 #
 # No MDI/HMI pairs ship with the package, so the pair here is *synthetic*: an MDI-like map made from
 # the HMI cut-out by `~sunpy_superres.training.pairs.degrade_to_mdi` (a Gaussian PSF of 3.3" FWHM, the
@@ -96,8 +100,16 @@ plt.show()
 # about real MDI; it only shows the workflow.
 
 pair = make_synthetic_pair(hmi, seed=0)
-print("input:", pair.lr.data.shape, f"{pair.lr.scale.axis1:.3f}", "| target:", pair.hr.data.shape,
-      f"{pair.hr.scale.axis1:.3f}", "| calibration:", pair.lr.meta["srcalfac"])
+print(
+    "input:",
+    pair.lr.data.shape,
+    f"{pair.lr.scale.axis1:.3f}",
+    "| target:",
+    pair.hr.data.shape,
+    f"{pair.hr.scale.axis1:.3f}",
+    "| calibration:",
+    pair.lr.meta["srcalfac"],
+)
 
 fig = plt.figure(figsize=(10, 4.5))
 for i, (title, smap) in enumerate((("MDI-like input (synthetic)", pair.lr), ("HMI target", pair.hr))):
@@ -122,7 +134,11 @@ work = Path(tempfile.mkdtemp(prefix="lora-example-"))
 shutil.copy(HMI_AR_CUTOUT, work / "hmi" / "hmi.M_720s.20111217_060000_TAI.magnetogram.fits")
 
 config = TrainConfig(
-    name="lora-demo", output_dir=str(work / "run"), batch_size=2, max_steps=6, checkpoint_every=6,
+    name="lora-demo",
+    output_dir=str(work / "run"),
+    batch_size=2,
+    max_steps=6,
+    checkpoint_every=6,
     learning_rate=1e-3,
     data=DataConfig(data_dir=str(work / "hmi"), crop_size=128, validation_fraction=0),
     finetune=FinetuneConfig(base_model="ldm-res", lora_rank=8, pair_crop_size=0),
@@ -148,8 +164,10 @@ manifest = verify_adapter(adapter_dir)
 print("LoRA:", manifest["lora"])
 for p in sorted(adapter_dir.iterdir()):
     print(f"  {p.name:<28} {p.stat().st_size / 1e3:8.1f} kB")
-print(f"adapter {size_kb(adapter_dir):.0f} kB; base model ldm-res {size_kb(MODELS_DIR / 'ldm-res'):.0f} kB "
-      f"(float16 weights); merged model {size_kb(merged_dir):.0f} kB (float32)")
+print(
+    f"adapter {size_kb(adapter_dir):.0f} kB; base model ldm-res {size_kb(MODELS_DIR / 'ldm-res'):.0f} kB "
+    f"(float16 weights); merged model {size_kb(merged_dir):.0f} kB (float32)"
+)
 
 ###############################################################################
 # Most of the adapter is the mid block, trained in full and stored twice (float32); the LoRA
@@ -160,8 +178,10 @@ n_lora = sum(t.numel() for k, t in adapter_tensors.items() if ".lora_" in k)
 n_mid = sum(t.numel() for k, t in adapter_tensors.items() if ".lora_" not in k)
 base_files = (MODELS_DIR / "ldm-res").rglob("*.safetensors")
 n_base = sum(t.numel() for f in base_files for t in load_file(f).values())
-print(f"LoRA {n_lora:,} ({4 * n_lora / 1e3:.0f} kB as float32), mid block {n_mid:,}, "
-      f"base model (denoiser + autoencoder) {n_base:,} parameters")
+print(
+    f"LoRA {n_lora:,} ({4 * n_lora / 1e3:.0f} kB as float32), mid block {n_mid:,}, "
+    f"base model (denoiser + autoencoder) {n_base:,} parameters"
+)
 
 ###############################################################################
 # The adapter is applied at inference with ``adapter=``: the base model is loaded, the adapter's
@@ -175,8 +195,10 @@ base_out = superresolve(mdi, model="ldm-res", seed=0, progress=False)
 tuned_out = superresolve(mdi, model="ldm-res", adapter=adapter_dir, seed=0, progress=False)
 bicubic_out = superresolve(mdi, model="bicubic", progress=False)
 print("revision:", base_out.meta["srmodrev"], "->", tuned_out.meta["srmodrev"])
-for label, a, b in (("ldm-res - bicubic", base_out, bicubic_out),
-                    ("fine-tuned - ldm-res", tuned_out, base_out)):
+for label, a, b in (
+    ("ldm-res - bicubic", base_out, bicubic_out),
+    ("fine-tuned - ldm-res", tuned_out, base_out),
+):
     print(f"rms {label}: {np.sqrt(np.mean((a.data - b.data) ** 2)):.2f} G")
 
 fig = plt.figure(figsize=(12, 4))

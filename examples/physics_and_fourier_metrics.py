@@ -38,15 +38,17 @@ for name, smap in (("truth", truth), ("4x4 mean", lowres), ("bicubic", bicubic))
 
 area_true = physics.active_region_area(truth)
 area_bicubic = physics.active_region_area(bicubic)
-print(f"AR area: truth {area_true.area:.1f} ({area_true.area_msh:.0f}), "
-      f"bicubic {area_bicubic.area:.1f}: "
-      f"{physics.percentage_difference(area_bicubic.area, area_true.area):+.1f}")
+print(
+    f"AR area: truth {area_true.area:.1f} ({area_true.area_msh:.0f}), "
+    f"bicubic {area_bicubic.area:.1f}: "
+    f"{physics.percentage_difference(area_bicubic.area, area_true.area):+.1f}"
+)
 print(f"PSNR {image.psnr(bicubic, truth):.2f} dB, SSIM {image.ssim(bicubic, truth):.3f}")
 
 ###############################################################################
 # Interpolation cannot invent features below 2": its power there is a small fraction of the truth's.
 
-print(f"power below 2\" relative to truth: {spectra.small_scale_power_fraction(bicubic, truth):.3f}")
+print(f'power below 2" relative to truth: {spectra.small_scale_power_fraction(bicubic, truth):.3f}')
 print(f"spectral error: {spectra.spectral_error(bicubic, truth, lowres.scale.axis1):.2f}")
 
 ###############################################################################

@@ -31,14 +31,17 @@ truth = sunpy.map.Map(HMI_AR_CUTOUT).submap([128, 128] * u.pix, top_right=[383, 
 lowres = degrade(truth)
 samples = {
     "log-SNR, 10 steps": superresolve(lowres, seed=0, calibrate=False, progress=False),
-    "linear, 12 steps": superresolve(lowres, seed=0, spacing="linear", steps=12, calibrate=False,
-                                     progress=False),
+    "linear, 12 steps": superresolve(
+        lowres, seed=0, spacing="linear", steps=12, calibrate=False, progress=False
+    ),
 }
 for name, smap in samples.items():
     flux = physics.percentage_difference(physics.unsigned_flux(smap), physics.unsigned_flux(truth))
-    print(f"{name:>18} (SRSPACE={smap.meta['srspace']}): power below 2\" / truth "
-          f"{spectra.small_scale_power_fraction(smap, truth):.2f}, spectral error "
-          f"{spectra.spectral_error(smap, truth, lowres.scale.axis1):.2f}, unsigned flux {flux:+.1f}")
+    print(
+        f'{name:>18} (SRSPACE={smap.meta["srspace"]}): power below 2" / truth '
+        f"{spectra.small_scale_power_fraction(smap, truth):.2f}, spectral error "
+        f"{spectra.spectral_error(smap, truth, lowres.scale.axis1):.2f}, unsigned flux {flux:+.1f}"
+    )
 
 ###############################################################################
 # The radial power spectra. Right of the dashed line (MDI's Nyquist frequency, a 4" period) lies what

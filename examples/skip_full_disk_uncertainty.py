@@ -30,8 +30,9 @@ from sunpy_superres import superresolve
 ###############################################################################
 # Read the full-disk frame. Off-disk pixels are NaN and stay NaN; tiles are blended on the disk.
 
-path = Path(os.environ.get("MDI_FULL_DISK",
-                           "../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"))
+path = Path(
+    os.environ.get("MDI_FULL_DISK", "../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits")
+)
 if not path.is_file():
     raise FileNotFoundError(f"{path} not found: download the MDI frame (see above) and set MDI_FULL_DISK")
 mdi = sunpy.map.Map(path)
@@ -55,14 +56,19 @@ plt.show()
 # inherits from the input. Shown on a 200" x 200" field around the active region near disk centre.
 
 small, large = um.small_scale_uncertainty(), um.large_scale_uncertainty()
-print(f"mean |std| below 2\": {np.nanmean(np.abs(small.data)):.1f} G, "
-      f"above: {np.nanmean(np.abs(large.data)):.1f} G")
+print(
+    f'mean |std| below 2": {np.nanmean(np.abs(small.data)):.1f} G, '
+    f"above: {np.nanmean(np.abs(large.data)):.1f} G"
+)
 box = dict(bottom_left=[-100, -500] * u.arcsec, top_right=[100, -300] * u.arcsec)
 fig = plt.figure(figsize=(15, 5))
-for i, (m, title, cmap) in enumerate([(um, "mean", "gray"), (small, 'std below 2"', "RdBu_r"),
-                                      (large, 'std above 2"', "magma")]):
-    sub = m.submap(SkyCoord(*box["bottom_left"], frame=m.coordinate_frame),
-                   top_right=SkyCoord(*box["top_right"], frame=m.coordinate_frame))
+for i, (m, title, cmap) in enumerate(
+    [(um, "mean", "gray"), (small, 'std below 2"', "RdBu_r"), (large, 'std above 2"', "magma")]
+):
+    sub = m.submap(
+        SkyCoord(*box["bottom_left"], frame=m.coordinate_frame),
+        top_right=SkyCoord(*box["top_right"], frame=m.coordinate_frame),
+    )
     ax = fig.add_subplot(1, 3, i + 1, projection=sub)
     im = sub.plot(axes=ax, cmap=cmap, title=title)
     fig.colorbar(im, ax=ax, label="G", shrink=0.8)

@@ -42,14 +42,32 @@ hmi.save(work / "hmi" / "hmi.M_720s.20111217_060000_TAI.magnetogram.fits")
 # the same loop, then the denoiser. The real configs differ only in sizes and step counts.
 
 config = TrainConfig(
-    name="tiny-ldm-res", output_dir=str(work / "run"), batch_size=2, max_steps=20, checkpoint_every=10,
-    autoencoder_steps=20, scale_batches=2,
-    data=DataConfig(data_dir=str(work / "hmi"), crop_size=64, validation_dates=[], validation_fraction=0,
-                    max_radius=1.0),
-    model=ModelConfig(space="latent", residual=True, block_out_channels=[16, 32], attention_levels=[False, True],
-                      attention_head_dim=8, norm_num_groups=8, layers_per_block=1, ae_factor=4,
-                      latent_channels=2, ae_base_channels=8, ae_max_channels=16, ae_norm_num_groups=4,
-                      tile_size=64, halo=4),
+    name="tiny-ldm-res",
+    output_dir=str(work / "run"),
+    batch_size=2,
+    max_steps=20,
+    checkpoint_every=10,
+    autoencoder_steps=20,
+    scale_batches=2,
+    data=DataConfig(
+        data_dir=str(work / "hmi"), crop_size=64, validation_dates=[], validation_fraction=0, max_radius=1.0
+    ),
+    model=ModelConfig(
+        space="latent",
+        residual=True,
+        block_out_channels=[16, 32],
+        attention_levels=[False, True],
+        attention_head_dim=8,
+        norm_num_groups=8,
+        layers_per_block=1,
+        ae_factor=4,
+        latent_channels=2,
+        ae_base_channels=8,
+        ae_max_channels=16,
+        ae_norm_num_groups=4,
+        tile_size=64,
+        halo=4,
+    ),
 )
 model_dir = train(config, progress=False)
 print(sorted(p.name for p in model_dir.iterdir()))
@@ -60,9 +78,10 @@ print(sorted(p.name for p in model_dir.iterdir()))
 # (``scheduler="ddpm"``).
 
 lowres = degrade(hmi).submap([0, 0] * u.pix, top_right=[31, 31] * u.pix)
-outputs = {sched: superresolve(lowres, model=str(model_dir), scheduler=sched, steps=steps, seed=0,
-                              progress=False)
-           for sched, steps in (("dpm-solver++", None), ("ddim", 25))}
+outputs = {
+    sched: superresolve(lowres, model=str(model_dir), scheduler=sched, steps=steps, seed=0, progress=False)
+    for sched, steps in (("dpm-solver++", None), ("ddim", 25))
+}
 for sched, out in outputs.items():
     print(sched, out.meta["srsteps"], "steps:", out.data.shape, f"{np.nanstd(out.data):.1f} G rms")
 
@@ -70,7 +89,7 @@ for sched, out in outputs.items():
 # Input and the two samples side by side.
 
 fig = plt.figure(figsize=(12, 4))
-for i, (title, smap) in enumerate([("input (2\")", lowres), *outputs.items()]):
+for i, (title, smap) in enumerate([('input (2")', lowres), *outputs.items()]):
     ax = fig.add_subplot(1, 3, i + 1, projection=smap)
     smap.plot(axes=ax, cmap="gray", norm=None, vmin=-1000, vmax=1000, title=title)
 plt.show()

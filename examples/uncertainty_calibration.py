@@ -47,8 +47,9 @@ for name, m in [("calibrated", um), ("raw spread of the samples", raw)]:
 error = np.abs(um.data - truth.data)
 fig = plt.figure(figsize=(12, 5))
 limit = np.nanpercentile(error, 99)
-for i, (data, title) in enumerate([(um.std.to_value(u.G), "standard deviation (calibrated)"),
-                                   (error, "|mean - truth|")]):
+for i, (data, title) in enumerate(
+    [(um.std.to_value(u.G), "standard deviation (calibrated)"), (error, "|mean - truth|")]
+):
     ax = fig.add_subplot(1, 2, i + 1, projection=truth)
     im = ax.imshow(data, origin="lower", cmap="magma", vmin=0, vmax=limit)
     ax.set_title(title)
@@ -63,8 +64,13 @@ z = ((truth.data - um.data) / um.std.to_value(u.G)).ravel()
 fig, ax = plt.subplots()
 bins = np.linspace(-5, 5, 101)
 ax.hist(np.clip(z, -5, 5), bins=bins, density=True, histtype="step", label="calibrated")
-ax.hist(np.clip(((truth.data - raw.data) / raw.std.to_value(u.G)).ravel(), -5, 5), bins=bins, density=True,
-        histtype="step", label="raw spread")
+ax.hist(
+    np.clip(((truth.data - raw.data) / raw.std.to_value(u.G)).ravel(), -5, 5),
+    bins=bins,
+    density=True,
+    histtype="step",
+    label="raw spread",
+)
 ax.plot(bins, stats.norm.pdf(bins), "k--", label="standard normal")
 ax.set_xlabel("(truth - mean) / std")
 ax.set_ylabel("density")

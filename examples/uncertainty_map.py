@@ -15,9 +15,9 @@ from pathlib import Path
 
 import astropy.units as u
 import matplotlib.pyplot as plt
-from matplotlib.colors import Normalize
 import numpy as np
 import sunpy.map
+from matplotlib.colors import Normalize
 
 from sunpy_superres import UncertaintyMap, superresolve
 from sunpy_superres.data import MDI_AR_CUTOUT
@@ -48,8 +48,10 @@ plt.show()
 
 small = um.small_scale_uncertainty()
 large = um.large_scale_uncertainty()
-print(f"mean |std| below 2\": {np.nanmean(np.abs(small.data)):.1f} G, "
-      f"above 2\": {np.nanmean(np.abs(large.data)):.1f} G")
+print(
+    f'mean |std| below 2": {np.nanmean(np.abs(small.data)):.1f} G, '
+    f'above 2": {np.nanmean(np.abs(large.data)):.1f} G'
+)
 
 fig = plt.figure(figsize=(12, 5))
 for i, (m, title) in enumerate([(small, 'std below 2"'), (large, 'std above 2"')]):

@@ -83,15 +83,31 @@ _COLUMNS = (
     ("reason", str, None, "why it failed, one line; empty when done"),
     ("seconds", np.float64, u.s, "wall time of the file on its worker"),
     ("bytes", np.int64, None, "size of the output file; -1 when failed"),
-    ("seed", np.int64, None, "seed of this file as its header records it (SRSEED): from the run's seed and "
-                             "the file name, or drawn for the file; -1 for none"),
+    (
+        "seed",
+        np.int64,
+        None,
+        "seed of this file as its header records it (SRSEED): from the run's seed and "
+        "the file name, or drawn for the file; -1 for none",
+    ),
     ("worker", str, None, "Dask worker address"),
     ("finished", str, None, "UTC time the file was finished (ISO 8601)"),
 )
 
 # Settings that change the output values: a folder holds results of one combination of them.
-_SETTINGS = ("model", "samples", "seed", "steps", "scheduler", "start_timestep", "spacing", "noise_level",
-             "calibrate", "tile_size", "overlap")
+_SETTINGS = (
+    "model",
+    "samples",
+    "seed",
+    "steps",
+    "scheduler",
+    "start_timestep",
+    "spacing",
+    "noise_level",
+    "calibrate",
+    "tile_size",
+    "overlap",
+)
 
 
 def file_seed(seed, name):
@@ -218,15 +234,18 @@ class _Manifest:
         if not self.path.exists():
             return self
         text = self.path.read_text()
-        text = text[:text.rfind("\n") + 1]  # a line cut short by a kill mid-append is dropped
+        text = text[: text.rfind("\n") + 1]  # a line cut short by a kill mid-append is dropped
         try:
             table = Table.read(text, format="ascii.ecsv") if text else None
         except Exception as err:  # noqa: BLE001 - any parse failure means "not a manifest"
-            raise ValueError(f"{self.path} is not a sunpy-superres manifest ({' '.join(str(err).split())}); "
-                             "move it away or choose another output folder.") from err
+            raise ValueError(
+                f"{self.path} is not a sunpy-superres manifest ({' '.join(str(err).split())}); "
+                "move it away or choose another output folder."
+            ) from err
         if table is None or [c[0] for c in _COLUMNS] != table.colnames:
-            raise ValueError(f"{self.path} is not a sunpy-superres manifest; move it away or choose another "
-                             "output folder.")
+            raise ValueError(
+                f"{self.path} is not a sunpy-superres manifest; move it away or choose another output folder."
+            )
         self.meta = dict(table.meta)
         for row in table:
             rec = {name: _plain(row[name]) for name, *_ in _COLUMNS}
@@ -311,8 +330,10 @@ class _ModelPlugin(WorkerPlugin):
         model = load_model(self.spec, device=device)
         model = model.configure_sampler(**self.sampler)
         if self.samples > 1 and not model.stochastic:
-            raise ValueError(f"model {model.name!r} is deterministic, so every sample would be the same; "
-                             "use samples=1, or a diffusion model for an uncertainty estimate.")
+            raise ValueError(
+                f"model {model.name!r} is deterministic, so every sample would be the same; "
+                "use samples=1, or a diffusion model for an uncertainty estimate."
+            )
         return model
 
     def teardown(self, worker):
@@ -364,8 +385,10 @@ def _run_file(job, plugin_name):
             raise RuntimeError(f"the model is not loaded on worker {worker.address} (see its log)")
         out = Path(job["output"])
         if out.exists() and not job["overwrite"] and not _written_by_us(out):
-            raise FileExistsError(f"{out} exists and was not written by sunpy-superres; remove it or pass "
-                                  "overwrite=True (CLI: --overwrite)")
+            raise FileExistsError(
+                f"{out} exists and was not written by sunpy-superres; remove it or pass "
+                "overwrite=True (CLI: --overwrite)"
+            )
         from .superresolve import superresolve
 
         result = superresolve(read_map(job["input"]), model=plugin.model, progress=False, **job["options"])
@@ -396,8 +419,9 @@ def _check_int(name, value, minimum, allow_none):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}"
+        )
 
 
 def _default_workers():
@@ -427,9 +451,14 @@ def _connect(client, n_workers, cluster_kwargs):
     try:
         # One file at a time per worker (threads_per_worker=1); torch uses this worker's share of
         # the cores through OMP_NUM_THREADS, which must be set before the worker imports torch.
-        kwargs = {"n_workers": n, "threads_per_worker": 1, "processes": True,
-                  # The dashboard has no authentication: this machine only (reach it with ssh -L).
-                  "dashboard_address": "127.0.0.1:8787", **(cluster_kwargs or {})}
+        kwargs = {
+            "n_workers": n,
+            "threads_per_worker": 1,
+            "processes": True,
+            # The dashboard has no authentication: this machine only (reach it with ssh -L).
+            "dashboard_address": "127.0.0.1:8787",
+            **(cluster_kwargs or {}),
+        }
         with dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": threads}):
             with warnings.catch_warnings():
                 # Dask serves the dashboard on another port when 8787 is taken, and says so with a
@@ -444,11 +473,32 @@ def _connect(client, n_workers, cluster_kwargs):
         os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
 
 
-def superresolve_files(paths, out_dir, *, client=None, model="default", samples=1, seed=None, steps=None,
-                       scheduler=None, start_timestep=None, spacing=None, noise_level=None, overwrite=False,
-                       n_workers=None, root=None,
-                       device="auto", calibrate=True, check_scale=True, tile_size=None, overlap=None,
-                       batch_size=4, resources=None, cluster_kwargs=None, progress=True):
+def superresolve_files(
+    paths,
+    out_dir,
+    *,
+    client=None,
+    model="default",
+    samples=1,
+    seed=None,
+    steps=None,
+    scheduler=None,
+    start_timestep=None,
+    spacing=None,
+    noise_level=None,
+    overwrite=False,
+    n_workers=None,
+    root=None,
+    device="auto",
+    calibrate=True,
+    check_scale=True,
+    tile_size=None,
+    overlap=None,
+    batch_size=4,
+    resources=None,
+    cluster_kwargs=None,
+    progress=True,
+):
     """
     Super-resolve many magnetogram files on a Dask cluster; resumable, one output per input.
 
@@ -545,13 +595,24 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     _check_int("seed", seed, 0, True)
     _check_int("n_workers", n_workers, 1, True)
     if client is not None and (n_workers is not None or cluster_kwargs):
-        raise ValueError("n_workers and cluster_kwargs apply to the local cluster only; with client=, "
-                         "size your own cluster instead.")
-    if isinstance(model, str) and not model.startswith("hf://") and not os.path.isdir(model) \
-            and model not in available_models():
+        raise ValueError(
+            "n_workers and cluster_kwargs apply to the local cluster only; with client=, "
+            "size your own cluster instead."
+        )
+    if (
+        isinstance(model, str)
+        and not model.startswith("hf://")
+        and not os.path.isdir(model)
+        and model not in available_models()
+    ):
         load_model(model, device="cpu")  # raises the registry's ValueError, before any cluster starts
-    sampler = {"steps": steps, "scheduler": scheduler, "start_timestep": start_timestep, "spacing": spacing,
-               "noise_level": noise_level}
+    sampler = {
+        "steps": steps,
+        "scheduler": scheduler,
+        "start_timestep": start_timestep,
+        "spacing": spacing,
+        "noise_level": noise_level,
+    }
     if any(v is not None for v in sampler.values()):
         # Sampler settings a model cannot take fail here, before any cluster starts or folder is made.
         load_model(model, device="cpu").configure_sampler(**sampler)
@@ -559,17 +620,26 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
         raise ValueError("no input files given")
     out_dir = Path(os.path.abspath(out_dir))
 
-    settings = {"model": _model_setting(model), "samples": int(samples),
-                "seed": None if seed is None else int(seed), **sampler, "calibrate": calibrate,
-                "tile_size": tile_size, "overlap": overlap}
+    settings = {
+        "model": _model_setting(model),
+        "samples": int(samples),
+        "seed": None if seed is None else int(seed),
+        **sampler,
+        "calibrate": calibrate,
+        "tile_size": tile_size,
+        "overlap": overlap,
+    }
     manifest = _Manifest(out_dir / MANIFEST_NAME).load()
     recorded = {k: manifest.meta.get(k) for k in _SETTINGS}
     if manifest.rows and recorded != settings:
         if not overwrite:
-            diff = ", ".join(f"{k}={recorded[k]!r} (now {settings[k]!r})" for k in _SETTINGS
-                             if recorded[k] != settings[k])
-            raise ValueError(f"{out_dir} holds results made with other settings: {diff}; choose another "
-                             "output folder, or pass overwrite=True to start it again.")
+            diff = ", ".join(
+                f"{k}={recorded[k]!r} (now {settings[k]!r})" for k in _SETTINGS if recorded[k] != settings[k]
+            )
+            raise ValueError(
+                f"{out_dir} holds results made with other settings: {diff}; choose another "
+                "output folder, or pass overwrite=True to start it again."
+            )
         manifest.rows = {}
 
     # Outputs that earlier runs wrote are never inputs (an output folder inside the input tree).
@@ -577,36 +647,57 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     inputs = [p for p in inputs if str(p) not in ours]
     if root is None:
         old = manifest.meta.get("root")
-        root = old if old and all(p.is_relative_to(old) for p in inputs) else \
-            os.path.commonpath([str(p.parent) for p in inputs])
+        root = (
+            old
+            if old and all(p.is_relative_to(old) for p in inputs)
+            else os.path.commonpath([str(p.parent) for p in inputs])
+        )
     root = Path(os.path.abspath(root))
     if not all(p.is_relative_to(root) for p in inputs):
-        raise ValueError(f"root {root} does not hold every input, e.g. "
-                         f"{next(p for p in inputs if not p.is_relative_to(root))}")
+        raise ValueError(
+            f"root {root} does not hold every input, e.g. "
+            f"{next(p for p in inputs if not p.is_relative_to(root))}"
+        )
     manifest.meta = {**settings, "root": str(root), "version": __version__}
 
     planned = {}
     for p in inputs:
         rel = str(manifest.rows[str(p)]["output"]) if str(p) in manifest.rows else str(output_name(p, root))
         if rel in planned:
-            raise ValueError(f"{planned[rel]} and {p} would both be written to {rel}; rename one or run "
-                             "them into different output folders.")
+            raise ValueError(
+                f"{planned[rel]} and {p} would both be written to {rel}; rename one or run "
+                "them into different output folders."
+            )
         planned[rel] = p
     taken = {r["output"]: k for k, r in manifest.rows.items() if k not in {str(p) for p in inputs}}
     for rel, p in planned.items():
         if rel in taken:
             raise ValueError(f"{p} would be written to {rel}, which holds the result of {taken[rel]}.")
 
-    options = {"samples": int(samples), "calibrate": calibrate, "check_scale": check_scale,
-               "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size}
+    options = {
+        "samples": int(samples),
+        "calibrate": calibrate,
+        "check_scale": check_scale,
+        "tile_size": tile_size,
+        "overlap": overlap,
+        "batch_size": batch_size,
+    }
     jobs, counts = [], {"done": 0, "failed": 0, "skipped": 0}
     for rel, p in sorted(planned.items(), key=lambda kv: str(kv[1])):
         if not overwrite and manifest.is_done(str(p), out_dir):
             counts["skipped"] += 1
             continue
         s = file_seed(seed, p)
-        jobs.append({"input": str(p), "output": str(out_dir / rel), "rel": rel, "seed": s,
-                     "overwrite": overwrite, "options": {**options, "seed": s}})
+        jobs.append(
+            {
+                "input": str(p),
+                "output": str(out_dir / rel),
+                "rel": rel,
+                "seed": s,
+                "overwrite": overwrite,
+                "options": {**options, "seed": s},
+            }
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.write()  # the settings, and a clean file to append to (no line cut short by a kill)
 
@@ -618,10 +709,20 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
 
     try:
         if jobs:
-            _run_jobs(jobs, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs, model=model,
-                      device=device, sampler=sampler, samples=int(samples), resources=resources, progress=progress,
-                      record=record,
-                      n_skipped=counts["skipped"])
+            _run_jobs(
+                jobs,
+                client=client,
+                n_workers=n_workers,
+                cluster_kwargs=cluster_kwargs,
+                model=model,
+                device=device,
+                sampler=sampler,
+                samples=int(samples),
+                resources=resources,
+                progress=progress,
+                record=record,
+                n_skipped=counts["skipped"],
+            )
         elif progress:
             print(f"sunpy-superres: nothing to do; {counts['skipped']} files done earlier", file=sys.stderr)
     finally:
@@ -631,8 +732,21 @@ def superresolve_files(paths, out_dir, *, client=None, model="default", samples=
     return table
 
 
-def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, sampler, samples, resources, progress,
-              record, n_skipped):
+def _run_jobs(
+    jobs,
+    *,
+    client,
+    n_workers,
+    cluster_kwargs,
+    model,
+    device,
+    sampler,
+    samples,
+    resources,
+    progress,
+    record,
+    n_skipped,
+):
     plugin_name = f"sunpy-superres-model-{uuid.uuid4().hex}"
     with _connect(client, n_workers, cluster_kwargs) as dask_client:
         if progress:
@@ -641,14 +755,16 @@ def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, sampler
             else:  # without bokeh dask serves a page that says to install it
                 hint = "" if importlib.util.find_spec("bokeh") else " (install bokeh>=3.1 to see it)"
                 print(f"Dask dashboard: {dask_client.dashboard_link}{hint}", file=sys.stderr)
-        dask_client.register_plugin(_ModelPlugin(model, device=device, sampler=sampler, samples=samples),
-                                    name=plugin_name)
+        dask_client.register_plugin(
+            _ModelPlugin(model, device=device, sampler=sampler, samples=samples), name=plugin_name
+        )
         try:
             futures = {}
             for job in jobs:
                 key = f"superresolve-{Path(job['rel']).name}-{uuid.uuid4().hex[:8]}"
-                futures[dask_client.submit(_run_file, job, plugin_name, key=key, pure=False,
-                                           resources=resources)] = job
+                futures[
+                    dask_client.submit(_run_file, job, plugin_name, key=key, pure=False, resources=resources)
+                ] = job
             desc = f"files ({n_skipped} done earlier)" if n_skipped else "files"
             with tqdm(total=len(jobs), unit="file", desc=desc, disable=not progress) as bar:
                 try:
@@ -659,9 +775,14 @@ def _run_jobs(jobs, *, client, n_workers, cluster_kwargs, model, device, sampler
                         else:  # KilledWorker after repeated worker deaths, or a task lost with the cluster
                             exc = future.exception()
                             last = getattr(exc, "last_worker", None)
-                            rec = {"status": "failed", "reason": _one_line(exc), "bytes": -1,
-                                   "worker": getattr(last, "address", ""), "seconds": float("nan"),
-                                   "finished": _now()}
+                            rec = {
+                                "status": "failed",
+                                "reason": _one_line(exc),
+                                "bytes": -1,
+                                "worker": getattr(last, "address", ""),
+                                "seconds": float("nan"),
+                                "finished": _now(),
+                            }
                         record(job, rec)
                         bar.update()
                 finally:

@@ -89,8 +89,10 @@ def calibration_factor(smap, calibrate=True):
     except (TypeError, ValueError):
         factor = np.nan
     if isinstance(calibrate, str) or not np.isfinite(factor) or factor <= 0:
-        raise ValueError(f"calibrate={calibrate!r} is not a positive finite factor; "
-                         "pass True (MDI 1/1.4), False, or a positive number.")
+        raise ValueError(
+            f"calibrate={calibrate!r} is not a positive finite factor; "
+            "pass True (MDI 1/1.4), False, or a positive number."
+        )
     return factor, "user-supplied factor"
 
 

@@ -45,7 +45,7 @@ def _parser():
     names = ", ".join(available_models())
     p = argparse.ArgumentParser(
         prog="sunpy-superres",
-        description="Super-resolve a line-of-sight magnetogram FITS file 4x (MDI 2\"/px -> 0.5\"/px).",
+        description='Super-resolve a line-of-sight magnetogram FITS file 4x (MDI 2"/px -> 0.5"/px).',
     )
     p.add_argument("input", type=Path, help="input magnetogram FITS file (read with sunpy.map.Map)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output FITS file")
@@ -55,28 +55,54 @@ def _parser():
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     _add_sampler_options(p)
     p.add_argument("--png", type=Path, default=None, help="also write a PNG quick-look, input beside output")
-    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                   help="do not scale MDI by 1/1.4 to HMI levels")
-    p.add_argument("--no-check-scale", dest="check_scale", action="store_false",
-                   help="accept pixel scales outside 1-4 arcsec/pixel")
+    p.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="do not scale MDI by 1/1.4 to HMI levels",
+    )
+    p.add_argument(
+        "--no-check-scale",
+        dest="check_scale",
+        action="store_false",
+        help="accept pixel scales outside 1-4 arcsec/pixel",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def _add_sampler_options(p):
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps of a diffusion model (default: the model's)")
-    p.add_argument("--sampler", default=None, help="sampler of a diffusion model: ddpm, ddim, dpm-solver++ or "
-                   "sde-dpm-solver++ (default: the model's)")
-    p.add_argument("--start-timestep", type=int, default=None,
-                   help="timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
-                        "paper's whole chain (default: the model's)")
-    p.add_argument("--spacing", default=None, choices=("linear", "log-snr"),
-                   help="spacing of a DPM-Solver sampler's steps (default: the model's)")
-    p.add_argument("--noise-level", type=float, default=None, metavar="G",
-                   help="quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
-                        "(default: the model's)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="sampler steps of a diffusion model (default: the model's)"
+    )
+    p.add_argument(
+        "--sampler",
+        default=None,
+        help="sampler of a diffusion model: ddpm, ddim, dpm-solver++ or "
+        "sde-dpm-solver++ (default: the model's)",
+    )
+    p.add_argument(
+        "--start-timestep",
+        type=int,
+        default=None,
+        help="timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
+        "paper's whole chain (default: the model's)",
+    )
+    p.add_argument(
+        "--spacing",
+        default=None,
+        choices=("linear", "log-snr"),
+        help="spacing of a DPM-Solver sampler's steps (default: the model's)",
+    )
+    p.add_argument(
+        "--noise-level",
+        type=float,
+        default=None,
+        metavar="G",
+        help="quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
+        "(default: the model's)",
+    )
 
 
 def _read_map(path):
@@ -92,8 +118,10 @@ def _check_outputs(args):
     """Refuse, before any work, outputs that would destroy something or could not be written."""
     out_paths = [args.output] + ([args.png] if args.png else [])
     if args.png and Path(os.path.abspath(args.png)) == Path(os.path.abspath(args.output)):
-        raise _Refusal(f"--png {args.png} is the FITS output too; the quick-look would replace the result. "
-                       "Give the PNG another name")
+        raise _Refusal(
+            f"--png {args.png} is the FITS output too; the quick-look would replace the result. "
+            "Give the PNG another name"
+        )
     for out in out_paths:
         if out.is_dir():
             raise _Refusal(f"output {out} is a folder; give a file name, e.g. {out / 'output.fits'}")
@@ -103,8 +131,9 @@ def _check_outputs(args):
             raise _Refusal(f"{out} exists; pass --overwrite to replace it")
         folder = _existing_parent(out)
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise _Refusal(f"cannot write {out}: the folder {folder} is not writable; choose another output "
-                           "folder")
+            raise _Refusal(
+                f"cannot write {out}: the folder {folder} is not writable; choose another output folder"
+            )
 
 
 @contextlib.contextmanager
@@ -115,8 +144,9 @@ def _write_errors_refused(output):
     except FileExistsError:
         raise
     except OSError as err:
-        raise _Refusal(f"cannot write {err.filename or output}: {err.strerror or err}; no partial file "
-                       "was left") from err
+        raise _Refusal(
+            f"cannot write {err.filename or output}: {err.strerror or err}; no partial file was left"
+        ) from err
 
 
 def _existing_parent(path):
@@ -135,11 +165,21 @@ def _run(args):
     _check_outputs(args)
     smap = _read_map(args.input)
     try:
-        result = superresolve(smap, model=args.model, samples=args.samples, seed=args.seed,
-                              steps=args.steps, scheduler=args.sampler, start_timestep=args.start_timestep,
-                              spacing=args.spacing, noise_level=args.noise_level, device=args.device,
-                              calibrate=args.calibrate,
-                              check_scale=args.check_scale, progress=not args.quiet)
+        result = superresolve(
+            smap,
+            model=args.model,
+            samples=args.samples,
+            seed=args.seed,
+            steps=args.steps,
+            scheduler=args.sampler,
+            start_timestep=args.start_timestep,
+            spacing=args.spacing,
+            noise_level=args.noise_level,
+            device=args.device,
+            calibrate=args.calibrate,
+            check_scale=args.check_scale,
+            progress=not args.quiet,
+        )
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(f"{args.input}: {err}") from err
     with _write_errors_refused(args.output):
@@ -147,18 +187,22 @@ def _run(args):
         if args.png:
             save_quicklook(smap, result, args.png, overwrite=args.overwrite)
     ny, nx = result.data.shape
-    print(f"{args.input} -> {args.output} ({nx}x{ny} px, {abs(result.scale.axis1.value):.4f} arcsec/px, "
-          f"model {result.meta['srmodel']})" + (f"; quick-look {args.png}" if args.png else ""))
+    print(
+        f"{args.input} -> {args.output} ({nx}x{ny} px, {abs(result.scale.axis1.value):.4f} arcsec/px, "
+        f"model {result.meta['srmodel']})" + (f"; quick-look {args.png}" if args.png else "")
+    )
 
 
 def _evaluate_parser():
     p = argparse.ArgumentParser(
         prog="sunpy-superres evaluate",
         description="Score models on ground-truth HMI maps with the protocol of Ramunno et al. (Tables 1-2): "
-                    "AR-centred crops, 4x4 block-mean degradation, image, physics and Fourier metrics.",
+        "AR-centred crops, 4x4 block-mean degradation, image, physics and Fourier metrics.",
     )
     p.add_argument("inputs", type=Path, nargs="+", help="ground-truth magnetogram FITS files (HMI)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder for the ECSV tables and PNG figures")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="folder for the ECSV tables and PNG figures"
+    )
     p.add_argument("--models", nargs="+", default=["nearest", "bicubic"], help="models to score")
     p.add_argument("--samples", type=int, default=10, help="samples per image of stochastic models")
     p.add_argument("--crop", type=int, default=1024, help="AR-centred crop side in pixels (multiple of 4)")
@@ -173,11 +217,14 @@ def _run_evaluate(args):
     from .models.hub import WeightsNotFoundError
 
     if args.output.exists() and not args.output.is_dir():
-        raise _Refusal(f"-o {args.output} is a file; evaluate writes several tables and figures into a folder")
+        raise _Refusal(
+            f"-o {args.output} is a file; evaluate writes several tables and figures into a folder"
+        )
     maps = [_read_map(path) for path in args.inputs]
     try:
-        result = evaluate(args.models, maps, samples=args.samples, crop=args.crop, seed=args.seed,
-                          device=args.device)
+        result = evaluate(
+            args.models, maps, samples=args.samples, crop=args.crop, seed=args.seed, device=args.device
+        )
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(str(err)) from err
     with _write_errors_refused(args.output):
@@ -192,25 +239,49 @@ def _batch_parser():
     p = argparse.ArgumentParser(
         prog="sunpy-superres batch",
         description="Super-resolve many magnetogram files on a Dask cluster. Outputs mirror the input "
-                    "folders under OUT_DIR as <stem>_sr.fits; OUT_DIR/manifest.ecsv records each file. Run "
-                    "the same command again to resume: finished files are skipped, failed ones retried.",
+        "folders under OUT_DIR as <stem>_sr.fits; OUT_DIR/manifest.ecsv records each file. Run "
+        "the same command again to resume: finished files are skipped, failed ones retried.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT_GLOB",
-                   help="input FITS files or glob patterns (quote them; ** recurses)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT_GLOB",
+        help="input FITS files or glob patterns (quote them; ** recurses)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="address of a running Dask scheduler (default: start a local cluster)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="workers of the local cluster (default: one per GPU, else one per 4 CPU cores)")
-    p.add_argument("--model", default="default", metavar="NAME",
-                   help=f"model name (default: %(default)s); one of {', '.join(available_models())}")
-    p.add_argument("--samples", type=int, default=1, metavar="N",
-                   help="stochastic samples per file (default: 1)")
-    p.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="base random seed; each file derives its own")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler (default: start a local cluster)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="workers of the local cluster (default: one per GPU, else one per 4 CPU cores)",
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        metavar="NAME",
+        help=f"model name (default: %(default)s); one of {', '.join(available_models())}",
+    )
+    p.add_argument(
+        "--samples", type=int, default=1, metavar="N", help="stochastic samples per file (default: 1)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, metavar="S", help="base random seed; each file derives its own"
+    )
     _add_sampler_options(p)
-    p.add_argument("--root", type=Path, default=None, metavar="DIR",
-                   help="folder whose tree is mirrored in the output (default: the inputs' common folder)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder whose tree is mirrored in the output (default: the inputs' common folder)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo every file and replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no dashboard link or progress bar")
     return p
@@ -226,29 +297,46 @@ def _run_batch(args):
     manifest = args.output / MANIFEST_NAME
     try:
         inputs = expand_paths(args.inputs)
-        table = superresolve_files(inputs, args.output, client=args.scheduler, model=args.model,
-                                   samples=args.samples, seed=args.seed, steps=args.steps,
-                                   scheduler=args.sampler, start_timestep=args.start_timestep,
-                                   spacing=args.spacing, noise_level=args.noise_level,
-                                   overwrite=args.overwrite, n_workers=args.workers, root=args.root,
-                                   progress=not args.quiet)
+        table = superresolve_files(
+            inputs,
+            args.output,
+            client=args.scheduler,
+            model=args.model,
+            samples=args.samples,
+            seed=args.seed,
+            steps=args.steps,
+            scheduler=args.sampler,
+            start_timestep=args.start_timestep,
+            spacing=args.spacing,
+            noise_level=args.noise_level,
+            overwrite=args.overwrite,
+            n_workers=args.workers,
+            root=args.root,
+            progress=not args.quiet,
+        )
     except (TypeError, ValueError) as err:
         raise _Refusal(" ".join(str(err).split())) from err
     except OSError as err:  # e.g. no scheduler at --scheduler
         raise _Refusal(f"{type(err).__name__}: {' '.join(str(err).split())}") from err
     except (KeyboardInterrupt, _Terminated) as stop:
         how = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
-        print(f"sunpy-superres: {how}; finished files are recorded in {manifest}; run the same "
-              "command again to resume", file=sys.stderr)
+        print(
+            f"sunpy-superres: {how}; finished files are recorded in {manifest}; run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
         return 128 + signal.SIGTERM if isinstance(stop, _Terminated) else 130
     run = table.meta["run"]
     names = {str(p) for p in inputs}
     failed = [row for row in table if row["status"] == "failed" and row["input"] in names]
-    print(f"{run['done']} files done, {run['skipped']} done earlier, {len(failed)} failed; "
-          f"manifest {manifest}")
+    print(
+        f"{run['done']} files done, {run['skipped']} done earlier, {len(failed)} failed; manifest {manifest}"
+    )
     if len(failed):
-        print(f"sunpy-superres: error: {len(failed)} of {len(inputs)} files failed; reasons in {manifest}",
-              file=sys.stderr)
+        print(
+            f"sunpy-superres: error: {len(failed)} of {len(inputs)} files failed; reasons in {manifest}",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return 0
 
@@ -264,6 +352,7 @@ def _on_sigterm(signum, frame):
 @contextlib.contextmanager
 def _cli_signals_and_warnings():
     """SIGTERM cleans up like Ctrl-C; the package's warnings print as one line each."""
+
     def one_line(message, category, filename, lineno, line=None):
         return f"sunpy-superres: warning: {' '.join(str(message).split())}\n"
 

@@ -131,7 +131,11 @@ class StdCalibration:
     method: str = "split-conformal"
 
     def __post_init__(self):
-        if list(self.edges_gauss) != sorted(self.edges_gauss) or not self.edges_gauss or self.edges_gauss[0] != 0:
+        if (
+            list(self.edges_gauss) != sorted(self.edges_gauss)
+            or not self.edges_gauss
+            or self.edges_gauss[0] != 0
+        ):
             raise ValueError(f"bin edges must increase from 0 G, got {self.edges_gauss}")
         if not self.samples or list(self.samples) != sorted(set(self.samples)) or min(self.samples) < 2:
             raise ValueError(f"sample counts must increase from at least 2, got {self.samples}")
@@ -141,8 +145,10 @@ class StdCalibration:
             raise ValueError(f"scales must be positive and finite, got {self.scales}")
         if not (self.smoothing >= 0 and math.isfinite(self.smoothing)):
             raise ValueError(f"smoothing must be a non-negative number of pixels, got {self.smoothing}")
-        if self.floors_gauss and (len(self.floors_gauss) != len(self.edges_gauss)
-                                  or not all(f >= 0 and math.isfinite(f) for f in self.floors_gauss)):
+        if self.floors_gauss and (
+            len(self.floors_gauss) != len(self.edges_gauss)
+            or not all(f >= 0 and math.isfinite(f) for f in self.floors_gauss)
+        ):
             raise ValueError(f"floors must be one non-negative value (G) per bin, got {self.floors_gauss}")
 
     def factors(self, samples):
@@ -180,8 +186,11 @@ class StdCalibration:
         """
         mean, std = u.Quantity(mean), u.Quantity(std)
         absb = np.abs(mean.to_value(u.G))
-        index = np.clip(np.searchsorted(np.asarray(self.edges_gauss), np.nan_to_num(absb), side="right") - 1,
-                        0, len(self.edges_gauss) - 1)
+        index = np.clip(
+            np.searchsorted(np.asarray(self.edges_gauss), np.nan_to_num(absb), side="right") - 1,
+            0,
+            len(self.edges_gauss) - 1,
+        )
         smooth = smooth_std(std.to_value(u.G), self.smoothing)
         if self.floors_gauss:
             smooth = np.hypot(smooth, np.asarray(self.floors_gauss, dtype=np.float64)[index])
@@ -201,9 +210,14 @@ class StdCalibration:
     def from_dict(cls, d):
         """Inverse of `to_dict`."""
         d = dict(d)
-        return cls(edges_gauss=tuple(d.pop("edges_gauss")), samples=tuple(d.pop("samples")),
-                   scales=tuple(tuple(s) for s in d.pop("scales")), n_pixels=tuple(d.pop("n_pixels", ())),
-                   floors_gauss=tuple(d.pop("floors_gauss", ())), **d)
+        return cls(
+            edges_gauss=tuple(d.pop("edges_gauss")),
+            samples=tuple(d.pop("samples")),
+            scales=tuple(tuple(s) for s in d.pop("scales")),
+            n_pixels=tuple(d.pop("n_pixels", ())),
+            floors_gauss=tuple(d.pop("floors_gauss", ())),
+            **d,
+        )
 
     def describe(self, samples):
         """One line for a FITS header: method, smoothing and the factors per bin at ``samples``."""
@@ -211,8 +225,9 @@ class StdCalibration:
         bins = [f"{a:g}-{b:g}G" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f">{edges[-1]:g}G"]
         floors = self.floors_gauss or (0.0,) * len(bins)
         return f"conformal N={samples} sm={self.smoothing:g}px " + " ".join(
-            f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "") for b, s, f in zip(bins, self.factors(samples), floors,
-                                                                          strict=True))
+            f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "")
+            for b, s, f in zip(bins, self.factors(samples), floors, strict=True)
+        )
 
 
 def _bins(mean, std, truth, edges):
@@ -220,8 +235,10 @@ def _bins(mean, std, truth, edges):
     ok = np.isfinite(mean) & np.isfinite(std) & np.isfinite(truth)
     err, sd, absb = np.abs(truth[ok] - mean[ok]), std[ok], np.abs(mean[ok])
     upper = list(edges[1:]) + [np.inf]
-    return [(err[(absb >= lo) & (absb < hi)], sd[(absb >= lo) & (absb < hi)], lo, hi)
-            for lo, hi in zip(edges, upper, strict=True)]
+    return [
+        (err[(absb >= lo) & (absb < hi)], sd[(absb >= lo) & (absb < hi)], lo, hi)
+        for lo, hi in zip(edges, upper, strict=True)
+    ]
 
 
 def _conformal_scale(err, sd, floor, coverage, lo, hi):
@@ -230,15 +247,25 @@ def _conformal_scale(err, sd, floor, coverage, lo, hi):
     n = score.size
     rank = math.ceil((n + 1) * coverage)
     if rank > n:
-        raise ValueError(f"the bin {lo:g}-{hi:g} G has {n} calibration pixels, too few for coverage "
-                         f"{coverage:.4g}; use more or larger calibration crops, or other bin edges")
+        raise ValueError(
+            f"the bin {lo:g}-{hi:g} G has {n} calibration pixels, too few for coverage "
+            f"{coverage:.4g}; use more or larger calibration crops, or other bin edges"
+        )
     return float(score[rank - 1]) / 2.0, score  # +-2 calibrated std = the conformal quantile
 
 
 @u.quantity_input
-def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0, 1.0, 2.0, 3.0),
-                        floors: u.G = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0) * u.G, coverage=TWO_SIGMA_COVERAGE,
-                        edges: u.G = DEFAULT_BIN_EDGES, source=""):
+def fit_std_calibration(
+    samples: u.G,
+    truth: u.G,
+    *,
+    counts=None,
+    smoothing=(0.0, 1.0, 2.0, 3.0),
+    floors: u.G = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0) * u.G,
+    coverage=TWO_SIGMA_COVERAGE,
+    edges: u.G = DEFAULT_BIN_EDGES,
+    source="",
+):
     """
     Fit a `StdCalibration` by split conformal prediction, one quantile per ``|mean|`` bin.
 
@@ -285,13 +312,15 @@ def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0
     samples = np.asarray(samples.to_value(u.G), dtype=np.float64)
     truth = np.asarray(truth.to_value(u.G), dtype=np.float64)
     if samples.ndim != 4 or truth.shape != samples.shape[:1] + samples.shape[2:]:
-        raise ValueError(f"samples must be (n_images, N, ny, nx) and truth (n_images, ny, nx), got {samples.shape} "
-                         f"and {truth.shape}")
+        raise ValueError(
+            f"samples must be (n_images, N, ny, nx) and truth (n_images, ny, nx), got {samples.shape} "
+            f"and {truth.shape}"
+        )
     n = samples.shape[1]
     if n < 2:
         raise ValueError("calibration needs at least 2 samples per image")
     if counts is None:
-        counts = sorted({*(2 ** k for k in range(1, int(math.log2(n)) + 1)), n})
+        counts = sorted({*(2**k for k in range(1, int(math.log2(n)) + 1)), n})
     counts = sorted({int(c) for c in counts})
     if counts[0] < 2 or counts[-1] > n:
         raise ValueError(f"sample counts must lie between 2 and {n}, got {counts}")
@@ -308,8 +337,10 @@ def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0
     chosen_floors = [floor_values[0]] * len(edge_values)
     if len(widths) > 1 or len(floor_values) > 1:
         if samples.shape[0] < 2:
-            raise ValueError("choosing the smoothing or the floors needs at least 2 calibration images (one half "
-                             "chooses, the other fits); give one candidate of each to fit on a single image")
+            raise ValueError(
+                "choosing the smoothing or the floors needs at least 2 calibration images (one half "
+                "chooses, the other fits); give one candidate of each to fit on a single image"
+            )
         choose, fit_images = fit_images[0::2], fit_images[1::2]
         mean, std = moments(n, choose)
         best = (np.inf, None, None)
@@ -330,10 +361,20 @@ def fit_std_calibration(samples: u.G, truth: u.G, *, counts=None, smoothing=(0.0
     for k in counts:
         mean, std = moments(k, fit_images)
         binned = _bins(mean, smooth_std(std, widths[0]), truth[fit_images], edge_values)
-        all_scales.append(tuple(_conformal_scale(err, sd, f, coverage, lo, hi)[0]
-                                for (err, sd, lo, hi), f in zip(binned, chosen_floors, strict=True)))
+        all_scales.append(
+            tuple(
+                _conformal_scale(err, sd, f, coverage, lo, hi)[0]
+                for (err, sd, lo, hi), f in zip(binned, chosen_floors, strict=True)
+            )
+        )
         pixels = tuple(int(b[0].size) for b in binned)
-    return StdCalibration(edges_gauss=tuple(map(float, edge_values)), samples=tuple(counts),
-                          scales=tuple(all_scales), smoothing=widths[0],
-                          floors_gauss=tuple(chosen_floors) if any(chosen_floors) else (),
-                          coverage=float(coverage), n_pixels=pixels, source=str(source))
+    return StdCalibration(
+        edges_gauss=tuple(map(float, edge_values)),
+        samples=tuple(counts),
+        scales=tuple(all_scales),
+        smoothing=widths[0],
+        floors_gauss=tuple(chosen_floors) if any(chosen_floors) else (),
+        coverage=float(coverage),
+        n_pixels=pixels,
+        source=str(source),
+    )

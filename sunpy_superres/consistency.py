@@ -92,7 +92,8 @@ def project_block_means(image, target, factor, *, method="backprojection", max_i
             error = target - block_means(out, factor)
             if np.abs(error).max() <= limit:
                 break
-            out += cv2.resize(error.astype(np.float32), (factor * nx, factor * ny),
-                              interpolation=cv2.INTER_CUBIC)
+            out += cv2.resize(
+                error.astype(np.float32), (factor * nx, factor * ny), interpolation=cv2.INTER_CUBIC
+            )
     out += np.kron(target - block_means(out, factor), np.ones((factor, factor)))
     return out.astype(np.float32)

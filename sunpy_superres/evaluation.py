@@ -42,8 +42,17 @@ from .metrics import image, physics, regions, spectra
 from .models import load_model
 from .superresolve import superresolve
 
-__all__ = ["Evaluation", "evaluate", "degrade", "plot_boxplots", "plot_fourier", "plot_power_spectra",
-           "METRICS", "uncertainty_calibration", "COVERAGE_BIN_EDGES"]
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "degrade",
+    "plot_boxplots",
+    "plot_fourier",
+    "plot_power_spectra",
+    "METRICS",
+    "uncertainty_calibration",
+    "COVERAGE_BIN_EDGES",
+]
 
 #: Lower edges of the true ``|B|`` bins of `uncertainty_calibration` (the last bin is open).
 COVERAGE_BIN_EDGES = (0.0, 100.0, 500.0) * u.G
@@ -113,18 +122,24 @@ class Evaluation:
         from .io import atomic_output
 
         directory = Path(directory)
-        targets = {name: directory / name for name in ("summary.ecsv", "records.ecsv", "boxplots.png",
-                                                        "fourier.png", "power_spectra.png")}
+        targets = {
+            name: directory / name
+            for name in ("summary.ecsv", "records.ecsv", "boxplots.png", "fourier.png", "power_spectra.png")
+        }
         if not overwrite:
             existing = [str(p) for p in targets.values() if p.exists()]
             if existing:
-                raise FileExistsError(f"{', '.join(existing)} exist(s); pass overwrite=True "
-                                      "(CLI: --overwrite) to replace them.")
+                raise FileExistsError(
+                    f"{', '.join(existing)} exist(s); pass overwrite=True (CLI: --overwrite) to replace them."
+                )
         for name in ("summary.ecsv", "records.ecsv"):
             with atomic_output(targets[name], overwrite=overwrite) as tmp:
                 getattr(self, name.split(".")[0]).write(tmp, format="ascii.ecsv", overwrite=True)
-        for name, plot in (("boxplots.png", plot_boxplots), ("fourier.png", plot_fourier),
-                           ("power_spectra.png", plot_power_spectra)):
+        for name, plot in (
+            ("boxplots.png", plot_boxplots),
+            ("fourier.png", plot_fourier),
+            ("power_spectra.png", plot_power_spectra),
+        ):
             fig = plot(self)
             try:
                 with atomic_output(targets[name], overwrite=overwrite) as tmp:
@@ -212,8 +227,11 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
         "psnr": image.psnr(pred, truth),
         "ssim": image.ssim(pred, truth),
         "flux_error": abs(physics.percentage_difference(flux_pred, flux_true).to_value(u.percent)),
-        "ar_area_error": (abs(physics.percentage_difference(area_pred, area_true).to_value(u.percent))
-                          if area_true > 0 * u.Mm**2 else np.nan),
+        "ar_area_error": (
+            abs(physics.percentage_difference(area_pred, area_true).to_value(u.percent))
+            if area_true > 0 * u.Mm**2
+            else np.nan
+        ),
         "spectral_error": spectra.spectral_error(pred, truth, lowres.scale.axis1),
         "small_scale": spectra.small_scale_power_fraction(pred, truth),
         "lpips": image.lpips(pred, truth, weights=lpips_weights) if lpips_weights is not None else np.nan,
@@ -221,9 +239,24 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
     return {k: float(v) for k, v in row.items()}
 
 
-def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, seed=0,
-             threshold=300 * u.G, steps=None, scheduler=None, consistency="auto", device="auto",
-             lpips_weights=None, fid_weights=None, progress=False):
+def evaluate(
+    models,
+    hr_maps,
+    *,
+    samples=10,
+    crop=1024,
+    centers=None,
+    srs=None,
+    seed=0,
+    threshold=300 * u.G,
+    steps=None,
+    scheduler=None,
+    consistency="auto",
+    device="auto",
+    lpips_weights=None,
+    fid_weights=None,
+    progress=False,
+):
     """
     Score models on ground-truth maps with the protocol of the paper's Tables 1 and 2.
 
@@ -303,17 +336,40 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
             common = dict(calibrate=False, consistency=consistency, device=device, progress=progress)
             if model.stochastic and samples > 1:
                 # One call for all samples: the mean and the (calibrated) spread of superresolve.
-                um = superresolve(lowres, model=model, samples=samples, keep_samples=True,
-                                  seed=_seed_for(seed, i, 0), steps=steps, scheduler=scheduler, **common)
+                um = superresolve(
+                    lowres,
+                    model=model,
+                    samples=samples,
+                    keep_samples=True,
+                    seed=_seed_for(seed, i, 0),
+                    steps=steps,
+                    scheduler=scheduler,
+                    **common,
+                )
                 preds = [type(um.mean_map)(s.value, um.meta) for s in um.samples]
             elif model.stochastic:
-                preds = [superresolve(lowres, model=model, seed=_seed_for(seed, i, 0), steps=steps,
-                                      scheduler=scheduler, **common)]
+                preds = [
+                    superresolve(
+                        lowres,
+                        model=model,
+                        seed=_seed_for(seed, i, 0),
+                        steps=steps,
+                        scheduler=scheduler,
+                        **common,
+                    )
+                ]
             else:
                 preds = [superresolve(lowres, model=model, **common)]
             for k, pred in enumerate(preds):
-                rows.append({"model": model.name, "image": i, "sample": k, "date": truth.date.isot,
-                             **_score(pred, truth, lowres, threshold, lpips_weights)})
+                rows.append(
+                    {
+                        "model": model.name,
+                        "image": i,
+                        "sample": k,
+                        "date": truth.date.isot,
+                        **_score(pred, truth, lowres, threshold, lpips_weights),
+                    }
+                )
                 outputs[model.name].append(pred)
                 if i == 0 and k == 0:
                     examples[model.name] = pred
@@ -323,10 +379,17 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
                 cover = uncertainty_calibration([um], [truth])[0]
                 if i == 0:
                     examples[mean_name(model.name, samples)] = um.mean_map
-                rows.append({"model": mean_name(model.name, samples), "image": i, "sample": -1,
-                             "date": truth.date.isot, **_score(um.mean_map, truth, lowres, threshold, lpips_weights),
-                             "coverage_1sd": float(cover["coverage_1sd"]),
-                             "coverage_2sd": float(cover["coverage_2sd"])})
+                rows.append(
+                    {
+                        "model": mean_name(model.name, samples),
+                        "image": i,
+                        "sample": -1,
+                        "date": truth.date.isot,
+                        **_score(um.mean_map, truth, lowres, threshold, lpips_weights),
+                        "coverage_1sd": float(cover["coverage_1sd"]),
+                        "coverage_2sd": float(cover["coverage_2sd"]),
+                    }
+                )
 
     for row in rows:
         row.setdefault("coverage_1sd", np.nan)
@@ -336,11 +399,21 @@ def evaluate(models, hr_maps, *, samples=10, crop=1024, centers=None, srs=None, 
     summary = _summarise(records, names)
     if fid_weights is not None:
         summary["fid"] = [image.fid(outputs[name], truths, weights=fid_weights) for name in names]
-    summary.meta.update({"protocol": "Ramunno et al. 2024, Tables 1-2", "samples": samples,
-                         "crop": crop, "seed": seed, "threshold_G": threshold.to_value(u.G),
-                         "consistency": str(consistency),
-                         "images": len(hr_maps), "dates": sorted({t.date.isot for t in truths})})
-    calibration = {name: uncertainty_calibration(*zip(*pairs, strict=True)) for name, pairs in uncertain.items()}
+    summary.meta.update(
+        {
+            "protocol": "Ramunno et al. 2024, Tables 1-2",
+            "samples": samples,
+            "crop": crop,
+            "seed": seed,
+            "threshold_G": threshold.to_value(u.G),
+            "consistency": str(consistency),
+            "images": len(hr_maps),
+            "dates": sorted({t.date.isot for t in truths}),
+        }
+    )
+    calibration = {
+        name: uncertainty_calibration(*zip(*pairs, strict=True)) for name, pairs in uncertain.items()
+    }
     return Evaluation(summary=summary, records=records, examples=examples, calibration=calibration)
 
 
@@ -412,21 +485,38 @@ def uncertainty_calibration(predictions, truths, *, edges=COVERAGE_BIN_EDGES, en
     lows = np.asarray(u.Quantity(edges, u.G).value, dtype=float)
     highs = list(lows[1:]) + [np.inf]
     subsets = [("all", np.ones(err.shape, dtype=bool))]
-    subsets += [(f"{lo:g}-{hi:g} G" if np.isfinite(hi) else f">{lo:g} G", (absb >= lo) & (absb < hi))
-                for lo, hi in zip(lows, highs, strict=True)]
+    subsets += [
+        (f"{lo:g}-{hi:g} G" if np.isfinite(hi) else f">{lo:g} G", (absb >= lo) & (absb < hi))
+        for lo, hi in zip(lows, highs, strict=True)
+    ]
     rows = []
     for name, sel in subsets:
         e, sd = err[sel], std[sel]
         if not e.size:
-            rows.append({"bin": name, "n_pixels": 0, **dict.fromkeys(
-                ("coverage_1sd", "coverage_2sd", "mean_z2", "std_over_rmse", "spearman", "ence"), np.nan)})
+            rows.append(
+                {
+                    "bin": name,
+                    "n_pixels": 0,
+                    **dict.fromkeys(
+                        ("coverage_1sd", "coverage_2sd", "mean_z2", "std_over_rmse", "spearman", "ence"),
+                        np.nan,
+                    ),
+                }
+            )
             continue
         z = np.abs(e) / np.maximum(sd, np.finfo(float).tiny)
-        rows.append({"bin": name, "n_pixels": int(e.size), "coverage_1sd": float(np.mean(z <= 1)),
-                     "coverage_2sd": float(np.mean(z <= 2)), "mean_z2": float(np.mean(z ** 2)),
-                     "std_over_rmse": float(np.sqrt(np.mean(sd ** 2)) / max(np.sqrt(np.mean(e ** 2)), 1e-300)),
-                     "spearman": float(spearmanr(sd, np.abs(e)).statistic) if e.size > 2 else np.nan,
-                     "ence": _ence(sd, e, ence_bins)})
+        rows.append(
+            {
+                "bin": name,
+                "n_pixels": int(e.size),
+                "coverage_1sd": float(np.mean(z <= 1)),
+                "coverage_2sd": float(np.mean(z <= 2)),
+                "mean_z2": float(np.mean(z**2)),
+                "std_over_rmse": float(np.sqrt(np.mean(sd**2)) / max(np.sqrt(np.mean(e**2)), 1e-300)),
+                "spearman": float(spearmanr(sd, np.abs(e)).statistic) if e.size > 2 else np.nan,
+                "ence": _ence(sd, e, ence_bins),
+            }
+        )
     table = Table(rows=rows)
     for col in table.colnames[2:]:
         table[col].format = ".3g"
@@ -505,8 +595,9 @@ def plot_fourier(evaluation, *, fig=None, scale=2 * u.arcsec):
         ax.imshow(np.log10(amp + 1e-12), origin="lower", cmap="magma", vmin=vmin, vmax=vmax)
         ny, nx = amp.shape
         # fftshift puts zero frequency at index N // 2; features smaller than `scale` lie outside.
-        ax.add_patch(Circle((nx // 2, ny // 2), spectra.cutoff_radius(smap, scale), fill=False,
-                            color="red", lw=1))
+        ax.add_patch(
+            Circle((nx // 2, ny // 2), spectra.cutoff_radius(smap, scale), fill=False, color="red", lw=1)
+        )
         ax.set_title(f"FT - {name}")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -532,8 +623,13 @@ def plot_power_spectra(evaluation, *, fig=None):
         ax.loglog(k.to_value(1 / u.arcsec)[1:], power.value[1:], label=name, lw=2 if name == "truth" else 1)
     lowres_nyquist = 1 / (2 * ex["lowres"].scale.axis1.to_value(u.arcsec / u.pix))
     # Features smaller than the input's pixels (2" for MDI) lie beyond its Nyquist frequency.
-    ax.axvline(lowres_nyquist, color="red", ls="--", lw=1,
-               label=f'input Nyquist ({1 / (2 * lowres_nyquist):.1f}" features)')
+    ax.axvline(
+        lowres_nyquist,
+        color="red",
+        ls="--",
+        lw=1,
+        label=f'input Nyquist ({1 / (2 * lowres_nyquist):.1f}" features)',
+    )
     ax.set_xlabel("spatial frequency k [1/arcsec]")
     ax.set_ylabel(f"power spectral density [{power.unit.to_string()}]")
     ax.legend(fontsize=8)

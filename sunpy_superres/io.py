@@ -55,7 +55,9 @@ def atomic_output(path, *, overwrite=False):
             tmp.unlink()
     except FileExistsError:
         tmp.unlink(missing_ok=True)
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it.") from None
+        raise FileExistsError(
+            f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it."
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -95,7 +97,7 @@ def remove_stale_parts(path):
     if not path.parent.is_dir():
         return removed
     for part in path.parent.glob(f"{glob.escape(prefix)}*.part"):
-        pid = part.name[len(prefix):].split(".", 1)[0]
+        pid = part.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
                 part.unlink()
@@ -167,8 +169,10 @@ def read_map(path):
 
     path = Path(path)
     if path.is_dir():
-        raise ValueError("it is a folder, not a file; give one FITS file (for all the files of a folder use "
-                         "sunpy-superres batch 'FOLDER/*.fits' -o OUT_DIR)")
+        raise ValueError(
+            "it is a folder, not a file; give one FITS file (for all the files of a folder use "
+            "sunpy-superres batch 'FOLDER/*.fits' -o OUT_DIR)"
+        )
     if not path.is_file():
         raise ValueError("the file does not exist")
     if path.stat().st_size == 0:
@@ -184,16 +188,20 @@ def read_map(path):
             raise ValueError(_unreadable(path, err)) from err
     if isinstance(smap, list):
         if _is_uncertainty_file(path):
-            raise ValueError("it is a sunpy-superres UncertaintyMap file (mean and standard deviation), an "
-                             "output at 0.5 arcsec/pixel, not an input; read it with "
-                             "sunpy_superres.UncertaintyMap.read()")
+            raise ValueError(
+                "it is a sunpy-superres UncertaintyMap file (mean and standard deviation), an "
+                "output at 0.5 arcsec/pixel, not an input; read it with "
+                "sunpy_superres.UncertaintyMap.read()"
+            )
         raise ValueError(f"the file holds {len(smap)} images; write the one to super-resolve to its own file")
     naxis = int(smap.meta.get("naxis", 2) or 2)
     if naxis > 2:
         shape = tuple(int(smap.meta.get(f"naxis{i}", 0)) for i in range(naxis, 0, -1))
-        raise ValueError(f"its image is {naxis}-D with shape {shape}; a magnetogram is 2-D and sunpy would keep "
-                         "only the first plane. Write the plane to super-resolve to its own file, or pass "
-                         "sunpy.map.Map(data[i], header) to sunpy_superres.superresolve")
+        raise ValueError(
+            f"its image is {naxis}-D with shape {shape}; a magnetogram is 2-D and sunpy would keep "
+            "only the first plane. Write the plane to super-resolve to its own file, or pass "
+            "sunpy.map.Map(data[i], header) to sunpy_superres.superresolve"
+        )
     return smap
 
 
@@ -202,19 +210,26 @@ def _unreadable(path, err):
     from astropy.io import fits
 
     # sunpy's reader suggests allow_errors=True, an option that only hides the failure.
-    reason = " ".join(str(err).split()).replace(" If you want to bypass these errors, pass `allow_errors=True`.", "")
+    reason = " ".join(str(err).split()).replace(
+        " If you want to bypass these errors, pass `allow_errors=True`.", ""
+    )
     try:
         with fits.open(path) as hdus:
-            image = next((h for h in hdus if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2),
-                         None)
+            image = next(
+                (h for h in hdus if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2), None
+            )
             dtype = image.data.dtype if image is not None else None
     except Exception:  # noqa: BLE001 - not FITS at all, or truncated: sunpy's reason stands
-        return (f"cannot read it as a sunpy Map ({reason}); the file is truncated, corrupt or not FITS: "
-                "download or write it again")
+        return (
+            f"cannot read it as a sunpy Map ({reason}); the file is truncated, corrupt or not FITS: "
+            "download or write it again"
+        )
     if dtype is not None and (dtype.kind in "ub"):
-        return (f"its data are {dtype} (unsigned), which cannot hold a line-of-sight field of both "
-                "polarities: it is an image (e.g. a quick-look), not a magnetogram. Use the magnetogram FITS "
-                "product in G")
+        return (
+            f"its data are {dtype} (unsigned), which cannot hold a line-of-sight field of both "
+            "polarities: it is an image (e.g. a quick-look), not a magnetogram. Use the magnetogram FITS "
+            "product in G"
+        )
     return f"cannot read it as a sunpy Map: {reason}"
 
 

@@ -42,10 +42,33 @@ _PIXEL_LENGTH_KEYS = ("r_sun", "crop_rad")
 _PIXEL_SCALE_KEYS = ("imscl_mp",)
 # Describe the old data or its integer encoding; they would be wrong for the new data.
 _STALE_KEYS = (
-    "datamin", "datamax", "datamedn", "datamean", "datarms", "dataskew", "datakurt", "datavals",
-    "missvals", "datap01", "datap10", "datap25", "datap75", "datap90", "datap95", "datap98",
-    "datap99", "tot_flux", "avg_flux", "mean_fld", "totvals", "bscale", "bzero", "blank",
-    "checksum", "datasum", "zblank",
+    "datamin",
+    "datamax",
+    "datamedn",
+    "datamean",
+    "datarms",
+    "dataskew",
+    "datakurt",
+    "datavals",
+    "missvals",
+    "datap01",
+    "datap10",
+    "datap25",
+    "datap75",
+    "datap90",
+    "datap95",
+    "datap98",
+    "datap99",
+    "tot_flux",
+    "avg_flux",
+    "mean_fld",
+    "totvals",
+    "bscale",
+    "bzero",
+    "blank",
+    "checksum",
+    "datasum",
+    "zblank",
 )
 
 #: Header keys written by `sunpy_superres.superresolve`, with their meaning.
@@ -156,8 +179,13 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
     unit = map_unit(smap)
     if not _magnetic_unit_ok(unit):
         bunit = str(smap.meta.get("bunit", "") or "").strip()
-        found = ("no unit (BUNIT missing)" if not bunit else f"BUNIT {bunit!r}, which is not a unit"
-                 if unit is None else f"unit {unit}")
+        found = (
+            "no unit (BUNIT missing)"
+            if not bunit
+            else f"BUNIT {bunit!r}, which is not a unit"
+            if unit is None
+            else f"unit {unit}"
+        )
         raise ValueError(
             f"the map has {found}, which is not a magnetic field. superresolve works on line-of-sight "
             "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
@@ -223,8 +251,11 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             "polarities: it looks like an image (e.g. a quick-look), not a magnetogram. Use the magnetogram "
             "data in G."
         )
-    masked = np.zeros(data.shape, bool) if smap.mask is None else np.broadcast_to(np.asarray(smap.mask, bool),
-                                                                                  data.shape)
+    masked = (
+        np.zeros(data.shape, bool)
+        if smap.mask is None
+        else np.broadcast_to(np.asarray(smap.mask, bool), data.shape)
+    )
     finite = np.isfinite(data) & ~masked
     if not finite.any():
         raise ValueError(

@@ -26,13 +26,16 @@ from .uncertainty import UncertaintyMap
 
 __all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning", "LongRunWarning"]
 
-UNKNOWN_INSTRUMENT = ("the map's header names no instrument (TELESCOP and INSTRUME are empty), so no MDI-to-HMI "
-                      "calibration was applied; if these are MDI data, set smap.meta['telescop'] = 'SOHO' and "
-                      "smap.meta['instrume'] = 'MDI' (or pass calibrate=1/1.4) and run again")
+UNKNOWN_INSTRUMENT = (
+    "the map's header names no instrument (TELESCOP and INSTRUME are empty), so no MDI-to-HMI "
+    "calibration was applied; if these are MDI data, set smap.meta['telescop'] = 'SOHO' and "
+    "smap.meta['instrume'] = 'MDI' (or pass calibrate=1/1.4) and run again"
+)
 
 
 class UncalibratedInputWarning(UserWarning):
     """The input's instrument is unknown, so ``calibrate=True`` applied no calibration factor."""
+
 
 class LongRunWarning(UserWarning):
     """The samples asked for will take long: the estimate, from the time of the first sample, is in the message."""
@@ -45,10 +48,31 @@ LONG_RUN_SECONDS = 600.0
 MAX_SEED = 2**63 - 1
 
 
-def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, steps=None, scheduler=None,
-                 start_timestep=None, spacing=None, noise_level=None, device="auto", precision=None, compile=None,
-                 calibrate=True, consistency="auto", check_scale=True, tile_size=None, overlap=None,
-                 batch_size="auto", keep_samples=False, calibrate_uncertainty=True, progress=True):
+def superresolve(
+    smap,
+    *,
+    model="default",
+    adapter=None,
+    samples=1,
+    seed=None,
+    steps=None,
+    scheduler=None,
+    start_timestep=None,
+    spacing=None,
+    noise_level=None,
+    device="auto",
+    precision=None,
+    compile=None,
+    calibrate=True,
+    consistency="auto",
+    check_scale=True,
+    tile_size=None,
+    overlap=None,
+    batch_size="auto",
+    keep_samples=False,
+    calibrate_uncertainty=True,
+    progress=True,
+):
     """
     Super-resolve a line-of-sight magnetogram by the model's factor (4: 2"/pixel -> 0.5"/pixel).
 
@@ -186,21 +210,30 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
     if not isinstance(samples, numbers.Integral) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
-                             or not 0 <= seed <= MAX_SEED):
-        raise ValueError(f"seed must be an integer from 0 to 2**63 - 1 (it is written into the FITS header "
-                         f"as SRSEED) or None, got {seed!r}")
+    if seed is not None and (
+        not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED
+    ):
+        raise ValueError(
+            f"seed must be an integer from 0 to 2**63 - 1 (it is written into the FITS header "
+            f"as SRSEED) or None, got {seed!r}"
+        )
     auto_batch = isinstance(batch_size, str) and batch_size == "auto"
-    if not auto_batch and (not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool)
-                           or batch_size < 1):
+    if not auto_batch and (
+        not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     sr_model = load_model(model, device=device)
     if adapter is not None:
         from .training.lora import load_adapter  # peft: extra [train]; the core import stays light
 
         sr_model = load_adapter(sr_model, adapter, device=device)
-    sr_model = sr_model.configure_sampler(steps=steps, scheduler=scheduler, start_timestep=start_timestep,
-                                          spacing=spacing, noise_level=noise_level)
+    sr_model = sr_model.configure_sampler(
+        steps=steps,
+        scheduler=scheduler,
+        start_timestep=start_timestep,
+        spacing=spacing,
+        noise_level=noise_level,
+    )
     if seed is None and sr_model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
         seed = secrets.randbits(63)
@@ -212,10 +245,14 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     elif isinstance(consistency, str) and consistency in ("backprojection", "block"):
         consistency_method = consistency
     else:
-        raise ValueError(f"consistency must be True, False, 'auto', 'backprojection' or 'block', got {consistency!r}")
+        raise ValueError(
+            f"consistency must be True, False, 'auto', 'backprojection' or 'block', got {consistency!r}"
+        )
     if samples > 1 and not sr_model.stochastic:
-        raise ValueError(f"model {sr_model.name!r} is deterministic, so every sample would be the same; "
-                         "use samples=1, or a diffusion model for an uncertainty estimate.")
+        raise ValueError(
+            f"model {sr_model.name!r} is deterministic, so every sample would be the same; "
+            "use samples=1, or a diffusion model for an uncertainty estimate."
+        )
     uncertainty_calibration = getattr(sr_model, "uncertainty_calibration", None)
     f = sr_model.factor
     if keep_samples and samples > 1:
@@ -223,9 +260,11 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     tile = sr_model.tile_size if tile_size is None else int(tile_size)
     overlap = 2 * sr_model.halo + 8 if overlap is None else int(overlap)
     if tile < 2 * sr_model.halo + 2 or overlap < 2 * sr_model.halo + 1 or overlap >= tile:
-        raise ValueError(f"tile_size={tile} and overlap={overlap} do not fit model {sr_model.name!r}, "
-                         f"which needs {sr_model.halo} pixels of context: use overlap > "
-                         f"{2 * sr_model.halo} and tile_size > overlap.")
+        raise ValueError(
+            f"tile_size={tile} and overlap={overlap} do not fit model {sr_model.name!r}, "
+            f"which needs {sr_model.halo} pixels of context: use overlap > "
+            f"{2 * sr_model.halo} and tile_size > overlap."
+        )
 
     cal_factor, cal_reference = calibration_factor(smap, calibrate)
     if cal_reference == "none (instrument unknown)":
@@ -255,8 +294,16 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
     unit_scale = (1 * u.G).to_value(out_unit)
 
     def one_sample(k):
-        out = _run_tiled(sr_model, x, tile=tile, overlap=overlap, seed=seed, sample=k,
-                         batch_size=batch_size, progress=progress)
+        out = _run_tiled(
+            sr_model,
+            x,
+            tile=tile,
+            overlap=overlap,
+            seed=seed,
+            sample=k,
+            batch_size=batch_size,
+            progress=progress,
+        )
         if n_clipped:
             out += np.kron(excess, block)
         if consistency_method:
@@ -308,17 +355,23 @@ def superresolve(smap, *, model="default", adapter=None, samples=1, seed=None, s
         **sr_model.provenance(),
     }
     if samples > 1:
-        provenance["sruncal"] = (uncertainty_calibration.describe(samples)
-                                 if calibrate_uncertainty and uncertainty_calibration is not None else "none")
+        provenance["sruncal"] = (
+            uncertainty_calibration.describe(samples)
+            if calibrate_uncertainty and uncertainty_calibration is not None
+            else "none"
+        )
     meta.update(provenance)
     if cal_reference == "none (instrument unknown)":
         add_history(meta, "sunpy-superres: WARNING " + UNKNOWN_INSTRUMENT)
     if smap.unit is None:
         add_history(meta, f"sunpy-superres: BUNIT {smap.meta.get('bunit')!r} (not a FITS unit) written as G")
         meta["bunit"] = "G"
-    add_history(meta, f"sunpy-superres {__version__}: {f}x super-resolution with model '{sr_model.name}' "
-                      f"(revision {sr_model.revision}), seed {provenance['srseed']}, samples {samples}, "
-                      f"calibration x{cal_factor:.6g} ({cal_reference})")
+    add_history(
+        meta,
+        f"sunpy-superres {__version__}: {f}x super-resolution with model '{sr_model.name}' "
+        f"(revision {sr_model.revision}), seed {provenance['srseed']}, samples {samples}, "
+        f"calibration x{cal_factor:.6g} ({cal_reference})",
+    )
     result = type(smap)(out, meta, plot_settings=dict(smap.plot_settings))
     if samples == 1:
         return result
@@ -343,10 +396,11 @@ def _run_tiled(sr_model, x, *, tile, overlap, seed, sample, batch_size, progress
     tiles = plan_tiles(x.shape, tile, overlap)
     out = np.zeros((f * ny, f * nx), dtype=np.float64)
     weight = np.zeros_like(out)
-    with tqdm(total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress,
-              leave=False) as bar:
+    with tqdm(
+        total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
+    ) as bar:
         for start in range(0, len(tiles), batch_size):
-            chunk = tiles[start:start + batch_size]
+            chunk = tiles[start : start + batch_size]
             batch = np.stack([x[t.slices] for t in chunk])
             seeds = [tile_seed(seed, sample, t) for t in chunk]
             pred = sr_model.predict(batch, seeds=seeds)
@@ -364,9 +418,13 @@ def _warn_if_long(first_seconds, samples):
     if remaining > LONG_RUN_SECONDS:
         hours = remaining / 3600.0
         when = f"{hours:.1f} h" if hours >= 1 else f"{remaining / 60:.0f} min"
-        warnings.warn(f"{samples} samples at {first_seconds:.2g} s each (the first) will take about {when} more; "
-                      "8 to 16 samples give a calibrated standard deviation. Interrupt (Ctrl-C) and ask for "
-                      "fewer if that is not what you meant", LongRunWarning, stacklevel=3)
+        warnings.warn(
+            f"{samples} samples at {first_seconds:.2g} s each (the first) will take about {when} more; "
+            "8 to 16 samples give a calibrated standard deviation. Interrupt (Ctrl-C) and ask for "
+            "fewer if that is not what you meant",
+            LongRunWarning,
+            stacklevel=3,
+        )
 
 
 def _check_sample_memory(samples, shape, factor):
@@ -377,6 +435,8 @@ def _check_sample_memory(samples, shape, factor):
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
         return
     if need > total:
-        raise ValueError(f"keep_samples=True with samples={samples} needs {need / 2**30:.1f} GiB for the samples, "
-                         f"more than this machine's {total / 2**30:.1f} GiB of memory; ask for fewer samples, or "
-                         "keep_samples=False (the mean and standard deviation need memory of two maps only)")
+        raise ValueError(
+            f"keep_samples=True with samples={samples} needs {need / 2**30:.1f} GiB for the samples, "
+            f"more than this machine's {total / 2**30:.1f} GiB of memory; ask for fewer samples, or "
+            "keep_samples=False (the mean and standard deviation need memory of two maps only)"
+        )

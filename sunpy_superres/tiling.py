@@ -35,11 +35,13 @@ class Tile:
 
     @property
     def slices(self):
-        return np.s_[self.y0:self.y0 + self.size_y, self.x0:self.x0 + self.size_x]
+        return np.s_[self.y0 : self.y0 + self.size_y, self.x0 : self.x0 + self.size_x]
 
     def scaled_slices(self, factor):
-        return np.s_[factor * self.y0:factor * (self.y0 + self.size_y),
-                      factor * self.x0:factor * (self.x0 + self.size_x)]
+        return np.s_[
+            factor * self.y0 : factor * (self.y0 + self.size_y),
+            factor * self.x0 : factor * (self.x0 + self.size_x),
+        ]
 
 
 def tile_starts(length, tile, overlap):

@@ -66,8 +66,10 @@ class UncertaintyMap(GenericMap):
         if samples is not None:
             samples = np.asarray(samples)
             if samples.ndim != 3 or samples.shape[1:] != self.data.shape:
-                raise ValueError(f"samples must have shape (N, {self.data.shape[0]}, {self.data.shape[1]}), "
-                                 f"got {samples.shape}")
+                raise ValueError(
+                    f"samples must have shape (N, {self.data.shape[0]}, {self.data.shape[1]}), "
+                    f"got {samples.shape}"
+                )
             if std is None:
                 std = np.std(samples, axis=0, ddof=1 if len(samples) > 1 else 0)
         if std is not None:
@@ -92,8 +94,14 @@ class UncertaintyMap(GenericMap):
             See `UncertaintyMap`.
         """
         klass = _uncertainty_class(type(smap))
-        return klass(smap.data, smap.meta, std=std, samples=samples, plot_settings=dict(smap.plot_settings),
-                     mask=smap.mask)
+        return klass(
+            smap.data,
+            smap.meta,
+            std=std,
+            samples=samples,
+            plot_settings=dict(smap.plot_settings),
+            mask=smap.mask,
+        )
 
     # -- the uncertainty ----------------------------------------------------------------------
 
@@ -119,8 +127,9 @@ class UncertaintyMap(GenericMap):
     @property
     def mean_map(self):
         """The mean as a plain map of the source class (drops the uncertainty)."""
-        return _source_class(type(self))(self.data, self.meta, plot_settings=dict(self.plot_settings),
-                                         mask=self.mask)
+        return _source_class(type(self))(
+            self.data, self.meta, plot_settings=dict(self.plot_settings), mask=self.mask
+        )
 
     @property
     def samples(self):
@@ -159,8 +168,13 @@ class UncertaintyMap(GenericMap):
 
     def _combine(self, mean_map, std_data, samples):
         out = _uncertainty_class(_source_class(type(self)))(
-            mean_map.data, mean_map.meta, std=std_data, samples=samples,
-            plot_settings=dict(self.plot_settings), mask=mean_map.mask)
+            mean_map.data,
+            mean_map.meta,
+            std=std_data,
+            samples=samples,
+            plot_settings=dict(self.plot_settings),
+            mask=mean_map.mask,
+        )
         return out
 
     def _apply(self, operation, std_operation):
@@ -173,8 +187,10 @@ class UncertaintyMap(GenericMap):
 
     def submap(self, bottom_left, *, top_right=None, width=None, height=None):
         """`~sunpy.map.GenericMap.submap` of mean, standard deviation (and samples)."""
+
         def op(m):
             return m.submap(bottom_left, top_right=top_right, width=width, height=height)
+
         return self._apply(op, op)
 
     def superpixel(self, dimensions, offset=(0, 0) * u.pix, func=np.sum, conservative_mask=False):
@@ -184,14 +200,18 @@ class UncertaintyMap(GenericMap):
         Without samples the standard deviation is combined by ``func`` as for fully correlated
         pixels (an upper bound for `numpy.sum` and `numpy.mean`).
         """
+
         def op(m):
             return m.superpixel(dimensions, offset=offset, func=func, conservative_mask=conservative_mask)
+
         return self._apply(op, op)
 
     def resample(self, dimensions, method="linear"):
         """`~sunpy.map.GenericMap.resample` of mean and standard deviation (interpolated)."""
+
         def op(m):
             return m.resample(dimensions, method=method)
+
         return self._apply(op, op)
 
     def _new_instance_from_op(self, new_data):
@@ -230,8 +250,9 @@ class UncertaintyMap(GenericMap):
         hdus = [fits.PrimaryHDU(np.asarray(self.data, dtype=np.float32), header=header)]
         std_header = header.copy()
         std_header["SRPROD"] = ("std", "per-pixel standard deviation of the samples")
-        hdus.append(fits.ImageHDU(np.asarray(self.std.value, dtype=np.float32), header=std_header,
-                                  name=_STD_EXTNAME))
+        hdus.append(
+            fits.ImageHDU(np.asarray(self.std.value, dtype=np.float32), header=std_header, name=_STD_EXTNAME)
+        )
         if self._samples is not None:
             hdus.append(fits.ImageHDU(np.asarray(self._samples, dtype=np.float32), name=_SAMPLES_EXTNAME))
         with atomic_output(filepath, overwrite=overwrite) as tmp:
@@ -250,8 +271,10 @@ class UncertaintyMap(GenericMap):
         """
         with fits.open(filepath) as hdul:
             if _STD_EXTNAME not in hdul:
-                raise ValueError(f"{filepath} has no {_STD_EXTNAME} extension: it is not an UncertaintyMap "
-                                 "file; read a plain map with sunpy.map.Map().")
+                raise ValueError(
+                    f"{filepath} has no {_STD_EXTNAME} extension: it is not an UncertaintyMap "
+                    "file; read a plain map with sunpy.map.Map()."
+                )
             header = hdul[0].header.copy()
             mean = hdul[0].data.copy()
             std = hdul[_STD_EXTNAME].data.copy()
@@ -262,8 +285,17 @@ class UncertaintyMap(GenericMap):
 
     def __reduce__(self):
         # The instrument-combined classes are made at run time; rebuild them when unpickling.
-        return (_rebuild, (_source_class(type(self)), self.data, self.meta, self._std, self._samples,
-                           dict(self.plot_settings)))
+        return (
+            _rebuild,
+            (
+                _source_class(type(self)),
+                self.data,
+                self.meta,
+                self._std,
+                self._samples,
+                dict(self.plot_settings),
+            ),
+        )
 
     # -- plotting -----------------------------------------------------------------------------
 
@@ -286,7 +318,6 @@ class UncertaintyMap(GenericMap):
         if axes is not None:
             return super().plot(axes=axes, **kwargs)
         import matplotlib.pyplot as plt
-
         from matplotlib.colors import Normalize
 
         fig = plt.figure(figsize=(11, 5))

@@ -13,8 +13,11 @@ def _in_gauss(smap):
     unit = map_unit(smap) or u.G
     meta = smap.meta.copy()
     meta["bunit"] = "G"
-    return smap._new_instance((np.asarray(smap.data, dtype=np.float64) * unit).to_value(u.G), meta,
-                              plot_settings=dict(smap.plot_settings))
+    return smap._new_instance(
+        (np.asarray(smap.data, dtype=np.float64) * unit).to_value(u.G),
+        meta,
+        plot_settings=dict(smap.plot_settings),
+    )
 
 
 def _field_limit(*maps, percentile=99.5):
@@ -62,11 +65,19 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     notes = _levels(lowres, highres)
     lowres, highres = _in_gauss(lowres), _in_gauss(highres)
     limit = _field_limit(lowres, highres) if vlim is None else vlim.to_value(u.G)
-    for i, (smap, title, note) in enumerate(((lowres, "input", notes[0]), (highres, "super-resolved", notes[1]))):
+    for i, (smap, title, note) in enumerate(
+        ((lowres, "input", notes[0]), (highres, "super-resolved", notes[1]))
+    ):
         ax = fig.add_subplot(1, 2, i + 1, projection=smap)
         scale = abs(smap.scale.axis1.to_value(u.arcsec / u.pix))
-        im = smap.plot(axes=ax, cmap="gray", norm=None, vmin=-limit, vmax=limit,
-                       title=f"{title}, {note}\n{smap.data.shape[1]}x{smap.data.shape[0]} px, {scale:.3g}\"/px")
+        im = smap.plot(
+            axes=ax,
+            cmap="gray",
+            norm=None,
+            vmin=-limit,
+            vmax=limit,
+            title=f'{title}, {note}\n{smap.data.shape[1]}x{smap.data.shape[0]} px, {scale:.3g}"/px',
+        )
         if i == 1:
             ax.coords[1].set_ticklabel_visible(False)
             ax.coords[1].set_axislabel(" ")

@@ -10,8 +10,9 @@ import sunpy.map
 from sunpy_superres.data import HMI_AR_CUTOUT, MDI_AR_CUTOUT, MDI_LIMB_CUTOUT
 
 # Full-disk originals live outside the repository; tests that need them skip cleanly without them.
-SHARED_DATA = Path(os.environ.get("SUNPY_SUPERRES_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("SUNPY_SUPERRES_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 MDI_FULL_DISK = SHARED_DATA / "mdi" / "mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
 HMI_FULL_DISK = {
     "2011-12-17": SHARED_DATA / "hmi" / "hmi.M_720s.20111217_060000_TAI.magnetogram.fits",

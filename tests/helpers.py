@@ -18,11 +18,13 @@ def synthetic_map(shape=(32, 32), scale=2.0, unit=u.G, value=None, scale_y=None,
     Its INSTRUME is ``instrument`` (a map that names none is warned about by superresolve).
     """
     data = np.zeros(shape) if value is None else np.full(shape, value, dtype=float)
-    ref = SkyCoord(0 * u.arcsec, 0 * u.arcsec, obstime="2010-10-15", observer="earth",
-                   frame=frames.Helioprojective)
+    ref = SkyCoord(
+        0 * u.arcsec, 0 * u.arcsec, obstime="2010-10-15", observer="earth", frame=frames.Helioprojective
+    )
     scale_y = scale if scale_y is None else scale_y
-    header = make_fitswcs_header(data, ref, scale=[scale, scale_y] * u.arcsec / u.pix,
-                                 unit=unit, instrument=instrument)
+    header = make_fitswcs_header(
+        data, ref, scale=[scale, scale_y] * u.arcsec / u.pix, unit=unit, instrument=instrument
+    )
     return sunpy.map.Map(data, header)
 
 

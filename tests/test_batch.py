@@ -48,8 +48,9 @@ def cluster():
     # The nanny writes dask's pre-spawn-environ (OMP_NUM_THREADS=1, ...) into this process's environment
     # too: give the rest of the test session its environment back.
     saved = dict(os.environ)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=LOCAL_DASHBOARD) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=LOCAL_DASHBOARD
+    ) as cluster:
         yield cluster
     os.environ.clear()
     os.environ.update(saved)
@@ -188,8 +189,17 @@ def test_manifest_and_bad_files(client, tmp_path, capsys):
     out = tmp_path / "out"
     table = superresolve_files(good + [not_fits, hmi_scale], out, client=client, model="nearest", seed=7)
     assert "Dask dashboard" in capsys.readouterr().err
-    assert table.colnames == ["input", "output", "status", "reason", "seconds", "bytes", "seed", "worker",
-                              "finished"]
+    assert table.colnames == [
+        "input",
+        "output",
+        "status",
+        "reason",
+        "seconds",
+        "bytes",
+        "seed",
+        "worker",
+        "finished",
+    ]
     assert table["seconds"].unit == u.s
     rows = {Path(r["input"]).name: r for r in table}
     assert rows["notes.fits"]["status"] == "failed"
@@ -216,11 +226,16 @@ def test_manifest_and_bad_files(client, tmp_path, capsys):
     # Fix one bad file: a re-run retries both failed files and skips the done ones.
     shutil.copyfile(good[0], not_fits)
     before = mtimes(out)
-    again = superresolve_files(good + [not_fits, hmi_scale], out, client=client, model="nearest", seed=7,
-                               progress=False)
+    again = superresolve_files(
+        good + [not_fits, hmi_scale], out, client=client, model="nearest", seed=7, progress=False
+    )
     assert again.meta["run"] == {"done": 1, "failed": 1, "skipped": 2}, list(again["reason"])
     assert {Path(r["input"]).name: r["status"] for r in again} == {
-        "mdi_0.fits": "done", "mdi_1.fits": "done", "notes.fits": "done", "hmi_scale.fits": "failed"}
+        "mdi_0.fits": "done",
+        "mdi_1.fits": "done",
+        "notes.fits": "done",
+        "hmi_scale.fits": "failed",
+    }
     assert all(mtimes(out)[p] == t for p, t in before.items())
 
 
@@ -264,13 +279,19 @@ def test_stochastic_files_match_direct_calls(client, tmp_path):
     twin = tmp_path / "in" / "b.fits"
     shutil.copyfile(MDI_AR_CUTOUT, twin)
     out = tmp_path / "out"
-    table = superresolve_files([twin, src], out, client=client, model=NoisyNearest(device="cpu"), samples=2,
-                               seed=11, progress=False)
+    table = superresolve_files(
+        [twin, src], out, client=client, model=NoisyNearest(device="cpu"), samples=2, seed=11, progress=False
+    )
     assert list(table["status"]) == ["done", "done"]
     results = {}
     for path in (src, twin):
-        direct = superresolve(read_map(path), model=NoisyNearest(device="cpu"), samples=2,
-                              seed=file_seed(11, path), progress=False)
+        direct = superresolve(
+            read_map(path),
+            model=NoisyNearest(device="cpu"),
+            samples=2,
+            seed=file_seed(11, path),
+            progress=False,
+        )
         got = UncertaintyMap.read(out / f"{path.stem}_sr.fits")
         np.testing.assert_array_equal(got.data, direct.data)
         np.testing.assert_array_equal(got.std, direct.std)
@@ -286,28 +307,73 @@ def test_sampler_start_timestep_reaches_workers_and_manifest(client, tmp_path):
     src.parent.mkdir()
     shutil.copyfile(MDI_AR_CUTOUT, src)
     out = tmp_path / "out"
-    table = superresolve_files([src], out, client=client, model=str(tmp_path / "model"), seed=3,
-                               start_timestep=700, progress=False)
+    table = superresolve_files(
+        [src], out, client=client, model=str(tmp_path / "model"), seed=3, start_timestep=700, progress=False
+    )
     assert list(table["status"]) == ["done"] and table.meta["start_timestep"] == 700
     assert read_map(out / "a_sr.fits").meta["srtstart"] == 700
     with pytest.raises(ValueError, match="start_timestep=700 \\(now 999\\)"):
-        superresolve_files([src], out, client=client, model=str(tmp_path / "model"), seed=3,
-                           start_timestep=999, progress=False)
+        superresolve_files(
+            [src],
+            out,
+            client=client,
+            model=str(tmp_path / "model"),
+            seed=3,
+            start_timestep=999,
+            progress=False,
+        )
     # The same through the command, with the other sampler options.
-    assert run_cli(src, "-o", tmp_path / "cli", "--scheduler", client.scheduler.address, "--model",
-                   tmp_path / "model", "--sampler", "ddpm", "--steps", "3", "--start-timestep", "500",
-                   "--quiet") == 0
+    assert (
+        run_cli(
+            src,
+            "-o",
+            tmp_path / "cli",
+            "--scheduler",
+            client.scheduler.address,
+            "--model",
+            tmp_path / "model",
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "3",
+            "--start-timestep",
+            "500",
+            "--quiet",
+        )
+        == 0
+    )
     header = read_map(tmp_path / "cli" / "a_sr.fits").meta
     assert (header["srsched"], header["srsteps"], header["srtstart"]) == ("ddpm", 3, 500)
     # The target noise level of a noise-conditioned model: to the workers, the header and the manifest.
     tiny_model(noise_conditioning=True).save_pretrained(tmp_path / "conditioned")
-    assert run_cli(src, "-o", tmp_path / "noise", "--scheduler", client.scheduler.address, "--model",
-                   tmp_path / "conditioned", "--steps", "2", "--noise-level", "4.5", "--quiet") == 0
+    assert (
+        run_cli(
+            src,
+            "-o",
+            tmp_path / "noise",
+            "--scheduler",
+            client.scheduler.address,
+            "--model",
+            tmp_path / "conditioned",
+            "--steps",
+            "2",
+            "--noise-level",
+            "4.5",
+            "--quiet",
+        )
+        == 0
+    )
     assert read_map(tmp_path / "noise" / "a_sr.fits").meta["srnoise"] == 4.5
     assert read_manifest(tmp_path / "noise").meta["noise_level"] == 4.5
     with pytest.raises(ValueError, match="not conditioned on a noise level"):
-        superresolve_files([src], tmp_path / "refused", client=client, model=str(tmp_path / "model"),
-                           noise_level=4.0, progress=False)
+        superresolve_files(
+            [src],
+            tmp_path / "refused",
+            client=client,
+            model=str(tmp_path / "model"),
+            noise_level=4.0,
+            progress=False,
+        )
     assert not (tmp_path / "refused").exists()
 
 
@@ -317,8 +383,10 @@ def test_file_seed_output_name_and_planning_errors(tmp_path):
     assert len({file_seed(3, "a.fits"), file_seed(3, "b.fits"), file_seed(4, "a.fits")}) == 3
     assert 0 <= file_seed(2**40, "a.fits") < 2**63
     root = tmp_path / "data"
-    assert str(output_name(root / "2010" / "mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits", root)) == \
-        "2010/mdi.fd_M_96m_lev182.20101015_000000_TAI.data_sr.fits"
+    assert (
+        str(output_name(root / "2010" / "mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits", root))
+        == "2010/mdi.fd_M_96m_lev182.20101015_000000_TAI.data_sr.fits"
+    )
     assert str(output_name(root / "x.fits.gz", root)) == "x_sr.fits"
     root.mkdir()
     for name in ("a.fits", "a.fts"):
@@ -349,30 +417,42 @@ def test_cli_batch_on_a_scheduler(cluster, client, tmp_path, capsys):
     inputs = make_inputs(tmp_path / "in", n=2)
     out = tmp_path / "out"
     pattern = str(tmp_path / "in" / "**" / "*.fits")
-    assert run_cli(pattern, "-o", out, "--scheduler", cluster.scheduler_address, "--model", "nearest",
-                   "--quiet") == 0
+    assert (
+        run_cli(pattern, "-o", out, "--scheduler", cluster.scheduler_address, "--model", "nearest", "--quiet")
+        == 0
+    )
     assert "2 files done, 0 done earlier, 0 failed" in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*_sr.fits")) == [
-        "north/mdi_0_sr.fits", "south/mdi_1_sr.fits"]
+        "north/mdi_0_sr.fits",
+        "south/mdi_1_sr.fits",
+    ]
 
     (inputs[0].parent / "bad.fits").write_text("nope")
-    assert run_cli(pattern, "-o", out, "--scheduler", cluster.scheduler_address, "--model", "nearest",
-                   "--quiet") == 1
+    assert (
+        run_cli(pattern, "-o", out, "--scheduler", cluster.scheduler_address, "--model", "nearest", "--quiet")
+        == 1
+    )
     captured = capsys.readouterr()
     assert "0 files done, 2 done earlier, 1 failed" in captured.out
     err = captured.err.strip()
     assert len(err.splitlines()) == 1 and f"1 of 3 files failed; reasons in {out / MANIFEST_NAME}" in err
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["nothing-*.fits", "-o", "out"], "no file matches"),
-    ([MDI_AR_CUTOUT, "-o", "out", "--workers", "0"], "n_workers must be an integer >= 1"),
-    ([MDI_AR_CUTOUT, "-o", "out", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes"),
-    ([MDI_AR_CUTOUT, "-o", "out", "--model", "nope"], "available models are"),
-    ([MDI_AR_CUTOUT, "-o", "out", "--samples", "0"], "samples must be"),
-    ([MDI_AR_CUTOUT, "-o", "out", "--model", "nearest", "--start-timestep", "700"], "deterministic"),
-    ([MDI_AR_CUTOUT, "-o", "out", "--sampler", "euler"], "unknown scheduler"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nothing-*.fits", "-o", "out"], "no file matches"),
+        ([MDI_AR_CUTOUT, "-o", "out", "--workers", "0"], "n_workers must be an integer >= 1"),
+        (
+            [MDI_AR_CUTOUT, "-o", "out", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+            "--workers sizes",
+        ),
+        ([MDI_AR_CUTOUT, "-o", "out", "--model", "nope"], "available models are"),
+        ([MDI_AR_CUTOUT, "-o", "out", "--samples", "0"], "samples must be"),
+        ([MDI_AR_CUTOUT, "-o", "out", "--model", "nearest", "--start-timestep", "700"], "deterministic"),
+        ([MDI_AR_CUTOUT, "-o", "out", "--sampler", "euler"], "unknown scheduler"),
+    ],
+)
 def test_cli_batch_bad_arguments(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert run_cli(*args) == 2
@@ -385,8 +465,13 @@ def test_default_local_cluster(tmp_path, capsys):
     """Without a client a LocalCluster is started and closed; the caller's environment is kept."""
     src = make_inputs(tmp_path / "in", n=1)[0]
     environ = dict(os.environ)
-    table = superresolve_files(src, tmp_path / "out", n_workers=1, model="nearest",
-                               cluster_kwargs={"dashboard_address": LOCAL_DASHBOARD})
+    table = superresolve_files(
+        src,
+        tmp_path / "out",
+        n_workers=1,
+        model="nearest",
+        cluster_kwargs={"dashboard_address": LOCAL_DASHBOARD},
+    )
     assert list(table["status"]) == ["done"]
     assert "Dask dashboard: http://127.0.0.1:" in capsys.readouterr().err
     assert_same_as_direct(src, tmp_path / "out" / "mdi_0_sr.fits", model="nearest")
@@ -404,8 +489,14 @@ def test_worker_device_pins_one_gpu_per_worker(monkeypatch):
     assert _worker_device("auto", 0) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert [_worker_device("auto", name) for name in (0, 1, "2", 3, 4, 5)] == \
-        ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert [_worker_device("auto", name) for name in (0, 1, "2", 3, 4, 5)] == [
+        "cuda:0",
+        "cuda:1",
+        "cuda:2",
+        "cuda:3",
+        "cuda:0",
+        "cuda:1",
+    ]
     assert _worker_device("auto", "gpu-node-7") == _worker_device("auto", "gpu-node-7")  # stable
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # dask-cuda: one visible GPU per worker
     assert _worker_device("auto", 5) == "cuda:0"
@@ -433,8 +524,13 @@ def test_file_that_kills_its_workers_is_recorded_failed(cluster, client, tmp_pat
     allowed = cluster.scheduler.allowed_failures
     cluster.scheduler.allowed_failures = 0  # the first death is final (default 3: four deaths)
     try:
-        table = superresolve_files([good, poison], tmp_path / "out", client=client,
-                                   model=KillerOfConstants(device="cpu"), progress=False)
+        table = superresolve_files(
+            [good, poison],
+            tmp_path / "out",
+            client=client,
+            model=KillerOfConstants(device="cpu"),
+            progress=False,
+        )
     finally:
         cluster.scheduler.allowed_failures = allowed
     rows = {Path(r["input"]).name: r for r in table}

@@ -51,12 +51,15 @@ def test_input_is_never_touched(tmp_path):
     assert (src.read_bytes(), os.stat(src).st_mtime_ns) == before
 
 
-@pytest.mark.parametrize(("make_input", "message"), [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.write_text("not a fits file"), "cannot read"),
-    (lambda p: synthetic_map(scale=0.5).save(p), "outside the 1-4 arcsec/pixel"),
-    (lambda p: synthetic_map(value=np.nan).save(p), "every pixel"),
-])
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_text("not a fits file"), "cannot read"),
+        (lambda p: synthetic_map(scale=0.5).save(p), "outside the 1-4 arcsec/pixel"),
+        (lambda p: synthetic_map(value=np.nan).save(p), "every pixel"),
+    ],
+)
 def test_bad_input_one_line_reason(tmp_path, capsys, make_input, message):
     src = tmp_path / "in.fits"
     make_input(src)
@@ -99,12 +102,30 @@ def test_atomic_output_no_clobber_race(tmp_path):
 
 def test_console_script_runs(tmp_path):
     out = tmp_path / "o.fits"
-    proc = subprocess.run([sys.executable, "-m", "sunpy_superres.cli", MDI_AR_CUTOUT, "-o", str(out),
-                           "--model", "nearest", "--quiet"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sunpy_superres.cli",
+            MDI_AR_CUTOUT,
+            "-o",
+            str(out),
+            "--model",
+            "nearest",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.exists()
-    proc = subprocess.run([sys.executable, "-m", "sunpy_superres.cli", MDI_AR_CUTOUT, "-o", str(out),
-                           "--quiet"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sunpy_superres.cli", MDI_AR_CUTOUT, "-o", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and "exists" in proc.stderr
 
 
@@ -127,21 +148,53 @@ def test_sampler_options(tmp_path, capsys):
     synthetic_map(shape=(16, 16), value=100.0).save(src)
     tiny_model("latent", True).save_pretrained(tmp_path / "model")
     out = tmp_path / "out.fits"
-    assert run_cli(src, "-o", out, "--model", tmp_path / "model", "--sampler", "ddim", "--steps", "2",
-                   "--start-timestep", "500", "--seed", "1", "--quiet") == 0
+    assert (
+        run_cli(
+            src,
+            "-o",
+            out,
+            "--model",
+            tmp_path / "model",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+            "--start-timestep",
+            "500",
+            "--seed",
+            "1",
+            "--quiet",
+        )
+        == 0
+    )
     header = sunpy.map.Map(out).meta
     assert (header["srsched"], header["srsteps"], header["srtstart"]) == ("ddim", 2, 500)
     tiny_model(noise_conditioning=True).save_pretrained(tmp_path / "conditioned")
-    assert run_cli(src, "-o", tmp_path / "noise.fits", "--model", tmp_path / "conditioned", "--noise-level", "4.5",
-                   "--steps", "2", "--quiet") == 0
+    assert (
+        run_cli(
+            src,
+            "-o",
+            tmp_path / "noise.fits",
+            "--model",
+            tmp_path / "conditioned",
+            "--noise-level",
+            "4.5",
+            "--steps",
+            "2",
+            "--quiet",
+        )
+        == 0
+    )
     assert sunpy.map.Map(tmp_path / "noise.fits").meta["srnoise"] == 4.5
     # Bad settings and settings a model has no use for: one line, nothing written.
     model = ("--model", tmp_path / "model")
-    for args, message in [((*model, "--start-timestep", "1000"), "start_timestep must be"),
-                          ((*model, "--sampler", "euler"), "unknown scheduler"),
-                          ((*model, "--noise-level", "4"), "not conditioned on a noise level"),
-                          (("--model", tmp_path / "conditioned", "--noise-level", "0"), "noise_level"),
-                          (("--model", "bicubic", "--steps", "20"), "deterministic and has no sampler")]:
+    for args, message in [
+        ((*model, "--start-timestep", "1000"), "start_timestep must be"),
+        ((*model, "--sampler", "euler"), "unknown scheduler"),
+        ((*model, "--noise-level", "4"), "not conditioned on a noise level"),
+        (("--model", tmp_path / "conditioned", "--noise-level", "0"), "noise_level"),
+        (("--model", "bicubic", "--steps", "20"), "deterministic and has no sampler"),
+    ]:
         bad = tmp_path / "bad.fits"
         assert run_cli(src, "-o", bad, *args, "--quiet") == 2
         err = capsys.readouterr().err.strip()
@@ -157,8 +210,12 @@ def test_png_onto_the_fits_output_is_refused_and_nothing_is_written(tmp_path, ca
     err = capsys.readouterr().err
     assert "is the FITS output too" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
-    assert run_cli(MDI_AR_CUTOUT, "-o", out, "--png", tmp_path / "." / "out.fits", "--model", "nearest",
-                   "--quiet") == 2
+    assert (
+        run_cli(
+            MDI_AR_CUTOUT, "-o", out, "--png", tmp_path / "." / "out.fits", "--model", "nearest", "--quiet"
+        )
+        == 2
+    )
 
 
 @pytest.mark.parametrize(("device", "message"), [("mps", "Apple GPU"), ("xla", "is not supported")])

@@ -18,8 +18,9 @@ def test_quantile_is_the_conformal_rank():
     samples = np.zeros((1, 3, 9, 11))
     samples[:, 0], samples[:, 1] = 1.0, -1.0
     truth = np.arange(1, 100, dtype=float).reshape(1, 9, 11)
-    cal = fit_std_calibration(samples * u.G, truth * u.G, coverage=0.9, edges=[0] * u.G, smoothing=0,
-                              floors=[0] * u.G)
+    cal = fit_std_calibration(
+        samples * u.G, truth * u.G, coverage=0.9, edges=[0] * u.G, smoothing=0, floors=[0] * u.G
+    )
     assert cal.samples == (2, 3) and cal.n_pixels == (99,) and cal.smoothing == 0
     np.testing.assert_allclose(cal.scales[1], [90 / math.sqrt(1.0) / 2])
     # With the first 2 samples only: mean 0, std sqrt(2), so the factor is 90 / sqrt(2) / 2.
@@ -28,10 +29,16 @@ def test_quantile_is_the_conformal_rank():
 
 def test_too_few_pixels_for_the_quantile():
     with pytest.raises(ValueError, match="too few for coverage"):
-        fit_std_calibration(np.random.default_rng(0).normal(size=(1, 4, 2, 5)) * u.G, np.ones((1, 2, 5)) * u.G,
-                            smoothing=0, floors=[0] * u.G)
+        fit_std_calibration(
+            np.random.default_rng(0).normal(size=(1, 4, 2, 5)) * u.G,
+            np.ones((1, 2, 5)) * u.G,
+            smoothing=0,
+            floors=[0] * u.G,
+        )
     with pytest.raises(ValueError, match="at least 2 calibration images"):
-        fit_std_calibration(np.random.default_rng(0).normal(size=(1, 4, 2, 5)) * u.G, np.ones((1, 2, 5)) * u.G)
+        fit_std_calibration(
+            np.random.default_rng(0).normal(size=(1, 4, 2, 5)) * u.G, np.ones((1, 2, 5)) * u.G
+        )
 
 
 def _posterior_draws(rng, images=8, n=8, size=64, narrow=(2.0, 5.0, 10.0)):
@@ -110,8 +117,9 @@ def test_other_sample_counts_use_the_nearest_fitted_count():
 
 
 def test_apply_keeps_units_and_nan_and_round_trips():
-    cal = StdCalibration(edges_gauss=(0.0, 100.0), samples=(8,), scales=((2.0, 3.0),), n_pixels=(5, 6),
-                         source="test")
+    cal = StdCalibration(
+        edges_gauss=(0.0, 100.0), samples=(8,), scales=((2.0, 3.0),), n_pixels=(5, 6), source="test"
+    )
     mean = [[np.nan, -50.0, 150.0]] * u.G
     out = cal.apply(mean, [[1.0, 1.0, 1.0]] * u.G, 8)
     assert out.unit == u.G
@@ -120,16 +128,24 @@ def test_apply_keeps_units_and_nan_and_round_trips():
     assert StdCalibration.from_dict(cal.to_dict()) == cal
     assert cal.describe(8) == "conformal N=8 sm=0px 0-100G:2 >100G:3"
     floored = StdCalibration(edges_gauss=(0.0,), samples=(8,), scales=((2.0,),), floors_gauss=(3.0,))
-    np.testing.assert_allclose(floored.apply([[0.0]] * u.G, [[4.0]] * u.G, 8).value, [[10.0]])  # 2 * hypot(4, 3)
+    np.testing.assert_allclose(
+        floored.apply([[0.0]] * u.G, [[4.0]] * u.G, 8).value, [[10.0]]
+    )  # 2 * hypot(4, 3)
     assert floored.describe(8) == "conformal N=8 sm=0px >0G:2+3G"
     assert StdCalibration.from_dict(floored.to_dict()) == floored
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"scales": ((0.0,),)}, "positive"), ({"samples": (1,)}, "at least 2"),
-                                               ({"edges_gauss": (5.0,)}, "from 0 G"),
-                                               ({"scales": ((1.0, 2.0),)}, "one scale per bin"),
-                                               ({"smoothing": -1.0}, "non-negative"),
-                                               ({"floors_gauss": (1.0, 2.0)}, "one non-negative value")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scales": ((0.0,),)}, "positive"),
+        ({"samples": (1,)}, "at least 2"),
+        ({"edges_gauss": (5.0,)}, "from 0 G"),
+        ({"scales": ((1.0, 2.0),)}, "one scale per bin"),
+        ({"smoothing": -1.0}, "non-negative"),
+        ({"floors_gauss": (1.0, 2.0)}, "one non-negative value"),
+    ],
+)
 def test_bad_calibrations_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StdCalibration(**{"edges_gauss": (0.0,), "samples": (8,), "scales": ((1.0,),), **kwargs})

@@ -17,8 +17,13 @@ from .helpers import NoisyNearest
 def result():
     from .conftest import read_map
 
-    return evaluate(["nearest", "bicubic", NoisyNearest(device="cpu")], [read_map(HMI_AR_CUTOUT)],
-                    samples=3, crop=256, seed=1)
+    return evaluate(
+        ["nearest", "bicubic", NoisyNearest(device="cpu")],
+        [read_map(HMI_AR_CUTOUT)],
+        samples=3,
+        crop=256,
+        seed=1,
+    )
 
 
 def test_summary_table(result):
@@ -43,8 +48,9 @@ def test_samples_are_distinct_and_reproducible(result):
     rec = result.records[result.records["model"] == "noisy-nearest"]
     assert len(set(np.round(rec["psnr"], 6))) == 3
     again = evaluate([NoisyNearest(device="cpu")], [result.examples["truth"]], samples=3, crop=None, seed=1)
-    np.testing.assert_allclose(again.records["psnr"][again.records["model"] == "noisy-nearest"], rec["psnr"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        again.records["psnr"][again.records["model"] == "noisy-nearest"], rec["psnr"], rtol=1e-6
+    )
 
 
 def test_mean_row_scores_the_mean_and_its_coverage(result):
@@ -55,8 +61,14 @@ def test_mean_row_scores_the_mean_and_its_coverage(result):
     row = result.records[result.records["model"] == "noisy-nearest (mean of 3)"]
     assert len(row) == 1 and row["sample"][0] == -1
     truth, lowres = result.examples["truth"], result.examples["lowres"]
-    um = superresolve(lowres, model=NoisyNearest(device="cpu"), samples=3, seed=_seed_for(1, 0, 0), calibrate=False,
-                      progress=False)
+    um = superresolve(
+        lowres,
+        model=NoisyNearest(device="cpu"),
+        samples=3,
+        seed=_seed_for(1, 0, 0),
+        calibrate=False,
+        progress=False,
+    )
     cover = uncertainty_calibration([um], [truth])[0]
     assert row["coverage_2sd"][0] == pytest.approx(cover["coverage_2sd"])
     assert row["coverage_1sd"][0] == pytest.approx(cover["coverage_1sd"])

@@ -37,7 +37,9 @@ def test_full_disk_mdi(mdi_full_disk):
     assert not np.isfinite(out.data[[0, -1], [0, -1]]).any()
     assert np.isfinite(out.data[2048, 2048])
     # Disk centre stays where the input puts it (X0/Y0 follow the grid).
-    centre_in = mdi_full_disk.pixel_to_world(mdi_full_disk.meta["x0"] * u.pix, mdi_full_disk.meta["y0"] * u.pix)
+    centre_in = mdi_full_disk.pixel_to_world(
+        mdi_full_disk.meta["x0"] * u.pix, mdi_full_disk.meta["y0"] * u.pix
+    )
     centre_out = out.pixel_to_world(out.meta["x0"] * u.pix, out.meta["y0"] * u.pix)
     assert centre_in.separation(centre_out) < 1 * u.mas
     assert corners[0].separation(mdi_full_disk.pixel_to_world(-0.375 * u.pix, -0.375 * u.pix)) < 1 * u.mas
@@ -45,8 +47,9 @@ def test_full_disk_mdi(mdi_full_disk):
 
 def test_full_disk_peak_memory_under_8_gb():
     path = shared_file(MDI_FULL_DISK)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(path)], capture_output=True, text=True, check=True
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["shape"] == [4096, 4096]
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # ru_maxrss is in kB

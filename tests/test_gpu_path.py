@@ -32,16 +32,20 @@ def run(smap, model, **kwargs):
 
 # -- tile batch size ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("free", "per_tile", "n_tiles", "cap", "expected"), [
-    (80 * GIB, GIB, 25, 64, 25),        # 56 fit: every tile in one call
-    (80 * GIB, GIB, 100, 64, 50),       # 56 fit: two calls of 50 rather than 56 + 44
-    (200 * GIB, GIB, 100, 64, 50),      # 140 fit, capped at 64: two calls, 50 each
-    (20 * GIB, GIB, 25, 64, 13),        # 14 fit: 13 + 12
-    (10 * GIB, GIB, 25, 64, 7),         # 7 fit: four calls, 7 + 6 + 6 + 6
-    (GIB, 2 * GIB, 25, 64, 1),          # not even one fits: one at a time (and let CUDA say so)
-    (0, GIB, 3, 64, 1),
-    (80 * GIB, GIB, 25, 4, 4),          # the cap wins; 25 = 4 * 7 calls, so 4 per call
-])
+
+@pytest.mark.parametrize(
+    ("free", "per_tile", "n_tiles", "cap", "expected"),
+    [
+        (80 * GIB, GIB, 25, 64, 25),  # 56 fit: every tile in one call
+        (80 * GIB, GIB, 100, 64, 50),  # 56 fit: two calls of 50 rather than 56 + 44
+        (200 * GIB, GIB, 100, 64, 50),  # 140 fit, capped at 64: two calls, 50 each
+        (20 * GIB, GIB, 25, 64, 13),  # 14 fit: 13 + 12
+        (10 * GIB, GIB, 25, 64, 7),  # 7 fit: four calls, 7 + 6 + 6 + 6
+        (GIB, 2 * GIB, 25, 64, 1),  # not even one fits: one at a time (and let CUDA say so)
+        (0, GIB, 3, 64, 1),
+        (80 * GIB, GIB, 25, 4, 4),  # the cap wins; 25 = 4 * 7 calls, so 4 per call
+    ],
+)
 def test_tiles_per_batch(free, per_tile, n_tiles, cap, expected):
     b = tiles_per_batch(free, per_tile, n_tiles, cap)
     assert b == expected
@@ -57,8 +61,10 @@ def test_tiles_per_batch_keeps_the_number_of_calls():
             assert -(-n // b) == -(-n // min(fit, 64, n))  # balancing adds no call
 
 
-@pytest.mark.parametrize(("args", "match"), [((GIB, 0, 5), "bytes_per_tile"), ((GIB, GIB, 0), "n_tiles"),
-                                             ((GIB, GIB, 5, 0), "cap")])
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [((GIB, 0, 5), "bytes_per_tile"), ((GIB, GIB, 0), "n_tiles"), ((GIB, GIB, 5, 0), "cap")],
+)
 def test_tiles_per_batch_errors(args, match):
     with pytest.raises(ValueError, match=match):
         tiles_per_batch(*args)
@@ -91,6 +97,7 @@ def test_batch_size_errors(small_mdi, bad):
 
 
 # -- precision ---------------------------------------------------------------------------------------
+
 
 def test_resolve_precision():
     cpu = torch.device("cpu")
@@ -143,6 +150,7 @@ def test_baselines_run_in_float32_only(small_mdi):
 
 # -- runtime copies and torch.compile ------------------------------------------------------------------
 
+
 def test_configure_runtime_copies():
     model = tiny_model()
     assert model.configure_runtime() is model
@@ -166,6 +174,7 @@ def test_compile_falls_back_to_eager(monkeypatch, small_mdi):
     def broken_compile(module, **kwargs):
         def call(*args, **kw):
             raise RuntimeError("no C++ compiler")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -181,10 +190,12 @@ def test_compile_falls_back_to_eager(monkeypatch, small_mdi):
 
 # -- CUDA (skipped without a GPU) ----------------------------------------------------------------------
 
+
 def _tiny_on(device, **kwargs):
     src = tiny_model()  # a fresh copy of the same seeded weights: moving it does not move another model's
-    return DiffusionSuperResolution(src.denoiser, src.autoencoder, tile_size=32, halo=4, steps=4,
-                                    device=device, **kwargs)
+    return DiffusionSuperResolution(
+        src.denoiser, src.autoencoder, tile_size=32, halo=4, steps=4, device=device, **kwargs
+    )
 
 
 @needs_cuda

@@ -107,8 +107,14 @@ def test_finer_meta_cd_matrix():
     theta = np.deg2rad(30)
     for key in [k for k in meta if k.startswith("pc")]:
         meta.pop(key)
-    meta.update({"cd1_1": scale * np.cos(theta), "cd1_2": -scale * np.sin(theta),
-                 "cd2_1": scale * np.sin(theta), "cd2_2": scale * np.cos(theta)})
+    meta.update(
+        {
+            "cd1_1": scale * np.cos(theta),
+            "cd1_2": -scale * np.sin(theta),
+            "cd2_1": scale * np.sin(theta),
+            "cd2_2": scale * np.cos(theta),
+        }
+    )
     rotated = sunpy.map.Map(smap.data, meta)
     out = superresolve(rotated, model="nearest", progress=False)
     ref = rotated.resample([128, 128] * u.pix)
@@ -140,16 +146,22 @@ def test_maxwell_per_square_centimetre_is_a_magnetic_field(mdi_cutout, bunit):
 
     m = sunpy.map.Map(mdi_cutout.data, {**mdi_cutout.meta, "bunit": bunit})
     out = superresolve(m, model="bicubic", progress=False)
-    reference = superresolve(sunpy.map.Map(mdi_cutout.data, {**mdi_cutout.meta, "bunit": "G"}), model="bicubic",
-                             progress=False)
+    reference = superresolve(
+        sunpy.map.Map(mdi_cutout.data, {**mdi_cutout.meta, "bunit": "G"}), model="bicubic", progress=False
+    )
     assert out.unit == u.G and out.meta["bunit"] == "G" and f"BUNIT '{bunit}'" in out.meta["history"]
     np.testing.assert_allclose(out.data, reference.data, equal_nan=True)
     assert m.meta["bunit"] == bunit
 
 
-@pytest.mark.parametrize(("bunit", "message"), [("", "no unit (BUNIT missing)"),
-                                                ("counts per wombat", "BUNIT 'counts per wombat', which is not a unit"),
-                                                ("DN", "unit DN")])
+@pytest.mark.parametrize(
+    ("bunit", "message"),
+    [
+        ("", "no unit (BUNIT missing)"),
+        ("counts per wombat", "BUNIT 'counts per wombat', which is not a unit"),
+        ("DN", "unit DN"),
+    ],
+)
 def test_unit_refusals_name_what_was_found(mdi_cutout, bunit, message):
     import re
     import warnings
@@ -172,8 +184,17 @@ def test_a_map_without_a_pixel_scale_is_refused(mdi_cutout):
 @pytest.mark.parametrize("cdelt", [2 / 3600, 0.03])
 def test_a_carrington_map_is_refused_as_not_helioprojective(mdi_cutout, cdelt):
     """Issue 15, case 2: a CEA map ran with degrees read as arcsec, or was refused for its "scale"."""
-    meta = {**mdi_cutout.meta, "ctype1": "CRLN-CEA", "ctype2": "CRLT-CEA", "cunit1": "deg", "cunit2": "deg",
-            "cdelt1": cdelt, "cdelt2": cdelt, "crval1": 120.0, "crval2": 10.0}
+    meta = {
+        **mdi_cutout.meta,
+        "ctype1": "CRLN-CEA",
+        "ctype2": "CRLT-CEA",
+        "cunit1": "deg",
+        "cunit2": "deg",
+        "cdelt1": cdelt,
+        "cdelt2": cdelt,
+        "crval1": 120.0,
+        "crval2": 10.0,
+    }
     smap = sunpy.map.Map(mdi_cutout.data, meta)
     with pytest.raises(ValueError, match="not helioprojective.*Reproject it first"):
         validate_map(smap)

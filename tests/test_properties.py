@@ -37,8 +37,16 @@ from sunpy_superres.superresolve import UncalibratedInputWarning
 F = 4  # the bicubic baseline's factor
 
 # BUNIT -> G per data unit; None: not a magnetic field (must be refused). "missing" drops BUNIT.
-UNITS = {"G": 1.0, "T": 1e4, "Mx/cm2": 1.0, "Mx cm-2": 1.0, "gauss": 1.0,
-         "missing": None, "counts": None, "m/s": None}
+UNITS = {
+    "G": 1.0,
+    "T": 1e4,
+    "Mx/cm2": 1.0,
+    "Mx cm-2": 1.0,
+    "gauss": 1.0,
+    "missing": None,
+    "counts": None,
+    "m/s": None,
+}
 INSTRUMENTS = {
     "mdi": {"telescop": "SOHO", "instrume": "MDI", "x0": 511.5, "y0": 511.5, "r_sun": 483.0},
     "hmi": {"telescop": "SDO/HMI", "instrume": "HMI_FRONT2"},
@@ -51,18 +59,18 @@ STALE = {"datamin": -1234.0, "datamax": 2345.0, "bscale": 1.0, "bzero": 0.0}
 
 # Each defect makes a map certainly bad, with words its refusal must contain (any one of them).
 DEFECTS = {
-    "ndim": ("-D",),                   # 1-D data
-    "small": ("pixels a side",),       # under 16 pixels a side
-    "dtype": ("dtype", "unsigned"),    # bool, complex or uint8 data
-    "unit": ("magnetic field",),       # BUNIT missing or not a field
-    "frame": ("helioprojective",),     # Carrington coordinates
-    "no_scale": ("pixel scale",),      # no CDELT or CD matrix
-    "zero_scale": ("pixel scale",),    # CDELT1 or CDELT2 zero or NaN
-    "aspect": ("not square",),         # non-square pixels
-    "scale": ("outside",),             # pixel scale out of 1-4"/pixel with check_scale
-    "all_nan": ("nan",),               # no finite pixel
-    "inf": ("infinite",),              # an infinite pixel
-    "all_masked": ("mask",),           # every finite pixel masked: nothing to super-resolve, as with all NaN
+    "ndim": ("-D",),  # 1-D data
+    "small": ("pixels a side",),  # under 16 pixels a side
+    "dtype": ("dtype", "unsigned"),  # bool, complex or uint8 data
+    "unit": ("magnetic field",),  # BUNIT missing or not a field
+    "frame": ("helioprojective",),  # Carrington coordinates
+    "no_scale": ("pixel scale",),  # no CDELT or CD matrix
+    "zero_scale": ("pixel scale",),  # CDELT1 or CDELT2 zero or NaN
+    "aspect": ("not square",),  # non-square pixels
+    "scale": ("outside",),  # pixel scale out of 1-4"/pixel with check_scale
+    "all_nan": ("nan",),  # no finite pixel
+    "inf": ("infinite",),  # an infinite pixel
+    "all_masked": ("mask",),  # every finite pixel masked: nothing to super-resolve, as with all NaN
     "too_strong": ("field reaches",),  # beyond MAX_FIELD (10**5 G): another unit, or unscaled data
 }
 
@@ -74,8 +82,11 @@ def cases(draw):
 
     ``sampled_from`` shrinks to its first entry, so the first entries are the plainest good ones.
     """
-    defects = draw(st.sampled_from([0] * 10 + [1] * 8 + [2, 3]).flatmap(
-        lambda n: st.sets(st.sampled_from(sorted(DEFECTS)), min_size=n, max_size=n)))
+    defects = draw(
+        st.sampled_from([0] * 10 + [1] * 8 + [2, 3]).flatmap(
+            lambda n: st.sets(st.sampled_from(sorted(DEFECTS)), min_size=n, max_size=n)
+        )
+    )
     if "ndim" in defects:
         # 1-D only: sunpy.map.Map keeps the first plane of a cube (with a warning), so no 3-D map reaches
         # superresolve; the CLI's refusal of cubes is tested in test_refusals.py.
@@ -89,11 +100,17 @@ def cases(draw):
     elif {"all_nan", "inf"} & defects:
         dtype = draw(st.sampled_from(["float64", "float32", ">f4"]))
     else:  # ">": big-endian, as FITS files store them
-        dtype = draw(st.sampled_from(["float64"] * 3 + ["float32"] * 3
-                                     + ["int16", "int32", ">f8", ">f4", ">i2"]))
+        dtype = draw(
+            st.sampled_from(["float64"] * 3 + ["float32"] * 3 + ["int16", "int32", ">f8", ">f4", ">i2"])
+        )
     is_float = np.dtype(dtype).kind in "fc"
-    nan = ("all" if "all_nan" in defects
-           else draw(st.sampled_from(["none", "pixels", "rows", "block"])) if is_float else "none")
+    nan = (
+        "all"
+        if "all_nan" in defects
+        else draw(st.sampled_from(["none", "pixels", "rows", "block"]))
+        if is_float
+        else "none"
+    )
     check_scale = draw(st.booleans()) or "scale" in defects
     if "scale" in defects:
         scale = draw(st.floats(0.25, 0.99) | st.floats(4.01, 8.0))
@@ -104,8 +121,11 @@ def cases(draw):
     cd = [] if "zero_scale" in defects else ["cd", "cd-diagonal"]  # zero_scale edits CDELT
     rotation = draw(st.sampled_from(["pc", "crota2", *cd]))
     # A diagonal CD matrix omits CD1_2 and CD2_1 (0 by the FITS standard): no rotation, or half a turn.
-    angle = draw(st.sampled_from([0.0, 180.0]) if rotation == "cd-diagonal"
-                 else st.sampled_from([0.0, 180.0, 90.0, -30.0]) | st.floats(-180.0, 180.0))
+    angle = draw(
+        st.sampled_from([0.0, 180.0])
+        if rotation == "cd-diagonal"
+        else st.sampled_from([0.0, 180.0, 90.0, -30.0]) | st.floats(-180.0, 180.0)
+    )
     # float32 cannot hold 1e40: its amplitudes stay within range (1e30 G still overflows nothing).
     amplitudes = [300.0, 0.0, 1.0, 2500.0, 2e4, 1e7] + ([1e40] if np.dtype(dtype) == np.float64 else [1e30])
     return {
@@ -117,10 +137,16 @@ def cases(draw):
         "nan": nan,
         "nan_fraction": draw(st.floats(0.01, 0.5)),
         "inf": draw(st.sampled_from(["+inf", "-inf"])) if "inf" in defects else "none",
-        "mask": ("all" if "all_masked" in defects
-                 else draw(st.sampled_from(["none"] * 3 + ["pixels", "block"]))),
-        "bunit": draw(st.sampled_from(["missing", "counts", "m/s"] if "unit" in defects
-                                      else ["G", "T", "Mx/cm2", "Mx cm-2", "gauss"])),
+        "mask": (
+            "all" if "all_masked" in defects else draw(st.sampled_from(["none"] * 3 + ["pixels", "block"]))
+        ),
+        "bunit": draw(
+            st.sampled_from(
+                ["missing", "counts", "m/s"]
+                if "unit" in defects
+                else ["G", "T", "Mx/cm2", "Mx cm-2", "gauss"]
+            )
+        ),
         "scale": scale,
         "aspect": draw(st.sampled_from([1.01, 0.5, 2.0] if "aspect" in defects else [1.0, 1.0004])),
         "mirror_x": draw(st.booleans()),
@@ -164,7 +190,7 @@ def make_data(case):
         plane[rng.random(ny) < case["nan_fraction"]] = np.nan
     elif case["nan"] == "block":
         y0, x0 = rng.integers(0, ny), rng.integers(0, nx)
-        plane[y0:y0 + rng.integers(1, ny + 1), x0:x0 + rng.integers(1, nx + 1)] = np.nan
+        plane[y0 : y0 + rng.integers(1, ny + 1), x0 : x0 + rng.integers(1, nx + 1)] = np.nan
     elif case["nan"] == "all":
         data[...] = np.nan
     if case["inf"] != "none":
@@ -188,12 +214,17 @@ def make_mask(case):
 
 def make_header(case, data):
     """A helioprojective header (Earth observer, 2010-10-15) edited as ``case`` says."""
-    ref = SkyCoord(*case["centre"] * u.arcsec, obstime="2010-10-15", observer="earth",
-                   frame=frames.Helioprojective)
+    ref = SkyCoord(
+        *case["centre"] * u.arcsec, obstime="2010-10-15", observer="earth", frame=frames.Helioprojective
+    )
     dx = case["scale"] * (-1 if case["mirror_x"] else 1)
     dy = case["scale"] * case["aspect"] * (-1 if case["mirror_y"] else 1)
-    header = make_fitswcs_header(np.atleast_2d(data), ref, scale=[abs(dx), abs(dy)] * u.arcsec / u.pix,
-                                 rotation_angle=case["angle"] * u.deg)
+    header = make_fitswcs_header(
+        np.atleast_2d(data),
+        ref,
+        scale=[abs(dx), abs(dy)] * u.arcsec / u.pix,
+        rotation_angle=case["angle"] * u.deg,
+    )
     meta = dict(header)
     meta["cdelt1"], meta["cdelt2"] = dx, dy
     pc = np.array([[meta.pop("pc1_1"), meta.pop("pc1_2")], [meta.pop("pc2_1"), meta.pop("pc2_2")]], float)
@@ -263,16 +294,20 @@ def refusal_reasons(case, data, mask):
     }
     usable = np.isfinite(data) & unmasked
     field = np.abs(data[usable]).astype(np.float64) * (UNITS[case["bunit"]] or 1.0)  # G, as the input has it
-    certain["too_strong"] = (UNITS[case["bunit"]] is not None and field.size > 0
-                             and field.max() > MAX_FIELD.to_value(u.G))
+    certain["too_strong"] = (
+        UNITS[case["bunit"]] is not None and field.size > 0 and field.max() > MAX_FIELD.to_value(u.G)
+    )
     doubtful = {
         # infinite pixels under the mask: never used, but there
         "masked inf": bool(np.isinf(data).any()),
         # sunpy's CDELT of a rotated CD matrix of not quite square pixels may be either of the two
         "one scale out": case["check_scale"] and not inside.all(),
         # a scale computed through deg or from a CD matrix may land just outside 1-4"/pixel
-        "scale at an edge": (case["check_scale"] and edge.any()
-                             and (case["cunit"] == "deg" or case["rotation"].startswith("cd"))),
+        "scale at an edge": (
+            case["check_scale"]
+            and edge.any()
+            and (case["cunit"] == "deg" or case["rotation"].startswith("cd"))
+        ),
     }
     return sorted(k for k, v in certain.items() if v), sorted(k for k, v in doubtful.items() if v)
 
@@ -325,8 +360,13 @@ def check_output(smap, out, case, caught):
         assert case["consistency"] in (False, "auto")
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(case=cases())
 def test_superresolve_refuses_or_is_right(case):
     """
@@ -354,8 +394,14 @@ def test_superresolve_refuses_or_is_right(case):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            out = superresolve(smap, model="bicubic", progress=False, check_scale=case["check_scale"],
-                               consistency=case["consistency"], calibrate=case["calibrate"])
+            out = superresolve(
+                smap,
+                model="bicubic",
+                progress=False,
+                check_scale=case["check_scale"],
+                consistency=case["consistency"],
+                calibrate=case["calibrate"],
+            )
         except (TypeError, ValueError) as exc:
             error = exc
     # Whatever happened, the input is as it was: data, header and its comments.
@@ -375,6 +421,7 @@ def test_superresolve_refuses_or_is_right(case):
         check_output(smap, out, case, caught)
     # Nothing else to say on the way: e.g. no RuntimeWarning of an overflow or an invalid cast.
     allowed = (UncalibratedInputWarning, SunpyMetadataWarning, FITSFixedWarning)
-    unexpected = [f"{w.category.__name__}: {w.message}" for w in caught
-                  if not issubclass(w.category, allowed)]
+    unexpected = [
+        f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, allowed)
+    ]
     assert not unexpected, unexpected

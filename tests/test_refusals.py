@@ -61,6 +61,7 @@ def _rewrite(src, dst, data=None, **keys):
 
 # --- case 2: a cube is not silently reduced to its first plane --------------------------------------
 
+
 def test_cube_is_refused_not_reduced(mdi_file, tmp_path, capsys):
     cube = _rewrite(mdi_file, tmp_path / "cube.fits", data=lambda d: np.stack([d, d, d]))
     assert run_cli(cube, "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
@@ -70,9 +71,13 @@ def test_cube_is_refused_not_reduced(mdi_file, tmp_path, capsys):
 
 # --- case 4: uint8 data and a negative CDELT1 -----------------------------------------------------
 
+
 def test_unsigned_data_are_refused_as_not_a_magnetogram(mdi_file, tmp_path, capsys):
-    img = _rewrite(mdi_file, tmp_path / "u8.fits",
-                   data=lambda d: np.clip(np.nan_to_num(d) / 10 + 128, 0, 255).astype(np.uint8))
+    img = _rewrite(
+        mdi_file,
+        tmp_path / "u8.fits",
+        data=lambda d: np.clip(np.nan_to_num(d) / 10 + 128, 0, 255).astype(np.uint8),
+    )
     assert run_cli(img, "-o", tmp_path / "o.fits", "--model", "bicubic", "--quiet") == 2
     line = one_line_refusal(capsys, "uint8", "both polarities")
     assert "'norm'" not in line
@@ -97,11 +102,15 @@ def test_negative_cdelt1_is_a_mirrored_axis_not_a_refusal(mdi_file, tmp_path):
 
 # --- case 5: tracebacks and wrong hints -----------------------------------------------------------
 
-@pytest.mark.parametrize(("make", "needles"), [
-    (lambda p: p.mkdir(), ("is a folder", "sunpy-superres batch")),
-    (lambda p: p.write_bytes(b""), ("empty (0 bytes)",)),
-    (lambda p: p.write_bytes(Path(MDI_AR_CUTOUT).read_bytes()[:20000]), ("truncated",)),
-])
+
+@pytest.mark.parametrize(
+    ("make", "needles"),
+    [
+        (lambda p: p.mkdir(), ("is a folder", "sunpy-superres batch")),
+        (lambda p: p.write_bytes(b""), ("empty (0 bytes)",)),
+        (lambda p: p.write_bytes(Path(MDI_AR_CUTOUT).read_bytes()[:20000]), ("truncated",)),
+    ],
+)
 def test_unreadable_inputs_say_what_is_wrong_without_allow_errors(tmp_path, capsys, make, needles):
     src = tmp_path / "in.fits"
     make(src)
@@ -142,8 +151,14 @@ def test_unreachable_hub_is_told_at_once(mdi_file, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     t0 = time.monotonic()
-    code = run_cli(mdi_file, "-o", tmp_path / "o.fits", "--quiet",
-                   "--model", "hf://sunpy/nothing-here@0123456789abcdef0123456789abcdef01234567")
+    code = run_cli(
+        mdi_file,
+        "-o",
+        tmp_path / "o.fits",
+        "--quiet",
+        "--model",
+        "hf://sunpy/nothing-here@0123456789abcdef0123456789abcdef01234567",
+    )
     assert code == 2
     one_line_refusal(capsys, "cannot be reached", "local copy")
     assert time.monotonic() - t0 < 15  # huggingface_hub alone retried for about 30 s
@@ -162,14 +177,18 @@ def test_unwritable_output_folder_is_refused_before_any_work(mdi_file, tmp_path,
     folder = tmp_path / "ro"
     folder.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(folder) else real_access(p, mode))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(folder) else real_access(p, mode)
+    )
     monkeypatch.setattr(cli, "superresolve", None, raising=False)  # not reached
     assert run_cli(mdi_file, "-o", folder / "o.fits", "--model", "bicubic", "--quiet") == 2
     one_line_refusal(capsys, "not writable")
 
 
-@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
-                                   PermissionError(errno.EACCES, "Permission denied")])
+@pytest.mark.parametrize(
+    "error",
+    [OSError(errno.ENOSPC, "No space left on device"), PermissionError(errno.EACCES, "Permission denied")],
+)
 def test_write_failure_is_one_line_and_leaves_nothing(mdi_file, tmp_path, capsys, monkeypatch, error):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -187,6 +206,7 @@ def test_write_failure_is_one_line_and_leaves_nothing(mdi_file, tmp_path, capsys
 
 # --- case 8: SIGTERM cleans up; stale temporaries of killed runs are removed ---------------------------
 
+
 def test_sigterm_during_the_write_removes_the_temporary(mdi_file, tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -199,7 +219,9 @@ def test_sigterm_during_the_write_removes_the_temporary(mdi_file, tmp_path, caps
 
     monkeypatch.setattr(sunpy.map.GenericMap, "save", killed_save)
     before = signal.getsignal(signal.SIGTERM)
-    assert run_cli(mdi_file, "-o", out_dir / "o.fits", "--model", "bicubic", "--quiet") == 128 + signal.SIGTERM
+    assert (
+        run_cli(mdi_file, "-o", out_dir / "o.fits", "--model", "bicubic", "--quiet") == 128 + signal.SIGTERM
+    )
     assert "terminated" in capsys.readouterr().err
     assert list(out_dir.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before  # restored for the caller
@@ -224,7 +246,8 @@ def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
         assert f".o.fits.{host}-{os.getpid()}." in tmp.name
         tmp.write_text("done")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (out, live, other_host, other_name))
+        p.name for p in (out, live, other_host, other_name)
+    )
     assert remove_stale_parts(out) == []
 
 
@@ -232,12 +255,14 @@ def test_stale_temporaries_of_killed_runs_are_removed(tmp_path):
 def test_a_killed_cli_leaves_a_part_the_next_run_removes(mdi_file, tmp_path):
     out = tmp_path / "o.fits"
     # A run that hangs while writing, then is killed: its temporary file stays behind.
-    code = ("import sys, time, sunpy.map\n"
-            "from sunpy_superres import cli\n"
-            "def hang(self, path, **kw):\n"
-            "    open(path, 'wb').write(b'SIMPLE'); print('writing', flush=True); time.sleep(60)\n"
-            "sunpy.map.GenericMap.save = hang\n"
-            f"cli.main([{str(mdi_file)!r}, '-o', {str(out)!r}, '--model', 'bicubic', '--quiet'])\n")
+    code = (
+        "import sys, time, sunpy.map\n"
+        "from sunpy_superres import cli\n"
+        "def hang(self, path, **kw):\n"
+        "    open(path, 'wb').write(b'SIMPLE'); print('writing', flush=True); time.sleep(60)\n"
+        "sunpy.map.GenericMap.save = hang\n"
+        f"cli.main([{str(mdi_file)!r}, '-o', {str(out)!r}, '--model', 'bicubic', '--quiet'])\n"
+    )
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout.readline().strip() == "writing"
         proc.kill()
@@ -247,6 +272,7 @@ def test_a_killed_cli_leaves_a_part_the_next_run_removes(mdi_file, tmp_path):
 
 
 # --- case 9: the quick-look of a map in T, and the levels -------------------------------------------
+
 
 def test_quicklook_of_a_map_in_tesla_is_drawn_in_gauss_with_levels(tmp_path):
     import matplotlib
@@ -272,6 +298,7 @@ def test_quicklook_of_a_map_in_tesla_is_drawn_in_gauss_with_levels(tmp_path):
 
 
 # --- case 10: a huge number of samples, and an UncertaintyMap file as input --------------------------
+
 
 def test_many_samples_come_with_a_time_estimate(monkeypatch):
     sr_module = sys.modules["sunpy_superres.superresolve"]  # the package exports the function by that name
@@ -302,6 +329,7 @@ def test_an_uncertainty_map_file_as_input_is_named(tmp_path, capsys):
 
 # --- found by tests/test_properties.py --------------------------------------------------------------
 
+
 def _meta_without(m, *keys, **values):
     meta = m.meta.copy()
     for k in keys:
@@ -331,8 +359,9 @@ def test_cdelt_zero_names_the_scale_not_the_frame():
 def test_a_fully_masked_map_is_refused():
     m = synthetic_map((32, 32), value=5.0, instrument="MDI")
     with pytest.raises(ValueError, match="NaN, infinite or masked"):
-        superresolve(sunpy.map.Map(m.data, m.meta, mask=np.ones((32, 32), bool)), model="bicubic",
-                     progress=False)
+        superresolve(
+            sunpy.map.Map(m.data, m.meta, mask=np.ones((32, 32), bool)), model="bicubic", progress=False
+        )
 
 
 @pytest.mark.parametrize(("value", "unit"), [(1e40, u.G), (1e36, u.T), (50.0, u.T)])

@@ -31,7 +31,8 @@ def test_wcs_matches_sunpy_resample(fixture, request):
     assert out.data.shape == tuple(4 * n for n in smap.data.shape)
     for px, py in corners_and_centre(out):
         sep = out.pixel_to_world(px * u.pix, py * u.pix).separation(
-            oracle.pixel_to_world(px * u.pix, py * u.pix))
+            oracle.pixel_to_world(px * u.pix, py * u.pix)
+        )
         assert sep < 1 * u.mas
     # The outer edges of the grids coincide too: the input's corner pixel edge is the output's.
     edge_in = smap.pixel_to_world(-0.5 * u.pix, -0.5 * u.pix)
@@ -42,7 +43,8 @@ def test_wcs_matches_sunpy_resample(fixture, request):
     assert back.data.shape == smap.data.shape
     for px, py in corners_and_centre(smap):
         sep = back.pixel_to_world(px * u.pix, py * u.pix).separation(
-            smap.pixel_to_world(px * u.pix, py * u.pix))
+            smap.pixel_to_world(px * u.pix, py * u.pix)
+        )
         assert sep < 1 * u.mas
     assert u.allclose(back.scale.axis1, smap.scale.axis1, rtol=1e-12)
     np.testing.assert_allclose(back.rotation_matrix, smap.rotation_matrix, atol=1e-12)
@@ -146,8 +148,8 @@ def test_strong_field_not_truncated(model):
     smap.data[18:24, 18:24] = -3600.0
     out = superresolve(smap, model=model, progress=False)
     # The spot's core (whose interpolation support lies inside the spot) keeps its full strength.
-    np.testing.assert_allclose(out.data[4 * 12:4 * 14, 4 * 12:4 * 14], 3500.0, rtol=1e-6)
-    np.testing.assert_allclose(out.data[4 * 20:4 * 22, 4 * 20:4 * 22], -3600.0, rtol=1e-6)
+    np.testing.assert_allclose(out.data[4 * 12 : 4 * 14, 4 * 12 : 4 * 14], 3500.0, rtol=1e-6)
+    np.testing.assert_allclose(out.data[4 * 20 : 4 * 22, 4 * 20 : 4 * 22], -3600.0, rtol=1e-6)
     assert np.nanmax(out.data) >= 3500.0 * (1 - 1e-6)
     if isinstance(model, ClippingNearest):
         assert out.meta["srnclip"] == 36 + 36
@@ -177,8 +179,7 @@ def test_tiled_equals_untiled(mdi_limb_cutout, mdi_cutout, model, tile, overlap)
     """The seam test: for a deterministic model tiles must not show, to float precision."""
     for smap in (mdi_cutout, mdi_limb_cutout):
         whole = superresolve(smap, model=model, tile_size=1024, progress=False)
-        tiled = superresolve(smap, model=model, tile_size=tile, overlap=overlap, batch_size=3,
-                             progress=False)
+        tiled = superresolve(smap, model=model, tile_size=tile, overlap=overlap, batch_size=3, progress=False)
         np.testing.assert_allclose(tiled.data, whole.data, rtol=1e-6, atol=1e-3, equal_nan=True)
 
 
@@ -206,13 +207,16 @@ def test_samples_for_deterministic_model(mdi_cutout):
         superresolve(mdi_cutout, model="bicubic", samples=3)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"samples": 0}, "samples must be a positive integer"),
-    ({"seed": -3}, r"seed must be an integer from 0 to 2\*\*63 - 1"),
-    ({"seed": 1.5}, r"seed must be an integer from 0 to 2\*\*63 - 1"),
-    ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"device": "tpu9"}, "unknown device"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"samples": 0}, "samples must be a positive integer"),
+        ({"seed": -3}, r"seed must be an integer from 0 to 2\*\*63 - 1"),
+        ({"seed": 1.5}, r"seed must be an integer from 0 to 2\*\*63 - 1"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"device": "tpu9"}, "unknown device"),
+    ],
+)
 def test_bad_options(mdi_cutout, kwargs, match):
     with pytest.raises(ValueError, match=match):
         superresolve(mdi_cutout, **kwargs)
@@ -236,8 +240,10 @@ def test_output_is_float32_and_saves(mdi_cutout, tmp_path):
     np.testing.assert_array_equal(back.data, out.data)
     assert back.meta["srmodel"] == out.meta["srmodel"]
     for px, py in corners_and_centre(out):
-        assert back.pixel_to_world(px * u.pix, py * u.pix).separation(
-            out.pixel_to_world(px * u.pix, py * u.pix)) < 1 * u.mas
+        assert (
+            back.pixel_to_world(px * u.pix, py * u.pix).separation(out.pixel_to_world(px * u.pix, py * u.pix))
+            < 1 * u.mas
+        )
 
 
 def test_sampler_options_rejected_for_deterministic_model(mdi_cutout):
@@ -269,7 +275,10 @@ def test_consistency_auto_spares_interpolation(mdi_cutout):
     assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srconsis"] is False
     with pytest.raises(ValueError, match="consistency must be"):
         superresolve(mdi_cutout, consistency="yes", progress=False)
-    assert superresolve(mdi_cutout, model="bicubic", consistency="block", progress=False).meta["srconmet"] == "block"
+    assert (
+        superresolve(mdi_cutout, model="bicubic", consistency="block", progress=False).meta["srconmet"]
+        == "block"
+    )
 
 
 def test_seed_used_is_recorded_and_repeats_the_run(mdi_cutout):
@@ -310,7 +319,9 @@ def test_a_map_that_names_no_instrument_is_announced(mdi_cutout):
     assert "WARNING the map's header names no instrument" in out.meta["history"]
     np.testing.assert_allclose(out.data, 700.0, rtol=1e-5)
     # Named as MDI, it is calibrated as usual; named as another instrument, nothing is said.
-    assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srcalfac"] == pytest.approx(1 / 1.4)
+    assert superresolve(mdi_cutout, model="bicubic", progress=False).meta["srcalfac"] == pytest.approx(
+        1 / 1.4
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         superresolve(synthetic_map(shape=(32, 32), instrument="GONG"), model="bicubic", progress=False)

@@ -6,17 +6,18 @@ import pytest
 from sunpy_superres.tiling import Tile, blend_window, plan_tiles, tile_seed, tile_starts
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(1024, 256, 16), (100, 32, 8), (33, 32, 8),
-                                                         (20, 64, 8), (257, 64, 63)])
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"), [(1024, 256, 16), (100, 32, 8), (33, 32, 8), (20, 64, 8), (257, 64, 63)]
+)
 def test_tiles_cover_with_overlap(length, tile, overlap):
     starts = tile_starts(length, tile, overlap)
     size = min(tile, length)
     covered = np.zeros(length, dtype=int)
     for s in starts:
         assert 0 <= s <= length - size
-        covered[s:s + size] += 1
+        covered[s : s + size] += 1
     assert covered.min() >= 1
-    for a, b in zip(starts, starts[1:]):
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
         assert a + size - b >= overlap  # neighbours overlap by at least `overlap`
 
 
@@ -35,7 +36,7 @@ def test_window_zero_in_halo_one_at_image_border():
         assert w.shape == (f * t.size_y, f * t.size_x)
         assert w.min() >= 0 and w.max() <= 1
         if t.x0 > 0:  # interior left edge: nothing from the halo
-            assert np.all(w[:, :f * halo] == 0)
+            assert np.all(w[:, : f * halo] == 0)
         if t.x0 == 0:  # image border: full weight right up to the edge (away from other edges)
             assert w[f * t.size_y // 2, 0] == 1
         weights[t.scaled_slices(f)] += w

@@ -6,8 +6,8 @@ import astropy.units as u
 import matplotlib
 import numpy as np
 import pytest
-from astropy.io import fits
 import sunpy.map
+from astropy.io import fits
 from sunpy.map.sources import MDIMap
 
 from sunpy_superres import UncertaintyMap, superresolve
@@ -43,10 +43,28 @@ def test_samples_give_mean_and_std(um, mdi_cutout, noisy):
 
 def test_samples_independent_and_reproducible(mdi_cutout, noisy, um):
     # Same seed -> the same samples whatever the batching of the tiles (seeds follow tile positions).
-    one = superresolve(mdi_cutout, model=noisy, samples=3, seed=3, keep_samples=True, progress=False,
-                       tile_size=48, overlap=16, batch_size=1)
-    five = superresolve(mdi_cutout, model=noisy, samples=3, seed=3, keep_samples=True, progress=False,
-                        tile_size=48, overlap=16, batch_size=5)
+    one = superresolve(
+        mdi_cutout,
+        model=noisy,
+        samples=3,
+        seed=3,
+        keep_samples=True,
+        progress=False,
+        tile_size=48,
+        overlap=16,
+        batch_size=1,
+    )
+    five = superresolve(
+        mdi_cutout,
+        model=noisy,
+        samples=3,
+        seed=3,
+        keep_samples=True,
+        progress=False,
+        tile_size=48,
+        overlap=16,
+        batch_size=5,
+    )
     np.testing.assert_array_equal(one.samples, five.samples)
     other = superresolve(mdi_cutout, model=noisy, samples=6, seed=4, progress=False)
     assert not np.allclose(other.data, um.data)
@@ -85,7 +103,10 @@ def test_fits_round_trip(um, tmp_path):
     np.testing.assert_array_equal(back.std, um.std)
     np.testing.assert_array_equal(back.samples, um.samples)
     assert back.meta["srmodel"] == "noisy-nearest"
-    assert back.pixel_to_world(0 * u.pix, 0 * u.pix).separation(um.pixel_to_world(0 * u.pix, 0 * u.pix)) < 1 * u.mas
+    assert (
+        back.pixel_to_world(0 * u.pix, 0 * u.pix).separation(um.pixel_to_world(0 * u.pix, 0 * u.pix))
+        < 1 * u.mas
+    )
     with pytest.raises(FileExistsError):
         um.save(path)
     # Without samples, a plain sunpy reader sees the mean (primary HDU) and the std (STD) as maps.
@@ -123,8 +144,9 @@ def test_operations_without_samples(mdi_cutout, noisy):
     um = superresolve(mdi_cutout, model=noisy, samples=3, seed=0, progress=False)
     sp = um.superpixel((4, 4) * u.pix, func=np.mean)
     # Without samples: the fully-correlated bound, mean of the std.
-    np.testing.assert_allclose(sp.std.value, um.std.value.reshape(128, 4, 128, 4).mean(axis=(1, 3)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        sp.std.value, um.std.value.reshape(128, 4, 128, 4).mean(axis=(1, 3)), rtol=1e-5
+    )
     sub = um.submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
     np.testing.assert_array_equal(sub.std.value, um.std.value[:16, :16])
 
@@ -179,19 +201,25 @@ def test_superresolve_applies_the_models_calibration(mdi_cutout):
     model = NoisyNearest(device="cpu")
     raw = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
     assert raw.meta["sruncal"] == "none"
-    model.uncertainty_calibration = StdCalibration(edges_gauss=(0.0, 100.0), scales=((2.0, 5.0),), samples=(4,))
+    model.uncertainty_calibration = StdCalibration(
+        edges_gauss=(0.0, 100.0), scales=((2.0, 5.0),), samples=(4,)
+    )
     cal = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
     np.testing.assert_array_equal(cal.data, raw.data)
     weak = np.abs(raw.data) < 100
     np.testing.assert_allclose(cal.std.value[weak], 2 * raw.std.value[weak], rtol=1e-5)
     np.testing.assert_allclose(cal.std.value[~weak], 5 * raw.std.value[~weak], rtol=1e-5)
     assert cal.meta["sruncal"] == "conformal N=4 sm=0px 0-100G:2 >100G:5"
-    off = superresolve(mdi_cutout, model=model, samples=4, seed=2, calibrate_uncertainty=False, progress=False)
+    off = superresolve(
+        mdi_cutout, model=model, samples=4, seed=2, calibrate_uncertainty=False, progress=False
+    )
     np.testing.assert_array_equal(off.std.value, raw.std.value)
     assert off.meta["sruncal"] == "none"
     # Another sample count: the Student-t carry-over of the factors.
     two = superresolve(mdi_cutout, model=model, samples=2, seed=2, progress=False)
-    two_raw = superresolve(mdi_cutout, model=model, samples=2, seed=2, calibrate_uncertainty=False, progress=False)
+    two_raw = superresolve(
+        mdi_cutout, model=model, samples=2, seed=2, calibrate_uncertainty=False, progress=False
+    )
     ratio = model.uncertainty_calibration.factors(2)[0]
     w2 = np.abs(two.data) < 100
     np.testing.assert_allclose(two.std.value[w2], ratio * two_raw.std.value[w2], rtol=1e-5)

@@ -50,15 +50,17 @@ def patch_crops(path, size):
     data = patch.data.astype(np.float64) * NORMALISATION_RANGE.to_value(u.G)
     ny, nx = data.shape
     oy, ox = (ny % size) // 2, (nx % size) // 2
-    centre = SkyCoord(0 * u.arcsec, 0 * u.arcsec, frame=frames.Helioprojective(observer="earth",
-                                                                               obstime=patch.date))
+    centre = SkyCoord(
+        0 * u.arcsec, 0 * u.arcsec, frame=frames.Helioprojective(observer="earth", obstime=patch.date)
+    )
     crops = []
     for y in range(oy, ny - size + 1, size):
         for x in range(ox, nx - size + 1, size):
-            piece = data[y:y + size, x:x + size]
+            piece = data[y : y + size, x : x + size]
             if np.all(np.isfinite(piece)):
-                header = sunpy.map.make_fitswcs_header(piece, centre, scale=[0.5, 0.5] * u.arcsec / u.pix,
-                                                       unit=u.G, instrument="HMI")
+                header = sunpy.map.make_fitswcs_header(
+                    piece, centre, scale=[0.5, 0.5] * u.arcsec / u.pix, unit=u.G, instrument="HMI"
+                )
                 crops.append(sunpy.map.Map(piece, header))
     return crops
 
@@ -80,7 +82,7 @@ def disk_crops(path, size, strong, random, seed=0):
             corners = [(y, x), (y + size, x), (y, x + size), (y + size, x + size)]
             if max(np.hypot(a - cy, b - cx) for a, b in corners) < 0.85 * radius:
                 origins.append((y, x))
-                flux.append(data[y:y + size, x:x + size].sum())
+                flux.append(data[y : y + size, x : x + size].sum())
     order = list(np.argsort(flux)[::-1])
     chosen = order[:strong]
     rest = order[strong:]
@@ -98,14 +100,23 @@ def disk_crops(path, size, strong, random, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("model", help="model directory (its manifest is updated with --write)")
-    parser.add_argument("--hmi", nargs="*", default=["../shared/data/hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits",
-                                                     "../shared/data/hmi/hmi.M_720s.20190621_060000_TAI.magnetogram.fits"],
-                        help="full-disk HMI frames to crop (never the held-out frame)")
+    parser.add_argument(
+        "--hmi",
+        nargs="*",
+        default=[
+            "../shared/data/hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits",
+            "../shared/data/hmi/hmi.M_720s.20190621_060000_TAI.magnetogram.fits",
+        ],
+        help="full-disk HMI frames to crop (never the held-out frame)",
+    )
     parser.add_argument("--strong", type=int, default=16, help="crops with the most flux per frame")
     parser.add_argument("--random", type=int, default=8, help="other crops per frame")
     parser.add_argument("--patches", default="", help="glob of active-region patches to calibrate on too")
-    parser.add_argument("--check", default="../shared/data/hmi-sharp/*.2025*.fits",
-                        help="glob of patches on which to report the calibrated coverage (not fitted on)")
+    parser.add_argument(
+        "--check",
+        default="../shared/data/hmi-sharp/*.2025*.fits",
+        help="glob of patches on which to report the calibrated coverage (not fitted on)",
+    )
     parser.add_argument("--crop", type=int, default=256, help="HR crop side in pixels (multiple of 4)")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=12345)
@@ -118,31 +129,50 @@ def main():
         raise SystemExit("the 2016-07-07 frame is held out: never calibrate on it")
     model = load_model(args.model, device="cpu")
     truths, preds = [], []
-    crops = [c for i, f in enumerate(args.hmi) for c in disk_crops(f, args.crop, args.strong, args.random, seed=i)]
+    crops = [
+        c for i, f in enumerate(args.hmi) for c in disk_crops(f, args.crop, args.strong, args.random, seed=i)
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SHARP headers and observer lookups: not our errors
         crops += [c for f in files for c in patch_crops(f, args.crop)]
-    print(f"{len(crops)} calibration crops of {args.crop}x{args.crop} from {len(args.hmi)} frames and {len(files)} patches, "
-          f"{args.samples} samples each, model {model.name} ({model.revision})")
+    print(
+        f"{len(crops)} calibration crops of {args.crop}x{args.crop} from {len(args.hmi)} frames and "
+        f"{len(files)} patches, "
+        f"{args.samples} samples each, model {model.name} ({model.revision})"
+    )
     for i, truth in enumerate(crops):
         lowres = degrade(truth)
-        um = superresolve(lowres, model=model, samples=args.samples, seed=args.seed + i, calibrate=False,
-                          calibrate_uncertainty=False, keep_samples=True, progress=False)
+        um = superresolve(
+            lowres,
+            model=model,
+            samples=args.samples,
+            seed=args.seed + i,
+            calibrate=False,
+            calibrate_uncertainty=False,
+            keep_samples=True,
+            progress=False,
+        )
         truths.append(truth)
         preds.append(um)
     samples = np.stack([p.samples.to_value(u.G) for p in preds])
     truth = np.stack([(t.data * t.unit).to_value(u.G) for t in truths])
     if args.save:
         np.savez_compressed(args.save, samples=samples.astype(np.float32), truth=truth.astype(np.float32))
-    names = ", ".join(Path(f).name.split(".")[2] if "sharp" in f else Path(f).name for f in [*args.hmi, *files])
-    source = (f"{len(crops)} crops of {args.crop}^2 from {names}; "
-              f"sampler {model.scheduler} {model.steps} steps from t={model.start_timestep}")
+    names = ", ".join(
+        Path(f).name.split(".")[2] if "sharp" in f else Path(f).name for f in [*args.hmi, *files]
+    )
+    source = (
+        f"{len(crops)} crops of {args.crop}^2 from {names}; "
+        f"sampler {model.scheduler} {model.steps} steps from t={model.start_timestep}"
+    )
     cal = fit_std_calibration(samples * u.G, truth * u.G, source=source)
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
     print(f"calibration: smoothing {cal.smoothing:g} px; factors per bin at N = {cal.samples}: {cal.scales}")
-    calibrated = [p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
-                  for p in preds]
+    calibrated = [
+        p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
+        for p in preds
+    ]
     print("(odd-numbered crops fit the factors, even-numbered ones chose the smoothing)")
     print("calibrated, on the calibration crops (in-sample):")
     print("\n".join(uncertainty_calibration(calibrated, truths).pformat(max_width=-1)))
@@ -151,10 +181,22 @@ def main():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             checks = [c for f in check_files for c in patch_crops(f, args.crop)]
-        ums = [superresolve(degrade(t), model=model, samples=args.samples, seed=args.seed + 10_000 + i,
-                            calibrate=False, calibrate_uncertainty=False, progress=False) for i, t in enumerate(checks)]
-        ums = [p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
-               for p in ums]
+        ums = [
+            superresolve(
+                degrade(t),
+                model=model,
+                samples=args.samples,
+                seed=args.seed + 10_000 + i,
+                calibrate=False,
+                calibrate_uncertainty=False,
+                progress=False,
+            )
+            for i, t in enumerate(checks)
+        ]
+        ums = [
+            p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
+            for p in ums
+        ]
         print(f"calibrated, on {len(checks)} check crops of {len(check_files)} patches (not fitted on):")
         print("\n".join(uncertainty_calibration(ums, checks).pformat(max_width=-1)))
     if args.write:

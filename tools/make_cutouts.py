@@ -8,6 +8,7 @@ The cut-outs keep the original integer encoding (BSCALE/BLANK, RICE-compressed) 
 bit-identical to the source files, and their headers are the real ones with CRPIX/NAXIS moved to the
 cut-out by sunpy's ``submap``.
 """
+
 import sys
 import warnings
 from pathlib import Path
@@ -21,15 +22,35 @@ OUT = Path(__file__).resolve().parents[1] / "sunpy_superres" / "data"
 
 # (source file, output name, bottom-left pixel (x, y), size in pixels, description)
 CUTOUTS = [
-    ("mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits", "mdi_20101015_ar_cutout.fits",
-     (462, 240), 128, "MDI active region near disk centre, 2010-10-15"),
-    ("mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits", "mdi_20101015_limb_cutout.fits",
-     (0, 480), 64, "MDI east limb (off-disk NaNs), 2010-10-15"),
-    ("hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits", "hmi_20111217_ar_cutout.fits",
-     (2101, 1337), 512, "HMI active region, 2011-12-17"),
+    (
+        "mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits",
+        "mdi_20101015_ar_cutout.fits",
+        (462, 240),
+        128,
+        "MDI active region near disk centre, 2010-10-15",
+    ),
+    (
+        "mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits",
+        "mdi_20101015_limb_cutout.fits",
+        (0, 480),
+        64,
+        "MDI east limb (off-disk NaNs), 2010-10-15",
+    ),
+    (
+        "hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits",
+        "hmi_20111217_ar_cutout.fits",
+        (2101, 1337),
+        512,
+        "HMI active region, 2011-12-17",
+    ),
     # The held-out frame: never trained, tuned or calibrated on; for evaluation examples only.
-    ("hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits", "hmi_20160707_heldout_cutout.fits",
-     (996, 2549), 256, "HMI active region of the held-out frame, 2016-07-07 (evaluation only)"),
+    (
+        "hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits",
+        "hmi_20160707_heldout_cutout.fits",
+        (996, 2549),
+        256,
+        "HMI active region of the held-out frame, 2016-07-07 (evaluation only)",
+    ),
 ]
 
 

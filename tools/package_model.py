@@ -27,16 +27,22 @@ def main():
     parser.add_argument("--scheduler", help="sampler (diffusion models)")
     parser.add_argument("--start-timestep", type=int, help="first timestep (diffusion models)")
     parser.add_argument("--spacing", choices=("linear", "log-snr"), help="step spacing (DPM-Solver samplers)")
-    parser.add_argument("--noise-level", type=float, help="target quiet-Sun noise in G (noise-conditioned models)")
+    parser.add_argument(
+        "--noise-level", type=float, help="target quiet-Sun noise in G (noise-conditioned models)"
+    )
     parser.add_argument("--revision", help="revision recorded in the manifest and output headers")
     args = parser.parse_args()
     if args.output.exists():
         raise SystemExit(f"{args.output} exists; choose a new directory")
     model = load_model(args.model, device="cpu")
     if model.stochastic:
-        model = model.configure_sampler(steps=args.steps, scheduler=args.scheduler,
-                                        start_timestep=args.start_timestep, spacing=args.spacing,
-                                        noise_level=args.noise_level)
+        model = model.configure_sampler(
+            steps=args.steps,
+            scheduler=args.scheduler,
+            start_timestep=args.start_timestep,
+            spacing=args.spacing,
+            noise_level=args.noise_level,
+        )
         model.uncertainty_calibration = None
         model.denoiser.half()
     else:
@@ -48,8 +54,13 @@ def main():
         if (args.model / name).is_file():
             shutil.copy2(args.model / name, args.output / name)
     rewrite_manifest(args.output)
-    print(f"written {args.output}: " + ", ".join(f"{p.relative_to(args.output)} {p.stat().st_size / 1e6:.2f} MB"
-                                                 for p in sorted(args.output.rglob("*.safetensors"))))
+    print(
+        f"written {args.output}: "
+        + ", ".join(
+            f"{p.relative_to(args.output)} {p.stat().st_size / 1e6:.2f} MB"
+            for p in sorted(args.output.rglob("*.safetensors"))
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ def main():
     loss = np.array([r["loss"] for r in records])
     seconds = np.cumsum([r["seconds"] for r in records])
     edges = np.arange(0, len(step), args.window)
-    print(f"{len(step)} steps, {seconds[-1] / 60:.1f} min of step time, {seconds[-1] / len(step):.2f} s per step")
+    print(
+        f"{len(step)} steps, {seconds[-1] / 60:.1f} min of step time, {seconds[-1] / len(step):.2f} s per step"
+    )
     print("| steps | mean loss | minutes |")
     print("|---|---|---|")
     for a in edges:
@@ -41,8 +43,10 @@ def main():
 
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot(step, loss, lw=0.3, alpha=0.4, label="per step")
-        centres = [step[a:a + args.window].mean() for a in edges]
-        ax.plot(centres, [loss[a:a + args.window].mean() for a in edges], "o-", label=f"mean of {args.window}")
+        centres = [step[a : a + args.window].mean() for a in edges]
+        ax.plot(
+            centres, [loss[a : a + args.window].mean() for a in edges], "o-", label=f"mean of {args.window}"
+        )
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_yscale("log")

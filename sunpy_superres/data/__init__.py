@@ -25,7 +25,14 @@ MODELS_DIR : `pathlib.Path`
 
 from pathlib import Path
 
-__all__ = ["MDI_AR_CUTOUT", "MDI_LIMB_CUTOUT", "HMI_AR_CUTOUT", "HMI_HELDOUT_CUTOUT", "DATA_DIR", "MODELS_DIR"]
+__all__ = [
+    "MDI_AR_CUTOUT",
+    "MDI_LIMB_CUTOUT",
+    "HMI_AR_CUTOUT",
+    "HMI_HELDOUT_CUTOUT",
+    "DATA_DIR",
+    "MODELS_DIR",
+]
 
 DATA_DIR = Path(__file__).parent
 MDI_AR_CUTOUT = str(DATA_DIR / "mdi_20101015_ar_cutout.fits")

@@ -99,8 +99,9 @@ def _as_gauss(x, name):
 
     if isinstance(x, GenericMap):
         if x.unit is None or not x.unit.is_equivalent(u.G):
-            raise ValueError(f"{name} has unit {x.unit}, not a magnetic field; set its meta['bunit'] "
-                             "(e.g. to 'G').")
+            raise ValueError(
+                f"{name} has unit {x.unit}, not a magnetic field; set its meta['bunit'] (e.g. to 'G')."
+            )
         data = np.array(x.data, dtype=np.float64)
         if x.mask is not None and np.any(x.mask):
             data[np.broadcast_to(x.mask, data.shape)] = np.nan
@@ -108,8 +109,10 @@ def _as_gauss(x, name):
         return data * factor if factor != 1 else data
     if isinstance(x, u.Quantity):
         return np.array(x.to_value(u.G), dtype=np.float64)
-    raise TypeError(f"{name} must be a sunpy Map or an astropy Quantity in G, got {type(x).__name__}; "
-                    "wrap a plain array in Gauss as `array * u.G`.")
+    raise TypeError(
+        f"{name} must be a sunpy Map or an astropy Quantity in G, got {type(x).__name__}; "
+        "wrap a plain array in Gauss as `array * u.G`."
+    )
 
 
 def _pair(pred, truth):
@@ -117,8 +120,10 @@ def _pair(pred, truth):
     p = _as_gauss(pred, "pred")
     t = _as_gauss(truth, "truth")
     if p.shape != t.shape:
-        raise ValueError(f"pred and truth must have the same shape; pred is {p.shape} and truth is "
-                         f"{t.shape}. Compare maps on the same grid.")
+        raise ValueError(
+            f"pred and truth must have the same shape; pred is {p.shape} and truth is "
+            f"{t.shape}. Compare maps on the same grid."
+        )
     if p.ndim != 2:
         raise ValueError(f"pred and truth must be 2-D images, got shape {p.shape}.")
     valid = np.isfinite(p) & np.isfinite(t)
@@ -281,14 +286,19 @@ def _alexnet_features():
 
     # Same indices as torchvision, so the official state dict's "features.<i>.*" keys fit.
     return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(),          # 0, 1
-        nn.MaxPool2d(kernel_size=3, stride=2),                                    # 2
-        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(),                  # 3, 4
-        nn.MaxPool2d(kernel_size=3, stride=2),                                    # 5
-        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(),                 # 6, 7
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),                 # 8, 9
-        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(),                 # 10, 11
-        nn.MaxPool2d(kernel_size=3, stride=2),                                    # 12
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(),  # 0, 1
+        nn.MaxPool2d(kernel_size=3, stride=2),  # 2
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(),  # 3, 4
+        nn.MaxPool2d(kernel_size=3, stride=2),  # 5
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(),  # 6, 7
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(),  # 8, 9
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(),  # 10, 11
+        nn.MaxPool2d(kernel_size=3, stride=2),  # 12
     )
 
 
@@ -311,8 +321,10 @@ def _load_state_dict(path):
     if path.suffix in (".pth", ".pt"):
         named_hash = _HASH_IN_NAME.search(path.name)
         if named_hash and not sha256_file(path).startswith(named_hash.group(1)):
-            raise ValueError(f"{path} does not match the SHA-256 prefix {named_hash.group(1)} in its name: "
-                             f"it is corrupt or not the official file. Download it again from {ALEXNET_URL}.")
+            raise ValueError(
+                f"{path} does not match the SHA-256 prefix {named_hash.group(1)} in its name: "
+                f"it is corrupt or not the official file. Download it again from {ALEXNET_URL}."
+            )
         # These are torchvision's published weights, only distributed as a torch pickle.
         # weights_only=True restricts unpickling to tensors and containers: no code runs.
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -322,8 +334,10 @@ def _load_state_dict(path):
 def _lpips_linear_path():
     spec = importlib.util.find_spec("torchmetrics")
     if spec is None or spec.origin is None:
-        raise ImportError("lpips needs the torchmetrics package (pip install torchmetrics), which ships "
-                          "the LPIPS v0.1 linear-layer weights.")
+        raise ImportError(
+            "lpips needs the torchmetrics package (pip install torchmetrics), which ships "
+            "the LPIPS v0.1 linear-layer weights."
+        )
     return Path(spec.origin).parent / "functional" / "image" / "lpips_models" / "alex.pth"
 
 
@@ -338,12 +352,16 @@ def _lpips_network(alexnet_path, _stamp):
     try:
         features.load_state_dict(own, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{alexnet_path} is not an AlexNet state dict in torchvision's layout "
-                         f"(features.0.weight ... features.10.bias): {err}") from err
+        raise ValueError(
+            f"{alexnet_path} is not an AlexNet state dict in torchvision's layout "
+            f"(features.0.weight ... features.10.bias): {err}"
+        ) from err
     linear_path = _lpips_linear_path()
     if not linear_path.is_file():
-        raise MissingWeightsError(f"the LPIPS linear-layer weights {linear_path} are missing from the "
-                                  "torchmetrics installation; reinstall torchmetrics (>=1.0).")
+        raise MissingWeightsError(
+            f"the LPIPS linear-layer weights {linear_path} are missing from the "
+            "torchmetrics installation; reinstall torchmetrics (>=1.0)."
+        )
     # This small file (5 x 1x1 convolutions) is shipped inside the torchmetrics wheel, which loads it the
     # same way for its own LPIPS; weights_only=True keeps it to tensors.
     linear = torch.load(linear_path, map_location="cpu", weights_only=True)
@@ -423,8 +441,9 @@ def lpips(pred, truth, *, weights=None, net="alex"):
     import torch
 
     if net != "alex":
-        raise ValueError(f"net={net!r} is not provided; the only LPIPS backbone here is 'alex' "
-                         "(the paper's choice).")
+        raise ValueError(
+            f"net={net!r} is not provided; the only LPIPS backbone here is 'alex' (the paper's choice)."
+        )
     p, t, valid = _pair(pred, truth)
     if min(p.shape) < 32:
         raise ValueError(f"LPIPS/AlexNet needs images of at least 32x32 pixels, got {p.shape}.")
@@ -480,8 +499,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     s1, s2 = np.atleast_2d(np.asarray(sigma1, float)), np.atleast_2d(np.asarray(sigma2, float))
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"shapes do not match: mu1 {mu1.shape}, sigma1 {s1.shape}, mu2 {mu2.shape}, "
-                         f"sigma2 {s2.shape}.")
+        raise ValueError(
+            f"shapes do not match: mu1 {mu1.shape}, sigma1 {s1.shape}, mu2 {mu2.shape}, sigma2 {s2.shape}."
+        )
     eigval, eigvec = linalg.eigh((s1 + s1.T) / 2)
     root1 = (eigvec * np.sqrt(np.clip(eigval, 0, None))) @ eigvec.T
     middle = root1 @ s2 @ root1
@@ -495,7 +515,8 @@ def _missing_clip(where, err=None):
     return MissingWeightsError(
         f"FID needs the CLIP ViT-B/32 image encoder ({files} of the Hugging Face repository "
         f"{CLIP_REPO_ID}) and could not load it from {where}"
-        + (f" ({err})" if err else "") + ". On a machine with internet run "
+        + (f" ({err})" if err else "")
+        + ". On a machine with internet run "
         f"`hf download {CLIP_REPO_ID} {' '.join(CLIP_FILES)}` (this fills the Hugging Face cache, "
         "~/.cache/huggingface/hub unless HF_HOME says otherwise, where fid looks by default), or put "
         "the two files in a directory and pass it as `weights=`."
@@ -507,8 +528,9 @@ def _clip_model(source, _stamp):
     try:
         from transformers import CLIPModel
     except ImportError as err:
-        raise ImportError("fid needs the transformers package (pip install transformers) for the CLIP "
-                          "image encoder.") from err
+        raise ImportError(
+            "fid needs the transformers package (pip install transformers) for the CLIP image encoder."
+        ) from err
     try:
         # local_files_only: a metric never downloads; use_safetensors: no pickles (design rule 6).
         model = CLIPModel.from_pretrained(source, local_files_only=True, use_safetensors=True)
@@ -530,11 +552,12 @@ def _clip_features(model, arrays, batch_size):
     with torch.inference_mode():
         for start in range(0, len(arrays), batch_size):
             batch = []
-            for a in arrays[start:start + batch_size]:  # one by one: the images may differ in size
+            for a in arrays[start : start + batch_size]:  # one by one: the images may differ in size
                 rgb = (_network_images([a]) + 1) / 2  # [-1, 1] -> [0, 1] intensity
                 # Antialiased bicubic resize, like PIL's (the "clean" resize of Parmar et al. 2022).
-                rgb = F.interpolate(rgb, size=(size, size), mode="bicubic", antialias=True,
-                                    align_corners=False).clamp(0, 1)
+                rgb = F.interpolate(
+                    rgb, size=(size, size), mode="bicubic", antialias=True, align_corners=False
+                ).clamp(0, 1)
                 batch.append((rgb - mean) / std)
             pooled = model.vision_model(pixel_values=torch.cat(batch)).pooler_output
             features.append(model.visual_projection(pooled).double())
@@ -613,5 +636,6 @@ def fid(preds, truths, *, weights=None, batch_size=16):
     model = _clip_model(source, stamp)
     f_pred = _clip_features(model, pred_arrays, batch_size)
     f_true = _clip_features(model, true_arrays, batch_size)
-    return frechet_distance(f_pred.mean(axis=0), np.cov(f_pred, rowvar=False),
-                            f_true.mean(axis=0), np.cov(f_true, rowvar=False))
+    return frechet_distance(
+        f_pred.mean(axis=0), np.cov(f_pred, rowvar=False), f_true.mean(axis=0), np.cov(f_true, rowvar=False)
+    )

@@ -103,7 +103,7 @@ def _surface_geometry(smap):
     # blocks 2.1 s (temporaries stay in cache), and memory stays small.
     rows = max(1, 2**20 // nx)
     for start in range(0, ny, rows):
-        y, x = np.mgrid[start:min(start + rows, ny), 0:nx].astype(np.float64)
+        y, x = np.mgrid[start : min(start + rows, ny), 0:nx].astype(np.float64)
         tx, ty = smap.wcs.pixel_to_world_values(x, y)
         tx *= to_rad[0]
         ty *= to_rad[1]
@@ -120,8 +120,8 @@ def _surface_geometry(smap):
         disc = rsun**2 - dsun**2 * sin2_rho
         disc[disc < 0] = np.nan  # lines of sight that miss the Sun
         root = np.sqrt(disc, out=disc)
-        d[start:start + rows] = dsun * cos_rho - root
-        mu[start:start + rows] = root / rsun
+        d[start : start + rows] = dsun * cos_rho - root
+        mu[start : start + rows] = root / rsun
     return d, mu
 
 
@@ -375,8 +375,10 @@ def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixel
         quiet = np.isfinite(mean) & (np.abs(mean) < threshold)
     residual = (field - mean)[quiet]
     if residual.size < min_pixels:
-        raise ValueError(f"only {residual.size} pixels lie in {factor}x{factor} blocks with |mean| < {threshold:g} G "
-                         f"(at least {min_pixels} are needed); give a map with more quiet Sun, e.g. a full disk")
+        raise ValueError(
+            f"only {residual.size} pixels lie in {factor}x{factor} blocks with |mean| < {threshold:g} G "
+            f"(at least {min_pixels} are needed); give a map with more quiet Sun, e.g. a full disk"
+        )
     # Robust (MAD) standard deviation of the within-block residual; for white noise of standard
     # deviation s that residual has standard deviation s * sqrt(1 - 1/factor**2), undone here.
     mad = np.median(np.abs(residual - np.median(residual)))
@@ -419,4 +421,6 @@ def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4)
     """
     if not threshold > 0 * u.G:
         raise ValueError(f"threshold must be positive, got {threshold}")
-    return quiet_noise_gauss(_field_in_gauss(smap), threshold=threshold.to_value(u.G), factor=int(factor)) * u.G
+    return (
+        quiet_noise_gauss(_field_in_gauss(smap), threshold=threshold.to_value(u.G), factor=int(factor)) * u.G
+    )

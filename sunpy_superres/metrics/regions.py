@@ -131,8 +131,11 @@ def noaa_regions(srs, smap, *, srs_time=None):
     # Regions lie on the surface; giving the radius makes the coordinates 3-D, so visibility from the
     # map's observer is well defined (is_visible needs a distance).
     base = HeliographicStonyhurst(obstime=when, rsun=rsun)
-    rotated = SkyCoord(RotatedSunFrame(lon=lon, lat=lat, radius=np.full(len(out), 1.0) * rsun,
-                                       base=base, rotated_time=frame.obstime))
+    rotated = SkyCoord(
+        RotatedSunFrame(
+            lon=lon, lat=lat, radius=np.full(len(out), 1.0) * rsun, base=base, rotated_time=frame.obstime
+        )
+    )
     # Without transform_with_sun_center the change of obstime is inertial: the point stays fixed in
     # space while the Sun moves, which put a region 500 km off the surface and 0.7" away after 12 h.
     # sunpy's own solar_rotate_coordinate does the same.
@@ -160,8 +163,9 @@ def _centre_pixel(smap, center, srs):
         regions = noaa_regions(srs, smap)
         rows = regions[regions["Number"] == center]
         if len(rows) == 0:
-            raise ValueError(f"NOAA {center} is not in the SRS with positions; "
-                             f"it lists {list(regions['Number'])}")
+            raise ValueError(
+                f"NOAA {center} is not in the SRS with positions; it lists {list(regions['Number'])}"
+            )
         row = rows[0]
         if not row["in_map"]:
             where = "behind the limb" if not row["on_disk"] else "outside the map"

@@ -101,8 +101,10 @@ def _pixel_scales(smap):
 def _square_pixel_scale(smap, what):
     dx, dy = _pixel_scales(smap)
     if not np.isclose(dx, dy, rtol=1e-3):
-        raise ValueError(f"{what} needs square pixels; the map's are {dx:.4f} x {dy:.4f} arcsec/pixel. "
-                         "Resample it first (e.g. with smap.resample or smap.reproject_to).")
+        raise ValueError(
+            f"{what} needs square pixels; the map's are {dx:.4f} x {dy:.4f} arcsec/pixel. "
+            "Resample it first (e.g. with smap.resample or smap.reproject_to)."
+        )
     return dx
 
 
@@ -204,9 +206,11 @@ def fourier_amplitude(smap, *, window=None):
     dx, dy = _pixel_scales(smap)
     ny, nx = data.shape
     unit = smap.unit if smap.unit is not None else u.dimensionless_unscaled
-    return FourierAmplitude(amplitude * unit,
-                            np.fft.fftshift(np.fft.fftfreq(nx, dx)) / u.arcsec,
-                            np.fft.fftshift(np.fft.fftfreq(ny, dy)) / u.arcsec)
+    return FourierAmplitude(
+        amplitude * unit,
+        np.fft.fftshift(np.fft.fftfreq(nx, dx)) / u.arcsec,
+        np.fft.fftshift(np.fft.fftfreq(ny, dy)) / u.arcsec,
+    )
 
 
 @u.quantity_input(scale=u.arcsec)
@@ -249,9 +253,11 @@ def cutoff_radius(smap, scale: u.arcsec = CUTOFF_SCALE):
     length = scale.to_value(u.arcsec)
     rx, ry = nx * dx / (2 * length), ny * dy / (2 * length)
     if not np.isclose(rx, ry, rtol=1e-3):
-        raise ValueError(f"the map spans {nx * dx:.2f} x {ny * dy:.2f} arcsec; the {scale} contour is an "
-                         f"ellipse of semi-axes {rx:.2f} x {ry:.2f} frequency pixels, not a circle. "
-                         "Use a square cut-out (same angular extent on both axes).")
+        raise ValueError(
+            f"the map spans {nx * dx:.2f} x {ny * dy:.2f} arcsec; the {scale} contour is an "
+            f"ellipse of semi-axes {rx:.2f} x {ry:.2f} frequency pixels, not a circle. "
+            "Use a square cut-out (same angular extent on both axes)."
+        )
     return float(rx)
 
 
@@ -376,9 +382,11 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
         psd, k, unit, (dx, dy) = _psd_modes(smap, window)
         k_nyquist = min(1 / (2 * dx), 1 / (2 * dy))
         if k_nyquist <= k_min * _NOMINAL:
-            raise ValueError(f"{name} has pixels of {dx:.3f} arcsec: its Nyquist frequency "
-                             f"{k_nyquist:.3f}/arcsec does not reach beyond 1/(2 x {scale}). Features "
-                             f"smaller than {scale} need pixels finer than {scale}.")
+            raise ValueError(
+                f"{name} has pixels of {dx:.3f} arcsec: its Nyquist frequency "
+                f"{k_nyquist:.3f}/arcsec does not reach beyond 1/(2 x {scale}). Features "
+                f"smaller than {scale} need pixels finer than {scale}."
+            )
         spectra.append((psd, k, unit, dx * dy, psd.shape, k_nyquist))
     k_max = min(s[-1] for s in spectra)
     power = []
@@ -434,24 +442,32 @@ def spectral_error(pred, truth, lowres_scale, *, nbins=None, window="hann"):
     _check_map(pred, "pred")
     _check_map(truth, "truth")
     if pred.data.shape != truth.data.shape:
-        raise ValueError(f"pred and truth must be on the same grid; their shapes are {pred.data.shape} "
-                         f"and {truth.data.shape}.")
+        raise ValueError(
+            f"pred and truth must be on the same grid; their shapes are {pred.data.shape} "
+            f"and {truth.data.shape}."
+        )
     if not np.allclose(_pixel_scales(pred), _pixel_scales(truth), rtol=1e-6):
-        raise ValueError(f"pred and truth must be on the same grid; their pixel scales are "
-                         f"{_pixel_scales(pred)} and {_pixel_scales(truth)} arcsec/pixel.")
+        raise ValueError(
+            f"pred and truth must be on the same grid; their pixel scales are "
+            f"{_pixel_scales(pred)} and {_pixel_scales(truth)} arcsec/pixel."
+        )
     low = _as_arcsec_per_pixel(lowres_scale, "lowres_scale")
     dx, dy = _pixel_scales(truth)
     if low <= max(dx, dy):
-        raise ValueError(f"lowres_scale ({low} arcsec/pixel) must be coarser than the maps' pixel scale "
-                         f"({max(dx, dy):.4f} arcsec/pixel).")
+        raise ValueError(
+            f"lowres_scale ({low} arcsec/pixel) must be coarser than the maps' pixel scale "
+            f"({max(dx, dy):.4f} arcsec/pixel)."
+        )
     k, p_pred = radial_power_spectrum(pred, nbins=nbins, window=window)
     _, p_true = radial_power_spectrum(truth, nbins=nbins, window=window)
     k = k.to_value(1 / u.arcsec)
     # A small relative tolerance keeps the bin sitting exactly on the input's Nyquist out of the range.
     in_range = (k > 1 / (2 * low) * (1 + 1e-9)) & np.isfinite(p_pred.value) & np.isfinite(p_true.value)
     if not in_range.any():
-        raise ValueError("no frequency bin lies between the input's and the output's Nyquist frequency; "
-                         "use fewer bins (nbins) or a larger map.")
+        raise ValueError(
+            "no frequency bin lies between the input's and the output's Nyquist frequency; "
+            "use fewer bins (nbins) or a larger map."
+        )
     ratio = (p_pred[in_range] / p_true[in_range]).to_value(u.dimensionless_unscaled)
     with np.errstate(divide="ignore"):
         return float(np.mean(np.abs(np.log(ratio))))
@@ -515,9 +531,11 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     dx = _square_pixel_scale(smap, "butterworth_split")
     ratio = dx / (2 * cutoff.to_value(u.arcsec))
     if not 0 < ratio * _NOMINAL < 0.5:
-        raise ValueError(f"a map with pixels of {dx:.3f} arcsec has no features smaller than {cutoff} "
-                         f"below its Nyquist frequency: split maps with pixels finer than {cutoff} (e.g. the "
-                         "super-resolved output).")
+        raise ValueError(
+            f"a map with pixels of {dx:.3f} arcsec has no features smaller than {cutoff} "
+            f"below its Nyquist frequency: split maps with pixels finer than {cutoff} (e.g. the "
+            "super-resolved output)."
+        )
     if npad is None:
         npad = int(np.ceil(2 / ratio))
     data = _map_data(smap)
@@ -534,5 +552,7 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     low[missing] = np.nan
     high[missing] = np.nan
     plot_settings = dict(smap.plot_settings)
-    return (type(smap)(low, smap.meta.copy(), plot_settings=plot_settings),
-            type(smap)(high, smap.meta.copy(), plot_settings=dict(plot_settings)))
+    return (
+        type(smap)(low, smap.meta.copy(), plot_settings=plot_settings),
+        type(smap)(high, smap.meta.copy(), plot_settings=dict(plot_settings)),
+    )

@@ -3,5 +3,11 @@
 from .base import SuperResolutionModel, resolve_device
 from .registry import DEFAULT_MODEL, available_models, load_model, register_model
 
-__all__ = ["SuperResolutionModel", "resolve_device", "DEFAULT_MODEL", "available_models", "load_model",
-           "register_model"]
+__all__ = [
+    "SuperResolutionModel",
+    "resolve_device",
+    "DEFAULT_MODEL",
+    "available_models",
+    "load_model",
+    "register_model",
+]

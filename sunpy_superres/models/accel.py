@@ -14,9 +14,19 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["PRECISIONS", "resolve_precision", "autocast", "tiles_per_batch", "free_memory",
-           "measure_tile_memory", "auto_batch_size", "CompiledForward", "CPU_BATCH_SIZE", "MAX_AUTO_BATCH",
-           "MEMORY_FRACTION"]
+__all__ = [
+    "PRECISIONS",
+    "resolve_precision",
+    "autocast",
+    "tiles_per_batch",
+    "free_memory",
+    "measure_tile_memory",
+    "auto_batch_size",
+    "CompiledForward",
+    "CPU_BATCH_SIZE",
+    "MAX_AUTO_BATCH",
+    "MEMORY_FRACTION",
+]
 
 #: Precision names accepted by ``superresolve(..., precision=...)`` and the models.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -226,8 +236,11 @@ class CompiledForward:
             try:
                 with warnings.catch_warnings():
                     # torch's own import of its JIT front end inside torch.compile (torch 2.13); harmless.
-                    warnings.filterwarnings("ignore", message=r"`torch.jit.script_method` is deprecated",
-                                            category=DeprecationWarning)
+                    warnings.filterwarnings(
+                        "ignore",
+                        message=r"`torch.jit.script_method` is deprecated",
+                        category=DeprecationWarning,
+                    )
                     self._compiled = torch.compile(module, dynamic=False)
             except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
                 self._fallback(err)
@@ -239,8 +252,12 @@ class CompiledForward:
 
     def _fallback(self, err):
         self._compiled = None
-        warnings.warn(f"torch.compile is not usable here ({type(err).__name__}: {err}); running "
-                      f"{type(self.module).__name__} eagerly.", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"torch.compile is not usable here ({type(err).__name__}: {err}); running "
+            f"{type(self.module).__name__} eagerly.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def __call__(self, *args, **kwargs):
         if self._compiled is not None:
@@ -248,12 +265,16 @@ class CompiledForward:
                 with warnings.catch_warnings():
                     # Inductor's advice to enable TF32 matrix products: we keep float32 what the
                     # caller asked for (autocast decides the precision), so the advice does not apply.
-                    warnings.filterwarnings("ignore", message=r"TensorFloat32 tensor cores",
-                                            category=UserWarning)
+                    warnings.filterwarnings(
+                        "ignore", message=r"TensorFloat32 tensor cores", category=UserWarning
+                    )
                     # Dynamo's note on diffusers' lru_cache'd `is_torch_version` check in its
                     # upsampler: a pure function of constant strings, so tracing through is exact.
-                    warnings.filterwarnings("ignore", category=UserWarning,
-                                            message=r"Dynamo detected a call to a `functools.lru_cache`")
+                    warnings.filterwarnings(
+                        "ignore",
+                        category=UserWarning,
+                        message=r"Dynamo detected a call to a `functools.lru_cache`",
+                    )
                     return self._compiled(*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - the eager call below re-raises genuine errors
                 self._fallback(err)

@@ -19,8 +19,15 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-__all__ = ["MagnetogramAutoencoder", "build_autoencoder", "reconstruction_metrics", "radial_log_power_loss",
-           "local_texture_loss", "autoencoder_loss", "freeze_encoder"]
+__all__ = [
+    "MagnetogramAutoencoder",
+    "build_autoencoder",
+    "reconstruction_metrics",
+    "radial_log_power_loss",
+    "local_texture_loss",
+    "autoencoder_loss",
+    "freeze_encoder",
+]
 
 
 class MagnetogramAutoencoder(AutoencoderKL):
@@ -62,8 +69,9 @@ class MagnetogramAutoencoder(AutoencoderKL):
         return self.decode(z).sample
 
 
-def build_autoencoder(*, factor=8, latent_channels=4, base_channels=32, max_channels=128, layers_per_block=1,
-                      norm_num_groups=8):
+def build_autoencoder(
+    *, factor=8, latent_channels=4, base_channels=32, max_channels=128, layers_per_block=1, norm_num_groups=8
+):
     """
     A freshly initialised one-channel `MagnetogramAutoencoder`.
 
@@ -89,13 +97,17 @@ def build_autoencoder(*, factor=8, latent_channels=4, base_channels=32, max_chan
     levels = int(round(math.log2(factor))) + 1 if factor >= 2 else 0
     if levels < 2 or 2 ** (levels - 1) != factor:
         raise ValueError(f"factor must be a power of 2 (2, 4, 8, ...), got {factor!r}")
-    channels = tuple(min(base_channels * 2 ** i, max_channels) for i in range(levels))
+    channels = tuple(min(base_channels * 2**i, max_channels) for i in range(levels))
     return MagnetogramAutoencoder(
-        in_channels=1, out_channels=1,
+        in_channels=1,
+        out_channels=1,
         down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels,
-        block_out_channels=channels, layers_per_block=layers_per_block, latent_channels=latent_channels,
-        norm_num_groups=norm_num_groups, scaling_factor=1.0,
+        block_out_channels=channels,
+        layers_per_block=layers_per_block,
+        latent_channels=latent_channels,
+        norm_num_groups=norm_num_groups,
+        scaling_factor=1.0,
     )
 
 
@@ -126,18 +138,20 @@ def radial_log_power_loss(pred, target, *, nbins=None, eps=1e-12):
     """
     h, w = pred.shape[-2:]
     nbins = nbins or min(h, w) // 2
-    window = torch.outer(torch.hann_window(h, periodic=False, device=pred.device),
-                         torch.hann_window(w, periodic=False, device=pred.device))
+    window = torch.outer(
+        torch.hann_window(h, periodic=False, device=pred.device),
+        torch.hann_window(w, periodic=False, device=pred.device),
+    )
     ky = torch.fft.fftfreq(h, device=pred.device)[:, None]
     kx = torch.fft.rfftfreq(w, device=pred.device)[None, :]
-    radius = torch.sqrt(ky ** 2 + kx ** 2) * 2 * nbins  # 0 at DC, nbins at the Nyquist frequency
+    radius = torch.sqrt(ky**2 + kx**2) * 2 * nbins  # 0 at DC, nbins at the Nyquist frequency
     index = radius.round().long().clamp(max=nbins).flatten()
     counts = torch.bincount(index, minlength=nbins + 1).clamp(min=1)
 
     def radial(x):
         power = torch.fft.rfft2(x.float() * window, norm="ortho").abs().square().flatten(-2)
         total = torch.zeros(*power.shape[:-1], nbins + 1, device=x.device).index_add_(-1, index, power)
-        return (total / counts)[..., 1:nbins + 1]  # DC (the mean) and the corners beyond Nyquist excluded
+        return (total / counts)[..., 1 : nbins + 1]  # DC (the mean) and the corners beyond Nyquist excluded
 
     return torch.mean(torch.abs(torch.log(radial(pred) + eps) - torch.log(radial(target) + eps)))
 
@@ -146,8 +160,9 @@ def _bands(x):
     """The two octaves below the 4-pixel (2" on HMI) scale: ``x - L2(x)`` and ``L2(x) - L4(x)``."""
 
     def low(y, f):  # block mean, then bilinear back: a smooth low-pass that keeps constants exactly
-        return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(y, f), scale_factor=f,
-                                               mode="bilinear", align_corners=False)
+        return torch.nn.functional.interpolate(
+            torch.nn.functional.avg_pool2d(y, f), scale_factor=f, mode="bilinear", align_corners=False
+        )
 
     l2, l4 = low(x, 2), low(x, 4)
     return x - l2, l2 - l4
@@ -186,9 +201,10 @@ def local_texture_loss(pred, target, *, window=8, eps=1e-12):
     pool = torch.nn.functional.avg_pool2d
     pred, target = pred.float(), target.float()
     total = torch.mean(torch.abs(pool(pred.abs(), window) - pool(target.abs(), window)))
-    for a, b in zip(_bands(pred), _bands(target)):
-        total = total + torch.mean(torch.abs(torch.sqrt(pool(a ** 2, window) + eps) -
-                                             torch.sqrt(pool(b ** 2, window) + eps)))
+    for a, b in zip(_bands(pred), _bands(target), strict=True):
+        total = total + torch.mean(
+            torch.abs(torch.sqrt(pool(a**2, window) + eps) - torch.sqrt(pool(b**2, window) + eps))
+        )
     return total
 
 
@@ -204,8 +220,17 @@ def freeze_encoder(autoencoder):
     return autoencoder
 
 
-def autoencoder_loss(autoencoder, hr, eps, *, kl_weight=1e-6, spectral_weight=0.0, texture_weight=0.0,
-                     texture_window=8, sample_posterior=True):
+def autoencoder_loss(
+    autoencoder,
+    hr,
+    eps,
+    *,
+    kl_weight=1e-6,
+    spectral_weight=0.0,
+    texture_weight=0.0,
+    texture_window=8,
+    sample_posterior=True,
+):
     """
     Training loss of the autoencoder: MSE of the reconstruction plus a weak KL term, and optionally a
     radial log-power term and a local texture term.
@@ -275,5 +300,8 @@ def reconstruction_metrics(autoencoder, hr, *, threshold=None):
     flux_ref = np.sum(np.abs(ref) * sel, axis=(1, 2))
     flux_rec = np.sum(np.abs(rec) * sel, axis=(1, 2))
     flux_err = np.abs(flux_rec - flux_ref) / np.maximum(flux_ref, 1e-12)
-    return {"psnr": float(np.mean(psnr)), "flux_error": float(np.mean(flux_err)),
-            "rmse_gauss": float(3000 * np.sqrt(np.mean(mse)))}
+    return {
+        "psnr": float(np.mean(psnr)),
+        "flux_error": float(np.mean(flux_err)),
+        "rmse_gauss": float(3000 * np.sqrt(np.mean(mse))),
+    }

@@ -36,11 +36,15 @@ def resolve_device(device="auto"):
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but no CUDA GPU is available here; "
-                         "use device='cpu' or device='auto'.")
+        raise ValueError(
+            f"device {device!r} was requested but no CUDA GPU is available here; "
+            "use device='cpu' or device='auto'."
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} (Apple GPU) was requested but this machine has none; "
-                         "use device='cpu' or device='auto'.")
+        raise ValueError(
+            f"device {device!r} (Apple GPU) was requested but this machine has none; "
+            "use device='cpu' or device='auto'."
+        )
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     return dev
@@ -120,7 +124,9 @@ class SuperResolutionModel:
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
 
-    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None):
+    def configure_sampler(
+        self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None
+    ):
         """
         Choose the sampler of a stochastic model (number of steps, scheduler name, first timestep,
         timestep spacing, target noise level of a noise-conditioned model).
@@ -130,8 +136,10 @@ class SuperResolutionModel:
         `ValueError`.
         """
         if any(v is not None for v in (steps, scheduler, start_timestep, spacing, noise_level)):
-            raise ValueError(f"model {self.name!r} is deterministic and has no sampler; steps=, scheduler=, "
-                             "start_timestep=, spacing= and noise_level= apply to diffusion models only.")
+            raise ValueError(
+                f"model {self.name!r} is deterministic and has no sampler; steps=, scheduler=, "
+                "start_timestep=, spacing= and noise_level= apply to diffusion models only."
+            )
         return self
 
     def configure_runtime(self, *, precision=None, compile=None):
@@ -164,11 +172,14 @@ class SuperResolutionModel:
 
         reduced = precision not in (None, "auto")
         if reduced and resolve_precision(precision, self.device) not in self.precisions:
-            raise ValueError(f"model {self.name!r} runs in {', '.join(self.precisions)} only, "
-                             f"not {precision!r}; use precision='auto' or 'fp32'.")
+            raise ValueError(
+                f"model {self.name!r} runs in {', '.join(self.precisions)} only, "
+                f"not {precision!r}; use precision='auto' or 'fp32'."
+            )
         if compile and not self.compiled:
-            raise ValueError(f"model {self.name!r} has no network that torch.compile could speed up; "
-                             "use compile=False.")
+            raise ValueError(
+                f"model {self.name!r} has no network that torch.compile could speed up; use compile=False."
+            )
         return self
 
     def compile(self):

@@ -46,10 +46,24 @@ from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
 from .spacetodepth import SpaceToDepth
 
-__all__ = ["ConditionalDenoiser", "DiffusionSuperResolution", "SCHEDULERS", "DEFAULT_STEPS", "SPACINGS",
-           "log_snr_timesteps", "variant_name", "add_noise_conditioning", "noise_channel",
-           "make_scheduler", "set_sampler_timesteps", "encode_pair", "decode_sample", "diffusion_loss",
-           "estimate_scales", "load_latent_space"]
+__all__ = [
+    "ConditionalDenoiser",
+    "DiffusionSuperResolution",
+    "SCHEDULERS",
+    "DEFAULT_STEPS",
+    "SPACINGS",
+    "log_snr_timesteps",
+    "variant_name",
+    "add_noise_conditioning",
+    "noise_channel",
+    "make_scheduler",
+    "set_sampler_timesteps",
+    "encode_pair",
+    "decode_sample",
+    "diffusion_loss",
+    "estimate_scales",
+    "load_latent_space",
+]
 
 #: Target quiet-Sun noise level (G) of a noise-conditioned model when neither its manifest nor the
 #: call gives one: HMI 720 s magnetograms since the observing-sequence change of April 2016, as
@@ -71,8 +85,12 @@ SPACINGS = ("linear", "log-snr")
 #: the steps after the first: from noise 55 times the signal (e**4) to signal 55 times the noise.
 LOG_SNR_RANGE = (-4.0, 4.0)
 
-VARIANTS = {("latent", True): "ldm-res", ("latent", False): "ldm", ("pixel", True): "ddpm-res",
-            ("pixel", False): "ddpm"}
+VARIANTS = {
+    ("latent", True): "ldm-res",
+    ("latent", False): "ldm",
+    ("pixel", True): "ddpm-res",
+    ("pixel", False): "ddpm",
+}
 
 
 def variant_name(space, residual):
@@ -127,26 +145,48 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, space="latent", residual=True, prediction_type="epsilon", target_channels=1,
-                 cond_channels=1, target_scale=1.0, cond_scale=1.0, block_out_channels=(32, 64, 128, 128),
-                 layers_per_block=2, attention_levels=(False, False, True, True), attention_head_dim=8,
-                 norm_num_groups=32, num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
-                 beta_schedule="linear", factor=4, noise_conditioning=False, noise_level_center=4.0,
-                 noise_level_scale=2.0):
+    def __init__(
+        self,
+        space="latent",
+        residual=True,
+        prediction_type="epsilon",
+        target_channels=1,
+        cond_channels=1,
+        target_scale=1.0,
+        cond_scale=1.0,
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=2,
+        attention_levels=(False, False, True, True),
+        attention_head_dim=8,
+        norm_num_groups=32,
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear",
+        factor=4,
+        noise_conditioning=False,
+        noise_level_center=4.0,
+        noise_level_scale=2.0,
+    ):
         super().__init__()
         if space not in ("latent", "pixel"):
             raise ValueError(f"space must be 'latent' or 'pixel', got {space!r}")
         if prediction_type not in ("epsilon", "sample", "v_prediction"):
-            raise ValueError(f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', got {prediction_type!r}")
+            raise ValueError(
+                f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', got {prediction_type!r}"
+            )
         attention_levels = tuple(bool(a) for a in attention_levels)
         if len(attention_levels) != len(block_out_channels):
             raise ValueError("attention_levels needs one entry per level of block_out_channels")
         self.unet = UNet2DModel(
-            in_channels=target_channels + cond_channels + int(bool(noise_conditioning)), out_channels=target_channels,
+            in_channels=target_channels + cond_channels + int(bool(noise_conditioning)),
+            out_channels=target_channels,
             down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
-            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
-            attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            attention_head_dim=attention_head_dim,
+            norm_num_groups=norm_num_groups,
             add_attention=any(attention_levels),
         )
 
@@ -239,9 +279,13 @@ def make_scheduler(name, config):
     ValueError
         If ``name`` is not one of `SCHEDULERS`.
     """
-    common = dict(num_train_timesteps=config["num_train_timesteps"], beta_start=config["beta_start"],
-                  beta_end=config["beta_end"], beta_schedule=config["beta_schedule"],
-                  prediction_type=config["prediction_type"])
+    common = dict(
+        num_train_timesteps=config["num_train_timesteps"],
+        beta_start=config["beta_start"],
+        beta_end=config["beta_end"],
+        beta_schedule=config["beta_schedule"],
+        prediction_type=config["prediction_type"],
+    )
     # The targets are unit-variance, not images in [-1, 1]: the diffusers default clip_sample=True of
     # DDPM/DDIM would clip their x0 estimates to +-1 and truncate strong residuals.
     if name == "ddpm":
@@ -252,7 +296,9 @@ def make_scheduler(name, config):
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     if name == "sde-dpm-solver++":
         return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
-    raise ValueError(f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
+    raise ValueError(
+        f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}."
+    )
 
 
 _DPM_SOLVERS = ("dpm-solver++", "sde-dpm-solver++")
@@ -298,7 +344,10 @@ def log_snr_timesteps(alphas_cumprod, steps, start, lam_range=LOG_SNR_RANGE):
     """
     abar = np.asarray(alphas_cumprod, dtype=np.float64)
     lam = 0.5 * np.log(abar / (1.0 - abar))  # decreasing in t
-    lo, hi = max(lam_range[0], float(lam[start - 1]) if start >= 1 else lam_range[0]), min(lam_range[1], float(lam[0]))
+    lo, hi = (
+        max(lam_range[0], float(lam[start - 1]) if start >= 1 else lam_range[0]),
+        min(lam_range[1], float(lam[0])),
+    )
     targets = np.linspace(lo, hi, steps - 1)
     # The timestep whose lambda is nearest each target (np.interp needs increasing x: reverse t).
     ts = np.interp(targets, lam[::-1], np.arange(len(lam))[::-1]).round().astype(int)
@@ -349,8 +398,11 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
     with warnings.catch_warnings():
         # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
         # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
-        warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy keyword",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r"__array__ implementation doesn't accept a copy keyword",
+            category=DeprecationWarning,
+        )
         if spacing == "log-snr" and steps >= 2:
             start = last if start is None else int(start)
             ts = log_snr_timesteps(scheduler.alphas_cumprod.numpy(), steps, start)
@@ -361,23 +413,28 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
             return float(scheduler.init_noise_sigma)
         low = 0 if name == "ddpm" else steps - 1
         if not isinstance(start, numbers.Integral) or isinstance(start, bool) or not low <= start <= last:
-            raise ValueError(f"start_timestep must be an integer from {low} to {last} for {steps} {name} steps, "
-                             f"got {start!r}")
+            raise ValueError(
+                f"start_timestep must be an integer from {low} to {last} for {steps} {name} steps, "
+                f"got {start!r}"
+            )
         start = int(start)
         if name == "ddpm":
             ts = np.unique(np.linspace(start, 0, min(steps, start + 1)).round().astype(int))[::-1]
             scheduler.set_timesteps(timesteps=ts.tolist(), device=device)
         elif name in _DPM_SOLVERS:
-            scheduler.set_timesteps(timesteps=np.linspace(start, 0, steps + 1)[:-1].round().astype(int).tolist(),
-                                    device=device)
+            scheduler.set_timesteps(
+                timesteps=np.linspace(start, 0, steps + 1)[:-1].round().astype(int).tolist(), device=device
+            )
         else:
             # diffusers' DDIM steps back by num_train_timesteps // num_inference_steps: choose the
             # count that gives this stride, and the timesteps that stride apart from ``start``.
             stride = max(1, start // steps)
             count = scheduler.config.num_train_timesteps // stride
             if scheduler.config.num_train_timesteps // count != stride:
-                raise ValueError(f"DDIM cannot take {steps} evenly spaced steps from timestep {start}; "
-                                 "choose another number of steps")
+                raise ValueError(
+                    f"DDIM cannot take {steps} evenly spaced steps from timestep {start}; "
+                    "choose another number of steps"
+                )
             scheduler.num_inference_steps = count
             scheduler.timesteps = torch.arange(start, start - stride * steps, -stride, device=device)
     return float(torch.sqrt(1 - scheduler.alphas_cumprod[start]))
@@ -456,7 +513,9 @@ def estimate_scales(space, residual, autoencoder, lr_up, hr):
     return float(base.std()), float(target.std())
 
 
-def diffusion_loss(model, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, generator, noise_level=None):
+def diffusion_loss(
+    model, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, generator, noise_level=None
+):
     """
     Training loss of one batch: MSE between prediction and its target (section 4, Fig. 2a).
 
@@ -484,7 +543,13 @@ def diffusion_loss(model, denoiser_config, autoencoder, noise_scheduler, lr_up, 
     noisy = noise_scheduler.add_noise(target, noise, t)
     pred = model(noisy, cond, t)
     kind = denoiser_config.prediction_type
-    ref = noise if kind == "epsilon" else target if kind == "sample" else noise_scheduler.get_velocity(target, noise, t)
+    ref = (
+        noise
+        if kind == "epsilon"
+        else target
+        if kind == "sample"
+        else noise_scheduler.get_velocity(target, noise, t)
+    )
     return F.mse_loss(pred.float(), ref.float())
 
 
@@ -548,9 +613,25 @@ class DiffusionSuperResolution(SuperResolutionModel):
     clip_input = True
     precisions = ("fp32", "bf16", "fp16")
 
-    def __init__(self, denoiser, autoencoder=None, *, name=None, revision="untrained", scheduler=None,
-                 steps=None, start_timestep=None, spacing=None, tile_size=256, halo=8, device="auto",
-                 precision="auto", compile=False, channels_last=False, noise_level=None):
+    def __init__(
+        self,
+        denoiser,
+        autoencoder=None,
+        *,
+        name=None,
+        revision="untrained",
+        scheduler=None,
+        steps=None,
+        start_timestep=None,
+        spacing=None,
+        tile_size=256,
+        halo=8,
+        device="auto",
+        precision="auto",
+        compile=False,
+        channels_last=False,
+        noise_level=None,
+    ):
         super().__init__(device=device)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
@@ -581,8 +662,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
     def _check_sampler(scheduler, steps):
         scheduler = DEFAULT_SCHEDULER if scheduler is None else scheduler
         if scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {scheduler!r}; available samplers are "
-                             f"{', '.join(map(repr, SCHEDULERS))}.")
+            raise ValueError(
+                f"unknown scheduler {scheduler!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}."
+            )
         steps = DEFAULT_STEPS[scheduler] if steps is None else steps
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= 1000:
             raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
@@ -605,13 +687,16 @@ class DiffusionSuperResolution(SuperResolutionModel):
             return DEFAULT_NOISE_LEVEL
         level = level.to_value(u.G) if isinstance(level, u.Quantity) else level
         if not isinstance(level, numbers.Real) or isinstance(level, bool) or not 0 < level <= MAX_NOISE_LEVEL:
-            raise ValueError(f"noise_level must be a field in G above 0 and at most {MAX_NOISE_LEVEL:g} G, got "
-                             f"{level!r}; HMI's quiet-Sun noise is 3-5 G (see "
-                             "sunpy_superres.metrics.physics.quiet_sun_noise)")
+            raise ValueError(
+                f"noise_level must be a field in G above 0 and at most {MAX_NOISE_LEVEL:g} G, got "
+                f"{level!r}; HMI's quiet-Sun noise is 3-5 G (see "
+                "sunpy_superres.metrics.physics.quiet_sun_noise)"
+            )
         return float(level)
 
-    def configure_sampler(self, *, steps=None, scheduler=None, start_timestep=None, spacing=None,
-                          noise_level=None):
+    def configure_sampler(
+        self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None
+    ):
         """
         A copy of this model with another sampler.
 
@@ -622,11 +707,18 @@ class DiffusionSuperResolution(SuperResolutionModel):
         the target noise level of a noise-conditioned model (G; refused for other models). Networks
         are shared, not copied.
         """
-        if steps is None and scheduler is None and start_timestep is None and spacing is None and noise_level is None:
+        if (
+            steps is None
+            and scheduler is None
+            and start_timestep is None
+            and spacing is None
+            and noise_level is None
+        ):
             return self
         if noise_level is not None and self.noise_level is None:
-            raise ValueError(f"{self.name} ({self.revision}) is not conditioned on a noise level; leave noise_level "
-                             "out")
+            raise ValueError(
+                f"{self.name} ({self.revision}) is not conditioned on a noise level; leave noise_level out"
+            )
         new = copy.copy(self)
         if noise_level is not None:
             new.noise_level = self._check_noise_level(noise_level, self.denoiser.config)
@@ -694,8 +786,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
     def provenance(self):
         """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``, ``SRSPACE`` (and
         ``SRNOISE``, the target noise level in G, for a noise-conditioned model)."""
-        keys = {"srsteps": self.network_evaluations, "srsched": self.scheduler, "srtstart": self.start_timestep,
-                "srspace": self.spacing}
+        keys = {
+            "srsteps": self.network_evaluations,
+            "srsched": self.scheduler,
+            "srtstart": self.start_timestep,
+            "srspace": self.spacing,
+        }
         if self.noise_level is not None:
             keys["srnoise"] = self.noise_level
         return keys
@@ -736,7 +832,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         # The paper's input: each LR pixel replicated factor x factor times (section 4, Fig. 1).
         lr_up = F.interpolate(x, scale_factor=self.factor, mode="nearest").contiguous(
-            memory_format=self._memory_format)
+            memory_format=self._memory_format
+        )
         # Reduced precision covers the networks only; the conditioning, the sampler state and its
         # update stay float32, so the random draws and the scheduler arithmetic match the CPU path.
         with autocast(self.device, self.precision):
@@ -745,8 +842,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
         sched = make_scheduler(self.scheduler, self.denoiser.config)
-        sigma = set_sampler_timesteps(sched, self.scheduler, self.steps, self.start_timestep, device=self.device,
-                                      spacing=self.spacing)
+        sigma = set_sampler_timesteps(
+            sched, self.scheduler, self.steps, self.start_timestep, device=self.device, spacing=self.spacing
+        )
         z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
         z = (z * sigma).contiguous(memory_format=self._memory_format)
         for t in sched.timesteps:
@@ -756,7 +854,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             z = sched.step(out.float(), t, z, generator=gens).prev_sample
         with autocast(self.device, self.precision):
             y = decode_sample(self.denoiser, self.autoencoder, z, base)
-        return y[:, :, :self.factor * h, :self.factor * w].float()
+        return y[:, :, : self.factor * h, : self.factor * w].float()
 
     # -- weights -------------------------------------------------------------------------------------
 
@@ -771,10 +869,19 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
         if self.autoencoder is not None:
             self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
-        info = {"kind": "diffusion", "name": self.name, "revision": self.revision,
-                "inference": {"scheduler": self.scheduler, "steps": self.steps,
-                              "start_timestep": self.start_timestep, "spacing": self.spacing,
-                              "tile_size": self.tile_size, "halo": self.halo}}
+        info = {
+            "kind": "diffusion",
+            "name": self.name,
+            "revision": self.revision,
+            "inference": {
+                "scheduler": self.scheduler,
+                "steps": self.steps,
+                "start_timestep": self.start_timestep,
+                "spacing": self.spacing,
+                "tile_size": self.tile_size,
+                "halo": self.halo,
+            },
+        }
         if self.noise_level is not None:
             info["inference"]["noise_level"] = self.noise_level
         if self.uncertainty_calibration is not None:
@@ -795,15 +902,22 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if denoiser.config.space == "latent":
             autoencoder = load_latent_space(path / "autoencoder")
         inference = manifest.get("inference", {})
-        model = cls(denoiser, autoencoder, name=manifest.get("name"),
-                    revision=revision or manifest.get("revision", "untrained"),
-                    scheduler=inference.get("scheduler"), steps=inference.get("steps"),
-                    start_timestep=inference.get("start_timestep"), spacing=inference.get("spacing"),
-                    tile_size=inference.get("tile_size", 256),
-                    halo=inference.get("halo", 8), device=device, noise_level=inference.get("noise_level"))
+        model = cls(
+            denoiser,
+            autoencoder,
+            name=manifest.get("name"),
+            revision=revision or manifest.get("revision", "untrained"),
+            scheduler=inference.get("scheduler"),
+            steps=inference.get("steps"),
+            start_timestep=inference.get("start_timestep"),
+            spacing=inference.get("spacing"),
+            tile_size=inference.get("tile_size", 256),
+            halo=inference.get("halo", 8),
+            device=device,
+            noise_level=inference.get("noise_level"),
+        )
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration
 
             model.uncertainty_calibration = StdCalibration.from_dict(manifest["uncertainty_calibration"])
         return model
-

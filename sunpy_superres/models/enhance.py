@@ -64,8 +64,14 @@ from torch import nn
 
 from .base import SuperResolutionModel
 
-__all__ = ["EnhanceNet", "EnhanceSuperResolution", "CNNSuperResolution", "dependency_halo",
-           "init_residual_output", "SKIPS"]
+__all__ = [
+    "EnhanceNet",
+    "EnhanceSuperResolution",
+    "CNNSuperResolution",
+    "dependency_halo",
+    "init_residual_output",
+    "SKIPS",
+]
 
 #: Interpolations of the input that a network's output can be added to.
 SKIPS = ("bicubic", "nearest", "none")
@@ -80,8 +86,12 @@ def check_factor(factor):
     ValueError
         If ``factor`` is not a power of two of at least 2.
     """
-    if (not isinstance(factor, numbers.Integral) or isinstance(factor, bool) or factor < 2
-            or factor & (factor - 1)):
+    if (
+        not isinstance(factor, numbers.Integral)
+        or isinstance(factor, bool)
+        or factor < 2
+        or factor & (factor - 1)
+    ):
         raise ValueError(f"factor must be a power of two (2, 4, 8, ...), got {factor!r}")
     return int(math.log2(factor))
 
@@ -196,8 +206,11 @@ class _ResidualBlock(nn.Module):
         norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
         pad = dict(padding=1, padding_mode=padding_mode)
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, **pad), norm(), nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, **pad), norm(),
+            nn.Conv2d(channels, channels, 3, **pad),
+            norm(),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, **pad),
+            norm(),
         )
 
     def forward(self, x):
@@ -241,8 +254,16 @@ class EnhanceNet(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, channels=64, num_residual_blocks=5, upsample_channels=64, factor=4, skip="bicubic",
-                 batch_norm=True, padding_mode="reflect"):
+    def __init__(
+        self,
+        channels=64,
+        num_residual_blocks=5,
+        upsample_channels=64,
+        factor=4,
+        skip="bicubic",
+        batch_norm=True,
+        padding_mode="reflect",
+    ):
         super().__init__()
         stages = check_factor(factor)
         check_skip(skip)
@@ -252,15 +273,20 @@ class EnhanceNet(ModelMixin, ConfigMixin):
             raise ValueError("channels and upsample_channels must be positive, num_residual_blocks >= 0")
         pad = dict(padding=1, padding_mode=padding_mode)
         self.head = nn.Sequential(nn.Conv2d(1, channels, 3, **pad), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[_ResidualBlock(channels, batch_norm, padding_mode)
-                                      for _ in range(num_residual_blocks)])
-        self.body_end = nn.Sequential(nn.Conv2d(channels, channels, 3, **pad),
-                                      nn.BatchNorm2d(channels) if batch_norm else nn.Identity())
+        self.blocks = nn.Sequential(
+            *[_ResidualBlock(channels, batch_norm, padding_mode) for _ in range(num_residual_blocks)]
+        )
+        self.body_end = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, **pad), nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+        )
         ups = []
         c = channels
         for _ in range(stages):
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, upsample_channels, 3, **pad),
-                    nn.ReLU(inplace=True)]
+            ups += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c, upsample_channels, 3, **pad),
+                nn.ReLU(inplace=True),
+            ]
             c = upsample_channels
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(c, 1, 1)
@@ -271,8 +297,11 @@ class EnhanceNet(ModelMixin, ConfigMixin):
     def halo(self):
         """Input pixels of context per side that an output pixel depends on (see `dependency_halo`)."""
         cfg = self.config
-        main = ([("conv", 3)] * (2 + 2 * cfg.num_residual_blocks)
-                + [("up", 2), ("conv", 3)] * check_factor(cfg.factor) + [("conv", 1)])
+        main = (
+            [("conv", 3)] * (2 + 2 * cfg.num_residual_blocks)
+            + [("up", 2), ("conv", 3)] * check_factor(cfg.factor)
+            + [("conv", 1)]
+        )
         return dependency_halo([main, skip_path(cfg.skip, cfg.factor)], cfg.factor)
 
     def forward(self, x):
@@ -324,8 +353,9 @@ class CNNSuperResolution(SuperResolutionModel):
     def __init__(self, network, *, name=None, revision="untrained", tile_size=256, device="auto"):
         super().__init__(device=device)
         if not isinstance(network, self.network_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.network_class.__name__}, "
-                            f"got {type(network).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.network_class.__name__}, got {type(network).__name__}"
+            )
         self.network = network.to(self.device).eval()
         self.name = str(name or type(self).name)
         self.revision = str(revision)
@@ -333,8 +363,9 @@ class CNNSuperResolution(SuperResolutionModel):
         self.halo = int(network.halo)
         self.tile_size = int(tile_size)
         if self.tile_size < 2 * self.halo + 2:
-            raise ValueError(f"tile_size {tile_size} must exceed twice the network's halo ({self.halo}) "
-                             "plus one")
+            raise ValueError(
+                f"tile_size {tile_size} must exceed twice the network's halo ({self.halo}) plus one"
+            )
 
     def _forward(self, x, *, seeds):
         if self.network.training:  # a network trained after wrapping: batch norm must use running stats
@@ -354,8 +385,15 @@ class CNNSuperResolution(SuperResolutionModel):
 
         path = Path(path)
         self.network.save_pretrained(path / "network", safe_serialization=True)
-        write_manifest(path, {"kind": type(self).name, "name": self.name, "revision": self.revision,
-                              "inference": {"tile_size": self.tile_size, "halo": self.halo}})
+        write_manifest(
+            path,
+            {
+                "kind": type(self).name,
+                "name": self.name,
+                "revision": self.revision,
+                "inference": {"tile_size": self.tile_size, "halo": self.halo},
+            },
+        )
         return path
 
     @classmethod
@@ -389,14 +427,20 @@ class CNNSuperResolution(SuperResolutionModel):
             raise ValueError(f"{path} holds a {manifest.get('kind')!r} model, not {cls.name!r}")
         network = cls.network_class.from_pretrained(path / "network", use_safetensors=True)
         inference = manifest.get("inference", {})
-        return cls(network, name=manifest.get("name"),
-                   revision=revision or manifest.get("revision", "untrained"),
-                   tile_size=inference.get("tile_size", 256), device=device)
+        return cls(
+            network,
+            name=manifest.get("name"),
+            revision=revision or manifest.get("revision", "untrained"),
+            tile_size=inference.get("tile_size", 256),
+            device=device,
+        )
 
     def __repr__(self):
         n = sum(p.numel() for p in self.network.parameters())
-        return (f"<{type(self).__name__} {self.name!r} revision={self.revision!r} params={n} "
-                f"halo={self.halo} device={self.device}>")
+        return (
+            f"<{type(self).__name__} {self.name!r} revision={self.revision!r} params={n} "
+            f"halo={self.halo} device={self.device}>"
+        )
 
 
 class EnhanceSuperResolution(CNNSuperResolution):

@@ -31,9 +31,22 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
-__all__ = ["HubModel", "WeightsNotFoundError", "ChecksumError", "parse_hub_reference", "write_manifest", "rewrite_manifest",
-           "verify_directory", "verify_files", "load_directory", "fetch", "load_hub_model", "PINNED_WEIGHTS",
-           "TRAINED_MODELS", "MANIFEST"]
+__all__ = [
+    "HubModel",
+    "WeightsNotFoundError",
+    "ChecksumError",
+    "parse_hub_reference",
+    "write_manifest",
+    "rewrite_manifest",
+    "verify_directory",
+    "verify_files",
+    "load_directory",
+    "fetch",
+    "load_hub_model",
+    "PINNED_WEIGHTS",
+    "TRAINED_MODELS",
+    "MANIFEST",
+]
 
 MANIFEST = "superres.json"
 FORMAT = "sunpy-superres-model"
@@ -55,7 +68,9 @@ PINNED_WEIGHTS = {}
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_REFERENCE = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?P<sub>(/[\w.-]+)*)@(?P<rev>[^#]+)(#sha256=(?P<sha>.*))?$")
+_REFERENCE = re.compile(
+    r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?P<sub>(/[\w.-]+)*)@(?P<rev>[^#]+)(#sha256=(?P<sha>.*))?$"
+)
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -91,8 +106,10 @@ class HubModel:
 
     def __post_init__(self):
         if not _COMMIT.match(self.revision):
-            raise ValueError(f"Hub revision must be a full 40-hex commit hash, got {self.revision!r}: a branch "
-                             "or tag can move, so the weights would not be pinned.")
+            raise ValueError(
+                f"Hub revision must be a full 40-hex commit hash, got {self.revision!r}: a branch "
+                "or tag can move, so the weights would not be pinned."
+            )
         if self.sha256 is not None and not _SHA256.match(self.sha256):
             raise ValueError(f"sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
 
@@ -113,8 +130,10 @@ def parse_hub_reference(reference):
     """
     match = _REFERENCE.match(reference)
     if not match:
-        raise ValueError(f"cannot parse Hub reference {reference!r}; expected "
-                         "'hf://owner/repo@<40-hex commit>' or 'hf://owner/repo/subfolder@<commit>#sha256=<hex>'")
+        raise ValueError(
+            f"cannot parse Hub reference {reference!r}; expected "
+            "'hf://owner/repo@<40-hex commit>' or 'hf://owner/repo/subfolder@<commit>#sha256=<hex>'"
+        )
     return HubModel(match["repo"], match["rev"], match["sha"], match["sub"].strip("/"))
 
 
@@ -145,10 +164,18 @@ def write_manifest(path, info):
         data = json.loads(config.read_text())
         if data.pop("_name_or_path", None) is not None:
             config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    files = {p.relative_to(path).as_posix(): sha256_file(p) for p in sorted(path.rglob("*"))
-             if p.is_file() and p.name != MANIFEST}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **info, "package_version": __version__,
-                "files": files}
+    files = {
+        p.relative_to(path).as_posix(): sha256_file(p)
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **info,
+        "package_version": __version__,
+        "files": files,
+    }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return path / MANIFEST
 
@@ -174,8 +201,10 @@ def rewrite_manifest(path, updates=None):
 def _read_manifest(path):
     manifest_path = Path(path) / MANIFEST
     if not manifest_path.is_file():
-        raise WeightsNotFoundError(f"{path} is not a sunpy-superres model directory: it has no {MANIFEST} "
-                                   "(write one with the model's save_pretrained()).")
+        raise WeightsNotFoundError(
+            f"{path} is not a sunpy-superres model directory: it has no {MANIFEST} "
+            "(write one with the model's save_pretrained())."
+        )
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{manifest_path} is not a {FORMAT} manifest of version {FORMAT_VERSION}")
@@ -200,8 +229,12 @@ def verify_directory(path):
     """
     path = Path(path)
     manifest = _read_manifest(path)
-    verify_files(path, manifest["files"], MANIFEST,
-                 fix="download it again (delete it from the cache) or re-save the model")
+    verify_files(
+        path,
+        manifest["files"],
+        MANIFEST,
+        fix="download it again (delete it from the cache) or re-save the model",
+    )
     return manifest
 
 
@@ -223,8 +256,10 @@ def verify_files(directory, files, manifest_name, *, fix):
             raise WeightsNotFoundError(f"{directory} lacks {rel}, listed in its {manifest_name}")
         actual = sha256_file(f)
         if actual != expected:
-            raise ChecksumError(f"{f} has sha256 {actual}, but {expected} was recorded: the file is corrupt or "
-                                f"was changed; {fix}.")
+            raise ChecksumError(
+                f"{f} has sha256 {actual}, but {expected} was recorded: the file is corrupt or "
+                f"was changed; {fix}."
+            )
 
 
 def load_directory(path, *, device="auto", revision=None):
@@ -253,11 +288,14 @@ def load_directory(path, *, device="auto", revision=None):
         return _load_verified(path, manifest, device=device, revision=revision)
     except (OSError, RuntimeError, SafetensorError) as err:
         if isinstance(err, WeightsNotFoundError) or (
-                isinstance(err, RuntimeError) and "state_dict" not in str(err) and "size mismatch" not in str(err)):
+            isinstance(err, RuntimeError) and "state_dict" not in str(err) and "size mismatch" not in str(err)
+        ):
             raise
         reason = " ".join(str(err).split())
-        raise ValueError(f"{path}: the model's files match its manifest but cannot be loaded ({reason}); they "
-                         "are corrupt or not this package's format: export or download the model again") from err
+        raise ValueError(
+            f"{path}: the model's files match its manifest but cannot be loaded ({reason}); they "
+            "are corrupt or not this package's format: export or download the model again"
+        ) from err
 
 
 def _load_verified(path, manifest, *, device, revision):
@@ -312,7 +350,8 @@ def _download(spec, filename, cache_dir):
             f"{spec.repo_id!r} (revision {spec.revision}) is not in the Hugging Face cache "
             f"({cache_dir or 'the default cache, see HF_HUB_CACHE'}). Either download it once while online "
             f"(`hf download {spec.repo_id} --revision {spec.revision} --local-dir DIR`), or pass a local copy "
-            "of the model directory as model='DIR'.")
+            "of the model directory as model='DIR'."
+        )
 
     kwargs = dict(subfolder=spec.subfolder or None, revision=spec.revision, cache_dir=cache_dir)
     # A pinned commit never changes: a cached file is final, and needs no connection.
@@ -329,8 +368,10 @@ def _download(spec, filename, cache_dir):
     except LocalEntryNotFoundError as err:
         raise missing("without a connection to the Hub") from err
     except (EntryNotFoundError, RepositoryNotFoundError) as err:
-        raise WeightsNotFoundError(f"model weights {spec}: file {filename!r} does not exist in repository "
-                                   f"{spec.repo_id!r} at revision {spec.revision}.") from err
+        raise WeightsNotFoundError(
+            f"model weights {spec}: file {filename!r} does not exist in repository "
+            f"{spec.repo_id!r} at revision {spec.revision}."
+        ) from err
 
 
 def fetch(spec, *, cache_dir=None):
@@ -378,7 +419,9 @@ def load_hub_model(spec, *, device="auto", cache_dir=None):
 
 def no_weights_message(name):
     """Why a known diffusion variant cannot be loaded by name yet, and what to do instead."""
-    return (f"model {name!r} ({TRAINED_MODELS[name]}) has no trained weights shipped with this version "
-            "of sunpy-superres yet. Train one with `sunpy-superres-train CONFIG` (extra [train]) and pass the "
-            "exported model directory as model='/path/to/dir', or a pinned Hub reference as "
-            "model='hf://owner/repo@<40-hex commit>'.")
+    return (
+        f"model {name!r} ({TRAINED_MODELS[name]}) has no trained weights shipped with this version "
+        "of sunpy-superres yet. Train one with `sunpy-superres-train CONFIG` (extra [train]) and pass the "
+        "exported model directory as model='/path/to/dir', or a pinned Hub reference as "
+        "model='hf://owner/repo@<40-hex commit>'."
+    )

@@ -86,11 +86,16 @@ class _PyramidLevel(nn.Module):
     def __init__(self, channels, growth_rate, num_layers, num_blocks, residual_scale, padding_mode):
         super().__init__()
         pad = dict(padding=1, padding_mode=padding_mode)
-        self.units = nn.Sequential(*[_DenseCompressionUnit(channels, growth_rate, num_layers, residual_scale,
-                                                           padding_mode) for _ in range(num_blocks)])
+        self.units = nn.Sequential(
+            *[
+                _DenseCompressionUnit(channels, growth_rate, num_layers, residual_scale, padding_mode)
+                for _ in range(num_blocks)
+            ]
+        )
         self.fuse = nn.Conv2d(channels, channels, 3, **pad)
-        self.upsample = nn.Sequential(nn.Conv2d(channels, 4 * channels, 3, **pad), nn.PixelShuffle(2),
-                                      nn.ReLU(inplace=True))
+        self.upsample = nn.Sequential(
+            nn.Conv2d(channels, 4 * channels, 3, **pad), nn.PixelShuffle(2), nn.ReLU(inplace=True)
+        )
         self.reconstruct = nn.Conv2d(channels, 1, 3, **pad)
 
     def forward(self, feat):
@@ -138,23 +143,39 @@ class ProgressiveNet(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, channels=64, growth_rate=16, layers_per_block=4, blocks_per_level=(4, 2), factor=4,
-                 skip="bicubic", residual_scale=0.2, padding_mode="reflect"):
+    def __init__(
+        self,
+        channels=64,
+        growth_rate=16,
+        layers_per_block=4,
+        blocks_per_level=(4, 2),
+        factor=4,
+        skip="bicubic",
+        residual_scale=0.2,
+        padding_mode="reflect",
+    ):
         super().__init__()
         levels = check_factor(factor)
         check_skip(skip)
         blocks_per_level = tuple(int(b) for b in blocks_per_level)
         if len(blocks_per_level) != levels:
-            raise ValueError(f"blocks_per_level needs one entry per x2 level ({levels} for factor {factor}), "
-                             f"got {blocks_per_level}")
+            raise ValueError(
+                f"blocks_per_level needs one entry per x2 level ({levels} for factor {factor}), "
+                f"got {blocks_per_level}"
+            )
         if padding_mode not in ("reflect", "zeros", "replicate"):
             raise ValueError(f"padding_mode must be 'reflect', 'zeros' or 'replicate', got {padding_mode!r}")
         if min(channels, growth_rate, layers_per_block) < 1 or min(blocks_per_level) < 0:
-            raise ValueError("channels, growth_rate and layers_per_block must be positive, "
-                             "blocks_per_level >= 0")
+            raise ValueError(
+                "channels, growth_rate and layers_per_block must be positive, blocks_per_level >= 0"
+            )
         self.head = nn.Conv2d(1, channels, 3, padding=1, padding_mode=padding_mode)
-        self.levels = nn.ModuleList([_PyramidLevel(channels, growth_rate, layers_per_block, n, residual_scale,
-                                                   padding_mode) for n in blocks_per_level])
+        self.levels = nn.ModuleList(
+            [
+                _PyramidLevel(channels, growth_rate, layers_per_block, n, residual_scale, padding_mode)
+                for n in blocks_per_level
+            ]
+        )
         if skip != "none":
             for level in self.levels:
                 init_residual_output(level.reconstruct)

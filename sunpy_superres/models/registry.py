@@ -14,6 +14,7 @@ from .interpolation import BicubicModel, NearestModel
 
 __all__ = ["register_model", "available_models", "load_model", "DEFAULT_MODEL", "EMBEDDED_MODELS"]
 
+
 def _embedded_models():
     """``{name: directory}`` of the trained models shipped inside the package (`sunpy_superres.data`)."""
     from ..data import MODELS_DIR
@@ -87,14 +88,21 @@ def load_model(model="default", *, device="auto"):
         return model
     if isinstance(model, hub.HubModel) or (isinstance(model, str) and model.startswith("hf://")):
         return hub.load_hub_model(model, device=device)
-    if isinstance(model, os.PathLike) or (isinstance(model, str) and model not in _REGISTRY
-                                          and (os.sep in model or "/" in model or os.path.isdir(model))):
+    if isinstance(model, os.PathLike) or (
+        isinstance(model, str)
+        and model not in _REGISTRY
+        and (os.sep in model or "/" in model or os.path.isdir(model))
+    ):
         if not os.path.isdir(model):
-            raise ValueError(f"model {os.fspath(model)!r} is neither a registered name nor a model directory.")
+            raise ValueError(
+                f"model {os.fspath(model)!r} is neither a registered name nor a model directory."
+            )
         return hub.load_directory(model, device=device)
     if not isinstance(model, str):
-        raise TypeError(f"model must be a registry name, a model directory, a Hub reference or a "
-                        f"SuperResolutionModel, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a registry name, a model directory, a Hub reference or a "
+            f"SuperResolutionModel, got {type(model).__name__}"
+        )
     name = DEFAULT_MODEL if model == "default" else model
     if name not in _REGISTRY and name in hub.TRAINED_MODELS:
         raise ValueError(hub.no_weights_message(name))
@@ -116,12 +124,14 @@ register_model("bicubic", BicubicModel, "bicubic interpolation (Keys, a=-0.75)")
 def _embedded_loader(path):
     def load(device="auto"):
         return hub.load_directory(path, device=device)
+
     return load
 
 
 def _pinned_loader(spec):
     def load(device="auto"):
         return hub.load_hub_model(spec, device=device)
+
     return load
 
 

@@ -54,7 +54,7 @@ class SpaceToDepth(ModelMixin, ConfigMixin):
     @property
     def latent_channels(self):
         """Channels of the latent grid: ``factor ** 2``."""
-        return self.factor ** 2
+        return self.factor**2
 
     @property
     def factor(self):

@@ -8,11 +8,36 @@ TOML and saved with every checkpoint. Importing `sunpy_superres` never imports t
 
 from .config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig, load_config, shipped_configs
 from .data import CropDataset, degrade, split_by_date
-from .lora import load_adapter, save_adapter
 from .loop import export_checkpoint, latest_checkpoint, train
-from .pairs import (MagnetogramPair, degrade_to_mdi, fetch_pair, make_pair, make_synthetic_pair,
-                    split_paper_dates)
+from .lora import load_adapter, save_adapter
+from .pairs import (
+    MagnetogramPair,
+    degrade_to_mdi,
+    fetch_pair,
+    make_pair,
+    make_synthetic_pair,
+    split_paper_dates,
+)
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "load_config", "shipped_configs", "CropDataset", "degrade",
-           "split_by_date", "train", "latest_checkpoint", "export_checkpoint", "MagnetogramPair", "degrade_to_mdi", "fetch_pair",
-           "make_pair", "make_synthetic_pair", "split_paper_dates", "FinetuneConfig", "load_adapter", "save_adapter"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "load_config",
+    "shipped_configs",
+    "CropDataset",
+    "degrade",
+    "split_by_date",
+    "train",
+    "latest_checkpoint",
+    "export_checkpoint",
+    "MagnetogramPair",
+    "degrade_to_mdi",
+    "fetch_pair",
+    "make_pair",
+    "make_synthetic_pair",
+    "split_paper_dates",
+    "FinetuneConfig",
+    "load_adapter",
+    "save_adapter",
+]

@@ -32,22 +32,31 @@ def main(argv=None):
     prog = "sunpy-superres-train finetune" if finetune else "sunpy-superres-train"
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=("Fine-tune a trained model on MDI/HMI pairs (Ramunno et al. 2024, section 7): LoRA "
-                     "and the U-Net mid block of a diffusion model, all weights of a CNN. " if finetune else
-                     "Train a sunpy-superres model (autoencoder, diffusion variant, Enhance or Progressive "
-                     "CNN); `sunpy-superres-train finetune CONFIG` fine-tunes one on MDI/HMI pairs. ")
+        description=(
+            "Fine-tune a trained model on MDI/HMI pairs (Ramunno et al. 2024, section 7): LoRA "
+            "and the U-Net mid block of a diffusion model, all weights of a CNN. "
+            if finetune
+            else "Train a sunpy-superres model (autoencoder, diffusion variant, Enhance or Progressive "
+            "CNN); `sunpy-superres-train finetune CONFIG` fine-tunes one on MDI/HMI pairs. "
+        )
         + "Resumes from the newest checkpoint in the output directory. Run several processes with `torchrun "
-          "--nproc_per_node=N -m sunpy_superres.training.cli [finetune] CONFIG` or `accelerate launch`.")
-    parser.add_argument("config",
-                        help=f"TOML config file, or a shipped config: {', '.join(shipped_configs())}")
+        "--nproc_per_node=N -m sunpy_superres.training.cli [finetune] CONFIG` or `accelerate launch`.",
+    )
+    parser.add_argument(
+        "config", help=f"TOML config file, or a shipped config: {', '.join(shipped_configs())}"
+    )
     parser.add_argument("--output-dir", help="override the config's output_dir")
     parser.add_argument("--data-dir", help="override [data] data_dir (full-disk HMI FITS files)")
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     if finetune:
-        parser.add_argument("--base-model", help="override [finetune] base_model (a trained model directory "
-                                                 "or a pinned hf:// reference)")
-        parser.add_argument("--pairs-dir", help="real MDI/HMI pairs in this directory: sets [finetune] "
-                                                "pairs = 'directory' and pairs_dir")
+        parser.add_argument(
+            "--base-model",
+            help="override [finetune] base_model (a trained model directory or a pinned hf:// reference)",
+        )
+        parser.add_argument(
+            "--pairs-dir",
+            help="real MDI/HMI pairs in this directory: sets [finetune] pairs = 'directory' and pairs_dir",
+        )
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if checkpoints exist")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)

@@ -13,8 +13,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DataConfig", "ModelConfig", "FinetuneConfig", "TrainConfig", "load_config", "shipped_configs",
-           "MODEL_KINDS", "PAIR_SOURCES", "LATENT_SPACES"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "FinetuneConfig",
+    "TrainConfig",
+    "load_config",
+    "shipped_configs",
+    "MODEL_KINDS",
+    "PAIR_SOURCES",
+    "LATENT_SPACES",
+]
 
 #: What ``[model] kind`` can train: the autoencoder of the latent variants, the diffusion variants, the
 #: deterministic CNN baselines (trained with pixel MSE), and "decoder": the decoder of a trained latent
@@ -244,17 +253,24 @@ class TrainConfig:
         model = _build(ModelConfig, d.pop("model", {}), "model")
         finetune = _build(FinetuneConfig, d.pop("finetune", {}), "finetune")
         if model.kind not in MODEL_KINDS:
-            raise ValueError(f"[model] kind must be one of {', '.join(map(repr, MODEL_KINDS))}, "
-                             f"got {model.kind!r}")
+            raise ValueError(
+                f"[model] kind must be one of {', '.join(map(repr, MODEL_KINDS))}, got {model.kind!r}"
+            )
         if model.kind == "decoder" and not model.decoder_base:
-            raise ValueError('[model] kind = "decoder" fine-tunes the decoder of a trained latent model: set '
-                             '[model] decoder_base to its registry name, directory or hf:// reference')
+            raise ValueError(
+                '[model] kind = "decoder" fine-tunes the decoder of a trained latent model: set '
+                "[model] decoder_base to its registry name, directory or hf:// reference"
+            )
         if model.latent_space not in LATENT_SPACES:
-            raise ValueError(f"[model] latent_space must be one of {', '.join(map(repr, LATENT_SPACES))}, "
-                             f"got {model.latent_space!r}")
+            raise ValueError(
+                f"[model] latent_space must be one of {', '.join(map(repr, LATENT_SPACES))}, "
+                f"got {model.latent_space!r}"
+            )
         if finetune.pairs not in PAIR_SOURCES:
-            raise ValueError(f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
-                             f"got {finetune.pairs!r}")
+            raise ValueError(
+                f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
+                f"got {finetune.pairs!r}"
+            )
         return _build(cls, d, "", data=data, model=model, finetune=finetune)
 
 
@@ -269,8 +285,11 @@ def _build(kind, values, section, **extra):
 
 def shipped_configs():
     """Names of the configs shipped with the package (``sunpy_superres/training/configs``)."""
-    return sorted(p.name.removesuffix(".toml") for p in resources.files(__package__).joinpath("configs").iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files(__package__).joinpath("configs").iterdir()
+        if p.name.endswith(".toml")
+    )
 
 
 def load_config(path_or_name):
@@ -286,7 +305,9 @@ def load_config(path_or_name):
     if not path.is_file():
         shipped = resources.files(__package__).joinpath("configs", f"{path_or_name}.toml")
         if not shipped.is_file():
-            raise FileNotFoundError(f"no config file {path_or_name!r} and no shipped config of that name "
-                                    f"(shipped: {', '.join(shipped_configs())})")
+            raise FileNotFoundError(
+                f"no config file {path_or_name!r} and no shipped config of that name "
+                f"(shipped: {', '.join(shipped_configs())})"
+            )
         return TrainConfig.from_dict(tomllib.loads(shipped.read_text()))
     return TrainConfig.from_dict(tomllib.loads(path.read_text()))

@@ -139,9 +139,11 @@ def split_by_date(paths, *, validation_dates=None, validation_fraction=0.25, per
     train = [p for k in periods if k not in val_periods for p in sorted(by_period[k])]
     val = [p for k in periods if k in val_periods for p in sorted(by_period[k])]
     if not train or not val:
-        raise ValueError(f"the split leaves an empty side: train periods "
-                         f"{[k for k in periods if k not in val_periods]}, validation periods "
-                         f"{[k for k in periods if k in val_periods]}")
+        raise ValueError(
+            f"the split leaves an empty side: train periods "
+            f"{[k for k in periods if k not in val_periods]}, validation periods "
+            f"{[k for k in periods if k in val_periods]}"
+        )
     return train, val
 
 
@@ -288,9 +290,22 @@ class CropDataset:
 
     _STRIDE = 16  # crop origins are drawn on a 16-pixel grid; the position jitter is added back below
 
-    def __init__(self, paths, *, crop_size=64, max_radius=0.9, strong_field_fraction=0.5, strong_field_gauss=300.0,
-                 augment=True, seed=0, patches=(), patch_fraction=0.0, noise_labels=False, noise_augment_gauss=0.0,
-                 noise_augment_fraction=0.5):
+    def __init__(
+        self,
+        paths,
+        *,
+        crop_size=64,
+        max_radius=0.9,
+        strong_field_fraction=0.5,
+        strong_field_gauss=300.0,
+        augment=True,
+        seed=0,
+        patches=(),
+        patch_fraction=0.0,
+        noise_labels=False,
+        noise_augment_gauss=0.0,
+        noise_augment_fraction=0.5,
+    ):
         if crop_size % 4:
             raise ValueError(f"crop_size must be a multiple of 4, got {crop_size}")
         self.paths = [str(p) for p in paths]
@@ -305,7 +320,7 @@ class CropDataset:
             cy, cx = disk.centre
             ny, nx = disk.data.shape
             s, c = self._STRIDE, self.crop_size
-            ys, xs = np.mgrid[0:ny - c - s + 1:s, 0:nx - c - s + 1:s]
+            ys, xs = np.mgrid[0 : ny - c - s + 1 : s, 0 : nx - c - s + 1 : s]
             # The farthest point of a crop (with jitter < s) from the centre must be inside max_radius.
             dy = np.maximum(np.abs(ys - cy), np.abs(ys + c + s - cy))
             dx = np.maximum(np.abs(xs - cx), np.abs(xs + c + s - cx))
@@ -358,7 +373,7 @@ class CropDataset:
             p, ys, xs = self._patches[int(rng.integers(len(self._patches)))]
             j = int(rng.integers(len(ys)))
             y0, x0 = int(ys[j]), int(xs[j])
-            crop = _load_patch(p).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size]
+            crop = _load_patch(p).data[y0 : y0 + self.crop_size, x0 : x0 + self.crop_size]
             noise = self._patch_noise.get(p)
         else:
             crop, noise = self._disk_crop(rng)
@@ -387,7 +402,7 @@ class CropDataset:
         y0 = ys[j] + int(rng.integers(self._STRIDE))
         x0 = xs[j] + int(rng.integers(self._STRIDE))
         noise = self._disk_noise[k] if self._disk_noise else None
-        return _load(self.paths[k]).data[y0:y0 + self.crop_size, x0:x0 + self.crop_size], noise
+        return _load(self.paths[k]).data[y0 : y0 + self.crop_size, x0 : x0 + self.crop_size], noise
 
     def batch(self, step, batch_size, *, rank=0, world_size=1, with_noise=False):
         """

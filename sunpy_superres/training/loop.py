@@ -50,12 +50,21 @@ from ..models.spacetodepth import SpaceToDepth
 from .config import MODEL_KINDS, FinetuneConfig, TrainConfig
 from .data import CropDataset, degrade, observation_date, split_by_date
 
-__all__ = ["train", "latest_checkpoint", "export_checkpoint", "CHECKPOINT_PREFIX", "PairCrops", "finetune_pairs"]
+__all__ = [
+    "train",
+    "latest_checkpoint",
+    "export_checkpoint",
+    "CHECKPOINT_PREFIX",
+    "PairCrops",
+    "finetune_pairs",
+]
 
 #: Super-resolution factor of every model trained here (MDI 2"/pixel -> HMI 0.5"/pixel).
 FACTOR = 4
-_CNN = {"enhance": (EnhanceNet, EnhanceSuperResolution),
-        "progressive": (ProgressiveNet, ProgressiveSuperResolution)}
+_CNN = {
+    "enhance": (EnhanceNet, EnhanceSuperResolution),
+    "progressive": (ProgressiveNet, ProgressiveSuperResolution),
+}
 _TRAINABLE_FILE = "trainable.safetensors"
 
 CHECKPOINT_PREFIX = "step-"
@@ -67,9 +76,12 @@ class _AutoencoderObjective(torch.nn.Module):
     def __init__(self, autoencoder, model_config, *, sample_posterior=True):
         super().__init__()
         self.autoencoder = autoencoder
-        self.terms = dict(spectral_weight=model_config.ae_spectral_weight,
-                          texture_weight=model_config.ae_texture_weight,
-                          texture_window=model_config.ae_texture_window, sample_posterior=sample_posterior)
+        self.terms = dict(
+            spectral_weight=model_config.ae_spectral_weight,
+            texture_weight=model_config.ae_texture_weight,
+            texture_window=model_config.ae_texture_window,
+            sample_posterior=sample_posterior,
+        )
 
     def forward(self, hr, eps):
         return autoencoder_loss(self.autoencoder, hr, eps, **self.terms)
@@ -82,8 +94,11 @@ def _step_generator(seed, step, rank):
 
 def latest_checkpoint(output_dir):
     """The newest complete checkpoint directory under ``output_dir/checkpoints``, or `None`."""
-    done = sorted(p for p in glob.glob(os.path.join(output_dir, "checkpoints", CHECKPOINT_PREFIX + "*"))
-                  if os.path.isfile(os.path.join(p, "state.json")))
+    done = sorted(
+        p
+        for p in glob.glob(os.path.join(output_dir, "checkpoints", CHECKPOINT_PREFIX + "*"))
+        if os.path.isfile(os.path.join(p, "state.json"))
+    )
     return Path(done[-1]) if done else None
 
 
@@ -123,8 +138,10 @@ def export_checkpoint(checkpoint, output):
     m = cfg.model
     s2d = m.kind == "diffusion" and m.space == "latent" and m.latent_space == "space-to-depth"
     if cfg.finetune.enabled or not (s2d or (m.kind == "diffusion" and m.space == "pixel") or m.kind in _CNN):
-        raise ValueError("export_checkpoint exports pixel or space-to-depth diffusion models and CNN baselines; "
-                         f"this checkpoint is a {m.kind!r} run (latent space {m.latent_space!r})")
+        raise ValueError(
+            "export_checkpoint exports pixel or space-to-depth diffusion models and CNN baselines; "
+            f"this checkpoint is a {m.kind!r} run (latent space {m.latent_space!r})"
+        )
     cls = _CNN[m.kind][0] if m.kind in _CNN else ConditionalDenoiser
     net = cls.from_pretrained(checkpoint / "model", use_safetensors=True)
     ema = load_file(checkpoint / "ema.safetensors")
@@ -135,8 +152,14 @@ def export_checkpoint(checkpoint, output):
     if m.kind in _CNN:
         sr = _CNN[m.kind][1](net, revision=revision, tile_size=m.tile_size, device="cpu")
     else:
-        sr = DiffusionSuperResolution(net, SpaceToDepth(factor=m.ae_factor) if s2d else None, revision=revision,
-                                      tile_size=m.tile_size, halo=m.halo, device="cpu")
+        sr = DiffusionSuperResolution(
+            net,
+            SpaceToDepth(factor=m.ae_factor) if s2d else None,
+            revision=revision,
+            tile_size=m.tile_size,
+            halo=m.halo,
+            device="cpu",
+        )
     sr.save_pretrained(output)
     _finish_model_directory(output, cfg, step)
     return output
@@ -175,8 +198,12 @@ def _data_files(cfg):
         raise FileNotFoundError(f"no files match {cfg.data.pattern!r} in {root!r} (config [data] data_dir)")
     if not cfg.data.validation_dates and cfg.data.validation_fraction == 0:
         return [Path(f) for f in files], []  # explicitly no validation set (small experiments)
-    return split_by_date(files, validation_dates=cfg.data.validation_dates or None,
-                         validation_fraction=cfg.data.validation_fraction, period=cfg.data.period)
+    return split_by_date(
+        files,
+        validation_dates=cfg.data.validation_dates or None,
+        validation_fraction=cfg.data.validation_fraction,
+        period=cfg.data.period,
+    )
 
 
 def _patch_files(cfg):
@@ -189,17 +216,25 @@ def _patch_files(cfg):
     if not files:
         raise FileNotFoundError(f"no files match {d.patch_pattern!r} in {root!r} (config [data] patch_dir)")
     held_out = {str(v) for v in d.validation_dates}
-    return [Path(f) for f in files
-            if not any(observation_date(f).startswith(v) for v in held_out)]
+    return [Path(f) for f in files if not any(observation_date(f).startswith(v) for v in held_out)]
 
 
 def _dataset(cfg, files, seed):
     d = cfg.data
-    return CropDataset(files, crop_size=d.crop_size, max_radius=d.max_radius,
-                       strong_field_fraction=d.strong_field_fraction, strong_field_gauss=d.strong_field_gauss,
-                       augment=d.augment, seed=seed, patches=_patch_files(cfg), patch_fraction=d.patch_fraction,
-                       noise_labels=cfg.model.kind == "diffusion" and cfg.model.noise_conditioning,
-                       noise_augment_gauss=d.noise_augment_gauss, noise_augment_fraction=d.noise_augment_fraction)
+    return CropDataset(
+        files,
+        crop_size=d.crop_size,
+        max_radius=d.max_radius,
+        strong_field_fraction=d.strong_field_fraction,
+        strong_field_gauss=d.strong_field_gauss,
+        augment=d.augment,
+        seed=seed,
+        patches=_patch_files(cfg),
+        patch_fraction=d.patch_fraction,
+        noise_labels=cfg.model.kind == "diffusion" and cfg.model.noise_conditioning,
+        noise_augment_gauss=d.noise_augment_gauss,
+        noise_augment_fraction=d.noise_augment_fraction,
+    )
 
 
 def _autoencoder_stage(cfg, progress):
@@ -255,8 +290,9 @@ class PairCrops:
         for lr, hr, valid in pairs:
             h, w = lr.shape
             if hr.shape != (h * factor, w * factor) or valid.shape != hr.shape:
-                raise ValueError(f"pair shapes {lr.shape}, {hr.shape}, {valid.shape} are not a "
-                                 f"{factor}x pair")
+                raise ValueError(
+                    f"pair shapes {lr.shape}, {hr.shape}, {valid.shape} are not a {factor}x pair"
+                )
             if h < c or w < c:
                 continue
             # Valid fraction of every c x c window of LR pixels, from a summed-area table.
@@ -268,9 +304,11 @@ class PairCrops:
                 self._pairs.append((lr, hr))
                 self._candidates.append((ys, xs))
         if not self._pairs:
-            raise ValueError(f"no pair has a {crop_size}x{crop_size} target crop with at least "
-                             f"{min_valid_fraction:.0%} valid pixels; use smaller crops or larger pairs "
-                             "([finetune] pair_crop_size)")
+            raise ValueError(
+                f"no pair has a {crop_size}x{crop_size} target crop with at least "
+                f"{min_valid_fraction:.0%} valid pixels; use smaller crops or larger pairs "
+                "([finetune] pair_crop_size)"
+            )
 
     def __len__(self):
         return len(self._pairs)
@@ -284,7 +322,7 @@ class PairCrops:
         f, c = self.factor, self.crop_size // self.factor
         lr, hr = self._pairs[k]
         y, x = int(ys[j]), int(xs[j])
-        lr, hr = lr[y:y + c, x:x + c], hr[f * y:f * (y + c), f * x:f * (x + c)]
+        lr, hr = lr[y : y + c, x : x + c], hr[f * y : f * (y + c), f * x : f * (x + c)]
         if self.augment:
             turns = int(rng.integers(4))
             lr, hr = np.rot90(lr, turns), np.rot90(hr, turns)
@@ -369,17 +407,23 @@ def finetune_pairs(cfg):
             files = [f for f in files if _in_dates(observation_date(f), ft.dates)]
         for i, f in enumerate(files):
             seed = int(np.random.SeedSequence([int(cfg.seed), i]).generate_state(1)[0])
-            pair = make_synthetic_pair(_read_map(f), crop_size=crop,
-                                       psf_fwhm=ft.synthetic_psf_arcsec * u.arcsec,
-                                       noise=ft.synthetic_noise_gauss * u.G, seed=seed)
+            pair = make_synthetic_pair(
+                _read_map(f),
+                crop_size=crop,
+                psf_fwhm=ft.synthetic_psf_arcsec * u.arcsec,
+                noise=ft.synthetic_noise_gauss * u.G,
+                seed=seed,
+            )
             arrays.append(pair.to_arrays())
     else:
         root = os.path.expandvars(os.path.expanduser(ft.pairs_dir))
         mdi_files = sorted(glob.glob(os.path.join(root, ft.mdi_pattern)))
         hmi_files = sorted(glob.glob(os.path.join(root, ft.hmi_pattern)))
         if not mdi_files or not hmi_files:
-            raise FileNotFoundError(f"[finetune] pairs_dir {root!r} needs files matching {ft.mdi_pattern!r} "
-                                    f"and {ft.hmi_pattern!r} (found {len(mdi_files)} and {len(hmi_files)})")
+            raise FileNotFoundError(
+                f"[finetune] pairs_dir {root!r} needs files matching {ft.mdi_pattern!r} "
+                f"and {ft.hmi_pattern!r} (found {len(mdi_files)} and {len(hmi_files)})"
+            )
         hmi_times = [_file_time(f) for f in hmi_files]
         limit = ft.max_time_difference_minutes * u.min
         for f in mdi_files:
@@ -411,8 +455,10 @@ def _load_decoder_base(cfg):
     """The latent diffusion model of ``[model] decoder_base``, whose decoder a "decoder" run fine-tunes."""
     ref, base = _load_reference(cfg.model.decoder_base)
     if not (isinstance(base, DiffusionSuperResolution) and base.autoencoder is not None):
-        raise ValueError(f"[model] decoder_base {ref!r} is not a latent diffusion model (it has no autoencoder); "
-                         "a decoder fine-tune needs one, e.g. \"ldm-res\"")
+        raise ValueError(
+            f"[model] decoder_base {ref!r} is not a latent diffusion model (it has no autoencoder); "
+            'a decoder fine-tune needs one, e.g. "ldm-res"'
+        )
     return base
 
 
@@ -423,20 +469,29 @@ def _load_diffusion_init(cfg):
         raise ValueError(f"[model] init_from {ref!r} is not a diffusion model")
     have = (base.denoiser.config.space, bool(base.denoiser.config.residual))
     if have != (cfg.model.space, cfg.model.residual):
-        raise ValueError(f"[model] init_from {ref!r} is a {have[0]}-space model with residual={have[1]}, but [model] "
-                         f"asks for space={cfg.model.space!r}, residual={cfg.model.residual}")
+        raise ValueError(
+            f"[model] init_from {ref!r} is a {have[0]}-space model with residual={have[1]}, but [model] "
+            f"asks for space={cfg.model.space!r}, residual={cfg.model.residual}"
+        )
     return base
 
 
 def _load_base(cfg):
     """The ``[finetune]`` base model (checksums verified), on the CPU."""
     ref, base = _load_reference(cfg.finetune.base_model)
-    kind = ("diffusion" if isinstance(base, DiffusionSuperResolution) else "enhance"
-            if isinstance(base, EnhanceSuperResolution) else "progressive"
-            if isinstance(base, ProgressiveSuperResolution) else type(base).__name__)
+    kind = (
+        "diffusion"
+        if isinstance(base, DiffusionSuperResolution)
+        else "enhance"
+        if isinstance(base, EnhanceSuperResolution)
+        else "progressive"
+        if isinstance(base, ProgressiveSuperResolution)
+        else type(base).__name__
+    )
     if kind != cfg.model.kind:
-        raise ValueError(f"[finetune] base_model {ref!r} is a {kind!r} model, but [model] kind is "
-                         f"{cfg.model.kind!r}")
+        raise ValueError(
+            f"[finetune] base_model {ref!r} is a {kind!r} model, but [model] kind is {cfg.model.kind!r}"
+        )
     return ref, base
 
 
@@ -444,13 +499,22 @@ def _build_cnn(cfg):
     m = cfg.model
     torch.manual_seed(cfg.seed)
     if m.kind == "enhance":
-        return EnhanceNet(channels=m.cnn_channels, num_residual_blocks=m.enhance_residual_blocks,
-                          upsample_channels=m.enhance_upsample_channels, factor=FACTOR, skip=m.cnn_skip,
-                          batch_norm=m.enhance_batch_norm)
-    return ProgressiveNet(channels=m.cnn_channels, growth_rate=m.progressive_growth_rate,
-                          layers_per_block=m.progressive_layers_per_block,
-                          blocks_per_level=tuple(m.progressive_blocks_per_level), factor=FACTOR,
-                          skip=m.cnn_skip)
+        return EnhanceNet(
+            channels=m.cnn_channels,
+            num_residual_blocks=m.enhance_residual_blocks,
+            upsample_channels=m.enhance_upsample_channels,
+            factor=FACTOR,
+            skip=m.cnn_skip,
+            batch_norm=m.enhance_batch_norm,
+        )
+    return ProgressiveNet(
+        channels=m.cnn_channels,
+        growth_rate=m.progressive_growth_rate,
+        layers_per_block=m.progressive_layers_per_block,
+        blocks_per_level=tuple(m.progressive_blocks_per_level),
+        factor=FACTOR,
+        skip=m.cnn_skip,
+    )
 
 
 def _build_lora(cfg, base):
@@ -458,17 +522,28 @@ def _build_lora(cfg, base):
 
     ft = cfg.finetune
     torch.manual_seed(cfg.seed)  # LoRA A is drawn at random: part of the run's definition
-    return add_lora(base.denoiser, rank=ft.lora_rank, alpha=ft.lora_alpha or None, dropout=ft.lora_dropout,
-                    target_modules=tuple(ft.lora_target_modules), train_mid_block=ft.train_mid_block)
+    return add_lora(
+        base.denoiser,
+        rank=ft.lora_rank,
+        alpha=ft.lora_alpha or None,
+        dropout=ft.lora_dropout,
+        target_modules=tuple(ft.lora_target_modules),
+        train_mid_block=ft.train_mid_block,
+    )
 
 
 def _build_network(cfg, train_files, autoencoder):
     m = cfg.model
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's definition
     if m.kind == "autoencoder":
-        return build_autoencoder(factor=m.ae_factor, latent_channels=m.latent_channels, base_channels=m.ae_base_channels,
-                                 max_channels=m.ae_max_channels, layers_per_block=m.ae_layers_per_block,
-                                 norm_num_groups=m.ae_norm_num_groups)
+        return build_autoencoder(
+            factor=m.ae_factor,
+            latent_channels=m.latent_channels,
+            base_channels=m.ae_base_channels,
+            max_channels=m.ae_max_channels,
+            layers_per_block=m.ae_layers_per_block,
+            norm_num_groups=m.ae_norm_num_groups,
+        )
     if m.kind in _CNN:
         return _build_cnn(cfg)
     if m.kind != "diffusion":
@@ -485,12 +560,22 @@ def _build_network(cfg, train_files, autoencoder):
         target_scale = target_scale if target_scale > 0 else t
     channels = autoencoder.latent_channels if m.space == "latent" else 1
     torch.manual_seed(cfg.seed)
-    return ConditionalDenoiser(space=m.space, residual=m.residual, prediction_type=m.prediction_type,
-                               target_channels=channels, cond_channels=channels, target_scale=target_scale,
-                               cond_scale=cond_scale, block_out_channels=tuple(m.block_out_channels),
-                               layers_per_block=m.layers_per_block, attention_levels=tuple(m.attention_levels),
-                               attention_head_dim=m.attention_head_dim, norm_num_groups=m.norm_num_groups,
-                               beta_schedule=m.beta_schedule, noise_conditioning=m.noise_conditioning)
+    return ConditionalDenoiser(
+        space=m.space,
+        residual=m.residual,
+        prediction_type=m.prediction_type,
+        target_channels=channels,
+        cond_channels=channels,
+        target_scale=target_scale,
+        cond_scale=cond_scale,
+        block_out_channels=tuple(m.block_out_channels),
+        layers_per_block=m.layers_per_block,
+        attention_levels=tuple(m.attention_levels),
+        attention_head_dim=m.attention_head_dim,
+        norm_num_groups=m.norm_num_groups,
+        beta_schedule=m.beta_schedule,
+        noise_conditioning=m.noise_conditioning,
+    )
 
 
 def _mixed_precision(requested):
@@ -558,8 +643,13 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     if finetune:
         base_ref, base = _load_base(cfg)
         autoencoder = getattr(base, "autoencoder", None)
-        dataset = PairCrops(finetune_pairs(cfg), crop_size=cfg.data.crop_size, augment=cfg.data.augment,
-                            min_valid_fraction=cfg.finetune.min_valid_fraction, seed=cfg.seed)
+        dataset = PairCrops(
+            finetune_pairs(cfg),
+            crop_size=cfg.data.crop_size,
+            augment=cfg.data.augment,
+            min_valid_fraction=cfg.finetune.min_valid_fraction,
+            seed=cfg.seed,
+        )
     else:
         train_files, _ = _data_files(cfg)
         dataset = _dataset(cfg, train_files, seed=cfg.seed)
@@ -568,7 +658,9 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         elif kind == "diffusion" and cfg.model.init_from:
             base = _load_diffusion_init(cfg)
             autoencoder = base.autoencoder
-        elif kind == "diffusion" and cfg.model.space == "latent" and cfg.model.latent_space == "space-to-depth":
+        elif (
+            kind == "diffusion" and cfg.model.space == "latent" and cfg.model.latent_space == "space-to-depth"
+        ):
             autoencoder = SpaceToDepth(factor=cfg.model.ae_factor)
         elif kind == "diffusion" and cfg.model.space == "latent":
             path = _autoencoder_stage(cfg, progress)  # every rank: the stage trains distributed too
@@ -582,14 +674,19 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         # Compared as configs, not dicts: a checkpoint written before a config field existed has that
         # field's default, and resumes.
         if _resumable(TrainConfig.from_dict(state["config"])) != _resumable(cfg):
-            raise ValueError(f"checkpoint {ckpt} was written by a different config; use another output_dir or "
-                             "resume=False")
+            raise ValueError(
+                f"checkpoint {ckpt} was written by a different config; use another output_dir or resume=False"
+            )
         if lora:
             net = _build_lora(cfg, base)
             _load_trainable(net, ckpt / "model" / _TRAINABLE_FILE)
         else:
-            cls = {"autoencoder": MagnetogramAutoencoder, "decoder": MagnetogramAutoencoder,
-                   "diffusion": ConditionalDenoiser, **{k: v[0] for k, v in _CNN.items()}}[kind]
+            cls = {
+                "autoencoder": MagnetogramAutoencoder,
+                "decoder": MagnetogramAutoencoder,
+                "diffusion": ConditionalDenoiser,
+                **{k: v[0] for k, v in _CNN.items()},
+            }[kind]
             net = cls.from_pretrained(ckpt / "model", use_safetensors=True)
         start = int(state["step"])
     else:
@@ -610,8 +707,9 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         # Only the decoder trains: the encoder, and so the latents the denoiser was trained on, stay.
         net = freeze_encoder(net.requires_grad_(True))
     net.train()
-    optimizer = torch.optim.AdamW(list(_trainable(net).values()), lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        list(_trainable(net).values()), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
     if ckpt is not None:
         _load_optimizer(optimizer, ckpt)
         ema = load_file(ckpt / "ema.safetensors")
@@ -630,15 +728,22 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     level_weights = cfg.model.progressive_level_weights or None
     log_path = out / "log.jsonl"
 
-    bar = tqdm(total=total, initial=start, desc=cfg.name, unit="step",
-               disable=not (progress and accelerator.is_local_main_process))
+    bar = tqdm(
+        total=total,
+        initial=start,
+        desc=cfg.name,
+        unit="step",
+        disable=not (progress and accelerator.is_local_main_process),
+    )
     started = time.monotonic()
     limit = 60.0 * cfg.time_limit_minutes
     for step in range(start, total):
         t0 = time.perf_counter()
         if finetune:
-            lr, hr = (torch.from_numpy(a)[:, None].to(accelerator.device)
-                      for a in dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))
+            lr, hr = (
+                torch.from_numpy(a)[:, None].to(accelerator.device)
+                for a in dataset.batch(step, cfg.batch_size, rank=rank, world_size=world)
+            )
             # The paper's input: each MDI pixel replicated 4x4 (section 7, as in section 4).
             lr_up = lr.repeat_interleave(FACTOR, dim=-2).repeat_interleave(FACTOR, dim=-1)
             # A noise-conditioned base keeps its own target level: a pair's HR crop is too small to
@@ -647,8 +752,10 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         else:
             noise_level = None
             if kind == "diffusion" and denoiser_config.noise_conditioning:
-                hr, noise_level = (torch.from_numpy(a) for a in dataset.batch(step, cfg.batch_size, rank=rank,
-                                                                             world_size=world, with_noise=True))
+                hr, noise_level = (
+                    torch.from_numpy(a)
+                    for a in dataset.batch(step, cfg.batch_size, rank=rank, world_size=world, with_noise=True)
+                )
                 noise_level = noise_level.to(accelerator.device)
             else:
                 hr = torch.from_numpy(dataset.batch(step, cfg.batch_size, rank=rank, world_size=world))
@@ -659,12 +766,22 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         with accelerator.autocast():
             if kind in ("autoencoder", "decoder"):
                 f = net.factor
-                eps = torch.randn((hr.shape[0], net.config.latent_channels, hr.shape[2] // f, hr.shape[3] // f),
-                                  generator=gen).to(accelerator.device)
+                eps = torch.randn(
+                    (hr.shape[0], net.config.latent_channels, hr.shape[2] // f, hr.shape[3] // f),
+                    generator=gen,
+                ).to(accelerator.device)
                 loss = module(hr, eps)
             elif kind == "diffusion":
-                loss = diffusion_loss(module, denoiser_config, autoencoder, noise_scheduler, lr_up, hr, gen,
-                                      noise_level=noise_level)
+                loss = diffusion_loss(
+                    module,
+                    denoiser_config,
+                    autoencoder,
+                    noise_scheduler,
+                    lr_up,
+                    hr,
+                    gen,
+                    noise_level=noise_level,
+                )
             elif kind == "enhance":
                 loss = F.mse_loss(module(lr).float(), hr.float())
             else:
@@ -701,9 +818,11 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
         done = total
     bar.close()
     if done < total:
-        warnings.warn(f"{cfg.name}: time limit of {cfg.time_limit_minutes:g} min reached after step {done} of "
-                      f"{total}; exported the model of step {done} (running the config again resumes)",
-                      stacklevel=2)
+        warnings.warn(
+            f"{cfg.name}: time limit of {cfg.time_limit_minutes:g} min reached after step {done} of "
+            f"{total}; exported the model of step {done} (running the config again resumes)",
+            stacklevel=2,
+        )
     if lora:
         return _export_lora(accelerator, cfg, net, ema, base_ref, base, done)
     if kind == "decoder":
@@ -736,9 +855,11 @@ def _load_trainable(net, path):
     saved = load_file(path)
     expected = set(_trainable(net))
     if set(saved) != expected:
-        raise ValueError(f"{path} holds other trainable tensors than the model: missing "
-                         f"{sorted(expected - set(saved))[:3]}, unexpected "
-                         f"{sorted(set(saved) - expected)[:3]}")
+        raise ValueError(
+            f"{path} holds other trainable tensors than the model: missing "
+            f"{sorted(expected - set(saved))[:3]}, unexpected "
+            f"{sorted(set(saved) - expected)[:3]}"
+        )
     with torch.no_grad():
         for n, p in _trainable(net).items():
             p.copy_(saved[n])
@@ -756,18 +877,21 @@ def _save_checkpoint(accelerator, cfg, net, ema, optimizer, step, *, lora=False)
         if lora:
             # The frozen base is the config's base_model: only what trains is checkpointed.
             (tmp / "model").mkdir()
-            save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()},
-                      tmp / "model" / _TRAINABLE_FILE)
+            save_file(
+                {n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()},
+                tmp / "model" / _TRAINABLE_FILE,
+            )
         else:
             model.save_pretrained(tmp / "model", safe_serialization=True)
         save_file({n: t.detach().cpu().contiguous() for n, t in ema.items()}, tmp / "ema.safetensors")
         _save_optimizer(optimizer, tmp)
         # state.json is written last: a checkpoint without it is incomplete and never resumed from.
-        (tmp / "state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict(),
-                                                    "package_version": __version__}, indent=2))
+        (tmp / "state.json").write_text(
+            json.dumps({"step": step, "config": cfg.to_dict(), "package_version": __version__}, indent=2)
+        )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in sorted(root.glob(f"{CHECKPOINT_PREFIX}*"))[:-max(1, cfg.keep_checkpoints)]:
+        for old in sorted(root.glob(f"{CHECKPOINT_PREFIX}*"))[: -max(1, cfg.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
@@ -805,12 +929,19 @@ def _export(accelerator, cfg, net, ema, autoencoder, step, record=None):
             (final / "training_config.json").write_text(json.dumps(_training_record(cfg, step), indent=2))
         else:
             if cfg.model.kind in _CNN:
-                sr = _CNN[cfg.model.kind][1](model, revision=revision, tile_size=cfg.model.tile_size,
-                                             device="cpu")
+                sr = _CNN[cfg.model.kind][1](
+                    model, revision=revision, tile_size=cfg.model.tile_size, device="cpu"
+                )
             else:
                 ae = None if autoencoder is None else copy.deepcopy(autoencoder).cpu()
-                sr = DiffusionSuperResolution(model, ae, revision=revision, tile_size=cfg.model.tile_size,
-                                              halo=cfg.model.halo, device="cpu")
+                sr = DiffusionSuperResolution(
+                    model,
+                    ae,
+                    revision=revision,
+                    tile_size=cfg.model.tile_size,
+                    halo=cfg.model.halo,
+                    device="cpu",
+                )
             sr.save_pretrained(final)
             _finish_model_directory(final, cfg, step, **(record or {}))
     accelerator.wait_for_everyone()
@@ -824,10 +955,18 @@ def _export_decoder(accelerator, cfg, net, ema, base, step):
     if accelerator.is_main_process:
         autoencoder = _ema_copy(accelerator, net, ema)
         shutil.rmtree(final, ignore_errors=True)
-        sr = DiffusionSuperResolution(copy.deepcopy(base.denoiser).cpu().float(), autoencoder, name=base.name,
-                                      revision=f"{cfg.name}-step{step}", scheduler=base.scheduler, steps=base.steps,
-                                      start_timestep=base.start_timestep,
-                                      tile_size=base.tile_size, halo=base.halo, device="cpu")
+        sr = DiffusionSuperResolution(
+            copy.deepcopy(base.denoiser).cpu().float(),
+            autoencoder,
+            name=base.name,
+            revision=f"{cfg.name}-step{step}",
+            scheduler=base.scheduler,
+            steps=base.steps,
+            start_timestep=base.start_timestep,
+            tile_size=base.tile_size,
+            halo=base.halo,
+            device="cpu",
+        )
         sr.save_pretrained(final)
         # "ldm-res" names whichever weights this package version embeds: record which ones these were.
         _finish_model_directory(final, cfg, step, decoder_base_revision=base.revision)
@@ -851,8 +990,14 @@ def _export_lora(accelerator, cfg, net, ema, base_ref, base, step):
         model = _ema_copy(accelerator, net, ema)
         shutil.rmtree(adapter, ignore_errors=True)
         base_id = base_ref if Path(base_ref).is_dir() else base
-        save_adapter(model, adapter, base=base_id, name=cfg.name, revision=f"{cfg.name}-step{step}",
-                     info={"training": _training_record(cfg, step)})
+        save_adapter(
+            model,
+            adapter,
+            base=base_id,
+            name=cfg.name,
+            revision=f"{cfg.name}-step{step}",
+            info={"training": _training_record(cfg, step)},
+        )
         merged = load_adapter(base_id, adapter, merge=True, device="cpu")
         shutil.rmtree(final, ignore_errors=True)
         merged.save_pretrained(final)

@@ -49,8 +49,18 @@ from safetensors.torch import load_file, save_file
 from ..models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
 from ..models.hub import MANIFEST, WeightsNotFoundError, sha256_file, verify_files
 
-__all__ = ["LORA_TARGET_MODULES", "LORA_CONV_TARGET_MODULES", "TRAINABLE_BLOCKS", "ADAPTER_MANIFEST", "add_lora", "lora_parameter_counts",
-           "save_adapter", "verify_adapter", "load_adapter", "merge_lora"]
+__all__ = [
+    "LORA_TARGET_MODULES",
+    "LORA_CONV_TARGET_MODULES",
+    "TRAINABLE_BLOCKS",
+    "ADAPTER_MANIFEST",
+    "add_lora",
+    "lora_parameter_counts",
+    "save_adapter",
+    "verify_adapter",
+    "load_adapter",
+    "merge_lora",
+]
 
 #: Attention projections of diffusers' ``Attention`` that get LoRA (the paper: the self-attention layers).
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
@@ -76,8 +86,9 @@ def _denoiser_of(model):
     raise TypeError(f"expected a DiffusionSuperResolution or ConditionalDenoiser, got {type(model).__name__}")
 
 
-def add_lora(denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=None,
-             train_mid_block=True, copy_model=True):
+def add_lora(
+    denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=None, train_mid_block=True, copy_model=True
+):
     """
     Wrap a denoiser for LoRA fine-tuning: LoRA on attention projections, mid block trainable.
 
@@ -124,11 +135,17 @@ def add_lora(denoiser, *, rank=8, alpha=None, dropout=0.0, target_modules=None,
         has_attention = any(n.endswith(t) for n in names for t in LORA_TARGET_MODULES)
         target_modules = LORA_TARGET_MODULES if has_attention else LORA_CONV_TARGET_MODULES
     if not any(n.endswith(t) for n in names for t in target_modules):
-        raise ValueError(f"no module of the denoiser matches {list(target_modules)}: LoRA needs "
-                         "self-attention (set attention_levels) or other target modules")
-    config = LoraConfig(r=int(rank), lora_alpha=float(rank if alpha is None else alpha),
-                        lora_dropout=float(dropout), target_modules=list(target_modules),
-                        modules_to_save=list(TRAINABLE_BLOCKS) if train_mid_block else None)
+        raise ValueError(
+            f"no module of the denoiser matches {list(target_modules)}: LoRA needs "
+            "self-attention (set attention_levels) or other target modules"
+        )
+    config = LoraConfig(
+        r=int(rank),
+        lora_alpha=float(rank if alpha is None else alpha),
+        lora_dropout=float(dropout),
+        target_modules=list(target_modules),
+        modules_to_save=list(TRAINABLE_BLOCKS) if train_mid_block else None,
+    )
     return get_peft_model(den, config)
 
 
@@ -151,8 +168,11 @@ def lora_parameter_counts(peft_model):
             lora += p.numel()
         elif ".modules_to_save." in name:
             mid += p.numel()
-    base = sum(p.numel() for n, p in peft_model.named_parameters()
-               if ".lora_" not in n and ".modules_to_save." not in n)
+    base = sum(
+        p.numel()
+        for n, p in peft_model.named_parameters()
+        if ".lora_" not in n and ".modules_to_save." not in n
+    )
     return {"lora": lora, "mid_block": mid, "trainable": trainable, "base": base}
 
 
@@ -174,8 +194,11 @@ def _base_info(base):
     if isinstance(base, (str, Path)):
         path = Path(base)
         manifest = json.loads((path / MANIFEST).read_text())
-        info.update(name=manifest.get("name"), revision=manifest.get("revision"),
-                    manifest_sha256=sha256_file(path / MANIFEST))
+        info.update(
+            name=manifest.get("name"),
+            revision=manifest.get("revision"),
+            manifest_sha256=sha256_file(path / MANIFEST),
+        )
         den_cfg = json.loads((path / "denoiser" / "config.json").read_text())
     else:
         if isinstance(base, DiffusionSuperResolution):
@@ -233,10 +256,19 @@ def save_adapter(peft_model, path, *, base, name="lora", revision="untrained", i
 
     cfg = peft_model.peft_config[peft_model.active_adapter]
     manifest = {
-        "format": ADAPTER_FORMAT, "format_version": ADAPTER_FORMAT_VERSION, "kind": "lora", "name": str(name),
-        "revision": str(revision), "base": _base_info(base),
-        "lora": {"rank": cfg.r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
-                 "target_modules": sorted(cfg.target_modules), "modules_to_save": sorted(blocks)},
+        "format": ADAPTER_FORMAT,
+        "format_version": ADAPTER_FORMAT_VERSION,
+        "kind": "lora",
+        "name": str(name),
+        "revision": str(revision),
+        "base": _base_info(base),
+        "lora": {
+            "rank": cfg.r,
+            "alpha": cfg.lora_alpha,
+            "dropout": cfg.lora_dropout,
+            "target_modules": sorted(cfg.target_modules),
+            "modules_to_save": sorted(blocks),
+        },
         **(info or {}),
         "package_version": __version__,
         "files": {f: sha256_file(path / f) for f in files},
@@ -266,17 +298,22 @@ def verify_adapter(path):
     path = Path(path)
     manifest_path = path / ADAPTER_MANIFEST
     if not manifest_path.is_file():
-        raise WeightsNotFoundError(f"{path} is not a sunpy-superres adapter directory: it has no "
-                                   f"{ADAPTER_MANIFEST} (write one with "
-                                   "sunpy_superres.training.lora.save_adapter).")
+        raise WeightsNotFoundError(
+            f"{path} is not a sunpy-superres adapter directory: it has no "
+            f"{ADAPTER_MANIFEST} (write one with "
+            "sunpy_superres.training.lora.save_adapter)."
+        )
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != ADAPTER_FORMAT or manifest.get("format_version") != ADAPTER_FORMAT_VERSION:
-        raise ValueError(f"{manifest_path} is not a {ADAPTER_FORMAT} manifest of version "
-                         f"{ADAPTER_FORMAT_VERSION}")
+        raise ValueError(
+            f"{manifest_path} is not a {ADAPTER_FORMAT} manifest of version {ADAPTER_FORMAT_VERSION}"
+        )
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
     if pickles:
-        raise ValueError(f"adapter directory {path} holds pickle files {pickles}; only safetensors are "
-                         "loaded (DESIGN.md rule 6): remove them")
+        raise ValueError(
+            f"adapter directory {path} holds pickle files {pickles}; only safetensors are "
+            "loaded (DESIGN.md rule 6): remove them"
+        )
     for rel in _PEFT_FILES:
         if rel not in manifest["files"]:
             raise WeightsNotFoundError(f"{manifest_path} does not list {rel}")
@@ -287,19 +324,25 @@ def verify_adapter(path):
 def _check_base(manifest, base, adapter_dir):
     want, have = manifest["base"], _base_info(base)
     if want.get("denoiser_config") != have["denoiser_config"]:
-        raise ValueError(f"adapter {adapter_dir} was trained on a denoiser with another architecture or "
-                         f"scale factors than the given base model {want.get('name')!r} revision "
-                         f"{want.get('revision')!r}")
+        raise ValueError(
+            f"adapter {adapter_dir} was trained on a denoiser with another architecture or "
+            f"scale factors than the given base model {want.get('name')!r} revision "
+            f"{want.get('revision')!r}"
+        )
     sha_want, sha_have = want.get("manifest_sha256"), have["manifest_sha256"]
     if sha_want and sha_have and sha_want != sha_have:
-        raise ValueError(f"adapter {adapter_dir} was trained on base model {want.get('name')!r} revision "
-                         f"{want.get('revision')!r} (superres.json sha256 {sha_want}), not on the given "
-                         f"directory (sha256 {sha_have}, revision {have['revision']!r}); pass that base "
-                         "model, or strict_base=False to apply it anyway")
-    if (want.get("revision") and have["revision"] and want["revision"] != have["revision"]):
-        raise ValueError(f"adapter {adapter_dir} was trained on base revision {want['revision']!r}, the "
-                         f"given model has revision {have['revision']!r}; pass strict_base=False to apply "
-                         "it anyway")
+        raise ValueError(
+            f"adapter {adapter_dir} was trained on base model {want.get('name')!r} revision "
+            f"{want.get('revision')!r} (superres.json sha256 {sha_want}), not on the given "
+            f"directory (sha256 {sha_have}, revision {have['revision']!r}); pass that base "
+            "model, or strict_base=False to apply it anyway"
+        )
+    if want.get("revision") and have["revision"] and want["revision"] != have["revision"]:
+        raise ValueError(
+            f"adapter {adapter_dir} was trained on base revision {want['revision']!r}, the "
+            f"given model has revision {have['revision']!r}; pass strict_base=False to apply "
+            "it anyway"
+        )
 
 
 def merge_lora(peft_model):
@@ -321,9 +364,17 @@ class _UnmergedDiffusionSuperResolution(DiffusionSuperResolution):
     def save_pretrained(self, path):
         """Write the *merged* model as a normal model directory (see `DiffusionSuperResolution`)."""
         merged = merge_lora(copy.deepcopy(self.denoiser).cpu())
-        plain = DiffusionSuperResolution(merged, self.autoencoder, name=self.name, revision=self.revision,
-                                         scheduler=self.scheduler, steps=self.steps, tile_size=self.tile_size,
-                                         halo=self.halo, device=self.device)
+        plain = DiffusionSuperResolution(
+            merged,
+            self.autoencoder,
+            name=self.name,
+            revision=self.revision,
+            scheduler=self.scheduler,
+            steps=self.steps,
+            tile_size=self.tile_size,
+            halo=self.halo,
+            device=self.device,
+        )
         return plain.save_pretrained(path)
 
 
@@ -384,12 +435,20 @@ def load_adapter(base_model_or_dir, adapter_dir, *, merge=True, device="auto", s
         saved = load_file(adapter_dir / _MID_BLOCK_FILE)
         for block_name, module in blocks.items():
             prefix = block_name + "."
-            module.load_state_dict({k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)},
-                                   strict=True)
+            module.load_state_dict(
+                {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}, strict=True
+            )
     peft_model.eval()
     revision = f"{base.revision}+{manifest['revision']}"
-    common = dict(name=base.name, revision=revision, scheduler=base.scheduler, steps=base.steps,
-                  tile_size=base.tile_size, halo=base.halo, device=device)
+    common = dict(
+        name=base.name,
+        revision=revision,
+        scheduler=base.scheduler,
+        steps=base.steps,
+        tile_size=base.tile_size,
+        halo=base.halo,
+        device=device,
+    )
     if merge:
         with torch.no_grad():
             return DiffusionSuperResolution(merge_lora(peft_model), base.autoencoder, **common)

@@ -75,9 +75,21 @@ from ..maps import (
 )
 from ..metrics.regions import most_intense_region, region_crop
 
-__all__ = ["MagnetogramPair", "degrade_to_mdi", "make_pair", "make_synthetic_pair", "split_paper_dates",
-           "fetch_pair", "MDI_PSF_FWHM", "MDI_NOISE", "FINETUNE_PERIOD", "TEST_PERIOD", "JSOC_EMAIL_VARIABLE",
-           "MDI_SERIES", "HMI_SERIES"]
+__all__ = [
+    "MagnetogramPair",
+    "degrade_to_mdi",
+    "make_pair",
+    "make_synthetic_pair",
+    "split_paper_dates",
+    "fetch_pair",
+    "MDI_PSF_FWHM",
+    "MDI_NOISE",
+    "FINETUNE_PERIOD",
+    "TEST_PERIOD",
+    "JSOC_EMAIL_VARIABLE",
+    "MDI_SERIES",
+    "HMI_SERIES",
+]
 
 #: FWHM of the Gaussian applied to HMI before the 4x4 block mean to mimic MDI's optics: the kernel
 #: that matches HMI to MDI in Yeo et al. (2024, Table 2, 3.32"), rounded. An estimate: fit it to
@@ -105,8 +117,9 @@ def _field_gauss(smap, what):
     if not isinstance(smap, GenericMap):
         raise TypeError(f"{what} must be a sunpy Map, got {type(smap).__name__}")
     if smap.unit is None or not smap.unit.is_equivalent(u.G):
-        raise ValueError(f"{what} has unit {smap.unit}, not a magnetic field; set meta['bunit'] = 'G' "
-                         "if it is in G")
+        raise ValueError(
+            f"{what} has unit {smap.unit}, not a magnetic field; set meta['bunit'] = 'G' if it is in G"
+        )
     data = np.array(smap.data, dtype=np.float64) * (1 * smap.unit).to_value(u.G)
     if smap.mask is not None and np.any(smap.mask):
         data[np.broadcast_to(smap.mask, data.shape)] = np.nan
@@ -129,8 +142,15 @@ def _coarser_pixel_keys(meta, factor):
 
 
 @u.quantity_input
-def degrade_to_mdi(hmi_map, *, factor=4, psf_fwhm: u.arcsec = MDI_PSF_FWHM, noise: u.G = MDI_NOISE,
-                   mdi_level=1 / MDI_TO_HMI, seed=None):
+def degrade_to_mdi(
+    hmi_map,
+    *,
+    factor=4,
+    psf_fwhm: u.arcsec = MDI_PSF_FWHM,
+    noise: u.G = MDI_NOISE,
+    mdi_level=1 / MDI_TO_HMI,
+    seed=None,
+):
     """
     An MDI-like magnetogram made from an HMI magnetogram, for pairs where no real MDI exists.
 
@@ -186,8 +206,10 @@ def degrade_to_mdi(hmi_map, *, factor=4, psf_fwhm: u.arcsec = MDI_PSF_FWHM, nois
     factor = int(factor)
     ny, nx = data.shape
     if factor < 1 or ny % factor or nx % factor:
-        raise ValueError(f"the map's shape {data.shape} is not a multiple of factor {factor}; crop it first "
-                         "(e.g. with submap) to a multiple of the factor")
+        raise ValueError(
+            f"the map's shape {data.shape} is not a multiple of factor {factor}; crop it first "
+            "(e.g. with submap) to a multiple of the factor"
+        )
     if psf_fwhm < 0 * u.arcsec or noise < 0 * u.G or not mdi_level > 0:
         raise ValueError("psf_fwhm and noise must be >= 0 and mdi_level > 0")
     valid = np.isfinite(data)
@@ -210,11 +232,20 @@ def degrade_to_mdi(hmi_map, *, factor=4, psf_fwhm: u.arcsec = MDI_PSF_FWHM, nois
     meta = hmi_map.superpixel((factor, factor) * u.pix, func=np.mean).meta.copy()
     _coarser_pixel_keys(meta, factor)
     meta["bunit"] = "G"
-    meta.update({"degpsf": psf_fwhm.to_value(u.arcsec), "degnoise": noise.to_value(u.G),
-                 "deglevel": float(mdi_level), "degseed": -1 if seed is None else int(seed)})
-    add_history(meta, f"sunpy-superres degrade_to_mdi: Gaussian PSF FWHM {psf_fwhm.to_value(u.arcsec):g} "
-                      f"arcsec, {factor}x{factor} block mean, x{mdi_level:g} to MDI levels, "
-                      f"{noise.to_value(u.G):g} G rms noise")
+    meta.update(
+        {
+            "degpsf": psf_fwhm.to_value(u.arcsec),
+            "degnoise": noise.to_value(u.G),
+            "deglevel": float(mdi_level),
+            "degseed": -1 if seed is None else int(seed),
+        }
+    )
+    add_history(
+        meta,
+        f"sunpy-superres degrade_to_mdi: Gaussian PSF FWHM {psf_fwhm.to_value(u.arcsec):g} "
+        f"arcsec, {factor}x{factor} block mean, x{mdi_level:g} to MDI levels, "
+        f"{noise.to_value(u.G):g} G rms noise",
+    )
     return sunpy.map.Map(coarse.astype(np.float32), meta)
 
 
@@ -282,8 +313,18 @@ def _empty_map_wcs(meta, shape):
     return sunpy.map.Map(np.broadcast_to(np.float32(0), shape), meta).wcs
 
 
-def make_pair(mdi_map, hmi_map, *, crop_size=None, center=None, factor=4, calibration=MDI_TO_HMI,
-              max_time_difference=1 * u.h, algorithm="interpolation", reproject_options=None):
+def make_pair(
+    mdi_map,
+    hmi_map,
+    *,
+    crop_size=None,
+    center=None,
+    factor=4,
+    calibration=MDI_TO_HMI,
+    max_time_difference=1 * u.h,
+    algorithm="interpolation",
+    reproject_options=None,
+):
     """
     Pair an MDI magnetogram with the HMI magnetogram of the same time, HMI on the 4x-finer MDI grid.
 
@@ -339,9 +380,11 @@ def make_pair(mdi_map, hmi_map, *, crop_size=None, center=None, factor=4, calibr
     hmi = _field_gauss(hmi_map, "hmi_map")
     dt = abs((hmi_map.date - mdi_map.date).to(u.s))
     if max_time_difference is not None and dt > u.Quantity(max_time_difference).to(u.s):
-        raise ValueError(f"the maps are {dt.to(u.min):.1f} apart (MDI {mdi_map.date.isot}, HMI "
-                         f"{hmi_map.date.isot}), more than max_time_difference={max_time_difference}; pair "
-                         "frames taken together")
+        raise ValueError(
+            f"the maps are {dt.to(u.min):.1f} apart (MDI {mdi_map.date.isot}, HMI "
+            f"{hmi_map.date.isot}), more than max_time_difference={max_time_difference}; pair "
+            "frames taken together"
+        )
     reproject_options = dict(reproject_options or {})
     if algorithm == "interpolation":
         reproject_options.setdefault("order", "bicubic")
@@ -368,8 +411,9 @@ def make_pair(mdi_map, hmi_map, *, crop_size=None, center=None, factor=4, calibr
     # time: the observer change is done in heliographic coordinates, the time change by differential
     # rotation (a no-op when the times agree).
     with propagate_with_solar_surface():
-        moved = hmi_gauss.reproject_to(_empty_map_wcs(target_meta, target_shape), algorithm=algorithm,
-                                       **reproject_options)
+        moved = hmi_gauss.reproject_to(
+            _empty_map_wcs(target_meta, target_shape), algorithm=algorithm, **reproject_options
+        )
     hr_data = np.asarray(moved.data, dtype=np.float32)
     if not np.isfinite(hr_data).any():
         raise ValueError("the HMI map does not overlap the MDI region: every target pixel is NaN")
@@ -384,14 +428,18 @@ def make_pair(mdi_map, hmi_map, *, crop_size=None, center=None, factor=4, calibr
     hr_meta["bunit"] = "G"
     hr_meta["hmidate"] = hmi_map.date.isot
     hr_meta["history"] = ""
-    add_history(hr_meta, f"sunpy-superres make_pair: HMI {hmi_map.date.isot} reprojected ({algorithm}) "
-                         f"onto the {factor}x finer grid of MDI {mdi_map.date.isot}, observer and "
-                         "differential rotation accounted for")
+    add_history(
+        hr_meta,
+        f"sunpy-superres make_pair: HMI {hmi_map.date.isot} reprojected ({algorithm}) "
+        f"onto the {factor}x finer grid of MDI {mdi_map.date.isot}, observer and "
+        "differential rotation accounted for",
+    )
     return MagnetogramPair(lr=lr, hr=sunpy.map.Map(hr_data, hr_meta))
 
 
-def make_synthetic_pair(hmi_map, *, crop_size=None, center=None, factor=4, psf_fwhm=MDI_PSF_FWHM,
-                        noise=MDI_NOISE, seed=None):
+def make_synthetic_pair(
+    hmi_map, *, crop_size=None, center=None, factor=4, psf_fwhm=MDI_PSF_FWHM, noise=MDI_NOISE, seed=None
+):
     """
     A pair from one HMI map: `degrade_to_mdi` as input, the HMI map as target.
 
@@ -495,8 +543,9 @@ def split_paper_dates(items, *, finetune=FINETUNE_PERIOD, test=TEST_PERIOD):
 
 
 def _nearest_record(fido, attrs, series, when, window, email):
-    result = fido.search(attrs.Time(when - window, when + window), attrs.jsoc.Series(series),
-                         attrs.jsoc.Notify(email))
+    result = fido.search(
+        attrs.Time(when - window, when + window), attrs.jsoc.Series(series), attrs.jsoc.Notify(email)
+    )
     if len(result) == 0 or len(result[0]) == 0:
         raise ValueError(f"JSOC has no {series} record within {window} of {when.isot}")
     times = Time([parse_time(str(t)) for t in result[0]["T_REC"]])
@@ -504,8 +553,12 @@ def _nearest_record(fido, attrs, series, when, window, email):
 
 
 def _fetch_record(fido, attrs, series, segment, when, email, path):
-    result = fido.search(attrs.Time(when, when), attrs.jsoc.Series(series), attrs.jsoc.Segment(segment),
-                         attrs.jsoc.Notify(email))
+    result = fido.search(
+        attrs.Time(when, when),
+        attrs.jsoc.Series(series),
+        attrs.jsoc.Segment(segment),
+        attrs.jsoc.Notify(email),
+    )
     kwargs = {} if path is None else {"path": str(Path(path) / "{file}")}
     files = fido.fetch(result, **kwargs)
     if files.errors or len(files) != 1:
@@ -549,25 +602,30 @@ def fetch_pair(time, *, path=None, max_time_difference: u.s = 6 * u.min):
     """
     email = os.environ.get(JSOC_EMAIL_VARIABLE, "").strip()
     if not email:
-        raise RuntimeError(f"fetch_pair needs the e-mail address you registered with JSOC exports in the "
-                           f"environment variable {JSOC_EMAIL_VARIABLE} (e.g. `export "
-                           f"{JSOC_EMAIL_VARIABLE}=you@example.org`); register one at "
-                           "http://jsoc.stanford.edu/ajax/register_email.html")
+        raise RuntimeError(
+            f"fetch_pair needs the e-mail address you registered with JSOC exports in the "
+            f"environment variable {JSOC_EMAIL_VARIABLE} (e.g. `export "
+            f"{JSOC_EMAIL_VARIABLE}=you@example.org`); register one at "
+            "http://jsoc.stanford.edu/ajax/register_email.html"
+        )
     # Imported here: sunpy.net needs sunpy's "net" extra (drms, zeep, lxml), which the rest of the
     # package does not.
     try:
         from sunpy.net import Fido
         from sunpy.net import attrs as a
     except ImportError as error:
-        raise ImportError(f"fetch_pair needs sunpy's net extra: pip install 'sunpy[net]' ({error})") \
-            from error
+        raise ImportError(
+            f"fetch_pair needs sunpy's net extra: pip install 'sunpy[net]' ({error})"
+        ) from error
 
     when = parse_time(time)
     mdi_time = _nearest_record(Fido, a, MDI_SERIES, when, 48 * u.min, email)
     hmi_time = _nearest_record(Fido, a, HMI_SERIES, mdi_time, 12 * u.min, email)
     if abs((hmi_time - mdi_time).to(u.s)) > max_time_difference:
-        raise ValueError(f"the nearest HMI record ({hmi_time.isot}) is more than {max_time_difference} "
-                         f"from the MDI record ({mdi_time.isot})")
+        raise ValueError(
+            f"the nearest HMI record ({hmi_time.isot}) is more than {max_time_difference} "
+            f"from the MDI record ({mdi_time.isot})"
+        )
     mdi_file = _fetch_record(Fido, a, MDI_SERIES, "data", mdi_time, email, path)
     hmi_file = _fetch_record(Fido, a, HMI_SERIES, "magnetogram", hmi_time, email, path)
     return mdi_file, hmi_file

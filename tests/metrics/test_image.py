@@ -35,7 +35,8 @@ def test_psnr_of_a_constant_offset_is_analytic():
     weak = field(0, sigma=150.0)
     assert np.abs(weak).max() + 30 < 1000
     assert psnr((weak + 30) * u.G, weak * u.G, data_range=2000 * u.G) == pytest.approx(
-        10 * np.log10(2000.0**2 / 30.0**2), rel=1e-12)
+        10 * np.log10(2000.0**2 / 30.0**2), rel=1e-12
+    )
 
 
 def test_ssim_of_constant_images_is_analytic():
@@ -50,8 +51,9 @@ def test_ssim_of_constant_images_is_analytic():
 def test_psnr_and_ssim_match_scikit_image_on_raw_arrays():
     truth, pred = field(1), field(1) + field(2, sigma=200.0)
     assert psnr(pred * u.G, truth * u.G) == peak_signal_noise_ratio(truth, pred, data_range=R)
-    expected = structural_similarity(truth, pred, data_range=R, gaussian_weights=True, sigma=1.5,
-                                     use_sample_covariance=False)
+    expected = structural_similarity(
+        truth, pred, data_range=R, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(pred * u.G, truth * u.G) == pytest.approx(expected, rel=1e-12)
     assert ssim(pred * u.G, truth * u.G) == pytest.approx(ssim(truth * u.G, pred * u.G), rel=1e-12)
 
@@ -72,8 +74,9 @@ def test_maps_and_quantities_in_other_units_agree(hmi_cutout):
 
 def test_values_beyond_the_range_are_clipped():
     assert psnr(np.full((16, 16), 4000.0) * u.G, np.full((16, 16), 3000.0) * u.G) == np.inf
-    assert psnr(np.full((16, 16), 4000.0) * u.G, np.full((16, 16), 3000.0) * u.G,
-                data_range=10000 * u.G) == pytest.approx(20.0)
+    assert psnr(
+        np.full((16, 16), 4000.0) * u.G, np.full((16, 16), 3000.0) * u.G, data_range=10000 * u.G
+    ) == pytest.approx(20.0)
 
 
 def test_nan_pixels_are_excluded():
@@ -83,7 +86,8 @@ def test_nan_pixels_are_excluded():
     truth_nan = np.where(hole, np.nan, truth)
     # PSNR: exactly the PSNR of the remaining pixels.
     assert psnr(pred * u.G, truth_nan * u.G) == pytest.approx(
-        peak_signal_noise_ratio(truth[~hole], pred[~hole], data_range=R), rel=1e-12)
+        peak_signal_noise_ratio(truth[~hole], pred[~hole], data_range=R), rel=1e-12
+    )
     # What a prediction says where the truth is missing does not count, for either metric.
     other = np.where(hole, 2500.0, pred)
     assert psnr(other * u.G, truth_nan * u.G) == psnr(pred * u.G, truth_nan * u.G)
@@ -92,9 +96,15 @@ def test_nan_pixels_are_excluded():
     assert ssim(pred * u.G, truth_nan * u.G) < 1
     # SSIM: the local SSIM map of the zero-filled pair, averaged over the pixels finite in both only
     # (the hole, 0 G in both, would otherwise add perfect scores) and away from the 5-pixel border.
-    _, local = structural_similarity(np.where(hole, 0, truth), np.where(hole, 0, pred), data_range=R,
-                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                     full=True)
+    _, local = structural_similarity(
+        np.where(hole, 0, truth),
+        np.where(hole, 0, pred),
+        data_range=R,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        full=True,
+    )
     inner = (slice(5, -5), slice(5, -5))
     expected = np.mean(local[inner][~hole[inner]])
     assert ssim(pred * u.G, truth_nan * u.G) == pytest.approx(expected, rel=1e-12)
@@ -252,12 +262,27 @@ def random_clip(tmp_path):
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
+        text_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=64,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     directory = tmp_path / "clip"
     CLIPModel(config).save_pretrained(directory)
     assert {p.name for p in directory.iterdir()} >= set(image.CLIP_FILES)
@@ -266,7 +291,7 @@ def random_clip(tmp_path):
 
 def test_fid_plumbing_with_offline_weights(random_clip, hmi_cutout):
     data = hmi_cutout.quantity
-    tiles = [data[i:i + 128, j:j + 128] for i in (0, 192, 384) for j in (0, 256)]
+    tiles = [data[i : i + 128, j : j + 128] for i in (0, 192, 384) for j in (0, 256)]
     noisy = [t + field(20 + i, shape=(128, 128), sigma=1500.0) * u.G for i, t in enumerate(tiles)]
     same = fid(tiles, tiles, weights=random_clip)
     assert same == pytest.approx(0, abs=1e-8)

@@ -152,8 +152,10 @@ def test_flux_of_real_hmi_cutout_survives_superpixel(hmi_cutout):
     coarse = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean)
     # Net flux and total area do not depend on the grid.
     assert abs(percentage_difference(net_flux(coarse), net_flux(hmi_cutout))) < 0.01 * u.percent
-    assert abs(percentage_difference(np.nansum(pixel_area(coarse)), np.nansum(pixel_area(hmi_cutout)))) \
+    assert (
+        abs(percentage_difference(np.nansum(pixel_area(coarse)), np.nansum(pixel_area(hmi_cutout))))
         < 0.01 * u.percent
+    )
     # Unsigned flux does: opposite polarities and noise cancel inside a 2" pixel (measured 3 % less on
     # this cut-out). The coarse map's flux must be exactly the fine map's flux summed per 4x4 block.
     fine_terms = (hmi_cutout.data * pixel_area(hmi_cutout).to_value(u.cm**2)).reshape(128, 4, 128, 4)
@@ -202,8 +204,9 @@ def test_active_region_area_fills_contours_and_uses_threshold():
     result = active_region_area(smap)
     assert result.pixels == np.sum(r1 <= 20) + disc.sum()
     assert result.pixels > ring.sum() + disc.sum()
-    np.testing.assert_allclose(result.area.to_value(u.Mm**2),
-                               np.sum(pixel_area(smap)[result.mask].to_value(u.Mm**2)))
+    np.testing.assert_allclose(
+        result.area.to_value(u.Mm**2), np.sum(pixel_area(smap)[result.mask].to_value(u.Mm**2))
+    )
     # At a threshold above the disc's 400 G only the (filled) ring is left.
     assert active_region_area(smap, 500 * u.G).pixels == np.sum(r1 <= 20)
     assert active_region_area(smap, 1 * u.kG).pixels == 0

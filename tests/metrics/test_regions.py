@@ -137,7 +137,7 @@ def test_region_crop_is_shifted_to_stay_inside_map():
     # Vertically it is still centred on the region, to the nearest pixel.
     _, region_y = piece.wcs.world_to_pixel(coord_12293)
     assert abs(y0 + 63.5 - region_y) <= 0.5 + 1e-6
-    np.testing.assert_array_equal(crop.data, piece.data[int(round(y0)):int(round(y0)) + 128, -128:])
+    np.testing.assert_array_equal(crop.data, piece.data[int(round(y0)) : int(round(y0)) + 128, -128:])
     assert crop.data.min() == smap.data.min()  # the blob is still in it
 
 
@@ -165,8 +165,10 @@ def test_most_intense_region_finds_strongest_blob():
     found = most_intense_region(smap, 128)
     assert found.separation(coord_12293) < 1.5 * SCALE * u.arcsec
     # The same with the smoothing given as an angle, and the crop around it holds the blob.
-    assert most_intense_region(smap, 128, smoothing=30 * u.arcsec).separation(coord_12293) \
+    assert (
+        most_intense_region(smap, 128, smoothing=30 * u.arcsec).separation(coord_12293)
         < 1.5 * SCALE * u.arcsec
+    )
     assert region_crop(smap, found, 128).data.min() == smap.data.min()
 
 
@@ -193,7 +195,7 @@ def test_most_intense_region_is_resolution_independent(hmi_cutout):
     assert fine_centre.separation(coarse_centre) < 1.5 * coarse.scale.axis1 * u.pix
     # ...and the region is strong field, not the cut-out's quiet part.
     x, y = (int(round(float(v))) for v in hmi_cutout.wcs.world_to_pixel(fine_centre))
-    local = np.abs(hmi_cutout.data[y - 16:y + 17, x - 16:x + 17]).mean()
+    local = np.abs(hmi_cutout.data[y - 16 : y + 17, x - 16 : x + 17]).mean()
     assert local > 3 * np.nanmean(np.abs(hmi_cutout.data))
 
 

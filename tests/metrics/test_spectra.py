@@ -21,8 +21,9 @@ from sunpy_superres.metrics.spectra import (
 
 def make_map(data, scale, scale_y=None, unit=u.G):
     """A map of ``data`` on a helioprojective header with ``scale`` arcsec/pixel."""
-    ref = SkyCoord(0 * u.arcsec, 0 * u.arcsec, obstime="2011-12-17T06:00", observer="earth",
-                   frame=frames.Helioprojective)
+    ref = SkyCoord(
+        0 * u.arcsec, 0 * u.arcsec, obstime="2011-12-17T06:00", observer="earth", frame=frames.Helioprojective
+    )
     scale_y = scale if scale_y is None else scale_y
     header = make_fitswcs_header(data, ref, scale=[scale, scale_y] * u.arcsec / u.pix, unit=unit)
     return sunpy.map.Map(data, header)
@@ -52,9 +53,10 @@ def degraded_hmi(hmi_cutout):
 # Fourier amplitude and the 2" circle
 
 
-@pytest.mark.parametrize(("n", "scale", "length", "expected"),
-                         [(512, 0.5, 2.0, 64.0), (256, 0.25, 2.0, 16.0), (256, 0.25, 4.0, 8.0),
-                          (100, 0.6, 2.0, 15.0)])
+@pytest.mark.parametrize(
+    ("n", "scale", "length", "expected"),
+    [(512, 0.5, 2.0, 64.0), (256, 0.25, 2.0, 16.0), (256, 0.25, 4.0, 8.0), (100, 0.6, 2.0, 15.0)],
+)
 def test_cutoff_radius_analytic(n, scale, length, expected):
     smap = make_map(np.zeros((n, n)), scale)
     assert cutoff_radius(smap, length * u.arcsec) == pytest.approx(expected, rel=1e-12)
@@ -96,8 +98,10 @@ def test_fourier_amplitude_axes_units_and_nan():
     holed = data.copy()
     holed[5:9, 10:30] = np.nan
     zeroed = np.where(np.isnan(holed), 0.0, holed)
-    np.testing.assert_array_equal(fourier_amplitude(make_map(holed, 0.5, 0.25)).amplitude,
-                                  fourier_amplitude(make_map(zeroed, 0.5, 0.25)).amplitude)
+    np.testing.assert_array_equal(
+        fourier_amplitude(make_map(holed, 0.5, 0.25)).amplitude,
+        fourier_amplitude(make_map(zeroed, 0.5, 0.25)).amplitude,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -105,8 +109,9 @@ def test_fourier_amplitude_axes_units_and_nan():
 
 
 @pytest.mark.parametrize("window", [None, "hann"])
-@pytest.mark.parametrize(("n", "scale", "cycles"), [(256, 0.5, (0, 40)), (200, 0.2, (15, 20)),
-                                                    (128, 1.0, (-9, 12))])
+@pytest.mark.parametrize(
+    ("n", "scale", "cycles"), [(256, 0.5, (0, 40)), (200, 0.2, (15, 20)), (128, 1.0, (-9, 12))]
+)
 def test_sinusoid_power_peaks_at_one_over_period(n, scale, cycles, window):
     data, period = plane_wave(n, scale, *cycles)
     k, power = radial_power_spectrum(make_map(data, scale), window=window)
@@ -124,13 +129,14 @@ def test_same_field_at_two_pixel_scales_gives_the_same_spectrum():
         data = plane_wave(n, scale, 12, 5, amplitude=100.0)[0] + plane_wave(n, scale, 3, 0, amplitude=40.0)[0]
         spectra.append(radial_power_spectrum(make_map(data, scale), window=None))
     (k1, p1), (k2, p2) = spectra
-    np.testing.assert_allclose(k1.value, k2.value[:len(k1)], rtol=1e-12)
+    np.testing.assert_allclose(k1.value, k2.value[: len(k1)], rtol=1e-12)
     for p in (p1, p2):
         assert set(np.argsort(p.value)[-2:]) == {3, 13}  # 3 and 13 cycles per 64" (|(12, 5)| = 13)
     np.testing.assert_allclose(p1.value[[3, 13]], p2.value[[3, 13]], rtol=1e-9)
     # A plane wave of amplitude A over a field of area S has PSD A^2 S / 4 in each of its two modes.
-    n_modes_13 = np.sum(np.rint(np.hypot(*np.meshgrid(np.fft.fftfreq(128, 1 / 128),
-                                                      np.fft.fftfreq(128, 1 / 128)))) == 13)
+    n_modes_13 = np.sum(
+        np.rint(np.hypot(*np.meshgrid(np.fft.fftfreq(128, 1 / 128), np.fft.fftfreq(128, 1 / 128)))) == 13
+    )
     assert p1.value[13] == pytest.approx(2 * 100.0**2 * 64**2 / 4 / n_modes_13, rel=1e-9)
 
 
@@ -162,7 +168,7 @@ def test_parseval_sum_of_psd_over_modes_is_the_variance():
     freq = np.fft.fftfreq(n, scale)
     kk = np.hypot(freq[:, None], freq[None, :])
     dk = 1 / (n * scale)
-    counts = np.bincount(np.floor(kk.ravel() / dk + 0.5).astype(int))[:len(k)]
+    counts = np.bincount(np.floor(kk.ravel() / dk + 0.5).astype(int))[: len(k)]
     total = np.sum(power.value * counts) * dk * dk
     assert total == pytest.approx(np.var(data), rel=1e-6)
     assert power.value[0] == pytest.approx(0, abs=1e-9 * power.value.max())  # mean removed
@@ -215,8 +221,9 @@ def test_small_scale_fraction_only_counts_scales_below_the_cutoff():
     truth = make_map(small + large, scale)
     assert small_scale_power_fraction(make_map(large, scale), truth, window=None) < 1e-20
     assert small_scale_power_fraction(make_map(small, scale), truth, window=None) == pytest.approx(1.0)
-    assert small_scale_power_fraction(make_map(small + 3 * large, scale), truth,
-                                      window=None) == pytest.approx(1.0)
+    assert small_scale_power_fraction(
+        make_map(small + 3 * large, scale), truth, window=None
+    ) == pytest.approx(1.0)
 
 
 def test_small_scale_and_spectral_error_validation(hmi_cutout, mdi_cutout):
@@ -232,7 +239,8 @@ def test_small_scale_and_spectral_error_validation(hmi_cutout, mdi_cutout):
     # arcsec and arcsec/pix are both read as the input's pixel scale.
     blurred = with_data(hmi_cutout, butterworth_split(hmi_cutout, 4 * u.arcsec)[0].data)
     assert spectral_error(blurred, hmi_cutout, 2 * u.arcsec) == spectral_error(
-        blurred, hmi_cutout, 2 * u.arcsec / u.pix)
+        blurred, hmi_cutout, 2 * u.arcsec / u.pix
+    )
 
 
 def test_bicubic_lacks_small_scale_power_on_real_hmi(hmi_cutout, degraded_hmi):
@@ -241,8 +249,9 @@ def test_bicubic_lacks_small_scale_power_on_real_hmi(hmi_cutout, degraded_hmi):
     assert u.allclose(bicubic.scale.axis1, hmi_cutout.scale.axis1)
     fraction = small_scale_power_fraction(bicubic, hmi_cutout)
     error = spectral_error(bicubic, hmi_cutout, lowres.scale.axis1)
-    print(f"bicubic on the HMI cut-out: small-scale power fraction {fraction:.4f}, "
-          f"spectral error {error:.3f}")
+    print(
+        f"bicubic on the HMI cut-out: small-scale power fraction {fraction:.4f}, spectral error {error:.3f}"
+    )
     assert 0 < fraction < 0.12
     assert spectral_error(hmi_cutout, hmi_cutout, lowres.scale.axis1) == 0
     assert error > 1.0  # bicubic's power beyond the input's Nyquist is off by more than a factor e

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from sunpy_superres.models.autoencoder import MagnetogramAutoencoder, build_autoencoder, reconstruction_metrics
+from sunpy_superres.models.autoencoder import (
+    MagnetogramAutoencoder,
+    build_autoencoder,
+    reconstruction_metrics,
+)
 
 from .tiny import tiny_autoencoder
 
@@ -81,7 +85,7 @@ def test_local_texture_loss_analytic_cases():
     assert np.isclose(float(local_texture_loss(x + 7.0, x)), flux_shift, rtol=1e-5)
     # Bands and |x| are homogeneous, so scaling by c scales every block's rms and mean |x| by c: the
     # loss is |c - 1| times the target's mean block rms over bands plus its mean block |x|.
-    rms = sum(float(torch.sqrt(pool(b ** 2, 8) + 1e-12).mean()) for b in _bands(x))
+    rms = sum(float(torch.sqrt(pool(b**2, 8) + 1e-12).mean()) for b in _bands(x))
     flux = float(pool(x.abs(), 8).mean())
     assert np.isclose(float(local_texture_loss(2.5 * x, x)), 1.5 * (rms + flux), rtol=1e-5)
     # Texture in the wrong place: the same noise moved from the left half to the right half has the

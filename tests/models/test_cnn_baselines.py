@@ -27,8 +27,9 @@ def tiny_net(kind, seed=0, **overrides):
     torch.manual_seed(seed)
     if kind == "enhance":
         return EnhanceNet(**{"channels": 8, "num_residual_blocks": 1, "upsample_channels": 8, **overrides})
-    return ProgressiveNet(**{"channels": 8, "growth_rate": 4, "layers_per_block": 2,
-                             "blocks_per_level": (1, 1), **overrides})
+    return ProgressiveNet(
+        **{"channels": 8, "growth_rate": 4, "layers_per_block": 2, "blocks_per_level": (1, 1), **overrides}
+    )
 
 
 def tiny_model(kind, seed=0, **kwargs):
@@ -50,7 +51,7 @@ def receptive_radius(net, n=40):
     f, p = net.config.factor, n // 2
     # The gradient of the sum of the f x f outputs of input pixel p is non-zero on the union of their
     # supports (random weights and inputs: no exact cancellation).
-    (g,) = torch.autograd.grad(y[0, 0, f * p:f * (p + 1), f * p:f * (p + 1)].sum(), x)
+    (g,) = torch.autograd.grad(y[0, 0, f * p : f * (p + 1), f * p : f * (p + 1)].sum(), x)
     return int((torch.nonzero(g[0, 0]) - p).abs().max())
 
 
@@ -113,8 +114,11 @@ def test_skip_is_on_the_finer_grid(kind, skip, oracle):
         last.weight.zero_()
         last.bias.zero_()
     x = lr_input()
-    model = EnhanceSuperResolution(net, device="cpu") if kind == "enhance" else ProgressiveSuperResolution(
-        net, device="cpu")
+    model = (
+        EnhanceSuperResolution(net, device="cpu")
+        if kind == "enhance"
+        else ProgressiveSuperResolution(net, device="cpu")
+    )
     np.testing.assert_allclose(model.predict(x), oracle(device="cpu").predict(x), atol=1e-6)
 
 
@@ -171,10 +175,14 @@ def test_superresolve_map_and_wcs(kind, mdi_piece):
     assert out.meta["srmodel"] == kind and out.meta["srmodrev"] == "untrained"
     assert u.allclose(out.scale.axis1, mdi_piece.scale.axis1 / 4)
     # The outer edge of the grid and the centre do not move (DESIGN.md rule 2).
-    for (px, py), (qx, qy) in [((-0.5, -0.5), (-0.5, -0.5)), ((63.5, 63.5), (255.5, 255.5)),
-                               ((31.5, 31.5), (127.5, 127.5))]:
-        sep = mdi_piece.pixel_to_world(px * u.pix, py * u.pix).separation(out.pixel_to_world(qx * u.pix,
-                                                                                               qy * u.pix))
+    for (px, py), (qx, qy) in [
+        ((-0.5, -0.5), (-0.5, -0.5)),
+        ((63.5, 63.5), (255.5, 255.5)),
+        ((31.5, 31.5), (127.5, 127.5)),
+    ]:
+        sep = mdi_piece.pixel_to_world(px * u.pix, py * u.pix).separation(
+            out.pixel_to_world(qx * u.pix, qy * u.pix)
+        )
         assert sep < 1 * u.mas
     back = out.superpixel((4, 4) * u.pix, func=np.mean)
     assert back.data.shape == mdi_piece.data.shape
@@ -182,8 +190,12 @@ def test_superresolve_map_and_wcs(kind, mdi_piece):
     assert not out.meta["srconsis"]
     projected = superresolve(mdi_piece, model=model, consistency=True, progress=False)
     assert projected.meta["srconsis"] and not np.allclose(projected.data, out.data)
-    np.testing.assert_allclose(projected.superpixel((4, 4) * u.pix, func=np.mean).data,
-                               mdi_piece.data * MDI_TO_HMI, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(
+        projected.superpixel((4, 4) * u.pix, func=np.mean).data,
+        mdi_piece.data * MDI_TO_HMI,
+        rtol=1e-4,
+        atol=1e-2,
+    )
     with pytest.raises(ValueError, match="deterministic"):
         superresolve(mdi_piece, model=model, samples=2, progress=False)
 
@@ -195,8 +207,14 @@ def test_tiled_equals_untiled(kind, mdi_piece, mdi_limb_cutout):
     whole = superresolve(mdi_piece, model=model, tile_size=64, progress=False)
     # 3 x 3 tiles whose blend ramps are only 2 pixels wide: every kept output pixel is next to the
     # zero-weight band of the halo, where a too-small halo would show.
-    tiled = superresolve(mdi_piece, model=model, tile_size=2 * model.halo + 20, overlap=2 * model.halo + 2,
-                         batch_size=4, progress=False)
+    tiled = superresolve(
+        mdi_piece,
+        model=model,
+        tile_size=2 * model.halo + 20,
+        overlap=2 * model.halo + 2,
+        batch_size=4,
+        progress=False,
+    )
     assert tiled.meta["srmodel"] == kind
     np.testing.assert_allclose(tiled.data, whole.data, rtol=0, atol=2e-4)  # G: float32 rounding only
     # Guard the test: with a third of the halo, padding-contaminated outputs enter the blend and show.
@@ -204,8 +222,14 @@ def test_tiled_equals_untiled(kind, mdi_piece, mdi_limb_cutout):
     # halo from the layers is an upper bound the seam alone could not pin down: test_halo_* does.)
     short = tiny_model(kind)
     short.halo //= 3
-    seamed = superresolve(mdi_piece, model=short, tile_size=2 * model.halo + 20, overlap=2 * model.halo + 2,
-                          batch_size=4, progress=False)
+    seamed = superresolve(
+        mdi_piece,
+        model=short,
+        tile_size=2 * model.halo + 20,
+        overlap=2 * model.halo + 2,
+        batch_size=4,
+        progress=False,
+    )
     assert np.abs(seamed.data - whole.data).max() > 10 * 2e-4
     # Off-disk NaNs stay NaN, tiled or not.
     limb = superresolve(mdi_limb_cutout, model=model, tile_size=40, progress=False)
@@ -218,7 +242,7 @@ def hmi_crops(hmi_cutout, n=8, size=48, seed=0):
     data = np.clip(np.asarray(hmi_cutout.data, np.float32) / 3000, -1, 1)
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, data.shape[0] - size, (n, 2))
-    hr = torch.from_numpy(np.stack([data[y:y + size, x:x + size] for y, x in starts]))[:, None]
+    hr = torch.from_numpy(np.stack([data[y : y + size, x : x + size] for y, x in starts]))[:, None]
     return F.avg_pool2d(hr, 4), hr
 
 
@@ -241,8 +265,11 @@ def test_pixel_mse_training_reduces_loss(kind, hmi_cutout):
         bicubic = F.mse_loss(bicubic, hr).item()
         assert np.mean(losses[-3:]) < bicubic
     # The trained network goes straight into the wrapper (batch norm switched to running stats).
-    model = EnhanceSuperResolution(net, device="cpu") if kind == "enhance" else ProgressiveSuperResolution(
-        net, device="cpu")
+    model = (
+        EnhanceSuperResolution(net, device="cpu")
+        if kind == "enhance"
+        else ProgressiveSuperResolution(net, device="cpu")
+    )
     assert model.predict(lr[:1, 0].numpy()).shape == (1, 48, 48) and not net.training
 
 

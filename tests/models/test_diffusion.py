@@ -8,15 +8,24 @@ import pytest
 
 from sunpy_superres import superresolve
 from sunpy_superres.models import available_models, load_model
-from sunpy_superres.models.diffusion import (DEFAULT_STEPS, ConditionalDenoiser, log_snr_timesteps, make_scheduler,
-                                             set_sampler_timesteps)
+from sunpy_superres.models.diffusion import (
+    DEFAULT_STEPS,
+    ConditionalDenoiser,
+    log_snr_timesteps,
+    make_scheduler,
+    set_sampler_timesteps,
+)
 
 from .tiny import tiny_model
 
 EXPECTED_LDM_RES = [0.22043714, 0.33036116, 0.23491104, 0.05721025]
 
-VARIANTS = [("latent", True, "ldm-res"), ("latent", False, "ldm"), ("pixel", True, "ddpm-res"),
-            ("pixel", False, "ddpm")]
+VARIANTS = [
+    ("latent", True, "ldm-res"),
+    ("latent", False, "ldm"),
+    ("pixel", True, "ddpm-res"),
+    ("pixel", False, "ddpm"),
+]
 
 
 def lr_input(seed=0, shape=(2, 10, 12)):
@@ -59,7 +68,9 @@ def test_sde_sampler_draws_fresh_noise_at_every_step():
     noise) it gives another sample than the ODE form, and the same sample again."""
     model = tiny_model("pixel", True)
     x = lr_input()
-    ode, sde = (model.configure_sampler(scheduler=name, steps=4) for name in ("dpm-solver++", "sde-dpm-solver++"))
+    ode, sde = (
+        model.configure_sampler(scheduler=name, steps=4) for name in ("dpm-solver++", "sde-dpm-solver++")
+    )
     a, b = sde.predict(x, seeds=[5, 6]), sde.predict(x, seeds=[5, 6])
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - ode.predict(x, seeds=[5, 6])).max() > 1e-4
@@ -74,16 +85,23 @@ def test_default_sampler_needs_far_fewer_evaluations():
     assert ddpm.network_evaluations / default.network_evaluations >= 25
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"scheduler": "euler"}, "unknown scheduler 'euler'"),
-                                               ({"steps": 0}, "steps must be an integer"),
-                                               ({"steps": 2.5}, "steps must be an integer")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scheduler": "euler"}, "unknown scheduler 'euler'"),
+        ({"steps": 0}, "steps must be an integer"),
+        ({"steps": 2.5}, "steps must be an integer"),
+    ],
+)
 def test_sampler_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny_model().configure_sampler(**kwargs)
 
 
 def test_scheduler_config_follows_paper():
-    cfg = ConditionalDenoiser(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4).config
+    cfg = ConditionalDenoiser(
+        block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4
+    ).config
     sched = make_scheduler("ddpm", cfg)
     assert sched.config.num_train_timesteps == 1000 and sched.config.beta_schedule == "linear"
     assert sched.config.prediction_type == "epsilon" and not sched.config.clip_sample
@@ -120,7 +138,9 @@ def test_saving_a_loaded_model_leaves_no_local_path(tmp_path):
 
 
 def test_superresolve_start_timestep_reaches_sampler_and_header(hmi_cutout):
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[15, 15] * u.pix
+    )
     model = tiny_model("latent", True)
     out = superresolve(lr, model=model, seed=1, start_timestep=700, progress=False)
     same = superresolve(lr, model=model.configure_sampler(start_timestep=700), seed=1, progress=False)
@@ -164,12 +184,19 @@ def test_missing_directory():
         load_model("./no/such/model")
 
 
-@pytest.mark.parametrize(("name", "steps", "count", "first", "last"), [("dpm-solver++", 20, 20, 700, 35),
-                                                                        ("sde-dpm-solver++", 20, 20, 700, 35),
-                                                                        ("ddim", 50, 50, 700, 14),
-                                                                        ("ddpm", 1000, 701, 700, 0)])
+@pytest.mark.parametrize(
+    ("name", "steps", "count", "first", "last"),
+    [
+        ("dpm-solver++", 20, 20, 700, 35),
+        ("sde-dpm-solver++", 20, 20, 700, 35),
+        ("ddim", 50, 50, 700, 14),
+        ("ddpm", 1000, 701, 700, 0),
+    ],
+)
 def test_sampler_start_timestep(name, steps, count, first, last):
-    cfg = ConditionalDenoiser(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4).config
+    cfg = ConditionalDenoiser(
+        block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4
+    ).config
     full, late = make_scheduler(name, cfg), make_scheduler(name, cfg)
     assert set_sampler_timesteps(full, name, steps) == full.init_noise_sigma == 1.0
     sigma = set_sampler_timesteps(late, name, steps, start=700)
@@ -186,11 +213,17 @@ def test_model_start_timestep(tmp_path):
     model = tiny_model("latent", True)
     assert model.start_timestep == 999 and model.provenance()["srtstart"] == 999
     late = model.configure_sampler(start_timestep=700)
-    assert late.provenance() == {"srsteps": 4, "srsched": "dpm-solver++", "srtstart": 700, "srspace": "linear"}
+    assert late.provenance() == {
+        "srsteps": 4,
+        "srsched": "dpm-solver++",
+        "srtstart": 700,
+        "srspace": "linear",
+    }
     x = lr_input()
     assert not np.array_equal(late.predict(x, seeds=[1, 2]), model.predict(x, seeds=[1, 2]))
-    np.testing.assert_array_equal(model.configure_sampler(start_timestep=999).predict(x, seeds=[1, 2]),
-                                  model.predict(x, seeds=[1, 2]))
+    np.testing.assert_array_equal(
+        model.configure_sampler(start_timestep=999).predict(x, seeds=[1, 2]), model.predict(x, seeds=[1, 2])
+    )
     late.save_pretrained(tmp_path / "m")
     loaded = load_model(str(tmp_path / "m"), device="cpu")
     assert loaded.start_timestep == 700
@@ -212,8 +245,9 @@ def _half_log_snr(scheduler, t):
 @pytest.mark.parametrize("schedule", ["linear", "squaredcos_cap_v2"])
 @pytest.mark.parametrize(("steps", "start"), [(12, 999), (10, 999), (6, 400), (2, 999)])
 def test_log_snr_timesteps_are_uniform_in_log_snr(schedule, steps, start):
-    cfg = ConditionalDenoiser(block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4,
-                              beta_schedule=schedule).config
+    cfg = ConditionalDenoiser(
+        block_out_channels=(8, 16), attention_levels=(False, True), norm_num_groups=4, beta_schedule=schedule
+    ).config
     sched = make_scheduler("dpm-solver++", cfg)
     ts = np.array(log_snr_timesteps(sched.alphas_cumprod.numpy(), steps, start))
     assert len(ts) == steps and ts[0] == start and (np.diff(ts) < 0).all() and ts[-1] >= 0
@@ -229,7 +263,9 @@ def test_log_snr_timesteps_are_uniform_in_log_snr(schedule, steps, start):
 
 
 def test_spacing_reaches_sampler_header_and_manifest(tmp_path, hmi_cutout):
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[15, 15] * u.pix
+    )
     model = tiny_model("latent", True)
     assert model.spacing == "linear"
     snr = superresolve(lr, model=model, seed=1, spacing="log-snr", progress=False)

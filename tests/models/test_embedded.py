@@ -29,8 +29,15 @@ def test_embedded_models_are_small_verified_and_registered():
         assert "[embedded weights]" in available_models()[name]
     assert DEFAULT_MODEL == "ldm-res"
     card = (MODELS_DIR / "ldm-res" / "MODEL_CARD.md").read_text()
-    for fact in ("2016-07-07", "2011-12-17", "2019-06-21", "SHARP", "space-to-depth", "no real MDI/HMI pairs",
-                 "A&A 698, A140"):
+    for fact in (
+        "2016-07-07",
+        "2011-12-17",
+        "2019-06-21",
+        "SHARP",
+        "space-to-depth",
+        "no real MDI/HMI pairs",
+        "A&A 698, A140",
+    ):
         assert fact.lower() in card.lower()
 
 
@@ -63,8 +70,11 @@ def test_trained_models_beat_nearest_on_a_real_crop(hmi_pair, name):
     lr, truth = hmi_pair
     nearest = superresolve(lr, model="nearest", calibrate=False, progress=False)
     out = superresolve(lr, model=name, seed=0, calibrate=False, progress=False)
-    closest = out if name != "ldm-res" else superresolve(lr, model=name, samples=4, seed=0, calibrate=False,
-                                                          progress=False)
+    closest = (
+        out
+        if name != "ldm-res"
+        else superresolve(lr, model=name, samples=4, seed=0, calibrate=False, progress=False)
+    )
     assert image.psnr(closest, truth) > image.psnr(nearest, truth) + 0.5
     assert image.psnr(out, truth) > image.psnr(nearest, truth)
     flux = physics.percentage_difference(physics.unsigned_flux(out), physics.unsigned_flux(truth))
@@ -97,8 +107,9 @@ def test_default_uncertainty_is_calibrated_on_held_out_data():
     truth = sunpy.map.Map(HMI_HELDOUT_CUTOUT)
     um = superresolve(degrade(truth), samples=8, seed=0, calibrate=False, progress=False)
     assert um.meta["sruncal"].startswith("conformal N=8")
-    raw = superresolve(degrade(truth), samples=8, seed=0, calibrate=False, calibrate_uncertainty=False,
-                       progress=False)
+    raw = superresolve(
+        degrade(truth), samples=8, seed=0, calibrate=False, calibrate_uncertainty=False, progress=False
+    )
     row, raw_row = uncertainty_calibration([um], [truth])[0], uncertainty_calibration([raw], [truth])[0]
     assert 0.88 <= row["coverage_2sd"] <= 0.99 and 0.58 <= row["coverage_1sd"] <= 0.82
     assert row["spearman"] > 0.3

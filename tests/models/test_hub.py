@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from sunpy_superres.models import load_model
-from sunpy_superres.models.hub import (ChecksumError, HubModel, WeightsNotFoundError, load_hub_model,
-                                       parse_hub_reference, sha256_file)
+from sunpy_superres.models.hub import (
+    ChecksumError,
+    HubModel,
+    WeightsNotFoundError,
+    load_hub_model,
+    parse_hub_reference,
+    sha256_file,
+)
 
 from .tiny import tiny_model
 
@@ -48,7 +54,9 @@ def test_offline_cache_loads_pinned_model(hub_cache):
     loaded = load_hub_model(spec, device="cpu", cache_dir=cache)
     assert loaded.revision == COMMIT
     x = np.zeros((1, 8, 8), np.float32)
-    np.testing.assert_allclose(loaded.predict(x, seeds=[0]), model.predict(x, seeds=[0]), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        loaded.predict(x, seeds=[0]), model.predict(x, seeds=[0]), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_offline_hub_reference_through_load_model(hub_cache, monkeypatch):
@@ -61,8 +69,11 @@ def test_offline_hub_reference_through_load_model(hub_cache, monkeypatch):
 
 def test_offline_empty_cache_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightsNotFoundError, match=r"HF_HUB_OFFLINE=1.*'superres.json'.*'sunpy/tiny-sr'.*"
-                                                   r"--local-dir.*model='DIR'"):
+    with pytest.raises(
+        WeightsNotFoundError,
+        match=r"HF_HUB_OFFLINE=1.*'superres.json'.*'sunpy/tiny-sr'.*"
+        r"--local-dir.*model='DIR'",
+    ):
         load_hub_model(HubModel("sunpy/tiny-sr", COMMIT), cache_dir=tmp_path / "empty")
 
 
@@ -74,8 +85,15 @@ def test_recorded_sha256_mismatch(hub_cache):
 
 def test_corrupt_weights_file(hub_cache):
     cache, _, sha = hub_cache
-    weights = (cache / "models--sunpy--tiny-sr" / "snapshots" / COMMIT / "v1" / "denoiser"
-               / "diffusion_pytorch_model.safetensors")
+    weights = (
+        cache
+        / "models--sunpy--tiny-sr"
+        / "snapshots"
+        / COMMIT
+        / "v1"
+        / "denoiser"
+        / "diffusion_pytorch_model.safetensors"
+    )
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
@@ -90,7 +108,9 @@ def test_directory_without_manifest(tmp_path):
 
 
 def test_core_import_stays_light():
-    code = ("import sys, sunpy_superres, sunpy_superres.models;"
-            "bad = [m for m in ('peft', 'accelerate', 'sunpy_superres.training') if m in sys.modules];"
-            "assert not bad, bad")
+    code = (
+        "import sys, sunpy_superres, sunpy_superres.models;"
+        "bad = [m for m in ('peft', 'accelerate', 'sunpy_superres.training') if m in sys.modules];"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -24,8 +24,10 @@ from .tiny import tiny_autoencoder, tiny_model
 def _noisy_field(sigma, shape=(256, 256), seed=0):
     """White noise of ``sigma`` G on a quiet background, plus one strong bipole (not quiet)."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:shape[0], :shape[1]]
-    bipole = 800 * (np.exp(-((y - 60) ** 2 + (x - 60) ** 2) / 200) - np.exp(-((y - 60) ** 2 + (x - 90) ** 2) / 200))
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    bipole = 800 * (
+        np.exp(-((y - 60) ** 2 + (x - 60) ** 2) / 200) - np.exp(-((y - 60) ** 2 + (x - 90) ** 2) / 200)
+    )
     return bipole + rng.normal(0, sigma, shape)
 
 
@@ -43,7 +45,9 @@ def _centre():
     from astropy.coordinates import SkyCoord
     from sunpy.coordinates import frames
 
-    return SkyCoord(0 * u.arcsec, 0 * u.arcsec, frame=frames.Helioprojective(observer="earth", obstime="2019-06-21"))
+    return SkyCoord(
+        0 * u.arcsec, 0 * u.arcsec, frame=frames.Helioprojective(observer="earth", obstime="2019-06-21")
+    )
 
 
 def test_quiet_sun_noise_needs_quiet_sun():
@@ -55,7 +59,9 @@ def test_added_channel_changes_nothing_until_trained():
     model = tiny_model()
     conditioned = add_noise_conditioning(model.denoiser)
     assert conditioned.config.noise_conditioning and not model.denoiser.config.noise_conditioning
-    new = DiffusionSuperResolution(conditioned, model.autoencoder, tile_size=32, halo=4, steps=4, device="cpu")
+    new = DiffusionSuperResolution(
+        conditioned, model.autoencoder, tile_size=32, halo=4, steps=4, device="cpu"
+    )
     x = torch.from_numpy(np.random.default_rng(1).normal(0, 0.1, (1, 1, 8, 8)).astype(np.float32))
     reference = model._forward(x, seeds=[3])
     for level in (2.0, 3.5, 9.0):
@@ -66,9 +72,17 @@ def test_added_channel_changes_nothing_until_trained():
 
 def test_channel_reaches_the_network_and_header(tmp_path):
     torch.manual_seed(0)
-    den = ConditionalDenoiser(target_channels=2, cond_channels=2, target_scale=0.5, cond_scale=0.1,
-                              block_out_channels=(8, 16), layers_per_block=1, attention_levels=(False, False),
-                              norm_num_groups=4, noise_conditioning=True)
+    den = ConditionalDenoiser(
+        target_channels=2,
+        cond_channels=2,
+        target_scale=0.5,
+        cond_scale=0.1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        attention_levels=(False, False),
+        norm_num_groups=4,
+        noise_conditioning=True,
+    )
     model = DiffusionSuperResolution(den, tiny_autoencoder(), tile_size=32, halo=4, steps=3, device="cpu")
     assert model.noise_level == DEFAULT_NOISE_LEVEL and model.provenance()["srnoise"] == DEFAULT_NOISE_LEVEL
     x = torch.zeros(1, 1, 8, 8)
@@ -102,11 +116,16 @@ def test_unconditioned_models_refuse_a_noise_level():
 def test_dataset_labels_and_augmentation(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "patch.fits"
-    fits.PrimaryHDU(rng.normal(0, 3.0, (200, 200)).astype(np.float32), fits.Header({"BUNIT": "G", "DATE-OBS": "2019-06-21"})).writeto(path)
+    fits.PrimaryHDU(
+        rng.normal(0, 3.0, (200, 200)).astype(np.float32),
+        fits.Header({"BUNIT": "G", "DATE-OBS": "2019-06-21"}),
+    ).writeto(path)
     common = dict(crop_size=64, patches=[path], patch_fraction=1.0, augment=True, seed=4)
     plain = CropDataset([], **common)
     labelled = CropDataset([], noise_labels=True, **common)
-    augmented = CropDataset([], noise_labels=True, noise_augment_gauss=6.0, noise_augment_fraction=0.5, **common)
+    augmented = CropDataset(
+        [], noise_labels=True, noise_augment_gauss=6.0, noise_augment_fraction=0.5, **common
+    )
     crops, labels = labelled.batch(0, 16, with_noise=True)
     # Labels change nothing about the crops, and measure the patch's own noise.
     np.testing.assert_array_equal(crops, plain.batch(0, 16))
@@ -128,7 +147,9 @@ def test_superresolve_records_the_level(hmi_cutout):
 
     den = add_noise_conditioning(tiny_model().denoiser)
     model = DiffusionSuperResolution(den, tiny_autoencoder(), tile_size=32, halo=4, steps=2, device="cpu")
-    small = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    small = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[15, 15] * u.pix
+    )
     out = superresolve(small, model=model, seed=1, noise_level=4.5 * u.G, progress=False)
     assert out.meta["srnoise"] == 4.5
     assert superresolve(small, model=model, seed=1, progress=False).meta["srnoise"] == DEFAULT_NOISE_LEVEL

@@ -45,10 +45,20 @@ def test_bad_factor_refused(factor):
 
 def test_space_to_depth_diffusion_model_saves_loads_and_predicts(tmp_path):
     torch.manual_seed(0)
-    den = ConditionalDenoiser(space="latent", residual=True, prediction_type="v_prediction", target_channels=16,
-                              cond_channels=16, target_scale=0.01, cond_scale=0.05, block_out_channels=(8, 16),
-                              layers_per_block=1, attention_levels=(False, False), norm_num_groups=4,
-                              beta_schedule="squaredcos_cap_v2")
+    den = ConditionalDenoiser(
+        space="latent",
+        residual=True,
+        prediction_type="v_prediction",
+        target_channels=16,
+        cond_channels=16,
+        target_scale=0.01,
+        cond_scale=0.05,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        attention_levels=(False, False),
+        norm_num_groups=4,
+        beta_schedule="squaredcos_cap_v2",
+    )
     model = DiffusionSuperResolution(den, SpaceToDepth(factor=4), tile_size=32, halo=4, steps=3, device="cpu")
     model.save_pretrained(tmp_path / "m")
     loaded = load_model(tmp_path / "m", device="cpu")

@@ -31,12 +31,24 @@ def hmi_dir(tmp_path_factory):
 
 def cnn_config(out, data_dir, kind, steps=3, every=2, base=""):
     return TrainConfig(
-        name=f"tiny-{kind}", output_dir=str(out), batch_size=2, max_steps=steps, checkpoint_every=every,
+        name=f"tiny-{kind}",
+        output_dir=str(out),
+        batch_size=2,
+        max_steps=steps,
+        checkpoint_every=every,
         data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_fraction=0),
-        model=ModelConfig(kind=kind, cnn_channels=8, enhance_residual_blocks=1, enhance_upsample_channels=8,
-                          progressive_growth_rate=4, progressive_layers_per_block=1,
-                          progressive_blocks_per_level=[1, 1], tile_size=32),
-        finetune=FinetuneConfig(base_model=str(base), pair_crop_size=0))
+        model=ModelConfig(
+            kind=kind,
+            cnn_channels=8,
+            enhance_residual_blocks=1,
+            enhance_upsample_channels=8,
+            progressive_growth_rate=4,
+            progressive_layers_per_block=1,
+            progressive_blocks_per_level=[1, 1],
+            tile_size=32,
+        ),
+        finetune=FinetuneConfig(base_model=str(base), pair_crop_size=0),
+    )
 
 
 @pytest.mark.parametrize("kind", ["enhance", "progressive"])

@@ -12,7 +12,9 @@ def test_degrade_block_mean_and_replication():
     lr = degrade(hr)
     assert lr.shape == hr.shape
     np.testing.assert_allclose(lr[:4, :4], hr[:4, :4].mean())
-    np.testing.assert_allclose(lr.reshape(2, 4, 2, 4).mean(axis=(1, 3)), hr.reshape(2, 4, 2, 4).mean(axis=(1, 3)))
+    np.testing.assert_allclose(
+        lr.reshape(2, 4, 2, 4).mean(axis=(1, 3)), hr.reshape(2, 4, 2, 4).mean(axis=(1, 3))
+    )
     np.testing.assert_allclose(degrade(torch.from_numpy(hr)[None, None])[0, 0].numpy(), lr)
     with pytest.raises(ValueError, match="multiple of the factor"):
         degrade(np.zeros((6, 8)))
@@ -28,8 +30,15 @@ def files(tmp_path, names):
 
 
 def test_split_by_date_is_disjoint_and_chronological(tmp_path):
-    paths = files(tmp_path, [f"hmi.M_720s.2011{m:02d}{d:02d}_{h:02d}0000_TAI.magnetogram.fits"
-                             for m in (1, 2, 3) for d in (1, 15) for h in (0, 6)])
+    paths = files(
+        tmp_path,
+        [
+            f"hmi.M_720s.2011{m:02d}{d:02d}_{h:02d}0000_TAI.magnetogram.fits"
+            for m in (1, 2, 3)
+            for d in (1, 15)
+            for h in (0, 6)
+        ],
+    )
     train, val = split_by_date(paths, validation_fraction=0.34)
     assert set(train).isdisjoint(val) and len(train) + len(val) == len(paths)
     assert {observation_date(p) for p in train}.isdisjoint({observation_date(p) for p in val})
@@ -85,7 +94,9 @@ def test_patch_crops_lie_inside_the_valid_area(tmp_path):
     from sunpy_superres.training.data import CropDataset
 
     big = _write_patch(tmp_path / "hmi.sharp_cea_720s.1.20120306_142400_TAI.magnetogram.fits")
-    small = _write_patch(tmp_path / "hmi.sharp_cea_720s.2.20120306_142400_TAI.magnetogram.fits", shape=(30, 30))
+    small = _write_patch(
+        tmp_path / "hmi.sharp_cea_720s.2.20120306_142400_TAI.magnetogram.fits", shape=(30, 30)
+    )
     ds = CropDataset([], crop_size=32, patches=[big, small], patch_fraction=1.0, seed=3)
     assert len(ds._patches) == 1  # the 30x30 patch holds no 32x32 crop
     batch = ds.batch(0, 16)

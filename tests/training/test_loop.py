@@ -17,13 +17,32 @@ from sunpy_superres.training.config import DataConfig, ModelConfig
 
 def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, autoencoder=""):
     return TrainConfig(
-        name="tiny", output_dir=str(out), batch_size=2, max_steps=steps, checkpoint_every=every, scale_batches=2,
+        name="tiny",
+        output_dir=str(out),
+        batch_size=2,
+        max_steps=steps,
+        checkpoint_every=every,
+        scale_batches=2,
         autoencoder_steps=2,
         data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_dates=["2019-06-21"]),
-        model=ModelConfig(space=space, residual=residual, block_out_channels=[8, 16], attention_levels=[False, True],
-                          attention_head_dim=8, norm_num_groups=4, layers_per_block=1, autoencoder=autoencoder,
-                          ae_factor=4, latent_channels=2, ae_base_channels=8, ae_max_channels=16,
-                          ae_norm_num_groups=4, tile_size=32, halo=4))
+        model=ModelConfig(
+            space=space,
+            residual=residual,
+            block_out_channels=[8, 16],
+            attention_levels=[False, True],
+            attention_head_dim=8,
+            norm_num_groups=4,
+            layers_per_block=1,
+            autoencoder=autoencoder,
+            ae_factor=4,
+            latent_channels=2,
+            ae_base_channels=8,
+            ae_max_channels=16,
+            ae_norm_num_groups=4,
+            tile_size=32,
+            halo=4,
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +58,27 @@ def trained_autoencoder(tmp_path_factory, data_dir):
     return train(cfg, progress=False)
 
 
-@pytest.mark.parametrize(("space", "residual", "name"), [("latent", True, "ldm-res"), ("latent", False, "ldm"),
-                                                         ("pixel", True, "ddpm-res"), ("pixel", False, "ddpm")])
-def test_every_variant_trains_and_superresolves(tmp_path, data_dir, trained_autoencoder, hmi_cutout,
-                                                space, residual, name):
+@pytest.mark.parametrize(
+    ("space", "residual", "name"),
+    [
+        ("latent", True, "ldm-res"),
+        ("latent", False, "ldm"),
+        ("pixel", True, "ddpm-res"),
+        ("pixel", False, "ddpm"),
+    ],
+)
+def test_every_variant_trains_and_superresolves(
+    tmp_path, data_dir, trained_autoencoder, hmi_cutout, space, residual, name
+):
     ae = str(trained_autoencoder) if space == "latent" else ""
     final = train(tiny_config(tmp_path, data_dir, space, residual, autoencoder=ae), progress=False)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
     manifest = json.loads((final / "superres.json").read_text())
     assert manifest["name"] == name and manifest["package_version"] == __version__
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[23, 23] * u.pix
+    )
     out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
     assert out.data.shape == (96, 96) and np.isfinite(out.data).all()
     assert out.meta["srmodel"] == name
@@ -62,19 +91,27 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, data_dir, trained_aut
     ae = str(trained_autoencoder)
     straight = train(tiny_config(tmp_path / "a", data_dir, steps=5, autoencoder=ae), progress=False)
     # "Killed" during step 3: the checkpoint of step 2 survives, step 3's work is lost.
-    assert train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False,
-                 stop_at_step=3) is None
+    assert (
+        train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False, stop_at_step=3)
+        is None
+    )
     state = json.loads((tmp_path / "b" / "checkpoints" / "step-00000002" / "state.json").read_text())
     assert state["step"] == 2 and state["package_version"] == __version__
-    assert TrainConfig.from_dict(state["config"]) == tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae)
+    assert TrainConfig.from_dict(state["config"]) == tiny_config(
+        tmp_path / "b", data_dir, steps=5, autoencoder=ae
+    )
     resumed = train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False)
     for rel in ["denoiser/diffusion_pytorch_model.safetensors"]:
         a, b = load_file(straight / rel), load_file(resumed / rel)
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
-    raw_a = load_file(tmp_path / "a" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors")
-    raw_b = load_file(tmp_path / "b" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors")
+    raw_a = load_file(
+        tmp_path / "a" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors"
+    )
+    raw_b = load_file(
+        tmp_path / "b" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors"
+    )
     for k in raw_a:
         torch.testing.assert_close(raw_a[k], raw_b[k], rtol=0, atol=0)
 
@@ -103,12 +140,25 @@ def test_a_finetune_default_that_changed_does_not_block_resuming_a_pretraining(t
 
 
 def test_shipped_configs():
-    assert shipped_configs() == ["cpu", "enhance-cpu", "enhance-gpu", "finetune-cpu", "gpu-ldm-res",
-                                 "ldm-res-decoder-cpu", "ldm-res-s2d-cpu", "ldm-res-s2d-noise-cpu", "paper-gpu",
-                                 "progressive-cpu", "progressive-gpu"]
+    assert shipped_configs() == [
+        "cpu",
+        "enhance-cpu",
+        "enhance-gpu",
+        "finetune-cpu",
+        "gpu-ldm-res",
+        "ldm-res-decoder-cpu",
+        "ldm-res-s2d-cpu",
+        "ldm-res-s2d-noise-cpu",
+        "paper-gpu",
+        "progressive-cpu",
+        "progressive-gpu",
+    ]
     s2d = load_config("ldm-res-s2d-cpu")
-    assert (s2d.model.latent_space, s2d.model.ae_factor, s2d.data.validation_dates) == ("space-to-depth", 4,
-                                                                                          ["2016-07-07"])
+    assert (s2d.model.latent_space, s2d.model.ae_factor, s2d.data.validation_dates) == (
+        "space-to-depth",
+        4,
+        ["2016-07-07"],
+    )
     # The 2025 SHARP patches are the calibration set: never trained on.
     assert "2025" not in s2d.data.patch_pattern and "2012" in s2d.data.patch_pattern
     noise = load_config("ldm-res-s2d-noise-cpu")
@@ -122,18 +172,20 @@ def test_shipped_configs():
     assert any(paper.model.attention_levels) and not paper.model.attention_levels[0]
     assert load_config("cpu").model.space == "latent"
     with pytest.raises(ValueError, match="unknown config key"):
-        TrainConfig.from_dict({"model": {"chanels": 3}})
-    with pytest.raises(FileNotFoundError, match="shipped: cpu, enhance-cpu, enhance-gpu, finetune-cpu, gpu-ldm-res"):
+        TrainConfig.from_dict({"model": {"chanels": 3}})  # codespell:ignore chanels
+    with pytest.raises(
+        FileNotFoundError, match="shipped: cpu, enhance-cpu, enhance-gpu, finetune-cpu, gpu-ldm-res"
+    ):
         load_config("nonexistent")
 
 
 def test_cli(tmp_path, data_dir, capsys):
     cfg = tiny_config(tmp_path / "run", data_dir, space="pixel", steps=2)
     toml = tmp_path / "tiny.toml"
-    lines = [f'{k} = {json.dumps(v)}' for k, v in cfg.to_dict().items() if not isinstance(v, dict)]
+    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.to_dict().items() if not isinstance(v, dict)]
     for section in ("data", "model"):
         lines.append(f"[{section}]")
-        lines += [f'{k} = {json.dumps(v)}' for k, v in cfg.to_dict()[section].items()]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in cfg.to_dict()[section].items()]
     toml.write_text("\n".join(lines) + "\n")
     assert main([str(toml), "--no-progress", "--max-steps", "1"]) == 0
     assert "model written to" in capsys.readouterr().out
@@ -156,8 +208,10 @@ def test_time_limit_exports_and_resumes(tmp_path, data_dir):
 
 
 def test_decoder_finetune_keeps_encoder_and_denoiser(tmp_path, data_dir, trained_autoencoder, hmi_cutout):
-    base = train(tiny_config(tmp_path / "base", data_dir, steps=2, autoencoder=str(trained_autoencoder)),
-                 progress=False)
+    base = train(
+        tiny_config(tmp_path / "base", data_dir, steps=2, autoencoder=str(trained_autoencoder)),
+        progress=False,
+    )
     cfg = tiny_config(tmp_path / "dec", data_dir, steps=3, every=2)
     cfg.model.kind, cfg.model.decoder_base = "decoder", str(base)
     cfg.model.ae_texture_weight = 0.5
@@ -171,9 +225,13 @@ def test_decoder_finetune_keeps_encoder_and_denoiser(tmp_path, data_dir, trained
     frozen = [k for k in old if k.startswith(("encoder.", "quant_conv."))]
     assert frozen and all(torch.equal(old[k], new[k]) for k in frozen)
     assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
-    den_old, den_new = (load_file(d / "denoiser" / "diffusion_pytorch_model.safetensors") for d in (base, final))
+    den_old, den_new = (
+        load_file(d / "denoiser" / "diffusion_pytorch_model.safetensors") for d in (base, final)
+    )
     assert all(torch.equal(den_old[k], den_new[k]) for k in den_old)
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[15, 15] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[15, 15] * u.pix
+    )
     out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
     assert out.data.shape == (64, 64) and np.isfinite(out.data).all()
     # A second run of the same config resumes from its final checkpoint and does no more steps.
@@ -193,8 +251,10 @@ def test_decoder_finetune_needs_a_latent_base(tmp_path, data_dir):
 
 
 def test_init_from_continues_a_trained_denoiser(tmp_path, data_dir, trained_autoencoder):
-    base = train(tiny_config(tmp_path / "base", data_dir, steps=2, autoencoder=str(trained_autoencoder)),
-                 progress=False)
+    base = train(
+        tiny_config(tmp_path / "base", data_dir, steps=2, autoencoder=str(trained_autoencoder)),
+        progress=False,
+    )
     cfg = tiny_config(tmp_path / "more", data_dir, steps=2)
     cfg.model.init_from = str(base)
     cfg.learning_rate = 0.0  # no update: the EMA export must then be the base denoiser itself
@@ -235,7 +295,9 @@ def test_space_to_depth_latent_trains_without_an_autoencoder_stage(tmp_path, dat
     assert load_model(exported, device="cpu").revision == "tiny-step4"
     with pytest.raises(FileExistsError):
         export_checkpoint(latest_checkpoint(tmp_path / "run"), tmp_path / "exported")
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[23, 23] * u.pix
+    )
     out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
     assert out.data.shape == (96, 96) and np.isfinite(out.data).all()
 

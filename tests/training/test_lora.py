@@ -40,10 +40,16 @@ def base_dir(tmp_path_factory):
 
 def finetune_config(out, hmi_dir, base_dir, steps=3, every=2):
     return TrainConfig(
-        name="tiny-ft", output_dir=str(out), batch_size=2, max_steps=steps, checkpoint_every=every,
-        learning_rate=1e-3, data=DataConfig(data_dir=str(hmi_dir), crop_size=32, validation_fraction=0),
+        name="tiny-ft",
+        output_dir=str(out),
+        batch_size=2,
+        max_steps=steps,
+        checkpoint_every=every,
+        learning_rate=1e-3,
+        data=DataConfig(data_dir=str(hmi_dir), crop_size=32, validation_fraction=0),
         model=ModelConfig(tile_size=32, halo=4),
-        finetune=FinetuneConfig(base_model=str(base_dir), lora_rank=4, pair_crop_size=0))
+        finetune=FinetuneConfig(base_model=str(base_dir), lora_rank=4, pair_crop_size=0),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +70,22 @@ def test_merged_model_equals_adapter_model(finetuned, base_dir):
     np.testing.assert_allclose(y_merged, y_adapter, rtol=0, atol=1e-5)
     assert np.abs(y_merged - base.predict(x, seeds=[1, 2])).max() > 1e-4  # the fine-tune did something
     # The loop's exported model is that merged model, a normal model directory.
-    np.testing.assert_allclose(load_model(str(model_dir), device="cpu").predict(x, seeds=[1, 2]), y_merged,
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        load_model(str(model_dir), device="cpu").predict(x, seeds=[1, 2]), y_merged, rtol=0, atol=1e-6
+    )
     # ... and saving the unmerged model writes the merged one.
     saved = unmerged.save_pretrained(out / "resaved")
-    np.testing.assert_allclose(load_model(str(saved), device="cpu").predict(x, seeds=[1, 2]), y_merged,
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        load_model(str(saved), device="cpu").predict(x, seeds=[1, 2]), y_merged, rtol=0, atol=1e-5
+    )
 
 
 def test_only_lora_and_mid_block_change(finetuned, base_dir):
     _, out = finetuned
     ckpt = load_file(out / "checkpoints" / "step-00000003" / "model" / "trainable.safetensors")
-    assert ckpt and all(".lora_A." in k or ".lora_B." in k or ".mid_block.modules_to_save." in k
-                        for k in ckpt)
+    assert ckpt and all(
+        ".lora_A." in k or ".lora_B." in k or ".mid_block.modules_to_save." in k for k in ckpt
+    )
     before = load_file(base_dir / "denoiser" / "diffusion_pytorch_model.safetensors")
     after = load_file(out / "model" / "denoiser" / "diffusion_pytorch_model.safetensors")
     assert before.keys() == after.keys()
@@ -153,15 +162,18 @@ def test_finetuned_model_serves_superresolve(finetuned, mdi_cutout, base_dir):
     assert hr.data.shape == (96, 96) and np.isfinite(hr.data).all()
     assert hr.meta["srmodrev"] == "untrained+tiny-ft-step3"
     # The same through superresolve(adapter=...): base directory plus adapter, merged on the fly.
-    base_and_adapter = superresolve(lr, model=str(base_dir), adapter=out / "adapter", seed=0,
-                                    steps=2, progress=False)
+    base_and_adapter = superresolve(
+        lr, model=str(base_dir), adapter=out / "adapter", seed=0, steps=2, progress=False
+    )
     np.testing.assert_allclose(base_and_adapter.data, hr.data, atol=1e-3)
 
 
 def test_finetune_resume_is_exact(tmp_path, hmi_dir, base_dir):
     straight = train(finetune_config(tmp_path / "a", hmi_dir, base_dir, steps=4), progress=False)
-    assert train(finetune_config(tmp_path / "b", hmi_dir, base_dir, steps=4), progress=False,
-                 stop_at_step=3) is None  # "killed" in step 3: step 2's checkpoint survives
+    assert (
+        train(finetune_config(tmp_path / "b", hmi_dir, base_dir, steps=4), progress=False, stop_at_step=3)
+        is None
+    )  # "killed" in step 3: step 2's checkpoint survives
     resumed = train(finetune_config(tmp_path / "b", hmi_dir, base_dir, steps=4), progress=False)
     for rel in ["adapter/adapter_model.safetensors", "adapter/mid_block.safetensors"]:
         a, b = load_file(straight.parent / rel), load_file(resumed.parent / rel)

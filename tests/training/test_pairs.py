@@ -35,8 +35,13 @@ def assert_same_grid(smap, meta, shape):
     ref = grid_of(meta, shape)
     assert smap.data.shape == shape
     ny, nx = shape
-    points = [(-0.5, -0.5), (nx - 0.5, -0.5), (-0.5, ny - 0.5), (nx - 0.5, ny - 0.5),
-              ((nx - 1) / 2, (ny - 1) / 2)]
+    points = [
+        (-0.5, -0.5),
+        (nx - 0.5, -0.5),
+        (-0.5, ny - 0.5),
+        (nx - 0.5, ny - 0.5),
+        ((nx - 1) / 2, (ny - 1) / 2),
+    ]
     for px, py in points:
         here, there = smap.pixel_to_world(px * u.pix, py * u.pix), ref.pixel_to_world(px * u.pix, py * u.pix)
         assert here.separation(there) < 1 * u.mas
@@ -49,6 +54,7 @@ def block_mean(data, f=4):
 
 
 # --- degradation -------------------------------------------------------------------------------------
+
 
 def test_degrade_grid_is_the_coarse_grid(hmi_cutout):
     lr = degrade_to_mdi(hmi_cutout, seed=0)
@@ -97,6 +103,7 @@ def test_degrade_handles_nan_and_checks_input(hmi_cutout):
 
 # --- pairs -------------------------------------------------------------------------------------------
 
+
 def test_synthetic_pair_block_means_equal_calibrated_input(hmi_cutout):
     """Pair an MDI-like map made from real HMI: HR block means = LR/1.4 (the calibration) + noise."""
     mdi_like = degrade_to_mdi(hmi_cutout, psf_fwhm=0 * u.arcsec, noise=9 * u.G, seed=3)
@@ -118,12 +125,19 @@ def test_pair_across_observers_and_times(hmi_cutout, minutes):
     """An MDI-like grid seen from another observer (1 degree away, 1% closer) and later in time."""
     hmi_observer = hmi_cutout.observer_coordinate
     when = hmi_cutout.reference_date + minutes * u.min
-    observer = SkyCoord(hmi_observer.lon + 1 * u.deg, hmi_observer.lat, 0.99 * hmi_observer.radius,
-                        frame=frames.HeliographicStonyhurst, obstime=when, rsun=hmi_cutout.rsun_meters)
+    observer = SkyCoord(
+        hmi_observer.lon + 1 * u.deg,
+        hmi_observer.lat,
+        0.99 * hmi_observer.radius,
+        frame=frames.HeliographicStonyhurst,
+        obstime=when,
+        rsun=hmi_cutout.rsun_meters,
+    )
     frame = frames.Helioprojective(observer=observer, obstime=when, rsun=hmi_cutout.rsun_meters)
     centre = hmi_cutout.center.transform_to(frame)  # only a pointing; the region stays inside the cut-out
-    header = make_fitswcs_header((96, 96), centre, scale=[2, 2] * u.arcsec / u.pix, unit=u.G,
-                                 telescope="SOHO", instrument="MDI-like")
+    header = make_fitswcs_header(
+        (96, 96), centre, scale=[2, 2] * u.arcsec / u.pix, unit=u.G, telescope="SOHO", instrument="MDI-like"
+    )
     mdi_like = sunpy.map.Map(np.zeros((96, 96), np.float32), header)
 
     if minutes:
@@ -141,8 +155,10 @@ def test_pair_across_observers_and_times(hmi_cutout, minutes):
         near = np.hypot(iy - py, ix - px) < 15
         iy, ix = iy[near], ix[near]
         hgs = smap.pixel_to_world(ix * u.pix, iy * u.pix).transform_to(frames.HeliographicStonyhurst)
-        return (np.average(hgs.lon.to_value(u.deg), weights=b[iy, ix]),
-                np.average(hgs.lat.to_value(u.deg), weights=b[iy, ix]))
+        return (
+            np.average(hgs.lon.to_value(u.deg), weights=b[iy, ix]),
+            np.average(hgs.lat.to_value(u.deg), weights=b[iy, ix]),
+        )
 
     lon0, lat0 = spot_centre(hmi_cutout)
     lon1, lat1 = spot_centre(pair.hr)
@@ -192,12 +208,18 @@ def test_to_arrays(hmi_cutout):
 
 # --- date split --------------------------------------------------------------------------------------
 
+
 def test_paper_split():
-    items = ["2010-04-30T23:59:59", "2010-05-01T00:00:00", datetime.datetime(2010, 7, 4, 12),
-             "2010-08-31T23:59:59",
-             "2010.09.01_00:00:00_TAI",  # 2010-08-31 23:59:26 UTC: days are UTC days
-             "2010-09-01T00:10:00", "mdi.fd_M_96m_lev182.20110411_000000_TAI.data.fits",
-             "2011-04-12T00:00:00"]
+    items = [
+        "2010-04-30T23:59:59",
+        "2010-05-01T00:00:00",
+        datetime.datetime(2010, 7, 4, 12),
+        "2010-08-31T23:59:59",
+        "2010.09.01_00:00:00_TAI",  # 2010-08-31 23:59:26 UTC: days are UTC days
+        "2010-09-01T00:10:00",
+        "mdi.fd_M_96m_lev182.20110411_000000_TAI.data.fits",
+        "2011-04-12T00:00:00",
+    ]
     tune, test = split_paper_dates(items)
     assert tune == items[1:5]
     assert test == items[5:7]
@@ -205,8 +227,10 @@ def test_paper_split():
 
 
 def test_paper_split_no_day_on_both_sides():
-    hours = [f"{d.isoformat()}" for d in (datetime.datetime(2010, 4, 25) + datetime.timedelta(hours=7 * k)
-                                          for k in range(1300))]
+    hours = [
+        f"{d.isoformat()}"
+        for d in (datetime.datetime(2010, 4, 25) + datetime.timedelta(hours=7 * k) for k in range(1300))
+    ]
     tune, test = split_paper_dates(hours)
     assert len(tune) > 400 and len(test) > 700
     assert not {h[:10] for h in tune} & {h[:10] for h in test}
@@ -227,6 +251,7 @@ def test_paper_split_of_pairs_and_bad_periods(hmi_cutout):
 
 
 # --- JSOC --------------------------------------------------------------------------------------------
+
 
 def test_fetch_pair_needs_jsoc_email(monkeypatch):
     monkeypatch.delenv("JSOC_EMAIL", raising=False)
