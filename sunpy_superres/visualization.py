@@ -27,22 +27,48 @@ def _field_limit(*maps, percentile=99.5):
 
 
 def _levels(lowres, highres):
-    """Panel notes: the input at its instrument's level, the output at HMI level when calibrated."""
+    """
+    The calibration factor the input is shown with, and the panel notes.
+
+    When `sunpy_superres.superresolve` calibrated the input to HMI level (``SRCALFAC``), the input is
+    shown multiplied by that factor, so both panels are on one physical scale, and its note says so.
+    """
     # sunpy's name ("MDI", "HMI SIDE1"): the instrument, not the telescope; its first word is enough.
     instrument = (str(getattr(lowres, "instrument", "") or "").split() or [""])[0]
     factor = float(highres.meta.get("srcalfac", 1.0))
     source = f"{instrument} level" if instrument else "level of the input"
     if factor != 1.0:
-        return source, f"HMI level (input x{factor:.3g})"
-    return source, source + " (not calibrated)"
+        return factor, (f"{source} x{factor:.3g} = HMI level", "HMI level")
+    return factor, (source, source + " (not calibrated)")
+
+
+def _suptitle(lowres, highres):
+    """Date, instrument, model, revision and seed of a super-resolved map, from its header."""
+    meta = highres.meta
+    instrument = str(getattr(lowres, "instrument", "") or "").strip() or "input"
+    date = lowres.date.strftime("%Y-%m-%d %H:%M:%S") if lowres.date is not None else "no date"
+    parts = [f"{instrument} {date}"]
+    if "srmodel" in meta:
+        model = str(meta["srmodel"]) + (
+            f" ({meta['srmodrev']})" if meta.get("srmodrev", "none") != "none" else ""
+        )
+        parts.append(f"model {model}")
+        seed = int(meta.get("srseed", -1))
+        samples = int(meta.get("srsample", 1))
+        parts.append(
+            "deterministic" if seed < 0 else f"seed {seed}" + (f", {samples} samples" if samples > 1 else "")
+        )
+    return ", ".join(parts)
 
 
 def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     """
     Plot a magnetogram and its super-resolved version side by side on a common grey scale in G.
 
-    The titles say at which level each map is: the input at its instrument's (e.g. MDI), the
-    output at HMI level when `sunpy_superres.superresolve` calibrated it (``SRCALFAC``).
+    Both panels are on one physical scale: when `sunpy_superres.superresolve` calibrated the input
+    to HMI level (``SRCALFAC``), the input is shown multiplied by that factor, and its title says so.
+    The figure's title gives the date, the instrument, the model with its revision, and the seed
+    (from the output's provenance keys).
 
     Parameters
     ----------
@@ -62,8 +88,13 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
 
     if fig is None:
         fig = plt.figure(figsize=(11, 5))
-    notes = _levels(lowres, highres)
+    factor, notes = _levels(lowres, highres)
+    fig.suptitle(_suptitle(lowres, highres))
     lowres, highres = _in_gauss(lowres), _in_gauss(highres)
+    if factor != 1.0:
+        lowres = lowres._new_instance(
+            lowres.data * factor, lowres.meta, plot_settings=dict(lowres.plot_settings)
+        )
     limit = _field_limit(lowres, highres) if vlim is None else vlim.to_value(u.G)
     for i, (smap, title, note) in enumerate(
         ((lowres, "input", notes[0]), (highres, "super-resolved", notes[1]))

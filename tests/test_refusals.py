@@ -287,12 +287,19 @@ def test_quicklook_of_a_map_in_tesla_is_drawn_in_gauss_with_levels(tmp_path):
     fig = plot_comparison(tesla, result)
     images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
     assert len(images) == 2
-    for image, smap in zip(images, (tesla, result), strict=True):
+    # In G, and on one physical scale: the input times the MDI-to-HMI factor the output records.
+    factor = result.meta["srcalfac"]
+    assert factor != 1
+    for image, smap, k in zip(images, (tesla, result), (factor, 1.0), strict=True):
         shown = np.asarray(image.get_array(), dtype=float)
-        assert np.nanmax(np.abs(shown)) == pytest.approx(np.nanmax(np.abs(smap.data)) * 1e4, rel=1e-4)
+        assert np.nanmax(np.abs(shown)) == pytest.approx(np.nanmax(np.abs(smap.data)) * 1e4 * k, rel=1e-4)
         assert image.get_clim()[1] > 100  # G, not T: the panels are not blank
     titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
-    assert "MDI level" in titles[0] and "HMI level" in titles[1]
+    assert f"MDI level x{factor:.3g} = HMI level" in titles[0] and "HMI level" in titles[1]
+    assert (
+        fig._suptitle.get_text()
+        == f"MDI {tesla.date.strftime('%Y-%m-%d %H:%M:%S')}, model bicubic, deterministic"
+    )
     assert "[G]" in fig.axes[-1].get_ylabel()
     assert tesla.unit == u.T and np.nanmax(np.abs(tesla.data)) < 1  # the input map is untouched
 
