@@ -19,6 +19,7 @@ extensions = [
     "numpydoc",
     "sphinx_automodapi.automodapi",
     "sphinx_gallery.gen_gallery",
+    "sphinx_changelog",
 ]
 numpydoc_show_class_members = False
 automodapi_toctreedirnm = "generated/api"
