@@ -15,7 +15,10 @@ Two kinds of calibration crops, never from the held-out 2016-07-07 frame:
   calibration itself (``--check``).
 
 Each crop is degraded by 4x4 block means as in the paper's protocol and super-resolved ``--samples``
-times with the model's own sampler and back-projection;
+times with the model's own sampler and back-projection (a noise-conditioned model at the quiet-Sun
+noise of the crop's own frame, `sunpy_superres.metrics.physics.quiet_sun_noise` within 0.9 solar
+radii, or of its patch: the factors then calibrate the spread against a truth whose noise the model
+was asked for, as a user's target level would be; ``--noise-level`` fixes one level instead);
 `sunpy_superres.conformal.fit_std_calibration` then fits the factors. Run from the repository root::
 
     python tools/calibrate_uncertainty.py runs/cpu-ldm-res-s2d/model --samples 8 --write
@@ -25,6 +28,7 @@ themselves: the held-out check is ``benchmarks/evaluate_heldout.py``).
 """
 
 import argparse
+import functools
 import glob
 import warnings
 from pathlib import Path
@@ -39,6 +43,7 @@ from sunpy_superres import superresolve
 from sunpy_superres.calibration import NORMALISATION_RANGE
 from sunpy_superres.conformal import fit_std_calibration
 from sunpy_superres.evaluation import degrade, uncertainty_calibration
+from sunpy_superres.metrics.physics import quiet_noise_gauss, quiet_sun_noise
 from sunpy_superres.models import load_model
 from sunpy_superres.models.hub import rewrite_manifest
 from sunpy_superres.training.data import Patch
@@ -63,6 +68,31 @@ def patch_crops(path, size):
                 )
                 crops.append(sunpy.map.Map(piece, header))
     return crops
+
+
+def frame_noise(smap, max_radius=0.9):
+    """Quiet-Sun noise of a full disk within ``max_radius`` solar radii, in G."""
+    coords = sunpy.map.all_coordinates_from_map(smap)
+    inside = np.hypot(coords.Tx, coords.Ty) < max_radius * smap.rsun_obs
+    data = np.where(inside, np.asarray(smap.data, dtype=np.float64), np.nan)
+    return quiet_sun_noise(smap._new_instance(data, smap.meta))
+
+
+@functools.cache
+def _measured_noise(path):
+    """Quiet-Sun noise of a full-disk frame (within 0.9 R) or of a patch, in G."""
+    if "sharp" in Path(path).name:
+        return quiet_noise_gauss(Patch(path).data * NORMALISATION_RANGE.to_value(u.G))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return frame_noise(sunpy.map.Map(path)).to_value(u.G)
+
+
+def noise_level_of(path, args, conditioned):
+    """The target noise level for crops of ``path``: None for an unconditioned model."""
+    if not conditioned:
+        return None
+    return args.noise_level if args.noise_level is not None else _measured_noise(path)
 
 
 def disk_crops(path, size, strong, random, seed=0):
@@ -119,6 +149,11 @@ def main():
     )
     parser.add_argument("--crop", type=int, default=256, help="HR crop side in pixels (multiple of 4)")
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument(
+        "--noise-level",
+        type=float,
+        help="target noise (G) of a noise-conditioned model for every crop (default: each frame's own)",
+    )
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--write", action="store_true", help="store the calibration in the model's manifest")
     parser.add_argument("--save", type=Path, help="also save the samples and truths to this .npz file")
@@ -129,22 +164,37 @@ def main():
         raise SystemExit("the 2016-07-07 frame is held out: never calibrate on it")
     model = load_model(args.model, device="cpu")
     truths, preds = [], []
-    crops = [
-        c for i, f in enumerate(args.hmi) for c in disk_crops(f, args.crop, args.strong, args.random, seed=i)
-    ]
+    conditioned = getattr(model, "noise_level", None) is not None
+    crops, levels = [], []
+    for i, f in enumerate(args.hmi):
+        new = disk_crops(f, args.crop, args.strong, args.random, seed=i)
+        crops += new
+        levels += [noise_level_of(f, args, conditioned)] * len(new)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SHARP headers and observer lookups: not our errors
-        crops += [c for f in files for c in patch_crops(f, args.crop)]
+        for f in files:
+            new = patch_crops(f, args.crop)
+            crops += new
+            levels += [noise_level_of(f, args, conditioned)] * len(new)
+    if conditioned:
+        print(
+            "noise levels (G): "
+            + ", ".join(
+                f"{Path(f).name.split('.')[2]} {noise_level_of(f, args, True):.2f}"
+                for f in [*args.hmi, *files]
+            )
+        )
     print(
         f"{len(crops)} calibration crops of {args.crop}x{args.crop} from {len(args.hmi)} frames and "
         f"{len(files)} patches, "
         f"{args.samples} samples each, model {model.name} ({model.revision})"
     )
-    for i, truth in enumerate(crops):
+    for i, (truth, level) in enumerate(zip(crops, levels, strict=True)):
         lowres = degrade(truth)
         um = superresolve(
             lowres,
             model=model,
+            noise_level=level,
             samples=args.samples,
             seed=args.seed + i,
             calibrate=False,
@@ -180,19 +230,21 @@ def main():
         check_files = sorted(glob.glob(args.check))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            checks = [c for f in check_files for c in patch_crops(f, args.crop)]
+            checks = [(c, f) for f in check_files for c in patch_crops(f, args.crop)]
         ums = [
             superresolve(
                 degrade(t),
                 model=model,
+                noise_level=noise_level_of(f, args, conditioned),
                 samples=args.samples,
                 seed=args.seed + 10_000 + i,
                 calibrate=False,
                 calibrate_uncertainty=False,
                 progress=False,
             )
-            for i, t in enumerate(checks)
+            for i, (t, f) in enumerate(checks)
         ]
+        checks = [t for t, _ in checks]
         ums = [
             p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
             for p in ums
