@@ -1,9 +1,13 @@
 """Sphinx configuration for sunpy-superres."""
 
 import os
+import sys
 import warnings
 
 from sunpy_superres import __version__
+
+# Local extensions: docs/_ext/provenance_keys.py writes the table of the SR* header keys.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 
 project = "sunpy-superres"
 author = "The sunpy-superres developers"
@@ -20,11 +24,24 @@ extensions = [
     "sphinx_automodapi.automodapi",
     "sphinx_gallery.gen_gallery",
     "sphinx_changelog",
+    # the model cards are Markdown files shipped with the weights, included as they are
+    "myst_parser",
+    "provenance_keys",
 ]
+# Markdown only where it is meant: the model-card pages. sphinx-gallery's sources are .py files and
+# its README is README.txt; nothing else under docs/ ends in .md.
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 numpydoc_show_class_members = False
 automodapi_toctreedirnm = "generated/api"
 automodsumm_inherited_members = False
-exclude_patterns = ["_build", "generated/gallery/*.ipynb", "**.ipynb_checkpoints"]
+# generated/provenance_table.rst is written by the provenance_keys extension and included by
+# provenance.rst, not a page of its own.
+exclude_patterns = [
+    "_build",
+    "generated/gallery/*.ipynb",
+    "**.ipynb_checkpoints",
+    "generated/provenance_table.rst",
+]
 default_role = "obj"
 nitpicky = False
 
