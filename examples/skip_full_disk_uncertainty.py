@@ -9,7 +9,7 @@ default model: the per-pixel mean, the per-pixel standard deviation, and its spl
 pixel (Ramunno et al. 2024, section 7, Figs. 11-12).
 
 This example is not run when the documentation is built: it needs the full-disk file (1.4 MB; not
-shipped with the package) and about 10 minutes per sample on a 2-core CPU, or well under a minute
+shipped with the package) and about 3 minutes per sample on a 2-core CPU, or well under a minute
 for all ten on a recent GPU (see ``benchmarks/bench_fulldisk.py``). Get the file from JSOC
 (series ``mdi.fd_M_96m_lev182``, record ``[2010.10.15_00:00:00_TAI]``), e.g. with sunpy's
 ``Fido.search(a.Time("2010-10-15 00:00", "2010-10-15 00:01"), a.jsoc.Series("mdi.fd_M_96m_lev182"),

@@ -5,8 +5,8 @@ Does the uncertainty cover the truth? Calibration
 
 The standard deviation of an `~sunpy_superres.UncertaintyMap` is only useful if it means what it
 says: about 68 % of true pixels within the mean +- 1 std and 95 % within +- 2 std. The default
-model's spread is calibrated (split-conformal factors per ``|B|`` bin, fitted on SHARP active-region
-patches the model was never trained on; see `sunpy_superres.conformal`), and
+model's spread is calibrated (split-conformal factors per ``|B|`` bin, fitted on crops of its
+training frames and checked on held-out ones; see `sunpy_superres.conformal`), and
 `sunpy_superres.evaluation.uncertainty_calibration` measures how well that holds on any set of maps
 with a known truth.
 

@@ -27,9 +27,11 @@ Two refinements keep ``+-1 std`` meaningful as well as ``+-2 std``:
 
 The guarantee assumes exchangeable calibration and test pixels; neighbouring pixels of one
 magnetogram are correlated, so it is approximate, and coverage on frames the calibration never saw
-is the check (`sunpy_superres.evaluation.uncertainty_calibration`). Calibrate on crops of frames
-the model was not trained on (training crops have errors smaller than new data) and never on an
-evaluation frame.
+is the check (`sunpy_superres.evaluation.uncertainty_calibration`). Prefer crops of frames the
+model was not trained on (training crops can have errors smaller than new data), check the coverage
+on held-out frames, and never calibrate on an evaluation frame. The shipped default is calibrated on
+crops of its training frames (the only frames its training left, apart from the held-out one), and
+its model card reports the held-out coverage.
 
 References
 ----------

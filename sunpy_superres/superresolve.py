@@ -157,8 +157,8 @@ def superresolve(
         Keep every sample in the `~sunpy_superres.UncertaintyMap` (memory: ``samples`` output maps).
     calibrate_uncertainty : bool, optional
         With ``samples > 1``, scale the standard deviation of the samples by the model's calibration
-        (`sunpy_superres.conformal`: split-conformal factors per ``|B|`` bin, fitted on frames the
-        model was not trained on, so that ``mean +- 2 std`` covers about 95 % of true pixels), when
+        (`sunpy_superres.conformal`: split-conformal factors per ``|B|`` bin, fitted on calibration
+        crops and checked on held-out data, so that ``mean +- 2 std`` covers about 95 % of true pixels), when
         the model has one (default `True`). `False` returns the raw spread of the samples. Recorded
         as ``SRUNCAL``.
     progress : bool, optional

@@ -395,8 +395,9 @@ def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4)
     block mean, corrected for the mean's own share, estimates the standard deviation of white
     per-pixel noise. Real internetwork field inside quiet blocks adds to it, so this is an upper
     bound on the photon noise, but it is the quantity that sets the small-scale texture (and the
-    weak-field unsigned flux) of a magnetogram: about 4.5 G for HMI 720 s magnetograms of 2011 and
-    3.3 G in 2019 (HMI's observing sequence changed in April 2016). It is what
+    weak-field unsigned flux) of a magnetogram: 4.8 G for the HMI 720 s full disk of
+    2011-12-17 and 3.5 G for that of 2019-06-21, within 0.9 solar radii (HMI's observing sequence
+    changed in April 2016). It is what
     `~sunpy_superres.superresolve` calls the target ``noise_level``.
 
     Parameters
