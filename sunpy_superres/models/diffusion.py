@@ -595,6 +595,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
     noise_level : float, optional
         For a noise-conditioned denoiser, the quiet-Sun noise level (G) of the output's small-scale
         texture (see `ConditionalDenoiser`); by default `DEFAULT_NOISE_LEVEL`. Ignored otherwise.
+    noise_label_map : dict, optional
+        For a noise-conditioned denoiser, what its sampler makes of each conditioning label:
+        ``{"output_gauss": [...], "label_gauss": [...], "source": "..."}``, the quiet-Sun noise of
+        the output (`sunpy_superres.metrics.physics.quiet_sun_noise`) measured at each label, both
+        increasing (``tools/calibrate_noise_level.py`` measures it). ``noise_level`` is then the
+        noise of the output: the label is interpolated from the map, and levels outside the
+        measured range are refused. Without a map the label is ``noise_level`` itself.
     channels_last : bool, optional
         On a CUDA device, convert the networks (in place) and their inputs to the ``channels_last``
         (NHWC) memory format. Off by default: measured on an H100 with the ``paper-gpu``
@@ -631,6 +638,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         compile=False,
         channels_last=False,
         noise_level=None,
+        noise_label_map=None,
     ):
         super().__init__(device=device)
         cfg = denoiser.config
@@ -654,6 +662,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.scheduler, self.steps = self._check_sampler(scheduler, steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
         self.spacing = _check_spacing("linear" if spacing is None else spacing, self.scheduler)
+        self.noise_label_map = self._check_label_map(noise_label_map, cfg)
         self.noise_level = self._check_noise_level(noise_level, cfg)
         if compile:
             self.compile()
@@ -680,11 +689,32 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return int(start)
 
     @staticmethod
-    def _check_noise_level(level, config):
+    def _check_label_map(label_map, config):
+        if label_map is None or not config.get("noise_conditioning", False):
+            return None
+        try:
+            output = np.asarray(label_map["output_gauss"], dtype=np.float64)
+            label = np.asarray(label_map["label_gauss"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"noise_label_map needs lists 'output_gauss' and 'label_gauss' ({err})") from err
+        if not (output.ndim == 1 and output.shape == label.shape and output.size >= 2) or not (
+            np.all(np.isfinite(output)) and np.all(np.diff(output) > 0) and np.all(np.diff(label) > 0)
+        ):
+            raise ValueError(
+                "noise_label_map's 'output_gauss' and 'label_gauss' must be increasing lists of the same "
+                f"length (at least 2), got {label_map!r}"
+            )
+        return {
+            "output_gauss": output.tolist(),
+            "label_gauss": label.tolist(),
+            "source": str(label_map.get("source", "")),
+        }
+
+    def _check_noise_level(self, level, config):
         if not config.get("noise_conditioning", False):
             return None
         if level is None:
-            return DEFAULT_NOISE_LEVEL
+            level = DEFAULT_NOISE_LEVEL
         level = level.to_value(u.G) if isinstance(level, u.Quantity) else level
         if not isinstance(level, numbers.Real) or isinstance(level, bool) or not 0 < level <= MAX_NOISE_LEVEL:
             raise ValueError(
@@ -692,7 +722,23 @@ class DiffusionSuperResolution(SuperResolutionModel):
                 f"{level!r}; HMI's quiet-Sun noise is 3-5 G (see "
                 "sunpy_superres.metrics.physics.quiet_sun_noise)"
             )
+        if self.noise_label_map is not None:
+            low, high = self.noise_label_map["output_gauss"][0], self.noise_label_map["output_gauss"][-1]
+            if not low <= level <= high:
+                raise ValueError(
+                    f"noise_level {level:g} G is outside what {self.name} ({self.revision}) makes with its "
+                    f"sampler: {low:.2f}-{high:.2f} G of quiet-Sun noise (measured: "
+                    f"{self.noise_label_map['source'] or 'see its manifest'}); choose a level inside"
+                )
         return float(level)
+
+    @property
+    def noise_label(self):
+        """The conditioning label (G) that gives `noise_level` (`None` for an unconditioned model)."""
+        if self.noise_level is None or self.noise_label_map is None:
+            return self.noise_level
+        m = self.noise_label_map
+        return float(np.interp(self.noise_level, m["output_gauss"], m["label_gauss"]))
 
     def configure_sampler(
         self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None
@@ -837,7 +883,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         # Reduced precision covers the networks only; the conditioning, the sampler state and its
         # update stay float32, so the random draws and the scheduler arithmetic match the CPU path.
         with autocast(self.device, self.precision):
-            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=self.noise_level)
+            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=self.noise_label)
         cond, base = cond.float(), base.float()
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
@@ -884,6 +930,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         }
         if self.noise_level is not None:
             info["inference"]["noise_level"] = self.noise_level
+        if self.noise_label_map is not None:
+            info["inference"]["noise_label_map"] = self.noise_label_map
         if self.uncertainty_calibration is not None:
             info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
         write_manifest(path, info)
@@ -915,6 +963,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             halo=inference.get("halo", 8),
             device=device,
             noise_level=inference.get("noise_level"),
+            noise_label_map=inference.get("noise_label_map"),
         )
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration

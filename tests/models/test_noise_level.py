@@ -155,3 +155,57 @@ def test_superresolve_records_the_level(hmi_cutout):
     assert superresolve(small, model=model, seed=1, progress=False).meta["srnoise"] == DEFAULT_NOISE_LEVEL
     with pytest.raises(ValueError, match="noise_level"):
         superresolve(small, model="bicubic", noise_level=4.5 * u.G, progress=False)
+
+
+def _conditioned(**kwargs):
+    torch.manual_seed(0)
+    den = ConditionalDenoiser(
+        target_channels=2,
+        cond_channels=2,
+        target_scale=0.5,
+        cond_scale=0.1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        attention_levels=(False, False),
+        norm_num_groups=4,
+        noise_conditioning=True,
+    )
+    return DiffusionSuperResolution(
+        den, tiny_autoencoder(), tile_size=32, halo=4, steps=3, device="cpu", **kwargs
+    )
+
+
+LABEL_MAP = {"output_gauss": [3.0, 4.0, 5.0], "label_gauss": [2.0, 3.5, 4.5], "source": "test"}
+
+
+def test_label_map_makes_the_level_the_outputs_noise(tmp_path):
+    mapped = _conditioned(noise_label_map=LABEL_MAP, noise_level=3.5)
+    assert mapped.noise_label == pytest.approx(2.75)  # halfway between 3 and 4 G of output: label 2.75
+    assert mapped.configure_sampler(noise_level=4.5).noise_label == pytest.approx(4.0)
+    raw = _conditioned(noise_level=2.75)
+    assert raw.noise_label == 2.75  # without a map the label is the level
+    x = torch.zeros(1, 1, 8, 8)
+    assert torch.equal(mapped._forward(x, seeds=[1]), raw._forward(x, seeds=[1]))
+    assert mapped.provenance()["srnoise"] == 3.5  # the header records the level asked for
+    loaded = load_directory(mapped.save_pretrained(tmp_path / "m"), device="cpu")
+    assert loaded.noise_label_map == LABEL_MAP and loaded.noise_label == pytest.approx(2.75)
+
+
+@pytest.mark.parametrize("level", [2.9, 5.1])
+def test_levels_outside_the_measured_map_are_refused(level):
+    with pytest.raises(ValueError, match="outside what .* makes with its sampler: 3.00-5.00 G"):
+        _conditioned(noise_label_map=LABEL_MAP).configure_sampler(noise_level=level)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"output_gauss": [3.0], "label_gauss": [2.0]},
+        {"output_gauss": [3.0, 3.0], "label_gauss": [2.0, 3.0]},
+        {"output_gauss": [3.0, 4.0], "label_gauss": [3.0, 2.0]},
+        {"output_gauss": [3.0, 4.0]},
+    ],
+)
+def test_bad_label_maps_are_refused(bad):
+    with pytest.raises(ValueError, match="noise_label_map"):
+        _conditioned(noise_label_map=bad)
