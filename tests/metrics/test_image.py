@@ -1,5 +1,6 @@
 """Tests of sunpy_superres.metrics.image: PSNR/SSIM against analytic cases and scikit-image; LPIPS and
-FID plumbing with seeded random networks built here (the pretrained weights are not available offline)."""
+FID plumbing with seeded random networks built here (the pretrained weights are not available offline),
+and FID against its documented steps done independently with such a network."""
 
 import astropy.units as u
 import numpy as np
@@ -300,6 +301,57 @@ def test_fid_plumbing_with_offline_weights(random_clip, hmi_cutout):
     assert fid(tiles, noisy, weights=random_clip) == pytest.approx(different, rel=1e-6)
     # A stack (3-D Quantity) is a set of images; maps and quantities mix.
     assert fid(u.Quantity(tiles), [hmi_cutout, *tiles[1:]], weights=random_clip) > 0
+
+
+def test_fid_equals_its_documented_steps_done_independently(random_clip, hmi_cutout):
+    """
+    ``fid`` against the steps its docstring lists, done here with other tools: PIL's resize, the
+    CLIP model's own ``get_image_features``, numpy's covariances and scipy's ``sqrtm``.
+    """
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel
+
+    data = np.array(hmi_cutout.data, dtype=float)  # G, +-1600 G
+    preds = [data[i : i + 64, j : j + 64] for i in range(0, 448, 96) for j in range(0, 448, 112)]
+    # Other sizes; five times the field, so that most images are clipped at +-3000 G in places; NaN corners.
+    truths = [5 * data[i : i + 80, j : j + 96] for i in range(40, 420, 80) for j in range(20, 400, 100)]
+    for k, t in enumerate(truths[::3]):
+        t[: 8 + k, :12] = np.nan
+    assert np.mean([np.nanmax(np.abs(t)) > 3000 for t in truths]) > 0.5
+    model = CLIPModel.from_pretrained(random_clip).eval()
+    size, dim = model.config.vision_config.image_size, model.config.projection_dim
+    # More images than feature dimensions: full-rank covariances, whose square root sqrtm finds accurately.
+    assert len(preds) > dim and len(truths) > dim
+    # CLIP's normalisation (Radford et al. 2021; the OpenAI CLIP preprocessing).
+    mean = np.array([0.48145466, 0.4578275, 0.40821073])[:, None, None]
+    std = np.array([0.26862954, 0.26130258, 0.27577711])[:, None, None]
+
+    def features(images):
+        rows = []
+        for g in images:
+            g = np.clip(np.nan_to_num(g, nan=0.0), -3000, 3000)  # NaN as 0 G, clipped at +-3000 G
+            intensity = (g + 3000) / 6000  # -3000 G -> 0, +3000 G -> 1
+            # Bicubic resize to the encoder's input size; PIL's filter widens when it shrinks (antialiased).
+            small = Image.fromarray(intensity.astype(np.float32)).resize(
+                (size, size), Image.Resampling.BICUBIC
+            )
+            # The kernel's overshoot at clipped edges is cut back to the [0, 1] intensity range.
+            small = np.clip(np.asarray(small, dtype=float), 0, 1)
+            pixels = (np.repeat(small[None], 3, axis=0) - mean) / std  # grey as RGB, normalised
+            with torch.no_grad():
+                out = model.get_image_features(pixel_values=torch.from_numpy(pixels[None]).float())
+            out = out if torch.is_tensor(out) else out.pooler_output  # transformers 4 / 5
+            rows.append(out[0].double().numpy())
+        return np.array(rows)
+
+    fp, ft = features(preds), features(truths)
+    s1, s2 = np.cov(fp, rowvar=False), np.cov(ft, rowvar=False)
+    diff = fp.mean(axis=0) - ft.mean(axis=0)
+    expected = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2)).real
+    got = fid([p * u.G for p in preds], [t * u.G for t in truths], weights=random_clip)
+    # Float32 networks and resizes agree to a few 1e-7 here; a changed step moves FID by 1e-4 or more.
+    assert got == pytest.approx(expected, rel=1e-5)
 
 
 def test_fid_missing_weights_say_what_to_download(tmp_path, monkeypatch):

@@ -18,6 +18,8 @@ from sunpy_superres.training import TrainConfig, load_config, train
 from sunpy_superres.training.config import DataConfig, FinetuneConfig, ModelConfig
 from sunpy_superres.training.loop import PairCrops
 
+from .resume_checks import checkpoint_step, copy_run, differing_tensors, logged_steps, perturb_checkpoint
+
 CLASSES = {"enhance": EnhanceSuperResolution, "progressive": ProgressiveSuperResolution}
 
 
@@ -68,15 +70,26 @@ def test_cnn_trains_and_serves_superresolve(tmp_path, hmi_dir, mdi_cutout, kind)
 
 def test_cnn_resume_is_exact(tmp_path, hmi_dir):
     # Enhance has batch-norm running statistics (buffers, not parameters): they must resume too.
-    straight = train(cnn_config(tmp_path / "a", hmi_dir, "enhance", steps=4), progress=False)
-    killed = train(cnn_config(tmp_path / "b", hmi_dir, "enhance", steps=4), progress=False, stop_at_step=3)
-    assert killed is None
-    resumed = train(cnn_config(tmp_path / "b", hmi_dir, "enhance", steps=4), progress=False)
-    a = load_file(straight / "network" / "diffusion_pytorch_model.safetensors")
-    b = load_file(resumed / "network" / "diffusion_pytorch_model.safetensors")
-    assert a.keys() == b.keys() and any("running_mean" in k for k in a)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    def config(name):
+        return cnn_config(tmp_path / name, hmi_dir, "enhance", steps=4)
+
+    straight = train(config("a"), progress=False)
+    assert train(config("b"), progress=False, stop_at_step=3) is None  # step 2's checkpoint survives
+    assert logged_steps(tmp_path / "b") == [1, 2, 3] and checkpoint_step(tmp_path / "b") == 2
+    copy_run(tmp_path / "b", tmp_path / "c")
+    changed = perturb_checkpoint(tmp_path / "c", "model/diffusion_pytorch_model.safetensors")
+    resumed = train(config("b"), progress=False)
+    # Resumed from step 2, not started again (which per-step seeding would make end in the same weights).
+    assert logged_steps(tmp_path / "b") == [1, 2, 3] + [3, 4]
+    network = "network/diffusion_pytorch_model.safetensors"
+    a = load_file(straight / network)
+    assert any("running_mean" in k for k in a)
+    assert differing_tensors(straight / network, resumed / network) == []
+    # A changed checkpoint changes the result: its weights are what the run continues from.
+    perturbed = train(config("c"), progress=False)
+    assert logged_steps(tmp_path / "c") == [1, 2, 3] + [3, 4]
+    differ = differing_tensors(straight / network, perturbed / network)
+    assert changed in differ and len(differ) > 1
 
 
 def test_cnn_finetunes_all_weights_on_pairs(tmp_path, hmi_dir):

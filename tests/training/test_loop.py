@@ -1,7 +1,10 @@
-"""The training loop: every variant trains on real HMI crops and serves superresolve; exact resume."""
+"""The training loop: every variant trains on real HMI crops and serves superresolve; exact resume.
+
+The data are the shipped HMI cut-outs, so these tests run without the full-disk files of ../shared."""
 
 import copy
 import json
+import shutil
 
 import astropy.units as u
 import numpy as np
@@ -10,9 +13,12 @@ import torch
 from safetensors.torch import load_file
 
 from sunpy_superres import __version__, superresolve
+from sunpy_superres.data import HMI_AR_CUTOUT, HMI_HELDOUT_CUTOUT
 from sunpy_superres.training import TrainConfig, load_config, shipped_configs, train
 from sunpy_superres.training.cli import main
 from sunpy_superres.training.config import DataConfig, ModelConfig
+
+from .resume_checks import checkpoint_step, copy_run, differing_tensors, logged_steps, perturb_checkpoint
 
 
 def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, autoencoder=""):
@@ -24,7 +30,7 @@ def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, 
         checkpoint_every=every,
         scale_batches=2,
         autoencoder_steps=2,
-        data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_dates=["2019-06-21"]),
+        data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_dates=["2016-07-07"]),
         model=ModelConfig(
             space=space,
             residual=residual,
@@ -46,8 +52,13 @@ def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, 
 
 
 @pytest.fixture(scope="module")
-def data_dir(hmi_full_disk_paths):
-    return next(iter(hmi_full_disk_paths.values())).parent
+def data_dir(tmp_path_factory):
+    """The shipped HMI cut-outs under JSOC-style names (the loop reads dates from names): 2011-12-17 to
+    train on, and the held-out 2016-07-07 as the validation side of the date split."""
+    d = tmp_path_factory.mktemp("hmi")
+    shutil.copy(HMI_AR_CUTOUT, d / "hmi.M_720s.20111217_060000_TAI.magnetogram.fits")
+    shutil.copy(HMI_HELDOUT_CUTOUT, d / "hmi.M_720s.20160707_010000_TAI.magnetogram.fits")
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -89,31 +100,33 @@ def test_every_variant_trains_and_superresolves(
 
 def test_kill_and_resume_gives_identical_weights(tmp_path, data_dir, trained_autoencoder):
     ae = str(trained_autoencoder)
-    straight = train(tiny_config(tmp_path / "a", data_dir, steps=5, autoencoder=ae), progress=False)
+
+    def config(name):
+        return tiny_config(tmp_path / name, data_dir, steps=5, autoencoder=ae)
+
+    straight = train(config("a"), progress=False)
     # "Killed" during step 3: the checkpoint of step 2 survives, step 3's work is lost.
-    assert (
-        train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False, stop_at_step=3)
-        is None
-    )
+    assert train(config("b"), progress=False, stop_at_step=3) is None
+    assert logged_steps(tmp_path / "b") == [1, 2, 3] and checkpoint_step(tmp_path / "b") == 2
     state = json.loads((tmp_path / "b" / "checkpoints" / "step-00000002" / "state.json").read_text())
     assert state["step"] == 2 and state["package_version"] == __version__
-    assert TrainConfig.from_dict(state["config"]) == tiny_config(
-        tmp_path / "b", data_dir, steps=5, autoencoder=ae
-    )
-    resumed = train(tiny_config(tmp_path / "b", data_dir, steps=5, autoencoder=ae), progress=False)
-    for rel in ["denoiser/diffusion_pytorch_model.safetensors"]:
-        a, b = load_file(straight / rel), load_file(resumed / rel)
-        assert a.keys() == b.keys()
-        for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
-    raw_a = load_file(
-        tmp_path / "a" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors"
-    )
-    raw_b = load_file(
-        tmp_path / "b" / "checkpoints" / "step-00000005" / "model" / "diffusion_pytorch_model.safetensors"
-    )
-    for k in raw_a:
-        torch.testing.assert_close(raw_a[k], raw_b[k], rtol=0, atol=0)
+    assert TrainConfig.from_dict(state["config"]) == config("b")
+    # A copy of the killed run whose checkpoint has one weight tensor changed.
+    copy_run(tmp_path / "b", tmp_path / "c")
+    changed = perturb_checkpoint(tmp_path / "c", "model/diffusion_pytorch_model.safetensors")
+    resumed = train(config("b"), progress=False)
+    # Per-step seeding makes a run that starts again at step 0 end with the same weights as one that
+    # resumes: the log shows which it was. Resumed: steps 3 to 5 again after the killed 1 to 3, not 1 to 5.
+    assert logged_steps(tmp_path / "b") == [1, 2, 3] + [3, 4, 5]
+    denoiser = "denoiser/diffusion_pytorch_model.safetensors"
+    assert differing_tensors(straight / denoiser, resumed / denoiser) == []
+    raw = "checkpoints/step-00000005/model/diffusion_pytorch_model.safetensors"
+    assert differing_tensors(tmp_path / "a" / raw, tmp_path / "b" / raw) == []
+    # The checkpoint's weights are what the run continues from: changed, they change the result.
+    perturbed = train(config("c"), progress=False)
+    assert logged_steps(tmp_path / "c") == [1, 2, 3] + [3, 4, 5]
+    assert changed in differing_tensors(tmp_path / "a" / raw, tmp_path / "c" / raw)
+    assert len(differing_tensors(straight / denoiser, perturbed / denoiser)) > 1  # spread by training
 
 
 def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):

@@ -20,6 +20,7 @@ from sunpy_superres.training.config import DataConfig, FinetuneConfig, ModelConf
 from sunpy_superres.training.lora import add_lora, load_adapter, lora_parameter_counts, verify_adapter
 
 from ..models.tiny import tiny_model
+from .resume_checks import checkpoint_step, copy_run, differing_tensors, logged_steps, perturb_checkpoint
 
 ADAPTER_FILES = {"adapter.json", "adapter_config.json", "adapter_model.safetensors", "mid_block.safetensors"}
 PROJECTIONS = (".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight")
@@ -169,17 +170,25 @@ def test_finetuned_model_serves_superresolve(finetuned, mdi_cutout, base_dir):
 
 
 def test_finetune_resume_is_exact(tmp_path, hmi_dir, base_dir):
-    straight = train(finetune_config(tmp_path / "a", hmi_dir, base_dir, steps=4), progress=False)
-    assert (
-        train(finetune_config(tmp_path / "b", hmi_dir, base_dir, steps=4), progress=False, stop_at_step=3)
-        is None
-    )  # "killed" in step 3: step 2's checkpoint survives
-    resumed = train(finetune_config(tmp_path / "b", hmi_dir, base_dir, steps=4), progress=False)
-    for rel in ["adapter/adapter_model.safetensors", "adapter/mid_block.safetensors"]:
-        a, b = load_file(straight.parent / rel), load_file(resumed.parent / rel)
-        assert a.keys() == b.keys()
-        for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    def config(name):
+        return finetune_config(tmp_path / name, hmi_dir, base_dir, steps=4)
+
+    straight = train(config("a"), progress=False)
+    assert train(config("b"), progress=False, stop_at_step=3) is None  # "killed" in step 3
+    assert logged_steps(tmp_path / "b") == [1, 2, 3] and checkpoint_step(tmp_path / "b") == 2
+    copy_run(tmp_path / "b", tmp_path / "c")
+    perturb_checkpoint(tmp_path / "c", "model/trainable.safetensors")
+    resumed = train(config("b"), progress=False)
+    # Resumed from step 2, not started again (which per-step seeding would make end in the same weights).
+    assert logged_steps(tmp_path / "b") == [1, 2, 3] + [3, 4]
+    files = ["adapter/adapter_model.safetensors", "adapter/mid_block.safetensors"]
+    for rel in files:
+        assert differing_tensors(straight.parent / rel, resumed.parent / rel) == []
+    # A changed checkpoint changes the result: its trainable tensors are what the run continues from
+    # (one tensor changed; training spreads the change to the LoRA matrices and the mid block).
+    perturbed = train(config("c"), progress=False)
+    assert logged_steps(tmp_path / "c") == [1, 2, 3] + [3, 4]
+    assert all(differing_tensors(straight.parent / rel, perturbed.parent / rel) for rel in files)
 
 
 def test_cli_finetune(tmp_path, hmi_dir, base_dir, capsys):
