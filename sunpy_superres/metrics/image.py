@@ -612,7 +612,8 @@ def fid(preds, truths, *, weights=None, batch_size=16):
     Notes
     -----
     Each magnetogram is clipped to +-3000 G, mapped to [0, 1] (-3000 G -> 0, +3000 G -> 1), repeated
-    to RGB, resized to 224x224 (antialiased bicubic), normalised with CLIP's mean and std, and encoded
+    to RGB, resized to 224x224 (antialiased bicubic, clipped back to [0, 1] where bicubic overshoots),
+    normalised with CLIP's mean and std, and encoded
     to CLIP's projected image embedding (``encode_image``, 512 values for ViT-B/32). NaN pixels are
     0 G. The Gaussians' covariances are sample covariances; with fewer images than feature
     dimensions they are singular, which `frechet_distance` handles, but the value then depends on
