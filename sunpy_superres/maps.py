@@ -19,6 +19,7 @@ integer encoding (``BSCALE``/``BZERO``/``BLANK``) are dropped because they no lo
 import copy
 import math
 import numbers
+import warnings
 
 import astropy.units as u
 import numpy as np
@@ -137,7 +138,11 @@ def complete_wcs(smap):
     new = copy.deepcopy(meta)
     for key in ("cd1_2", "cd2_1"):
         new.setdefault(key, 0.0)
-    return smap._new_instance(smap.data, new, plot_settings=dict(smap.plot_settings), mask=smap.mask)
+    with warnings.catch_warnings():
+        # sunpy's MDIMap sets its colour limits with nanmax; an all-NaN map is refused later, by
+        # validate_map, with a message that says what to do.
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        return smap._new_instance(smap.data, new, plot_settings=dict(smap.plot_settings), mask=smap.mask)
 
 
 def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):

@@ -23,7 +23,7 @@ import pytest
 import sunpy.map
 from astropy.coordinates import SkyCoord
 from astropy.wcs import FITSFixedWarning
-from hypothesis import HealthCheck, assume, event, given, note, settings
+from hypothesis import HealthCheck, assume, event, example, given, note, settings
 from hypothesis import strategies as st
 from sunpy.coordinates import frames
 from sunpy.map.header_helper import make_fitswcs_header
@@ -368,6 +368,39 @@ def check_output(smap, out, case, caught):
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @given(case=cases())
+# Found by the search: an all-NaN MDI map with a CD matrix (complete_wcs rebuilds it, and sunpy's
+# MDIMap warned "All-NaN slice encountered" before the refusal).
+@example(
+    case={
+        "defects": {"all_nan"},
+        "shape": (16, 16),
+        "dtype": "float64",
+        "seed": 0,
+        "amplitude": 300.0,
+        "nan": "all",
+        "nan_fraction": 0.5,
+        "inf": "none",
+        "mask": "none",
+        "bunit": "G",
+        "scale": 2.0,
+        "aspect": 1.0,
+        "mirror_x": False,
+        "mirror_y": False,
+        "cunit": "arcsec",
+        "rotation": "cd-diagonal",
+        "angle": 0.0,
+        "centre": (0.0, 0.0),
+        "instrument": "mdi",
+        "ctype": "hpc",
+        "no_cdelt": False,
+        "zero_cdelt": None,
+        "zero_value": 0.0,
+        "stale_keys": False,
+        "check_scale": False,
+        "consistency": True,
+        "calibrate": True,
+    }
+)
 def test_superresolve_refuses_or_is_right(case):
     """
     Any map: a `TypeError`/`ValueError` with a message, or a right answer; the input is never changed.
