@@ -35,6 +35,7 @@ def test_embedded_models_are_small_verified_and_registered():
         "2019-06-21",
         "SHARP",
         "space-to-depth",
+        "noise level",
         "no real MDI/HMI pairs",
         "A&A 698, A140",
     ):
@@ -90,7 +91,7 @@ def test_default_puts_back_small_scales_better_than_nearest(hmi_pair):
     nearest = superresolve(lr, model="nearest", calibrate=False, progress=False)
     out = superresolve(lr, seed=0, calibrate=False, progress=False)
     assert out.meta["srtstart"] == 999 and out.meta["srsteps"] == 10 and out.meta["srsched"] == "dpm-solver++"
-    assert out.meta["srspace"] == "log-snr"
+    assert out.meta["srspace"] == "log-snr" and out.meta["srnoise"] == 3.5
     scale = lr.scale.axis1
     assert spectra.spectral_error(out, truth, scale) < spectra.spectral_error(nearest, truth, scale) - 0.2
 
