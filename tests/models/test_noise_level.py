@@ -10,7 +10,6 @@ from astropy.io import fits
 from sunpy_superres.metrics.physics import quiet_noise_gauss, quiet_sun_noise
 from sunpy_superres.models.diffusion import (
     DEFAULT_NOISE_LEVEL,
-    ConditionalDenoiser,
     DiffusionSuperResolution,
     add_noise_conditioning,
     encode_pair,
@@ -70,20 +69,13 @@ def test_added_channel_changes_nothing_until_trained():
         add_noise_conditioning(conditioned)
 
 
+def _conditioned(**kwargs):
+    """A tiny model whose denoiser is conditioned on the noise level from the start."""
+    return tiny_model(noise_conditioning=True, steps=3, **kwargs)
+
+
 def test_channel_reaches_the_network_and_header(tmp_path):
-    torch.manual_seed(0)
-    den = ConditionalDenoiser(
-        target_channels=2,
-        cond_channels=2,
-        target_scale=0.5,
-        cond_scale=0.1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        attention_levels=(False, False),
-        norm_num_groups=4,
-        noise_conditioning=True,
-    )
-    model = DiffusionSuperResolution(den, tiny_autoencoder(), tile_size=32, halo=4, steps=3, device="cpu")
+    model = _conditioned()
     assert model.noise_level == DEFAULT_NOISE_LEVEL and model.provenance()["srnoise"] == DEFAULT_NOISE_LEVEL
     x = torch.zeros(1, 1, 8, 8)
     low, high = (model.configure_sampler(noise_level=v)._forward(x, seeds=[0]) for v in (2.0, 8.0))
@@ -155,24 +147,6 @@ def test_superresolve_records_the_level(hmi_cutout):
     assert superresolve(small, model=model, seed=1, progress=False).meta["srnoise"] == DEFAULT_NOISE_LEVEL
     with pytest.raises(ValueError, match="noise_level"):
         superresolve(small, model="bicubic", noise_level=4.5 * u.G, progress=False)
-
-
-def _conditioned(**kwargs):
-    torch.manual_seed(0)
-    den = ConditionalDenoiser(
-        target_channels=2,
-        cond_channels=2,
-        target_scale=0.5,
-        cond_scale=0.1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        attention_levels=(False, False),
-        norm_num_groups=4,
-        noise_conditioning=True,
-    )
-    return DiffusionSuperResolution(
-        den, tiny_autoencoder(), tile_size=32, halo=4, steps=3, device="cpu", **kwargs
-    )
 
 
 LABEL_MAP = {"output_gauss": [3.0, 4.0, 5.0], "label_gauss": [2.0, 3.5, 4.5], "source": "test"}
