@@ -40,11 +40,13 @@ plt.show()
 
 ###############################################################################
 # Split the standard deviation at 2" features (MDI's Nyquist frequency, 0.25 arcsec^-1) with a
-# Butterworth filter, as the paper's Fig. 12 does. The part above 2" of a positive map holds its
-# mean, so this pair says how patchy the uncertainty is; at which scale the samples themselves differ
-# is measured by ``benchmarks/uncertainty_scales.py``: for the shipped model on held-out crops their
-# spread below 2" is 2.6 times that above, where the error of the mean is 2.4 times larger below 2"
-# than above. Its model card has the numbers, and the coverage of the calibrated spread.
+# Butterworth filter, as the paper's Fig. 12 does. The two parts are filtered images of the std map,
+# not standard deviations themselves: the part above 2" holds the map's mean and is positive; the
+# part below 2" is a signed ripple around zero (red where the uncertainty peaks more sharply than
+# its surroundings, blue just beside such peaks), and its stripes are the edges of the strong-field
+# patches, where the std changes within a few pixels. So this pair says how patchy the uncertainty
+# is. At which scale the samples themselves differ, against the error of their mean, is measured
+# by ``benchmarks/uncertainty_scales.py``.
 
 small = um.small_scale_uncertainty()
 large = um.large_scale_uncertainty()
@@ -53,13 +55,21 @@ print(
     f'above 2": {np.nanmean(np.abs(large.data)):.1f} G'
 )
 
-fig = plt.figure(figsize=(12, 5))
-for i, (m, title) in enumerate([(small, 'std below 2"'), (large, 'std above 2"')]):
+fig = plt.figure(figsize=(12, 5.2))
+panels = [(small, 'std map below 2" (high pass, signed)'), (large, 'std map above 2" (low pass)')]
+for i, (m, title) in enumerate(panels):
     ax = fig.add_subplot(1, 2, i + 1, projection=m)
     limit = np.nanpercentile(np.abs(m.data), 99.5)
     norm = Normalize(vmin=-limit if i == 0 else 0, vmax=limit)
     im = m.plot(axes=ax, cmap="RdBu_r" if i == 0 else "magma", title=title, norm=norm)
-    fig.colorbar(im, ax=ax, label="G")
+    fig.colorbar(im, ax=ax, label="G", shrink=0.85, pad=0.02)
+    if i == 1:  # one latitude axis is enough; the colour bar of the left panel needs the room
+        ax.coords[1].set_ticklabel_visible(False)
+        ax.coords[1].set_axislabel(" ")
+fig.suptitle(
+    f"{mdi.instrument} {mdi.date.strftime('%Y-%m-%d %H:%M')}, {um.meta['srmodel']}, "
+    f"{um.meta['srsample']} samples, seed {um.meta['srseed']}, HMI level"
+)
 plt.show()
 
 ###############################################################################
