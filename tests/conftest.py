@@ -60,3 +60,16 @@ def mdi_full_disk():
 @pytest.fixture(scope="session")
 def hmi_full_disk_paths():
     return {day: shared_file(p) for day, p in HMI_FULL_DISK.items()}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run the tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
