@@ -105,6 +105,17 @@ def _add_sampler_options(p):
     )
 
 
+def _sampler_options(args):
+    """The keyword arguments of the options `_add_sampler_options` adds (``--sampler`` is ``scheduler``)."""
+    return {
+        "steps": args.steps,
+        "scheduler": args.sampler,
+        "start_timestep": args.start_timestep,
+        "spacing": args.spacing,
+        "noise_level": args.noise_level,
+    }
+
+
 def _read_map(path):
     from .io import read_map
 
@@ -170,11 +181,7 @@ def _run(args):
             model=args.model,
             samples=args.samples,
             seed=args.seed,
-            steps=args.steps,
-            scheduler=args.sampler,
-            start_timestep=args.start_timestep,
-            spacing=args.spacing,
-            noise_level=args.noise_level,
+            **_sampler_options(args),
             device=args.device,
             calibrate=args.calibrate,
             check_scale=args.check_scale,
@@ -304,11 +311,7 @@ def _run_batch(args):
             model=args.model,
             samples=args.samples,
             seed=args.seed,
-            steps=args.steps,
-            scheduler=args.sampler,
-            start_timestep=args.start_timestep,
-            spacing=args.spacing,
-            noise_level=args.noise_level,
+            **_sampler_options(args),
             overwrite=args.overwrite,
             n_workers=args.workers,
             root=args.root,

@@ -92,11 +92,11 @@ def main():
     for f in args.hmi:
         level = _measured_noise(f)
         try:
-            mapped.noise_level = mapped._check_noise_level(level, model.denoiser.config)
+            label = mapped.configure_sampler(noise_level=level).noise_label
         except ValueError as err:
             print(f"{Path(f).name}: {err}")
             continue
-        print(f"{Path(f).name}: frame noise {level:.2f} G -> label {mapped.noise_label:.2f} G")
+        print(f"{Path(f).name}: frame noise {level:.2f} G -> label {label:.2f} G")
     if args.write:
         rewrite_manifest(
             Path(args.model), {"inference": {**_inference(args.model), "noise_label_map": label_map}}
