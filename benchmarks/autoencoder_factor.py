@@ -1,5 +1,5 @@
 """
-Autoencoder downsampling factor 4 vs 8 by measurement (cf. Ramunno et al. 2024, Fig. 4).
+Autoencoder downsampling factor 4 vs 8 by measurement (cf. Ramunno et al. 2025, Fig. 4).
 
 Trains the same one-channel AutoencoderKL at both factors on HMI crops of the training days with the
 package's training loop, then prints PSNR and unsigned-flux error on strong-field crops of a held-out

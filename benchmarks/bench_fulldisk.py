@@ -4,7 +4,7 @@ Full-disk speed: one 1024x1024 MDI magnetogram to 4096x4096, ours against the pa
 A benchmark, not a test. It times ``superresolve`` on the real MDI full disk of ``../shared/data`` (or a
 synthetic 1024x1024 disk on an MDI header when that file is absent) with the model's fast sampler
 (DPM-Solver++, 20 steps, by default), and in the same run the paper's pipeline: the same network with
-1000 steps of ancestral DDPM (Ramunno et al. 2024, section 4). The 1000-step chain is timed over a few
+1000 steps of ancestral DDPM (Ramunno et al. 2025, section 4). The 1000-step chain is timed over a few
 steps on one batch of tiles and extrapolated linearly in steps and tiles (marked "est."). Timing does
 not depend on the weights, so without ``--model`` the model is built with random weights from a
 training config's architecture, as ``bench_samplers.py`` does. Run from the repository root::

@@ -3,7 +3,7 @@
 CNN baselines, the diffusion model, and LoRA fine-tuning
 ===========================================================
 
-Ramunno et al. (2024) compare their latent diffusion model with residuals (``ldm-res``) with two
+Ramunno et al. (2025) compare their latent diffusion model with residuals (``ldm-res``) with two
 deterministic CNNs, Enhance (Diaz Baso & Asensio Ramos 2018) and a progressive x2 -> x4 network
 (Rahman et al. 2020), and with bicubic interpolation (their Tables 1 and 2). All four ship with
 the package, the trained ones with embedded weights, so they run offline under one name each.

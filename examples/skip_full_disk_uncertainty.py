@@ -6,7 +6,7 @@ A full-disk MDI magnetogram with a 10-sample uncertainty
 The SOHO/MDI magnetogram of 2010-10-15 00:00 TAI, from the year MDI and SDO/HMI observed together,
 super-resolved from 1024x1024 pixels at 1.986" to 4096x4096 at 0.4965" with ten samples of the
 default model: the per-pixel mean, the per-pixel standard deviation, and its split at MDI's 2"
-pixel (Ramunno et al. 2024, section 7, Figs. 11-12).
+pixel (Ramunno et al. 2025, section 7, Figs. 11-12).
 
 This example is not run when the documentation is built: it needs the full-disk file (1.4 MB; not
 shipped with the package) and about 3 minutes per sample on a 2-core CPU, or well under a minute

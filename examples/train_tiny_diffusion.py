@@ -3,7 +3,7 @@
 Train a diffusion model and compare its samplers (a tiny recipe)
 ================================================================
 
-The latent diffusion model with residuals of Ramunno et al. (2024) is trained with one loop,
+The latent diffusion model with residuals of Ramunno et al. (2025) is trained with one loop,
 `sunpy_superres.training.train`, from a dataclass config; the result is a model directory
 (``config.json`` + safetensors + a ``superres.json`` manifest with sha256 checksums) that
 `~sunpy_superres.superresolve` loads with ``model=<directory>``.

@@ -6,7 +6,7 @@ Per-pixel uncertainty from repeated samples
 A diffusion model draws a different plausible high-resolution map on every run. Eight samples of the
 shipped MDI active-region cut-out give an `~sunpy_superres.UncertaintyMap`: its data are the
 per-pixel mean, and it carries the per-pixel standard deviation in G as a map with the same WCS
-(Ramunno et al. 2024, section 7, Figs. 11-12). The samples are independent and reproducible from the
+(Ramunno et al. 2025, section 7, Figs. 11-12). The samples are independent and reproducible from the
 seed.
 """
 

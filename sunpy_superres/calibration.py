@@ -5,9 +5,9 @@ Two value-changing steps happen before a model sees a magnetogram, and both are 
 output header:
 
 1. **Cross-calibration.** MDI level 1.8 magnetograms read about 1.4 times stronger than HMI for the
-   same field; following Liu et al. (2012) and Ramunno et al. (2024, section 2) MDI data are divided
+   same field; following Liu et al. (2012) and Ramunno et al. (2025, section 2) MDI data are divided
    by 1.4 to bring them to HMI levels.
-2. **Normalisation.** Networks work in [-1, 1] units over +-3000 G (Ramunno et al. 2024, section 2).
+2. **Normalisation.** Networks work in [-1, 1] units over +-3000 G (Ramunno et al. 2025, section 2).
    The scaling is linear and exactly invertible; values beyond +-3000 G are *not* clipped here, see
    `sunpy_superres.superresolve` for how the excess is carried past a network.
 """
@@ -31,7 +31,7 @@ __all__ = [
 #: Observatory/Michelson Doppler Imager".
 MDI_TO_HMI = 1 / 1.4
 
-#: Field strength mapped to +-1 for the networks (Ramunno et al. 2024, section 2).
+#: Field strength mapped to +-1 for the networks (Ramunno et al. 2025, section 2).
 NORMALISATION_RANGE = 3000 * u.G
 
 LIU_2012 = "Liu et al. 2012, SoPh 279, 295"

@@ -203,7 +203,7 @@ def _run(args):
 def _evaluate_parser():
     p = argparse.ArgumentParser(
         prog="sunpy-superres evaluate",
-        description="Score models on ground-truth HMI maps with the protocol of Ramunno et al. (Tables 1-2): "
+        description="Score models on ground-truth HMI maps with the protocol of Ramunno et al. (2025, Tables 1-2): "
         "AR-centred crops, 4x4 block-mean degradation, image, physics and Fourier metrics.",
     )
     p.add_argument("inputs", type=Path, nargs="+", help="ground-truth magnetogram FITS files (HMI)")

@@ -1,5 +1,5 @@
 """
-The evaluation protocol of Ramunno et al. (2024, sections 5-6, Tables 1-2, Figs. 8-10) as a function.
+The evaluation protocol of Ramunno et al. (2025, sections 5-6, Tables 1-2, Figs. 8-10) as a function.
 
 For each ground-truth map (HMI at 0.5"/pixel): cut an active-region-centred crop, degrade it by 4x4
 block means to 2"/pixel (the paper's degradation, sunpy's ``superpixel``), super-resolve it with
@@ -173,7 +173,7 @@ def degrade(smap, factor=4):
 
     References
     ----------
-    .. [1] Ramunno et al. 2024, section 4: "we compute the average value over every 4x4-pixel block".
+    .. [1] Ramunno et al. 2025, section 4: "we compute the average value over every 4x4-pixel block".
     """
     ny, nx = smap.data.shape
     if nx % factor or ny % factor:
@@ -305,7 +305,7 @@ def evaluate(
 
     References
     ----------
-    .. [1] Ramunno, F. P. et al. 2024, sections 5-6, Tables 1-2.
+    .. [1] Ramunno, F. P. et al. 2025, A&A 698, A140, sections 5-6, Tables 1-2.
     """
     if not models:
         raise ValueError("no models to evaluate; pass e.g. models=['nearest', 'bicubic']")
@@ -401,7 +401,7 @@ def evaluate(
         summary["fid"] = [image.fid(outputs[name], truths, weights=fid_weights) for name in names]
     summary.meta.update(
         {
-            "protocol": "Ramunno et al. 2024, Tables 1-2",
+            "protocol": "Ramunno et al. 2025, Tables 1-2",
             "samples": samples,
             "crop": crop,
             "seed": seed,

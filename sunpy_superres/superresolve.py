@@ -76,7 +76,7 @@ def superresolve(
     """
     Super-resolve a line-of-sight magnetogram by the model's factor (4: 2"/pixel -> 0.5"/pixel).
 
-    The method and its baselines follow Ramunno et al. (2024) [1]_.
+    The method and its baselines follow Ramunno et al. (2025) [1]_.
 
     Parameters
     ----------
@@ -190,8 +190,8 @@ def superresolve(
 
     References
     ----------
-    .. [1] Ramunno, F. P. et al. 2024, "Enhancing image resolution in solar physics: a latent
-       diffusion model approach".
+    .. [1] Ramunno, F. P. et al. 2025, "Enhancing image resolution of solar magnetograms: a latent
+       diffusion model approach", A&A 698, A140 (doi:10.1051/0004-6361/202453205).
     .. [2] Liu, Y. et al. 2012, Sol. Phys. 279, 295.
 
     Examples

@@ -2,7 +2,7 @@
 `UncertaintyMap`: a super-resolved magnetogram with its per-pixel uncertainty.
 
 Diffusion models are stochastic: super-resolving the same input N times gives N different maps whose
-spread shows where the model is unsure (Ramunno et al. 2024, section 7, Figs. 11-12). An
+spread shows where the model is unsure (Ramunno et al. 2025, section 7, Figs. 11-12). An
 `UncertaintyMap` is a sunpy map whose data are the per-pixel mean of those samples and which carries
 the per-pixel standard deviation (in the map's unit) and, optionally, the samples themselves.
 
@@ -51,7 +51,7 @@ _DOC = """
 
     References
     ----------
-    .. [1] Ramunno, F. P. et al. 2024, section 7, Figs. 11-12.
+    .. [1] Ramunno, F. P. et al. 2025, A&A 698, A140, section 7, Figs. 11-12.
     """
 
 _STD_EXTNAME = "STD"

@@ -30,7 +30,7 @@ further mapped to [0, 1] as RGB intensity before CLIP's own mean/std normalisati
 
 References
 ----------
-Ramunno, F. P. et al. 2024, section 5 and Tables 1-2.
+Ramunno, F. P. et al. 2025, A&A 698, A140, section 5 and Tables 1-2.
 Wang, Z., Bovik, A. C., Sheikh, H. R., Simoncelli, E. P. 2004, IEEE TIP 13, 600 (SSIM).
 Zhang, R., Isola, P., Efros, A. A., Shechtman, E., Wang, O. 2018, CVPR, 586 (LPIPS).
 Heusel, M., Ramsauer, H., Unterthiner, T., Nessler, B., Hochreiter, S. 2017, NeurIPS 30 (FID).
@@ -63,7 +63,7 @@ __all__ = [
     "CLIP_REPO_ID",
 ]
 
-#: The physical range of the paper's data, +-3000 G (Ramunno et al. 2024, section 2).
+#: The physical range of the paper's data, +-3000 G (Ramunno et al. 2025, section 2).
 DATA_RANGE = 2 * NORMALISATION_RANGE
 
 #: torchvision's official ImageNet AlexNet weights (``AlexNet_Weights.IMAGENET1K_V1``); the hex part of
@@ -176,7 +176,7 @@ def psnr(pred, truth, *, data_range: u.G = DATA_RANGE):
 
     References
     ----------
-    Ramunno et al. 2024, section 5, Eqs. (3)-(4).
+    Ramunno et al. 2025, section 5, Eqs. (3)-(4).
     """
     p, t, valid = _pair(pred, truth)
     half = _half_range(data_range)
@@ -224,7 +224,7 @@ def ssim(pred, truth, *, data_range: u.G = DATA_RANGE):
 
     References
     ----------
-    Wang et al. 2004, IEEE TIP 13, 600. Ramunno et al. 2024, section 5, Eq. (5).
+    Wang et al. 2004, IEEE TIP 13, 600. Ramunno et al. 2025, section 5, Eq. (5).
     """
     p, t, valid = _pair(pred, truth)
     half = _half_range(data_range)
@@ -436,7 +436,7 @@ def lpips(pred, truth, *, weights=None, net="alex"):
 
     References
     ----------
-    Zhang et al. 2018, CVPR, 586. Ramunno et al. 2024, section 5.
+    Zhang et al. 2018, CVPR, 586. Ramunno et al. 2025, section 5.
     """
     import torch
 
@@ -493,7 +493,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
 
     References
     ----------
-    Heusel et al. 2017, NeurIPS 30; Ramunno et al. 2024, Eq. (6).
+    Heusel et al. 2017, NeurIPS 30; Ramunno et al. 2025, Eq. (6).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, float)), np.atleast_1d(np.asarray(mu2, float))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, float)), np.atleast_2d(np.asarray(sigma2, float))
@@ -621,7 +621,7 @@ def fid(preds, truths, *, weights=None, batch_size=16):
 
     References
     ----------
-    Heusel et al. 2017, NeurIPS 30. Radford et al. 2021 (CLIP). Ramunno et al. 2024, section 5,
+    Heusel et al. 2017, NeurIPS 30. Radford et al. 2021 (CLIP). Ramunno et al. 2025, section 5,
     Eq. (6) ("in the latent space of a pre-trained encoder CLIP").
     """
     pred_arrays = _image_set(preds, "preds")

@@ -14,8 +14,8 @@ and 7: 1024x1024 HMI crops, 256x256 MDI crops). This module gives both routes as
 
 References
 ----------
-- Ramunno, F. P., et al., "Enhancing Image Resolution in Solar Physics: A Latent Diffusion Model
-   Approach", Sections 5, 6 and 7.
+- Ramunno, F. P. et al. 2025, "Enhancing image resolution of solar magnetograms: a latent diffusion
+  model approach", A&A 698, A140 (doi:10.1051/0004-6361/202453205), Sections 5, 6 and 7.
 """
 
 import numbers
@@ -117,7 +117,7 @@ def noaa_regions(srs, smap, *, srs_time=None):
 
     References
     ----------
-    .. [1] Ramunno et al., Section 5: AR centres are identified "through their NOAA numbers".
+    .. [1] Ramunno et al. 2025, Section 5: AR centres are identified "through their NOAA numbers".
     """
     table = read_srs_table(srs)
     when = _srs_time(table) if srs_time is None else parse_time(srs_time)
@@ -213,7 +213,7 @@ def region_crop(smap, center, size, *, srs=None):
 
     References
     ----------
-    .. [1] Ramunno et al., Sections 6 and 7: crops taken around the AR.
+    .. [1] Ramunno et al. 2025, Sections 6 and 7: crops taken around the AR.
     """
     size = int(u.Quantity(size, u.pix).to_value(u.pix))
     ny, nx = smap.data.shape
@@ -274,7 +274,7 @@ def most_intense_region(smap, size, *, smoothing=None, mu_min=0.3):
 
     References
     ----------
-    .. [1] Ramunno et al., Sections 6 and 7: "identify the most intense AR present" with sunpy.
+    .. [1] Ramunno et al. 2025, Sections 6 and 7: "identify the most intense AR present" with sunpy.
     """
     size = u.Quantity(size, u.pix).to_value(u.pix)
     if smoothing is None:

@@ -1,5 +1,5 @@
 """
-Fourier-domain diagnostics of super-resolved magnetograms (Ramunno et al. 2024, section 7).
+Fourier-domain diagnostics of super-resolved magnetograms (Ramunno et al. 2025, section 7).
 
 A super-resolution model earns its keep only at scales the input cannot show. For a 2"/pixel input
 those are features smaller than 2": spatial frequencies above the input's Nyquist frequency,
@@ -28,8 +28,8 @@ does not depend on the rotation.
 
 References
 ----------
-Ramunno, F. P. et al. 2024, "Enhancing image resolution of solar magnetograms: a latent diffusion
-model approach", sections 5 and 7, Figs. 10 and 12.
+Ramunno, F. P. et al. 2025, "Enhancing image resolution of solar magnetograms: a latent diffusion
+model approach", A&A 698, A140 (doi:10.1051/0004-6361/202453205), sections 5 and 7, Figs. 10 and 12.
 """
 
 from typing import NamedTuple
@@ -197,7 +197,7 @@ def fourier_amplitude(smap, *, window=None):
 
     References
     ----------
-    Ramunno et al. 2024, section 7 and Fig. 10.
+    Ramunno et al. 2025, section 7 and Fig. 10.
     """
     _check_map(smap)
     data = _map_data(smap)
@@ -245,7 +245,7 @@ def cutoff_radius(smap, scale: u.arcsec = CUTOFF_SCALE):
 
     References
     ----------
-    Ramunno et al. 2024, section 7 and Fig. 10.
+    Ramunno et al. 2025, section 7 and Fig. 10.
     """
     _check_map(smap)
     dx, dy = _pixel_scales(smap)
@@ -312,7 +312,7 @@ def radial_power_spectrum(smap, *, nbins=None, window="hann"):
 
     References
     ----------
-    Ramunno et al. 2024, section 7.
+    Ramunno et al. 2025, section 7.
     """
     _check_map(smap)
     if nbins is not None and (int(nbins) != nbins or nbins < 2):
@@ -372,7 +372,7 @@ def small_scale_power_fraction(pred, truth, scale: u.arcsec = CUTOFF_SCALE, *, w
 
     References
     ----------
-    Ramunno et al. 2024, section 7 ("features smaller than 2 arcsec", Fig. 10).
+    Ramunno et al. 2025, section 7 ("features smaller than 2 arcsec", Fig. 10).
     """
     _check_map(pred, "pred")
     _check_map(truth, "truth")
@@ -437,7 +437,7 @@ def spectral_error(pred, truth, lowres_scale, *, nbins=None, window="hann"):
 
     References
     ----------
-    Ramunno et al. 2024, section 7 (power beyond the 2" input's resolution).
+    Ramunno et al. 2025, section 7 (power beyond the 2" input's resolution).
     """
     _check_map(pred, "pred")
     _check_map(truth, "truth")
@@ -492,7 +492,7 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
     smap : `~sunpy.map.GenericMap`
         A 2-D map with square pixels, e.g. a magnetogram or an uncertainty (std) map in G.
     cutoff : `~astropy.units.Quantity`
-        Feature size (half a period) at which to split, default 2 arcsec (Ramunno et al. 2024,
+        Feature size (half a period) at which to split, default 2 arcsec (Ramunno et al. 2025,
         Fig. 12): the split is at MDI's Nyquist frequency, 0.25 arcsec^-1.
     order : float, optional
         Butterworth order n; larger is a sharper cut with more ringing. Default 2 (scikit-image's).
@@ -525,7 +525,7 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
 
     References
     ----------
-    Butterworth, S. 1930, Wireless Engineer 7, 536. Ramunno et al. 2024, section 7 and Fig. 12.
+    Butterworth, S. 1930, Wireless Engineer 7, 536. Ramunno et al. 2025, section 7 and Fig. 12.
     """
     _check_map(smap)
     dx = _square_pixel_scale(smap, "butterworth_split")

@@ -1,5 +1,5 @@
 """
-A single-channel magnetogram autoencoder for latent diffusion (Ramunno et al. 2024, sections 3.3, 4).
+A single-channel magnetogram autoencoder for latent diffusion (Ramunno et al. 2025, sections 3.3, 4).
 
 The paper encodes magnetograms with a pre-trained RGB VQGAN (the one-channel image repeated to three
 channels). We train our own one-channel `diffusers.AutoencoderKL` on HMI crops instead: it needs no
@@ -288,7 +288,7 @@ def reconstruction_metrics(autoencoder, hr, *, threshold=None):
 
     References
     ----------
-    .. [1] Ramunno, F. P. et al. 2024, Fig. 4 (reconstruction vs downsampling factor).
+    .. [1] Ramunno, F. P. et al. 2025, A&A 698, A140, Fig. 4 (reconstruction vs downsampling factor).
     """
     device = next(autoencoder.parameters()).device
     x = torch.from_numpy(np.asarray(hr, dtype=np.float32))[:, None].to(device)

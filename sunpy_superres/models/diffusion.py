@@ -1,5 +1,5 @@
 """
-Conditional diffusion super-resolution: {pixel, latent} x {residual, direct} (Ramunno et al. 2024).
+Conditional diffusion super-resolution: {pixel, latent} x {residual, direct} (Ramunno et al. 2025).
 
 The four variants of the paper's Table 1 are one class with two switches:
 

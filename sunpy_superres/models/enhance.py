@@ -2,7 +2,7 @@
 Enhance: the deep residual CNN of Díaz Baso & Asensio Ramos (2018), adapted to 4x magnetogram
 super-resolution, and the deterministic-CNN wrapper shared with `sunpy_superres.models.progressive`.
 
-Enhance is one of the two deterministic baselines of Ramunno et al. (2024, section 3.4, Tables 1 and
+Enhance is one of the two deterministic baselines of Ramunno et al. (2025, section 3.4, Tables 1 and
 2; "Figure 3 in Díaz Baso & Asensio Ramos (2018)"). Their network ("keepsize" in the authors' code,
 Fig. 3 of the paper) is, at the input resolution:
 
@@ -12,7 +12,7 @@ Fig. 3 of the paper) is, at the input resolution:
 
 then one upsampling stage (nearest-neighbour x2, conv3x3, ReLU) and a 1x1 convolution to one
 channel. Convolutions use reflection padding. The paper upsamples 2x (HMI to a telescope twice its
-size); Ramunno et al. use it for 4x (256x256 input, 1024x1024 output).
+size); Ramunno et al. (2025) use it for 4x (256x256 input, 1024x1024 output).
 
 What we adapt, and why
 ----------------------
@@ -44,8 +44,8 @@ References
 ----------
 .. [1] Díaz Baso, C. J. & Asensio Ramos, A. 2018, A&A 614, A5, "Enhancing SDO/HMI images using deep
    learning", Fig. 3; code: https://github.com/cdiazbas/enhance (architecture only; not copied).
-.. [2] Ramunno, F. P. et al. 2024, "Enhancing image resolution of solar magnetograms: a latent
-   diffusion model approach", sections 3.4 and 7, Tables 1 and 2.
+.. [2] Ramunno, F. P. et al. 2025, "Enhancing image resolution of solar magnetograms: a latent
+   diffusion model approach", A&A 698, A140, sections 3.4 and 7, Tables 1 and 2.
 .. [3] Kim, J., Lee, J. K. & Lee, K. M. 2016, CVPR, "Accurate image super-resolution using very deep
    convolutional networks" (residual learning on the interpolated input).
 .. [4] Ledig, C. et al. 2017, CVPR, "Photo-realistic single image super-resolution using a generative
@@ -319,7 +319,7 @@ class CNNSuperResolution(SuperResolutionModel):
     A trained deterministic CNN behind the `SuperResolutionModel` interface.
 
     Subclasses set `network_class` and the registry `name`. The network sees inputs clipped to
-    [-1, 1] (``clip_input``, as in training, Ramunno et al. section 2); `sunpy_superres.superresolve`
+    [-1, 1] (``clip_input``, as in training, Ramunno et al. 2025, section 2); `sunpy_superres.superresolve`
     adds the clipped excess back. The halo comes from the network's layers, so tiled output equals
     untiled output.
 

@@ -54,7 +54,7 @@ FORMAT_VERSION = 1
 
 #: The trained models of the paper that ship as weights (diffusion variants and CNN baselines).
 TRAINED_MODELS = {
-    "ldm-res": "latent diffusion on the residual (Ramunno et al. 2024, their best model)",
+    "ldm-res": "latent diffusion on the residual (Ramunno et al. 2025, their best model)",
     "ldm": "latent diffusion predicting the HR latent directly",
     "ddpm-res": "pixel-space diffusion on the scaled residual (Palette with residuals)",
     "ddpm": "pixel-space diffusion predicting the HR image directly (Palette)",

@@ -1,9 +1,9 @@
 """
 Progressive: the progressive x2 -> x4 super-resolution CNN of Rahman et al. (2020), a deterministic
-baseline of Ramunno et al. (2024).
+baseline of Ramunno et al. (2025).
 
 Rahman et al. (2020) enhanced HMI magnetograms 4x (input: 4x4-binned HMI) with two models, a
-residual attention network and a *progressive* GAN; Ramunno et al. (2024, section 3.4: "Figure 1 in
+residual attention network and a *progressive* GAN; Ramunno et al. (2025, section 3.4: "Figure 1 in
 Rahman et al. (2020) for the Progressive model") train its generator from scratch with a pixel loss,
 256x256 -> 1024x1024, and report it as the best deterministic model on PSNR/SSIM in their Table 1.
 The progressive model follows ProSR/ProGanSR (Wang et al. 2018): an asymmetric pyramid with one
@@ -37,7 +37,7 @@ References
    magnetograms using novel deep learning methods", Fig. 1.
 .. [2] Wang, Y., Perazzi, F., McWilliams, B., et al. 2018, CVPR Workshops, "A fully progressive
    approach to single-image super-resolution" (ProSR, ProGanSR).
-.. [3] Ramunno, F. P. et al. 2024, sections 3.4 and 7, Tables 1 and 2.
+.. [3] Ramunno, F. P. et al. 2025, A&A 698, A140, sections 3.4 and 7, Tables 1 and 2.
 """
 
 import torch

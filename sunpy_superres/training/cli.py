@@ -33,7 +33,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Fine-tune a trained model on MDI/HMI pairs (Ramunno et al. 2024, section 7): LoRA "
+            "Fine-tune a trained model on MDI/HMI pairs (Ramunno et al. 2025, section 7): LoRA "
             "and the U-Net mid block of a diffusion model, all weights of a CNN. "
             if finetune
             else "Train a sunpy-superres model (autoencoder, diffusion variant, Enhance or Progressive "

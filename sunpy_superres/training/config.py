@@ -145,7 +145,7 @@ class ModelConfig:
 @dataclass
 class FinetuneConfig:
     """
-    Fine-tuning of a trained model on MDI/HMI pairs (Ramunno et al. 2024, section 7).
+    Fine-tuning of a trained model on MDI/HMI pairs (Ramunno et al. 2025, section 7).
 
     Active when ``base_model`` is set. A diffusion base gets LoRA on its attention projections and a
     trainable mid block (`sunpy_superres.training.lora`); a CNN base (Enhance, Progressive) is

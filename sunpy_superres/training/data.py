@@ -25,7 +25,7 @@ def degrade(hr, factor=4):
     """
     The paper's low-resolution input: ``factor x factor`` block mean, then nearest replication.
 
-    Section 4 of Ramunno et al. (2024): "we compute the average value over every 4x4-pixel block
+    Section 4 of Ramunno et al. (2025): "we compute the average value over every 4x4-pixel block
     [...] Finally, we upscale this image [...] by replicating each pixel 4 times without
     interpolation". The result has the shape of ``hr`` and the same mean over every block, which
     simulates 2"/pixel from 0.5"/pixel HMI.

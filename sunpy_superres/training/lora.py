@@ -1,5 +1,5 @@
 """
-LoRA fine-tuning of a diffusion denoiser on MDI/HMI pairs (Ramunno et al. 2024, section 7).
+LoRA fine-tuning of a diffusion denoiser on MDI/HMI pairs (Ramunno et al. 2025, section 7).
 
 The paper fine-tunes its pre-trained residual LDM with "Low-Rank Adaption (LoRA) [...] for the self
 attention layers and we unfreeze the bottleneck layers of the U-Net". Here that is:
@@ -35,7 +35,7 @@ directory.
 
 References
 ----------
-.. [1] Ramunno, F. P. et al. 2024, section 7 (LoRA on self-attention, unfrozen bottleneck).
+.. [1] Ramunno, F. P. et al. 2025, A&A 698, A140, section 7 (LoRA on self-attention, unfrozen bottleneck).
 .. [2] Hu, E. J. et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models".
 """
 

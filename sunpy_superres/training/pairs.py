@@ -1,5 +1,5 @@
 """
-Paired MDI/HMI training data for fine-tuning (Ramunno et al. 2024, section 7).
+Paired MDI/HMI training data for fine-tuning (Ramunno et al. 2025, section 7).
 
 A training pair is an MDI magnetogram (the input, 2"/pixel) and the HMI magnetogram of the same time
 on *exactly* the grid that `sunpy_superres.superresolve` gives the super-resolved MDI map: the
@@ -42,8 +42,8 @@ here and, unchanged, on real pairs from JSOC (`fetch_pair`).
 
 References
 ----------
-.. [1] Ramunno, F. P. et al. 2024, "Enhancing image resolution of solar magnetograms: a latent
-   diffusion model approach", sections 2, 4 and 7.
+.. [1] Ramunno, F. P. et al. 2025, "Enhancing image resolution of solar magnetograms: a latent
+   diffusion model approach", A&A 698, A140, sections 2, 4 and 7.
 .. [2] Liu, Y. et al. 2012, Sol. Phys. 279, 295 (MDI = 1.4 x HMI).
 .. [3] Yeo, K. L., Solanki, S. K. & Krivova, N. A. 2024, A&A 688, A48, Table 2 (the Gaussian of
    3.32" FWHM that matches HMI to MDI resolution).
@@ -199,7 +199,7 @@ def degrade_to_mdi(
 
     References
     ----------
-    .. [1] Ramunno et al. 2024, section 4 (4x4 block mean); Liu et al. 2012 (1.4); Yeo et al. 2024,
+    .. [1] Ramunno et al. 2025, section 4 (4x4 block mean); Liu et al. 2012 (1.4); Yeo et al. 2024,
        Table 2 (PSF); Scherrer et al. 1995 (noise).
     """
     data = _field_gauss(hmi_map, "hmi_map")
@@ -373,7 +373,7 @@ def make_pair(
 
     References
     ----------
-    .. [1] Ramunno et al. 2024, section 7: MDI scaled by 1/1.4, 256x256 crops around the most
+    .. [1] Ramunno et al. 2025, section 7: MDI scaled by 1/1.4, 256x256 crops around the most
        intense AR, HMI as ground truth.
     """
     mdi = _field_gauss(mdi_map, "mdi_map")
@@ -495,7 +495,7 @@ def split_paper_dates(items, *, finetune=FINETUNE_PERIOD, test=TEST_PERIOD):
     """
     Split pairs into the paper's fine-tuning and test sets by observation day.
 
-    Ramunno et al. (2024, section 7) fine-tune on pairs of 1 May - 31 August 2010 and test on pairs
+    Ramunno et al. (2025, section 7) fine-tune on pairs of 1 May - 31 August 2010 and test on pairs
     of 1 September 2010 - 11 April 2011. The split is by UTC calendar day of each item, so all frames
     of a day go to the same side and no day is in both; items outside both periods are left out.
 
@@ -521,7 +521,7 @@ def split_paper_dates(items, *, finetune=FINETUNE_PERIOD, test=TEST_PERIOD):
 
     References
     ----------
-    .. [1] Ramunno et al. 2024, section 7.
+    .. [1] Ramunno et al. 2025, section 7.
     """
     periods = []
     for name, (start, end) in (("finetune", finetune), ("test", test)):
