@@ -155,6 +155,8 @@ def test_a_finetune_default_that_changed_does_not_block_resuming_a_pretraining(t
 def test_shipped_configs():
     assert shipped_configs() == [
         "cpu",
+        "ddpm-cpu",
+        "ddpm-res-cpu",
         "enhance-cpu",
         "enhance-gpu",
         "finetune-cpu",
@@ -162,6 +164,7 @@ def test_shipped_configs():
         "ldm-res-decoder-cpu",
         "ldm-res-s2d-cpu",
         "ldm-res-s2d-noise-cpu",
+        "ldm-s2d-cpu",
         "paper-gpu",
         "progressive-cpu",
         "progressive-gpu",
@@ -177,6 +180,34 @@ def test_shipped_configs():
     noise = load_config("ldm-res-s2d-noise-cpu")
     assert noise.model.noise_conditioning and noise.data.noise_augment_gauss > 0
     assert noise.data.validation_dates == ["2016-07-07"] and "2025" not in noise.data.patch_pattern
+    # The paper's comparison models share the default's recipe; only what the comparison is about
+    # differs (space, residual, and the U-Net levels a pixel-space model needs at 0.5" and 1").
+    recipe = noise.to_dict()
+    for name, space, residual in [
+        ("ldm-s2d-cpu", "latent", False),
+        ("ddpm-res-cpu", "pixel", True),
+        ("ddpm-cpu", "pixel", False),
+    ]:
+        cfg = load_config(name)
+        assert (cfg.model.space, cfg.model.residual, cfg.model.noise_conditioning) == (space, residual, True)
+        other = cfg.to_dict()
+        assert other["data"] == recipe["data"]
+        same = {k for k in recipe if not isinstance(recipe[k], dict)} - {
+            "name",
+            "output_dir",
+            "learning_rate",
+            "max_steps",
+            "time_limit_minutes",
+        }
+        assert {k: other[k] for k in same} == {k: recipe[k] for k in same}
+        assert other["learning_rate"] == s2d.learning_rate
+        differs = {k for k in recipe["model"] if other["model"][k] != recipe["model"][k]}
+        allowed = {"residual", "init_from"} | (
+            {"space", "block_out_channels", "attention_levels", "latent_space", "ae_factor"}
+            if space == "pixel"
+            else set()
+        )
+        assert differs <= allowed, differs
     decoder = load_config("ldm-res-decoder-cpu")
     assert decoder.model.kind == "decoder" and decoder.model.decoder_base == "ldm-res"
     paper = load_config("paper-gpu")
@@ -187,7 +218,7 @@ def test_shipped_configs():
     with pytest.raises(ValueError, match="unknown config key"):
         TrainConfig.from_dict({"model": {"chanels": 3}})  # codespell:ignore chanels
     with pytest.raises(
-        FileNotFoundError, match="shipped: cpu, enhance-cpu, enhance-gpu, finetune-cpu, gpu-ldm-res"
+        FileNotFoundError, match="shipped: cpu, ddpm-cpu, ddpm-res-cpu, enhance-cpu, enhance-gpu"
     ):
         load_config("nonexistent")
 
