@@ -35,7 +35,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import sunpy.map
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from .maps import _STALE_KEYS
 from .metrics import image, physics, regions, spectra
@@ -52,6 +52,7 @@ __all__ = [
     "METRICS",
     "uncertainty_calibration",
     "COVERAGE_BIN_EDGES",
+    "PAPER_TABLE_1",
 ]
 
 #: Lower edges of the true ``|B|`` bins of `uncertainty_calibration` (the last bin is open).
@@ -68,6 +69,61 @@ METRICS = {
     "lpips": ("", True),
     "coverage_1sd": ("", None),
     "coverage_2sd": ("", None),
+}
+
+#: Table 1 of Ramunno et al. (2025, A&A 698, A140): HMI degraded 4x4 and super-resolved back, 250
+#: validation crops of 1024x1024 pixels around the most intense active region, 10 samples of each
+#: diffusion model; mean and standard deviation per metric, under this package's model names. FID and
+#: LPIPS use the paper's pretrained feature networks; flux and AR-size errors are |differences| in %.
+PAPER_TABLE_1 = {
+    "ldm-res": {
+        "psnr": (38.2, 2.0),
+        "ssim": (0.9, 0.03),
+        "lpips": (0.03, 0.01),
+        "fid": (0.01, 0.0),
+        "flux_error": (7.52, 8.56),
+        "ar_area_error": (8.0, 11.1),
+    },
+    "ldm": {
+        "psnr": (29.2, 5.0),
+        "ssim": (0.23, 0.21),
+        "lpips": (0.09, 0.04),
+        "fid": (0.38, 0.02),
+        "flux_error": (58.3, 27.9),
+        "ar_area_error": (17.7, 19.3),
+    },
+    "ddpm-res": {
+        "psnr": (21.8, 6.6),
+        "ssim": (0.14, 0.2),
+        "lpips": (0.63, 0.21),
+        "fid": (1.76, 0.12),
+        "flux_error": (73.3, 26.4),
+        "ar_area_error": (67.8, 36.3),
+    },
+    "ddpm": {
+        "psnr": (17.2, 7.5),
+        "ssim": (0.06, 0.13),
+        "lpips": (0.47, 0.17),
+        "fid": (3.0, 0.56),
+        "flux_error": (81.0, 25.0),
+        "ar_area_error": (80.4, 36.6),
+    },
+    "enhance": {
+        "psnr": (37.6, 4.0),
+        "ssim": (0.92, 0.01),
+        "lpips": (0.19, 0.04),
+        "fid": (0.02, 0.01),
+        "flux_error": (51.1, 34.6),
+        "ar_area_error": (28.5, 58.5),
+    },
+    "progressive": {
+        "psnr": (38.8, 4.0),
+        "ssim": (0.94, 0.01),
+        "lpips": (0.15, 0.02),
+        "fid": (0.02, 0.01),
+        "flux_error": (17.7, 12.0),
+        "ar_area_error": (9.0, 16.7),
+    },
 }
 
 
@@ -103,6 +159,58 @@ class Evaluation:
 
     def __str__(self):
         return "\n".join(self.summary.pformat(max_width=-1, max_lines=-1))
+
+    @classmethod
+    def concatenate(cls, evaluations):
+        """
+        One `Evaluation` from several of the same images, e.g. one `evaluate` call per model.
+
+        Parameters
+        ----------
+        evaluations : sequence of `Evaluation`
+            Results of `evaluate` on the same maps with the same crop and seed, each with models of
+            its own.
+
+        Returns
+        -------
+        `Evaluation`
+            Summaries and records stacked in order, the examples and calibrations merged, the
+            summary's metadata of the first.
+
+        Raises
+        ------
+        ValueError
+            If there is nothing to concatenate, a model appears twice, or the evaluations were made
+            on different images.
+        """
+        evaluations = list(evaluations)
+        if not evaluations:
+            raise ValueError("no evaluations to concatenate")
+        names = [str(n) for ev in evaluations for n in ev.summary["model"]]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models appear in more than one evaluation: {names}")
+        first = evaluations[0].summary.meta
+        for ev in evaluations[1:]:
+            other = ev.summary.meta
+            if any(other.get(k) != first.get(k) for k in ("dates", "crop", "images", "seed")):
+                raise ValueError(
+                    "the evaluations were made on different images (dates, crop, image count or "
+                    "seed differ); concatenate only results of evaluate() on the same maps"
+                )
+        summary = vstack([ev.summary for ev in evaluations], metadata_conflicts="silent")
+        summary.meta = dict(first)
+        for name in summary.colnames:
+            # A metric only some models have (coverage, FID) is NaN for the others, as in `evaluate`.
+            if getattr(summary[name], "mask", None) is not None and summary[name].dtype.kind == "f":
+                column = summary[name]
+                summary[name] = column.filled(np.nan)
+                summary[name].unit, summary[name].format = column.unit, column.format
+        records = vstack([ev.records for ev in evaluations], metadata_conflicts="silent")
+        examples, calibration = {}, {}
+        for ev in evaluations:
+            examples.update(ev.examples)
+            calibration.update(ev.calibration)
+        return cls(summary=summary, records=records, examples=examples, calibration=calibration)
 
     def write(self, directory, *, overwrite=False):
         """
@@ -565,16 +673,32 @@ def plot_boxplots(evaluation, metrics=("flux_error", "ar_area_error", "spectral_
         ax.boxplot(data, tick_labels=names, showfliers=True)
         unit = METRICS[metric][0]
         ax.set_title(metric.replace("_", " ") + (f" [{unit}]" if unit else ""))
-        ax.tick_params(axis="x", labelrotation=30)
+        # Long names ("ldm-res (mean of 8)") slanted and anchored at their tick, so they do not overlap.
+        ax.tick_params(axis="x", labelrotation=35)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
     fig.tight_layout()
     return fig
 
 
-def plot_fourier(evaluation, *, fig=None, scale=2 * u.arcsec):
+def plot_fourier(evaluation, *, fig=None, scale=2 * u.arcsec, models=None):
     """
     Fourier amplitude of the truth and of each model's output with the 2" circle (paper's Fig. 10).
 
     Amplitude outside the circle means features smaller than ``scale``.
+
+    Parameters
+    ----------
+    evaluation : `Evaluation`
+        Its examples (the first image) are shown.
+    fig : `matplotlib.figure.Figure`, optional
+        Figure to draw into (default: a new one sized to the panels).
+    scale : `~astropy.units.Quantity`, optional
+        Feature size of the circle.
+    models : sequence of str, optional
+        The models shown, in order (default: all of the summary); the paper's Fig. 10 shows
+        ``["ldm-res", "progressive", "enhance"]``.
 
     Returns
     -------
@@ -584,7 +708,13 @@ def plot_fourier(evaluation, *, fig=None, scale=2 * u.arcsec):
     from matplotlib.patches import Circle
 
     ex = evaluation.examples
-    panels = [("truth", ex["truth"])] + [(n, ex[n]) for n in evaluation.summary["model"]]
+    names = list(evaluation.summary["model"]) if models is None else list(models)
+    unknown = [n for n in names if n not in ex]
+    if unknown:
+        raise ValueError(
+            f"no output of {unknown} in this evaluation; it has {sorted(set(ex) - {'truth', 'lowres'})}"
+        )
+    panels = [("truth", ex["truth"])] + [(n, ex[n]) for n in names]
     fig = fig or plt.figure(figsize=(3.2 * len(panels), 3.6))
     truth_amp = spectra.fourier_amplitude(ex["truth"]).amplitude.value
     vmax = np.percentile(np.log10(truth_amp + 1e-12), 99.9)

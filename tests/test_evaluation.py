@@ -125,6 +125,46 @@ def test_write_tables_and_figures(result, tmp_path):
         result.write(tmp_path)
 
 
+def test_concatenate_equals_one_evaluation_of_all_models(result):
+    """One evaluate() call per model, concatenated, is the evaluation of all of them at once."""
+    from sunpy_superres.evaluation import Evaluation
+
+    truth = [result.examples["truth"]]
+    parts = [
+        evaluate(["nearest"], truth, crop=None, seed=1),
+        evaluate(["bicubic"], truth, crop=None, seed=1),
+        evaluate([NoisyNearest(device="cpu")], truth, samples=3, crop=None, seed=1),
+    ]
+    joined = Evaluation.concatenate(parts)
+    assert list(joined.summary["model"]) == list(result.summary["model"])
+    for name in ("psnr_mean", "flux_error_mean", "coverage_2sd_mean"):
+        np.testing.assert_allclose(joined.summary[name], result.summary[name], rtol=1e-6)
+    # coverage is NaN, not masked, for the deterministic rows, as in one evaluate() call
+    assert np.isnan(joined.summary["coverage_2sd_mean"][0]) and not hasattr(
+        joined.summary["coverage_2sd_mean"], "mask"
+    )
+    assert len(joined.records) == len(result.records)
+    assert set(joined.examples) == set(result.examples) and set(joined.calibration) == {"noisy-nearest"}
+    with pytest.raises(ValueError, match="more than one evaluation"):
+        Evaluation.concatenate([parts[0], parts[0]])
+    with pytest.raises(ValueError, match="different images"):
+        Evaluation.concatenate([parts[0], evaluate(["bicubic"], truth, crop=None, seed=2)])
+    with pytest.raises(ValueError, match="no evaluations"):
+        Evaluation.concatenate([])
+
+
+def test_fourier_figure_shows_the_models_asked_for(result):
+    import matplotlib.pyplot as plt
+
+    from sunpy_superres.evaluation import plot_fourier
+
+    fig = plot_fourier(result, models=["bicubic"])
+    assert [ax.get_title() for ax in fig.axes] == ["FT - truth", "FT - bicubic"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no output of \\['ldm'\\]"):
+        plot_fourier(result, models=["ldm"])
+
+
 def test_evaluate_command(tmp_path, capsys):
     out = tmp_path / "eval"
     assert cli.main(["evaluate", HMI_AR_CUTOUT, "-o", str(out), "--crop", "128"]) == 0
