@@ -27,7 +27,15 @@ extensions = [
     # the model cards are Markdown files shipped with the weights, included as they are
     "myst_parser",
     "provenance_keys",
+    # figures drawn by the package from tables in docs/paper (reproducing.rst)
+    "matplotlib.sphinxext.plot_directive",
 ]
+# The plot directive runs its code in docs/, where the paper/ tables are; figures only, no source.
+plot_working_directory = os.path.dirname(os.path.abspath(__file__))
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 100)]
 # Markdown only where it is meant: the model-card pages. sphinx-gallery's sources are .py files and
 # its README is README.txt; nothing else under docs/ ends in .md.
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
