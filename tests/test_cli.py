@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import astropy.units as u
 import numpy as np
 import pytest
 import sunpy.map
@@ -200,6 +201,52 @@ def test_sampler_options(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
         assert not bad.exists()
+
+
+def test_samples_and_the_recorded_seed(tmp_path):
+    """--samples writes the mean and its uncertainty; the seed drawn is in SRSEED and repeats the run."""
+    from sunpy_superres import UncertaintyMap, superresolve
+
+    from .models.tiny import tiny_model
+
+    src = tmp_path / "in.fits"
+    synthetic_map(shape=(16, 16), value=100.0).save(src)
+    tiny_model("latent", True).save_pretrained(tmp_path / "model")
+    out = tmp_path / "three.fits"
+    args = ("--model", tmp_path / "model", "--steps", "2", "--quiet")
+    assert run_cli(src, "-o", out, "--samples", "3", "--seed", "5", *args) == 0
+    um = UncertaintyMap.read(out)
+    assert (um.meta["srsample"], um.meta["srseed"]) == (3, 5)
+    direct = superresolve(
+        sunpy.map.Map(src), model=str(tmp_path / "model"), samples=3, seed=5, steps=2, progress=False
+    )
+    np.testing.assert_allclose(um.data, direct.data, rtol=1e-6)
+    np.testing.assert_allclose(um.std.value, direct.std.value, rtol=1e-5)
+    assert np.all(um.std.value > 0)
+
+    # No --seed: the seed drawn is recorded, and passing it back gives the same map.
+    assert run_cli(src, "-o", tmp_path / "drawn.fits", *args) == 0
+    drawn = sunpy.map.Map(tmp_path / "drawn.fits")
+    seed = drawn.meta["srseed"]
+    assert isinstance(seed, int) and seed >= 0
+    assert run_cli(src, "-o", tmp_path / "again.fits", "--seed", seed, *args) == 0
+    np.testing.assert_array_equal(sunpy.map.Map(tmp_path / "again.fits").data, drawn.data)
+
+
+def test_the_embedded_default_records_its_seed(tmp_path):
+    """The shipped ldm-res through the command: SRSEED repeats the sample; another seed changes it."""
+    piece = sunpy.map.Map(MDI_AR_CUTOUT).submap([48, 48] * u.pix, top_right=[79, 79] * u.pix)
+    src = tmp_path / "piece.fits"
+    # float data: the cut-out's BLANK (for its integer original) does not apply to the piece
+    sunpy.map.Map(piece.data, {k: v for k, v in piece.meta.items() if k != "blank"}).save(src)
+    assert run_cli(src, "-o", tmp_path / "a.fits", "--quiet") == 0
+    first = sunpy.map.Map(tmp_path / "a.fits")
+    assert first.meta["srmodel"] == "ldm-res" and first.data.shape == (128, 128)
+    seed = first.meta["srseed"]
+    assert run_cli(src, "-o", tmp_path / "b.fits", "--seed", seed, "--quiet") == 0
+    np.testing.assert_array_equal(sunpy.map.Map(tmp_path / "b.fits").data, first.data)
+    assert run_cli(src, "-o", tmp_path / "c.fits", "--seed", seed + 1, "--quiet") == 0
+    assert not np.array_equal(sunpy.map.Map(tmp_path / "c.fits").data, first.data)
 
 
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])

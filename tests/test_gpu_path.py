@@ -127,6 +127,50 @@ def test_bf16_autocast_is_close_to_fp32(small_mdi):
     np.testing.assert_allclose(means, ref.superpixel((4, 4) * u.pix, func=np.mean).data, rtol=1e-5, atol=1e-2)
 
 
+def test_fp16_autocast_on_the_cpu_is_close_to_fp32():
+    """float16 autocast runs on the CPU too, and computes the same function to its precision."""
+    src = tiny_model()
+    model = DiffusionSuperResolution(
+        src.denoiser, src.autoencoder, tile_size=32, halo=4, steps=4, device="cpu"
+    )
+    x = np.random.default_rng(0).normal(0, 0.1, (2, 32, 32)).astype(np.float32)
+    ref = model.predict(x, seeds=[1, 2])
+    low = model.configure_runtime(precision="fp16")
+    assert low.precision == "fp16" and model.precision == "fp32"
+    out = low.predict(x, seeds=[1, 2])
+    # float16 keeps 11 significant bits (relative rounding 2**-12); measured 0.13 % of the spread.
+    diff = np.abs(out - ref)
+    assert np.isfinite(out).all() and 0 < diff.mean() < 0.01 * np.std(ref)
+
+
+def test_torch_compile_on_the_cpu_matches_eager():
+    """
+    torch.compile (Inductor, C++ code generated and built here) computes the same function as eager.
+
+    Needs a C++ compiler; where there is none the package falls back to eager with a warning (tested
+    in test_compile_falls_back_to_eager) and this test skips. The compilation takes about a minute.
+    """
+    import warnings
+
+    src = tiny_model()
+    model = DiffusionSuperResolution(
+        src.denoiser, src.autoencoder, tile_size=32, halo=4, steps=4, device="cpu"
+    )
+    x = np.random.default_rng(0).normal(0, 0.1, (2, 32, 32)).astype(np.float32)
+    ref = model.predict(x, seeds=[1, 2])
+    compiled = model.configure_runtime(compile=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compiled.predict(x, seeds=[1, 2])
+    fallback = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
+    if fallback:
+        pytest.skip(f"torch.compile does not work here: {fallback[0]}")
+    assert compiled._denoise.active
+    # Only the order of float32 operations differs: measured 1.1e-6 against a spread of 0.36.
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-4 * np.std(ref))
+    assert not np.array_equal(out, model.predict(x, seeds=[1, 3]))  # the seed still matters
+
+
 def test_precision_recorded_in_header(small_mdi, tmp_path):
     out = run(small_mdi, tiny_model(), precision="bf16")
     assert out.meta["srprec"] == "bf16"

@@ -138,6 +138,14 @@ def test_submap_superpixel_resample_keep_std(um):
 
     rs = um.resample([256, 256] * u.pix)
     assert rs.std.shape == (256, 256) and isinstance(rs, UncertaintyMap)
+    # Each sample resampled by sunpy itself; mean and std of the result are those of these samples
+    # (linear interpolation commutes with the mean, so the mean is also the resampled mean).
+    alone = np.stack([sunpy.map.Map(s.value, um.meta).resample([256, 256] * u.pix).data for s in um.samples])
+    np.testing.assert_allclose(rs.samples.value, alone, rtol=1e-6)
+    np.testing.assert_allclose(rs.data, alone.mean(axis=0), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(rs.std.value, alone.std(axis=0, ddof=1), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(rs.data, um.mean_map.resample([256, 256] * u.pix).data, rtol=1e-4, atol=1e-2)
+    assert rs.wcs.wcs.compare(um.mean_map.resample([256, 256] * u.pix).wcs.wcs)
 
 
 def test_operations_without_samples(mdi_cutout, noisy):
