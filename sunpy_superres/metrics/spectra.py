@@ -448,8 +448,10 @@ def spectral_error(pred, truth, lowres_scale, *, nbins=None, window="hann"):
         )
     if not np.allclose(_pixel_scales(pred), _pixel_scales(truth), rtol=1e-6):
         raise ValueError(
-            f"pred and truth must be on the same grid; their pixel scales are "
-            f"{_pixel_scales(pred)} and {_pixel_scales(truth)} arcsec/pixel."
+            "pred and truth must be on the same grid; their pixel scales are "
+            "{:.6g} x {:.6g} and {:.6g} x {:.6g} arcsec/pixel.".format(
+                *_pixel_scales(pred), *_pixel_scales(truth)
+            )
         )
     low = _as_arcsec_per_pixel(lowres_scale, "lowres_scale")
     dx, dy = _pixel_scales(truth)

@@ -243,6 +243,62 @@ def test_small_scale_and_spectral_error_validation(hmi_cutout, mdi_cutout):
     )
 
 
+def _gain_above(smap, k_cut, gain):
+    """``smap`` with every Fourier mode of ``|k| > k_cut`` (1/arcsec) multiplied by ``gain``."""
+    ny, nx = smap.data.shape
+    dx, dy = (float(v.to_value(u.arcsec / u.pix)) for v in smap.scale)
+    ky, kx = np.meshgrid(np.fft.fftfreq(ny, dy), np.fft.fftfreq(nx, dx), indexing="ij")
+    factor = np.where(np.hypot(kx, ky) > k_cut, gain, 1.0)
+    return with_data(smap, np.fft.ifft2(np.fft.fft2(np.asarray(smap.data, dtype=float)) * factor).real)
+
+
+@pytest.mark.parametrize("nbins", [None, 40])
+def test_spectral_error_counts_exactly_the_added_scales(hmi_cutout, nbins):
+    """
+    A prediction whose Fourier modes are the truth's, times 2 in amplitude above a cut: without a
+    taper its power is exactly 4 times the truth's in every bin above the cut and the same below, so
+    the error is ln 4 times the share of the bins between the input's Nyquist frequency (2" pixels)
+    and the output's that lie above the cut, and 0 for a cut at or below the input's Nyquist.
+    """
+    low = 2 * u.arcsec / u.pix
+    k_in = 1 / (2 * 2.0)
+    kwargs = {"window": None, "nbins": nbins}
+    k, _ = radial_power_spectrum(hmi_cutout, nbins=nbins, window=None)
+    k = k.to_value(1 / u.arcsec)
+    in_range = k > k_in
+    for k_cut in (0.3, 0.5, 0.7):
+        pred = _gain_above(hmi_cutout, k_cut, 2.0)
+        share = np.mean(k[in_range] > k_cut)
+        measured = spectral_error(pred, hmi_cutout, low, **kwargs)
+        exact = np.log(4.0) * share
+        mixed = np.log(4.0) / in_range.sum()  # at most one bin straddles the cut
+        assert abs(measured - exact) <= mixed + 1e-9, (k_cut, measured, exact)
+        assert 0 < measured < np.log(4.0)
+    # Power changed only at scales the input already resolves (k below 0.25/arcsec): no error at all.
+    below = with_data(hmi_cutout, hmi_cutout.data + 5 * _gain_above(hmi_cutout, 0.2, 0.0).data)
+    assert spectral_error(below, hmi_cutout, low, **kwargs) == pytest.approx(0.0, abs=1e-9)
+    # ... but the same change counts for an input of 8" pixels, whose Nyquist frequency lies below it.
+    assert spectral_error(below, hmi_cutout, 8 * u.arcsec / u.pix, **kwargs) > 0.1
+    # The taper is passed on: with the default Hann window the boosted prediction scores otherwise.
+    assert spectral_error(pred, hmi_cutout, low, nbins=nbins) != spectral_error(
+        pred, hmi_cutout, low, **kwargs
+    )
+
+
+def test_spectral_error_names_what_is_wrong(hmi_cutout):
+    with pytest.raises(TypeError, match="pred"):
+        spectral_error(np.asarray(hmi_cutout.data), hmi_cutout, 2 * u.arcsec)
+    with pytest.raises(TypeError, match="truth"):
+        spectral_error(hmi_cutout, np.asarray(hmi_cutout.data), 2 * u.arcsec)
+    with pytest.raises(ValueError, match="coarser than the maps' pixel scale"):
+        spectral_error(hmi_cutout, hmi_cutout, hmi_cutout.scale.axis1)  # equal is not coarser
+    coarser = make_map(np.asarray(hmi_cutout.data), 0.6)
+    with pytest.raises(ValueError, match=r"pixel scales are 0\.6 x 0\.6 and 0\.504271 x 0\.504271 arcsec"):
+        spectral_error(coarser, hmi_cutout, 2 * u.arcsec)
+    with pytest.raises(u.UnitsError, match="lowres_scale"):
+        spectral_error(hmi_cutout, hmi_cutout, 2 * u.G)
+
+
 def test_bicubic_lacks_small_scale_power_on_real_hmi(hmi_cutout, degraded_hmi):
     lowres, bicubic = degraded_hmi
     assert bicubic.data.shape == hmi_cutout.data.shape
