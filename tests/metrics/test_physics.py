@@ -23,6 +23,8 @@ from sunpy_superres.metrics.physics import (
     net_flux,
     percentage_difference,
     pixel_area,
+    quiet_noise_gauss,
+    quiet_sun_noise,
     unsigned_flux,
 )
 
@@ -248,3 +250,109 @@ def test_heliographic_map_and_bad_mu_min_raise():
         pixel_area(smap)
     with pytest.raises(ValueError, match="mu_min"):
         pixel_area(full_disk_map(shape=(64, 64), scale=32.0), mu_min=1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Quiet-Sun noise
+
+
+def white_noise(sigma, shape=(256, 256), seed=0):
+    return np.random.default_rng(seed).normal(0.0, sigma, shape)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_quiet_noise_of_white_noise_is_its_sigma(factor):
+    # The residual about a block mean of f x f pixels has sigma * sqrt(1 - 1/f**2): undone exactly,
+    # so every block size gives sigma (65,536 pixels: the MAD's own error is about 0.5 %).
+    field = white_noise(4.0)
+    assert quiet_noise_gauss(field, factor=factor) == pytest.approx(4.0, rel=0.02)
+    # It scales with the noise and does not see a constant offset below the threshold.
+    assert quiet_noise_gauss(2.5 * field + 1.0, factor=factor) == pytest.approx(10.0, rel=0.02)
+
+
+def test_quiet_noise_uses_only_blocks_below_the_threshold():
+    field = white_noise(3.0)
+    # Half the map: noise-free blocks whose mean is exactly 5 G (then -8 G) with a +-100 G pattern
+    # inside, which would multiply the estimate if those blocks counted.
+    pattern = np.tile([[100.0, -100.0], [-100.0, 100.0]], (64, 128))
+    strong = field.copy()
+    strong[:128] = pattern + 5.0
+    assert quiet_noise_gauss(strong) == quiet_noise_gauss(field[128:])
+    strong[:128] = pattern - 8.0
+    assert quiet_noise_gauss(strong) == quiet_noise_gauss(field[128:])
+    # A higher threshold takes them in.
+    assert quiet_noise_gauss(strong, threshold=10.0) > 3 * quiet_noise_gauss(field[128:])
+
+
+def test_quiet_noise_ignores_nan_and_trims_to_whole_blocks():
+    field = white_noise(3.0, shape=(258, 259))
+    whole = quiet_noise_gauss(field[:256, :256])
+    assert quiet_noise_gauss(field) == whole  # the partial blocks at the edges are left out
+    holed = field.copy()
+    holed[:64] = np.nan
+    assert quiet_noise_gauss(holed) == quiet_noise_gauss(field[64:256, :256])
+
+
+def test_quiet_noise_needs_enough_quiet_pixels():
+    with pytest.raises(
+        ValueError,
+        match=r"only 784 pixels lie in 4x4 blocks with \|mean\| < 5 G \(at least 1000 are needed\); "
+        "give a map with more quiet Sun",
+    ):
+        quiet_noise_gauss(white_noise(3.0, shape=(30, 30)))
+    assert quiet_noise_gauss(white_noise(3.0, shape=(30, 30)), min_pixels=784) > 0
+    with pytest.raises(ValueError, match=r"only 0 pixels lie in 2x2 blocks with \|mean\| < 1 G"):
+        quiet_noise_gauss(white_noise(3.0) + 50, factor=2, threshold=1.0)
+
+
+def test_quiet_sun_noise_of_a_map_in_any_field_unit():
+    field = white_noise(4.0, shape=(1024, 1024))
+    in_gauss = full_disk_map(field)
+    noise = quiet_sun_noise(in_gauss)
+    assert noise.unit == u.G and noise.value == quiet_noise_gauss(field)
+    assert quiet_sun_noise(full_disk_map(field * 1e-4, unit=u.T)).to_value(u.G) == pytest.approx(noise.value)
+    assert quiet_sun_noise(full_disk_map(field, unit=u.Mx / u.cm**2)).value == pytest.approx(noise.value)
+    assert quiet_sun_noise(in_gauss, factor=2).value == quiet_noise_gauss(field, factor=2)
+    assert quiet_sun_noise(in_gauss, threshold=4e-4 * u.T).value == quiet_noise_gauss(field, threshold=4.0)
+    with pytest.raises(ValueError, match="threshold must be positive, got 0.0 G"):
+        quiet_sun_noise(in_gauss, threshold=0 * u.G)
+    with pytest.raises(ValueError):
+        quiet_sun_noise(full_disk_map(field, unit=u.m / u.s))
+
+
+def test_masked_pixels_count_as_missing_and_the_map_is_not_modified():
+    data = np.full((64, 64), 300.0)
+    data[:, 32:] = -300.0
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[10:20, 5:50] = True
+    header = dict(full_disk_map(shape=(64, 64), scale=32.0).meta)
+    masked = sunpy.map.Map(data.copy(), header, mask=mask)
+    holed = full_disk_map(np.where(mask, np.nan, data), shape=(64, 64), scale=32.0)
+    assert u.allclose(unsigned_flux(masked), unsigned_flux(holed), rtol=0)
+    assert unsigned_flux(masked) < unsigned_flux(full_disk_map(data, shape=(64, 64), scale=32.0))
+    assert u.allclose(net_flux(masked), net_flux(holed), rtol=0)
+    ar_masked, ar_holed = active_region_area(masked), active_region_area(holed)
+    assert ar_masked.pixels == ar_holed.pixels and u.allclose(ar_masked.area, ar_holed.area, rtol=0)
+    np.testing.assert_array_equal(ar_masked.mask, ar_holed.mask)
+    np.testing.assert_array_equal(masked.data, data)  # the caller's map keeps its values
+
+
+def test_a_non_magnetic_map_is_named_by_its_unit_and_bunit():
+    smap = full_disk_map(np.ones((64, 64)), shape=(64, 64), scale=32.0, unit=u.m / u.s)
+    with pytest.raises(ValueError, match=r"this map's unit is Unit\(\"m / s\"\) \(BUNIT='m s-1'\)"):
+        unsigned_flux(smap)
+
+
+def test_pixel_area_with_rectangular_pixels_matches_sunpy():
+    # 32" x 16" pixels, near the limb too: the x and y scales enter separately, and mu_min=0 is allowed.
+    earth = get_earth(OBSTIME)
+    centre = SkyCoord(0 * u.arcsec, 0 * u.arcsec, frame=Helioprojective(observer=earth, obstime=OBSTIME))
+    header = make_fitswcs_header((128, 64), centre, scale=[32, 16] * u.arcsec / u.pix, unit=u.G)
+    smap = sunpy.map.Map(np.zeros((128, 64)), header)
+    distance, mu, _ = surface_reference(smap)
+    solid_angle = (32 * u.arcsec * 16 * u.arcsec).to_value(u.sr)
+    expected = solid_angle * distance**2 / mu
+    area = pixel_area(smap, mu_min=0.0).to_value(u.m**2)
+    on_disk = np.isfinite(expected) & (mu > 0)
+    np.testing.assert_allclose(area[on_disk], expected[on_disk], rtol=1e-8)
+    assert np.all(np.isnan(area[~np.isfinite(distance)]))  # lines of sight that miss the Sun
