@@ -390,7 +390,60 @@ def test_butterworth_split_of_real_hmi_sums_back_and_keeps_header(hmi_cutout):
 def test_butterworth_split_validation(mdi_cutout):
     with pytest.raises(ValueError, match="Nyquist"):
         butterworth_split(mdi_cutout)  # 2" pixels hold nothing below 2"
-    with pytest.raises(ValueError, match="square pixels"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs square pixels; the map's are 0\.2500 x 0\.5000 arcsec/pixel\. Resample it first "
+        r"\(e\.g\. with smap\.resample or smap\.reproject_to\)\.",
+    ):
         butterworth_split(make_map(np.zeros((32, 32)), 0.25, 0.5))
+    # Square to 0.1 % is square: header scales rounded at the 4th digit are accepted.
+    butterworth_split(make_map(np.random.default_rng(0).normal(size=(32, 32)), 0.25, 0.2501))
     with pytest.raises(u.UnitsError):
         butterworth_split(make_map(np.zeros((32, 32)), 0.25), cutoff=2 * u.m)
+
+
+def test_validation_messages_name_the_argument(hmi_cutout):
+    # anchored at the start: the message begins with the argument's own name
+    with pytest.raises(TypeError, match=r"^pred must be a sunpy Map, got ndarray\."):
+        spectral_error(np.zeros((4, 4)), hmi_cutout, 2 * u.arcsec)
+    with pytest.raises(TypeError, match=r"^truth must be a sunpy Map, got ndarray\."):
+        spectral_error(hmi_cutout, np.zeros((4, 4)), 2 * u.arcsec)
+    with pytest.raises(u.UnitsError, match=r"^lowres_scale must be an angle per pixel"):
+        spectral_error(hmi_cutout, hmi_cutout, 2 * u.G)
+    for bad in (0 * u.arcsec, -2 * u.arcsec / u.pix, np.nan * u.arcsec, np.inf * u.arcsec / u.pix):
+        with pytest.raises(ValueError, match=r"^lowres_scale must be positive and finite, got"):
+            spectral_error(hmi_cutout, hmi_cutout, bad)
+
+
+def test_fourier_amplitude_is_the_fft_of_the_tapered_data(hmi_cutout):
+    from scipy.signal import get_window
+
+    data = np.asarray(hmi_cutout.data, dtype=float)
+    plain = fourier_amplitude(hmi_cutout, window=None)
+    np.testing.assert_allclose(plain.amplitude.value, np.abs(np.fft.fftshift(np.fft.fft2(data))), rtol=1e-10)
+    taper = np.outer(get_window("hann", data.shape[0]), get_window("hann", data.shape[1]))
+    tapered = fourier_amplitude(hmi_cutout, window="hann")
+    np.testing.assert_allclose(
+        tapered.amplitude.value, np.abs(np.fft.fftshift(np.fft.fft2(data * taper))), rtol=1e-10
+    )
+    assert plain.amplitude.unit == hmi_cutout.unit
+    unitless = fourier_amplitude(
+        sunpy.map.Map(data, {k: v for k, v in hmi_cutout.meta.items() if k != "bunit"})
+    )
+    assert unitless.amplitude.unit == u.dimensionless_unscaled
+
+
+def test_radial_spectrum_of_a_rectangular_map_with_rectangular_pixels():
+    # 128 x 64 pixels of 0.5" x 1": frequency steps 1/64" and 1/64" but Nyquist 1" and 0.5" apart.
+    data = np.random.default_rng(1).normal(size=(64, 128))
+    smap = make_map(data, 0.5, scale_y=1.0)
+    k, power = radial_power_spectrum(smap, window=None)
+    k = k.to_value(1 / u.arcsec)
+    step = 1 / min(128 * 0.5, 64 * 1.0)
+    np.testing.assert_allclose(np.diff(k), step, rtol=1e-9)
+    assert k[-1] <= min(1 / (2 * 0.5), 1 / (2 * 1.0)) + step  # up to the lower Nyquist frequency
+    wide = make_map(np.random.default_rng(1).normal(size=(64, 256)), 0.5, scale_y=0.5)
+    kw, _ = radial_power_spectrum(wide, window=None)
+    np.testing.assert_allclose(np.diff(kw.to_value(1 / u.arcsec)), 1 / min(256 * 0.5, 64 * 0.5), rtol=1e-9)
+    # Two bins are enough; one is not.
+    assert len(radial_power_spectrum(smap, nbins=2)[0]) == 2
