@@ -129,10 +129,7 @@ def test_bf16_autocast_is_close_to_fp32(small_mdi):
 
 def test_fp16_autocast_on_the_cpu_is_close_to_fp32():
     """float16 autocast runs on the CPU too, and computes the same function to its precision."""
-    src = tiny_model()
-    model = DiffusionSuperResolution(
-        src.denoiser, src.autoencoder, tile_size=32, halo=4, steps=4, device="cpu"
-    )
+    model = _tiny_on("cpu")
     x = np.random.default_rng(0).normal(0, 0.1, (2, 32, 32)).astype(np.float32)
     ref = model.predict(x, seeds=[1, 2])
     low = model.configure_runtime(precision="fp16")
@@ -152,10 +149,7 @@ def test_torch_compile_on_the_cpu_matches_eager():
     """
     import warnings
 
-    src = tiny_model()
-    model = DiffusionSuperResolution(
-        src.denoiser, src.autoencoder, tile_size=32, halo=4, steps=4, device="cpu"
-    )
+    model = _tiny_on("cpu")
     x = np.random.default_rng(0).normal(0, 0.1, (2, 32, 32)).astype(np.float32)
     ref = model.predict(x, seeds=[1, 2])
     compiled = model.configure_runtime(compile=True)
