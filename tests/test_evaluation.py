@@ -37,6 +37,37 @@ def test_summary_table(result):
     assert summary["psnr_mean"].unit == u.dB or str(summary["psnr_mean"].unit) == "dB"
 
 
+def test_summary_is_the_metric_functions_on_the_outputs(result):
+    """Each summary number is the metric function of the package on the output it scored."""
+    from sunpy_superres.metrics import image, physics, spectra
+
+    truth, lowres = result.examples["truth"], result.examples["lowres"]
+    for name in ("nearest", "bicubic"):
+        pred = result.examples[name]
+        row = result.summary[list(result.summary["model"]).index(name)]
+        flux = physics.percentage_difference(physics.unsigned_flux(pred), physics.unsigned_flux(truth))
+        area = physics.percentage_difference(
+            physics.active_region_area(pred).area, physics.active_region_area(truth).area
+        )
+        expected = {
+            "psnr": image.psnr(pred, truth),
+            "ssim": image.ssim(pred, truth),
+            "flux_error": abs(flux.to_value(u.percent)),
+            "ar_area_error": abs(area.to_value(u.percent)),
+            "spectral_error": spectra.spectral_error(pred, truth, lowres.scale.axis1),
+            "small_scale": spectra.small_scale_power_fraction(pred, truth),
+        }
+        for metric, value in expected.items():
+            assert row[f"{metric}_mean"] == pytest.approx(float(value), rel=1e-12), (name, metric)
+            assert row[f"{metric}_std"] == 0  # one output
+    # A stochastic model's row is the mean and the (population) spread of its samples' scores.
+    scores = result.records["psnr"][result.records["model"] == "noisy-nearest"]
+    row = result.summary[list(result.summary["model"]).index("noisy-nearest")]
+    assert row["psnr_mean"] == pytest.approx(np.mean(scores)) and row["psnr_std"] == pytest.approx(
+        np.std(scores)
+    )
+
+
 def test_deterministic_baselines_lack_small_scales(result):
     """The paper's point: interpolation has far less power below 2" than the truth."""
     row = result.summary[result.summary["model"] == "bicubic"][0]
