@@ -49,3 +49,17 @@ def test_calibration_factor_follows_the_instrument(mdi_cutout, hmi_cutout):
             ValueError, match=r"is not a positive finite factor; pass True \(MDI 1/1.4\), False"
         ):
             calibration_factor(mdi_cutout, calibrate=bad)
+
+
+def test_normalisation_to_network_units_and_back():
+    import numpy as np
+
+    from sunpy_superres.calibration import denormalise, normalise
+
+    field = np.array([[-3000, 0], [1500, 3000]], dtype=np.int16)  # integer data are promoted
+    units = normalise(field)
+    assert units.dtype == np.float32
+    np.testing.assert_array_equal(units, [[-1.0, 0.0], [0.5, 1.0]])
+    back = denormalise(units)
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, field.astype(np.float32))

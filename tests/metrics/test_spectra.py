@@ -447,3 +447,26 @@ def test_radial_spectrum_of_a_rectangular_map_with_rectangular_pixels():
     np.testing.assert_allclose(np.diff(kw.to_value(1 / u.arcsec)), 1 / min(256 * 0.5, 64 * 0.5), rtol=1e-9)
     # Two bins are enough; one is not.
     assert len(radial_power_spectrum(smap, nbins=2)[0]) == 2
+
+
+def test_masked_pixels_are_missing_and_the_taper_follows_each_axis(hmi_cutout):
+    from scipy.signal import get_window
+
+    data = np.asarray(hmi_cutout.data, dtype=float)[:, :384]  # 512 rows, 384 columns
+    rect = make_map(data, 0.5)
+    taper = np.outer(get_window("hann", 512), get_window("hann", 384))
+    np.testing.assert_allclose(
+        fourier_amplitude(rect, window="hann").amplitude.value,
+        np.abs(np.fft.fftshift(np.fft.fft2(data * taper))),
+        rtol=1e-10,
+    )
+    # A mask means missing data, as NaN does (both are set to 0 before the transform).
+    mask = np.zeros(data.shape, dtype=bool)
+    mask[100:140, 50:90] = True
+    masked = sunpy.map.Map(data, rect.meta, mask=mask)
+    holed = make_map(np.where(mask, np.nan, data), 0.5)
+    np.testing.assert_array_equal(
+        fourier_amplitude(masked).amplitude.value, fourier_amplitude(holed).amplitude.value
+    )
+    np.testing.assert_array_equal(radial_power_spectrum(masked).power, radial_power_spectrum(holed).power)
+    assert not np.array_equal(radial_power_spectrum(masked).power, radial_power_spectrum(rect).power)
