@@ -7,8 +7,7 @@ held-out 2016-07-07 frame (``evaluate_heldout.py``'s crops: training never saw t
 stochastic model gets a row per sample ("one sample": mean and spread over all its samples, as the
 paper's Table 1) and a row for the mean of its samples with the coverage of ``mean +- 2 std``.
 ``seconds`` is the wall time of one output (one sample of one crop, scoring included) on this
-machine. LPIPS and FID
-columns are filled when their pretrained feature weights are given (see
+machine. LPIPS and FID columns are filled when their pretrained feature weights are given (see
 `sunpy_superres.metrics.image`), blank otherwise. Run from the repository root::
 
     python benchmarks/paper_table1.py --samples 8 --output docs/paper
@@ -59,7 +58,7 @@ def _cell(value, spread, digits):
     return f"{value:.{digits}g} ± {spread:.2g}"
 
 
-def table1(evaluation, seconds, samples, missing=()):
+def table1(evaluation, seconds, samples, missing=None):
     """
     The rows of Table 1: per model (and per mean of samples) the metrics and the paper's values.
 
@@ -71,7 +70,7 @@ def table1(evaluation, seconds, samples, missing=()):
         Wall seconds per output, by model name.
     samples : int
         Samples of each stochastic model (their means are rows ``mean_name(name, samples)``).
-    missing : dict
+    missing : dict, optional
         Model name -> why it has no row (no weights).
 
     Returns
@@ -81,14 +80,15 @@ def table1(evaluation, seconds, samples, missing=()):
         ``paper <metric>`` for the paper's PSNR, SSIM, LPIPS, FID, flux and AR-size errors.
     """
     summary = evaluation.summary
+    missing = missing or {}
     rows = []
     names = [str(n) for n in summary["model"]]
     order = [m for m in MODELS if m in names or m in missing] + [
         n for n in names if n not in MODELS and n not in {mean_name(m, samples) for m in names}
     ]
     for name in order:
-        means = [n for n in names if n == mean_name(name, samples)]
-        labels = [(name, "one sample" if means else "")] + [(n, "") for n in means]
+        mean = mean_name(name, samples)
+        labels = [(name, "one sample"), (mean, "")] if mean in names else [(name, "")]
         for label, note in labels:
             row = {"model": label + (f" ({note})" if note else "")}
             if name in missing:
@@ -97,10 +97,12 @@ def table1(evaluation, seconds, samples, missing=()):
                 r = summary[names.index(label)]
                 row["n"] = str(int(r["n"]))
                 for metric, header, digits in COLUMNS:
-                    value = float(r[metric + "_mean"]) if metric + "_mean" in r.colnames else None
-                    spread = float(r[metric + "_std"]) if metric + "_std" in r.colnames else None
-                    if metric == "fid":
-                        value = float(r["fid"]) if "fid" in r.colnames else None
+                    # FID is one number per model (a distance between sets), the others mean and std.
+                    key, spread_key = (
+                        ("fid", None) if metric == "fid" else (metric + "_mean", metric + "_std")
+                    )
+                    value = float(r[key]) if key in r.colnames else None
+                    spread = float(r[spread_key]) if spread_key in r.colnames else None
                     row[header] = _cell(value, spread, digits)
                 row["seconds"] = f"{seconds[name]:.2g}"
             paper = PAPER_TABLE_1.get(name, {}) if label == name else {}

@@ -1,8 +1,17 @@
 """The instrument calibration: which maps are MDI, which name an instrument, and the factor applied."""
 
+import numpy as np
 import pytest
 
-from sunpy_superres.calibration import LIU_2012, MDI_TO_HMI, calibration_factor, instrument_known, is_mdi
+from sunpy_superres.calibration import (
+    LIU_2012,
+    MDI_TO_HMI,
+    calibration_factor,
+    denormalise,
+    instrument_known,
+    is_mdi,
+    normalise,
+)
 
 from .helpers import synthetic_map
 
@@ -52,10 +61,6 @@ def test_calibration_factor_follows_the_instrument(mdi_cutout, hmi_cutout):
 
 
 def test_normalisation_to_network_units_and_back():
-    import numpy as np
-
-    from sunpy_superres.calibration import denormalise, normalise
-
     field = np.array([[-3000, 0], [1500, 3000]], dtype=np.int16)  # integer data are promoted
     units = normalise(field)
     assert units.dtype == np.float32
