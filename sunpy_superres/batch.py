@@ -39,7 +39,6 @@ Only one run at a time may write to an output folder.
 import asyncio
 import contextlib
 import glob
-import hashlib
 import importlib.util
 import io
 import os
@@ -63,6 +62,7 @@ from . import __version__
 from .io import atomic_output, read_map, save_map
 from .models import available_models, load_model
 from .models.base import SuperResolutionModel
+from .seeds import file_seed
 from .uncertainty import UncertaintyMap
 
 __all__ = ["superresolve_files", "read_manifest", "file_seed", "output_name", "expand_paths", "MANIFEST_NAME"]
@@ -108,33 +108,6 @@ _SETTINGS = (
     "tile_size",
     "overlap",
 )
-
-
-def file_seed(seed, name):
-    """
-    The seed of one file in a batch, derived from the run's ``seed`` and the file's name.
-
-    Derived with `numpy.random.SeedSequence` from ``seed`` and a hash of the file name (not its
-    folder), so a file's result depends neither on the order in which files run, nor on which worker
-    runs it, nor on where the folder tree is mounted (DESIGN.md rule 7).
-
-    Parameters
-    ----------
-    seed : int or None
-        The run's seed; `None` gives `None` (fresh random numbers for every file).
-    name : str or `pathlib.Path`
-        The input file; only its name is used.
-
-    Returns
-    -------
-    int or None
-        A non-negative 63-bit seed, for ``superresolve(..., seed=...)``.
-    """
-    if seed is None:
-        return None
-    digest = hashlib.sha256(Path(name).name.encode()).digest()
-    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int.from_bytes(digest[:8], "little"),))
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def output_name(path, root):

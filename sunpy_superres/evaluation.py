@@ -40,6 +40,7 @@ from astropy.table import Table, vstack
 from .maps import _STALE_KEYS
 from .metrics import image, physics, regions, spectra
 from .models import load_model
+from .seeds import evaluation_seed
 from .superresolve import superresolve
 
 __all__ = [
@@ -319,13 +320,6 @@ def _crop(smap, crop, center, srs):
     return regions.region_crop(smap, center, size, srs=srs)
 
 
-def _seed_for(seed, image_index, sample):
-    if seed is None:
-        return None
-    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(image_index), int(sample)))
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(33))
-
-
 def _score(pred, truth, lowres, threshold, lpips_weights):
     flux_pred = physics.unsigned_flux(pred)
     flux_true = physics.unsigned_flux(truth)
@@ -449,7 +443,7 @@ def evaluate(
                     model=model,
                     samples=samples,
                     keep_samples=True,
-                    seed=_seed_for(seed, i, 0),
+                    seed=evaluation_seed(seed, i, 0),
                     steps=steps,
                     scheduler=scheduler,
                     **common,
@@ -460,7 +454,7 @@ def evaluate(
                     superresolve(
                         lowres,
                         model=model,
-                        seed=_seed_for(seed, i, 0),
+                        seed=evaluation_seed(seed, i, 0),
                         steps=steps,
                         scheduler=scheduler,
                         **common,
@@ -569,13 +563,28 @@ def uncertainty_calibration(predictions, truths, *, edges=COVERAGE_BIN_EDGES, en
     ValueError
         If the lists differ in length, a prediction has no standard deviation, or grids differ.
     """
-    from scipy.stats import spearmanr
-
-    from .uncertainty import UncertaintyMap
-
     predictions, truths = list(predictions), list(truths)
     if len(predictions) != len(truths) or not predictions:
         raise ValueError(f"need one truth per prediction, got {len(predictions)} and {len(truths)}")
+    err, std, absb = _pooled_errors(predictions, truths)
+    lows = np.asarray(u.Quantity(edges, u.G).value, dtype=float)
+    highs = list(lows[1:]) + [np.inf]
+    subsets = [("all", np.ones(err.shape, dtype=bool))]
+    subsets += [
+        (f"{lo:g}-{hi:g} G" if np.isfinite(hi) else f">{lo:g} G", (absb >= lo) & (absb < hi))
+        for lo, hi in zip(lows, highs, strict=True)
+    ]
+    table = Table(rows=[_calibration_row(name, err[sel], std[sel], ence_bins) for name, sel in subsets])
+    for col in table.colnames[2:]:
+        table[col].format = ".3g"
+    table.meta.update({"images": len(predictions), "ence_bins": int(ence_bins)})
+    return table
+
+
+def _pooled_errors(predictions, truths):
+    """Errors, standard deviations and true ``|B|`` (G) of the pixels finite in all three, pooled."""
+    from .uncertainty import UncertaintyMap
+
     errs, stds, absb = [], [], []
     for pred, truth in zip(predictions, truths, strict=True):
         if not isinstance(pred, UncertaintyMap) or pred._std is None:
@@ -589,47 +598,32 @@ def uncertainty_calibration(predictions, truths, *, edges=COVERAGE_BIN_EDGES, en
         errs.append((m - t)[ok])
         stds.append(sd[ok])
         absb.append(np.abs(t[ok]))
-    err, std, absb = np.concatenate(errs), np.concatenate(stds), np.concatenate(absb)
-    lows = np.asarray(u.Quantity(edges, u.G).value, dtype=float)
-    highs = list(lows[1:]) + [np.inf]
-    subsets = [("all", np.ones(err.shape, dtype=bool))]
-    subsets += [
-        (f"{lo:g}-{hi:g} G" if np.isfinite(hi) else f">{lo:g} G", (absb >= lo) & (absb < hi))
-        for lo, hi in zip(lows, highs, strict=True)
-    ]
-    rows = []
-    for name, sel in subsets:
-        e, sd = err[sel], std[sel]
-        if not e.size:
-            rows.append(
-                {
-                    "bin": name,
-                    "n_pixels": 0,
-                    **dict.fromkeys(
-                        ("coverage_1sd", "coverage_2sd", "mean_z2", "std_over_rmse", "spearman", "ence"),
-                        np.nan,
-                    ),
-                }
-            )
-            continue
-        z = np.abs(e) / np.maximum(sd, np.finfo(float).tiny)
-        rows.append(
-            {
-                "bin": name,
-                "n_pixels": int(e.size),
-                "coverage_1sd": float(np.mean(z <= 1)),
-                "coverage_2sd": float(np.mean(z <= 2)),
-                "mean_z2": float(np.mean(z**2)),
-                "std_over_rmse": float(np.sqrt(np.mean(sd**2)) / max(np.sqrt(np.mean(e**2)), 1e-300)),
-                "spearman": float(spearmanr(sd, np.abs(e)).statistic) if e.size > 2 else np.nan,
-                "ence": _ence(sd, e, ence_bins),
-            }
-        )
-    table = Table(rows=rows)
-    for col in table.colnames[2:]:
-        table[col].format = ".3g"
-    table.meta.update({"images": len(predictions), "ence_bins": int(ence_bins)})
-    return table
+    return np.concatenate(errs), np.concatenate(stds), np.concatenate(absb)
+
+
+def _calibration_row(name, e, sd, ence_bins):
+    """One row of `uncertainty_calibration` from the errors ``e`` and standard deviations ``sd``."""
+    from scipy.stats import spearmanr
+
+    if not e.size:
+        return {
+            "bin": name,
+            "n_pixels": 0,
+            **dict.fromkeys(
+                ("coverage_1sd", "coverage_2sd", "mean_z2", "std_over_rmse", "spearman", "ence"), np.nan
+            ),
+        }
+    z = np.abs(e) / np.maximum(sd, np.finfo(float).tiny)
+    return {
+        "bin": name,
+        "n_pixels": int(e.size),
+        "coverage_1sd": float(np.mean(z <= 1)),
+        "coverage_2sd": float(np.mean(z <= 2)),
+        "mean_z2": float(np.mean(z**2)),
+        "std_over_rmse": float(np.sqrt(np.mean(sd**2)) / max(np.sqrt(np.mean(e**2)), 1e-300)),
+        "spearman": float(spearmanr(sd, np.abs(e)).statistic) if e.size > 2 else np.nan,
+        "ence": _ence(sd, e, ence_bins),
+    }
 
 
 def _summarise(records, names):

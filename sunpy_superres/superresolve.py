@@ -7,7 +7,6 @@ model -> blended tiles -> denormalise -> Map with a derived header and provenanc
 
 import numbers
 import os
-import secrets
 import time
 import warnings
 
@@ -21,7 +20,8 @@ from .consistency import project_block_means
 from .maps import add_history, complete_wcs, finer_meta, map_unit, validate_map
 from .models import load_model
 from .models.accel import auto_batch_size
-from .tiling import blend_window, plan_tiles, tile_seed
+from .seeds import MAX_SEED, check_seed, fresh_seed, tile_seed
+from .tiling import blend_window, plan_tiles
 from .uncertainty import UncertaintyMap
 
 __all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning", "LongRunWarning"]
@@ -43,9 +43,6 @@ class LongRunWarning(UserWarning):
 
 #: Estimated remaining seconds of a sampling run above which `superresolve` says how long it will take.
 LONG_RUN_SECONDS = 600.0
-
-#: Largest seed: a FITS header integer is a signed 64-bit number.
-MAX_SEED = 2**63 - 1
 
 
 def superresolve(
@@ -210,13 +207,7 @@ def superresolve(
     smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
     if not isinstance(samples, numbers.Integral) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    if seed is not None and (
-        not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED
-    ):
-        raise ValueError(
-            f"seed must be an integer from 0 to 2**63 - 1 (it is written into the FITS header "
-            f"as SRSEED) or None, got {seed!r}"
-        )
+    check_seed(seed)
     auto_batch = isinstance(batch_size, str) and batch_size == "auto"
     if not auto_batch and (
         not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1
@@ -236,7 +227,7 @@ def superresolve(
     )
     if seed is None and sr_model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
-        seed = secrets.randbits(63)
+        seed = fresh_seed()
     sr_model = sr_model.configure_runtime(precision=precision, compile=compile)
     if isinstance(consistency, str) and consistency == "auto":
         consistency = sr_model.stochastic

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .seeds import tile_seed  # public here since 0.1; derived, like every seed, in seeds.py
+
 __all__ = ["Tile", "tile_starts", "plan_tiles", "blend_window", "tile_seed"]
 
 
@@ -123,16 +125,3 @@ def blend_window(tile, image_shape, *, factor, halo, overlap):
     wy = _ramp_1d(factor * tile.size_y, tile.y0 > 0, tile.y0 + tile.size_y < ny, factor * halo, ramp)
     wx = _ramp_1d(factor * tile.size_x, tile.x0 > 0, tile.x0 + tile.size_x < nx, factor * halo, ramp)
     return np.outer(wy, wx)
-
-
-def tile_seed(seed, sample, tile):
-    """
-    A 63-bit seed for one tile of one sample, derived from the user's ``seed``.
-
-    Derived with `numpy.random.SeedSequence` from (seed, sample, tile position on the input grid), so
-    it does not depend on the order in which tiles run or how they are batched.
-    """
-    if seed is None:
-        return None
-    ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(sample), tile.y0, tile.x0))
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))

@@ -87,7 +87,8 @@ def test_samples_are_distinct_and_reproducible(result):
 def test_mean_row_scores_the_mean_and_its_coverage(result):
     """The mean of the samples is scored as its own row, with the coverage of its spread."""
     from sunpy_superres import superresolve
-    from sunpy_superres.evaluation import _seed_for, uncertainty_calibration
+    from sunpy_superres.evaluation import uncertainty_calibration
+    from sunpy_superres.seeds import evaluation_seed
 
     row = result.records[result.records["model"] == "noisy-nearest (mean of 3)"]
     assert len(row) == 1 and row["sample"][0] == -1
@@ -96,7 +97,7 @@ def test_mean_row_scores_the_mean_and_its_coverage(result):
         lowres,
         model=NoisyNearest(device="cpu"),
         samples=3,
-        seed=_seed_for(1, 0, 0),
+        seed=evaluation_seed(1, 0, 0),
         calibrate=False,
         progress=False,
     )

@@ -61,5 +61,7 @@ def test_default_output_is_unchanged():
 
 if __name__ == "__main__":
     RECORD.parent.mkdir(exist_ok=True)
-    RECORD.write_text(json.dumps({"platform": _platform(), **_default_output()}, indent=1, sort_keys=True) + "\n")
+    RECORD.write_text(
+        json.dumps({"platform": _platform(), **_default_output()}, indent=1, sort_keys=True) + "\n"
+    )
     print(f"recorded {RECORD}")
