@@ -161,7 +161,7 @@ def main():
     parser.add_argument(
         "--channels-last", action="store_true", help="NHWC networks on CUDA (models built from --config only)"
     )
-    parser.add_argument("--scheduler", help="our sampler (default: the model's)")
+    parser.add_argument("--sampler", help="our sampler (default: the model's)")
     parser.add_argument("--steps", type=int, help="our sampler steps (default: the sampler's)")
     parser.add_argument("--batch-size", default="auto", help="tiles per model call, or auto")
     parser.add_argument("--max-tiles", type=int, help="time only this many tiles and extrapolate")
@@ -187,9 +187,9 @@ def main():
     else:
         model = model_from_config(args.config, device, args.channels_last)
         label = f"random weights, config {args.config}"
-    model = model.configure_sampler(steps=args.steps, scheduler=args.scheduler)
+    model = model.configure_sampler(steps=args.steps, sampler=args.sampler)
     model = model.configure_runtime(precision=args.precision, compile=args.compile or None)
-    paper = model.configure_sampler(scheduler=PAPER[0], steps=PAPER[1])
+    paper = model.configure_sampler(sampler=PAPER[0], steps=PAPER[1])
     label = f"{model.name} ({label})"
 
     # The tiles superresolve() cuts (same defaults), on the calibrated, normalised, clipped input.
@@ -226,9 +226,7 @@ def main():
     k1, k2 = args.paper_steps
     xb, tb = batches[0]
     t_k = {
-        k: min(
-            time_tiles(paper.configure_sampler(scheduler="ddpm", steps=k), [(xb, tb)], 1) for _ in range(2)
-        )
+        k: min(time_tiles(paper.configure_sampler(sampler="ddpm", steps=k), [(xb, tb)], 1) for _ in range(2))
         for k in (k1, k2)
     }
     per_step = max(0.0, (t_k[k2] - t_k[k1]) / (k2 - k1))

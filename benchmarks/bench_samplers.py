@@ -59,7 +59,7 @@ def models_from_config(name, device):
 
 
 def timed(model, x, steps, scheduler):
-    m = model.configure_sampler(scheduler=scheduler, steps=steps)
+    m = model.configure_sampler(sampler=scheduler, steps=steps)
     t0 = time.perf_counter()
     m.predict(x, seeds=[0])
     return time.perf_counter() - t0

@@ -90,11 +90,11 @@ def main():
         if model.stochastic and args.consistency_off:
             settings.append((model, {"consistency": False}, f"{model.name} (consistency off)"))
         if model.stochastic and args.ddpm:
-            ddpm = model.configure_sampler(scheduler="ddpm", steps=1000)
+            ddpm = model.configure_sampler(sampler="ddpm", steps=1000)
             settings.append(
                 (
                     model,
-                    {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
+                    {"sampler": "ddpm", "steps": 1000, "samples": ddpm_samples},
                     f"{model.name} (DDPM, {ddpm.network_evaluations} steps from t={start})",
                 )
             )
@@ -102,7 +102,7 @@ def main():
                 settings.append(
                     (
                         model.configure_sampler(start_timestep=999),
-                        {"scheduler": "ddpm", "steps": 1000, "samples": ddpm_samples},
+                        {"sampler": "ddpm", "steps": 1000, "samples": ddpm_samples},
                         f"{model.name} (DDPM 1000 from t=999, the paper's chain)",
                     )
                 )

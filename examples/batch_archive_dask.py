@@ -106,7 +106,7 @@ if __name__ == "__main__":
 
 ###############################################################################
 # The command line does the same, with a local cluster of ``--workers`` processes (or
-# ``--scheduler ADDRESS`` for a running cluster), e.g.::
+# ``--cluster ADDRESS`` for a running cluster), e.g.::
 #
 #     sunpy-superres batch "mdi/**/*.fits" -o mdi_sr --workers 2 --model bicubic
 #

@@ -75,11 +75,11 @@ print(sorted(p.name for p in model_dir.iterdir()))
 ###############################################################################
 # Super-resolve a 2"/pixel patch of the cut-out with the fast default sampler (DPM-Solver++, 20
 # network evaluations) and with DDIM at 25 steps; the paper's DDPM needs 1000 evaluations
-# (``scheduler="ddpm"``).
+# (``sampler="ddpm"``).
 
 lowres = degrade(hmi).submap([0, 0] * u.pix, top_right=[31, 31] * u.pix)
 outputs = {
-    sched: superresolve(lowres, model=str(model_dir), scheduler=sched, steps=steps, seed=0, progress=False)
+    sched: superresolve(lowres, model=str(model_dir), sampler=sched, steps=steps, seed=0, progress=False)
     for sched, steps in (("dpm-solver++", None), ("ddim", 25))
 }
 for sched, out in outputs.items():

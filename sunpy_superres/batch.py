@@ -38,6 +38,7 @@ Only one run at a time may write to an output folder.
 
 import asyncio
 import contextlib
+import dataclasses
 import glob
 import importlib.util
 import io
@@ -62,6 +63,7 @@ from . import __version__
 from .io import atomic_output, read_map, save_map
 from .models import available_models, load_model
 from .models.base import SuperResolutionModel
+from .options import Options, fill_doc
 from .seeds import file_seed
 from .uncertainty import UncertaintyMap
 
@@ -92,21 +94,6 @@ _COLUMNS = (
     ),
     ("worker", str, None, "Dask worker address"),
     ("finished", str, None, "UTC time the file was finished (ISO 8601)"),
-)
-
-# Settings that change the output values: a folder holds results of one combination of them.
-_SETTINGS = (
-    "model",
-    "samples",
-    "seed",
-    "steps",
-    "scheduler",
-    "start_timestep",
-    "spacing",
-    "noise_level",
-    "calibrate",
-    "tile_size",
-    "overlap",
 )
 
 
@@ -285,24 +272,22 @@ class _ModelPlugin(WorkerPlugin):
     one included). Where it fails on a late worker, that worker's files fail with a reason saying so.
     """
 
-    def __init__(self, model, *, device, sampler, samples):
-        self.spec = model
-        self.device = device
-        self.sampler = sampler  # keyword arguments of configure_sampler
-        self.samples = samples
+    def __init__(self, options):
+        self.options = options
         self.model = None
 
     async def setup(self, worker):
-        device = _worker_device(self.device, worker.name)
+        device = _worker_device(self.options.device, worker.name)
         # In a thread: a large model takes seconds to load, and the worker must keep answering the
         # scheduler meanwhile. An error raised here reaches Client.register_plugin: the run stops
         # before any file is touched.
         self.model = await asyncio.to_thread(self._load, device)
 
     def _load(self, device):
-        model = load_model(self.spec, device=device)
-        model = model.configure_sampler(**self.sampler)
-        if self.samples > 1 and not model.stochastic:
+        from .superresolve import configured_model
+
+        model = configured_model(dataclasses.replace(self.options, device=device))
+        if self.options.samples > 1 and not model.stochastic:
             raise ValueError(
                 f"model {model.name!r} is deterministic, so every sample would be the same; "
                 "use samples=1, or a diffusion model for an uncertainty estimate."
@@ -364,7 +349,10 @@ def _run_file(job, plugin_name):
             )
         from .superresolve import superresolve
 
-        result = superresolve(read_map(job["input"]), model=plugin.model, progress=False, **job["options"])
+        # The worker's model, loaded with the adapter, sampler and runtime settings applied.
+        result = superresolve(
+            read_map(job["input"]), options=dataclasses.replace(job["options"], model=plugin.model)
+        )
         if isinstance(result, UncertaintyMap):  # writes its own extensions, also atomically
             result.save(out, overwrite=True)
         else:
@@ -407,13 +395,13 @@ def _default_workers():
 
 
 @contextlib.contextmanager
-def _connect(client, n_workers, cluster_kwargs):
+def _connect(*, address, client, n_workers, cluster_kwargs):
     """The client to use: the caller's as it is, one to an address, or a new local cluster's."""
-    if isinstance(client, Client):
+    if client is not None:
         yield client
         return
-    if client is not None:
-        with Client(client) as own:
+    if address is not None:
+        with Client(address) as own:
             yield own
         return
     n = _default_workers() if n_workers is None else n_workers
@@ -446,31 +434,21 @@ def _connect(client, n_workers, cluster_kwargs):
         os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
 
 
+@fill_doc(exclude=("progress",))
 def superresolve_files(
     paths,
     out_dir,
     *,
+    address=None,
     client=None,
-    model="default",
-    samples=1,
-    seed=None,
-    steps=None,
-    scheduler=None,
-    start_timestep=None,
-    spacing=None,
-    noise_level=None,
     overwrite=False,
     n_workers=None,
     root=None,
-    device="auto",
-    calibrate=True,
-    check_scale=True,
-    tile_size=None,
-    overlap=None,
-    batch_size=4,
     resources=None,
     cluster_kwargs=None,
     progress=True,
+    options=None,
+    **kwargs,
 ):
     """
     Super-resolve many magnetogram files on a Dask cluster; resumable, one output per input.
@@ -489,24 +467,11 @@ def superresolve_files(
         are not expanded here; see `expand_paths`.
     out_dir : str or `pathlib.Path`
         Output folder, created if needed. Holds the outputs and the manifest.
-    client : `distributed.Client` or str, optional
-        Client of the cluster to run on, used as it is (and not closed), or a scheduler address to
-        connect to. By default a `distributed.LocalCluster` is started for the run and closed after it.
-    model : str or `~sunpy_superres.models.SuperResolutionModel`, optional
-        As for `sunpy_superres.superresolve`; loaded once on each worker.
-    samples : int, optional
-        Stochastic samples per file; more than one writes an `~sunpy_superres.UncertaintyMap` (mean
-        and per-pixel standard deviation in G).
-    seed : int, optional
-        Seed of the run. Each file gets its own seed, `file_seed` ``(seed, file name)``, recorded in
-        the manifest and in the output header (``SRSEED``), so a file's result depends neither on the
-        scheduling order nor on the worker, and can be reproduced alone with
-        ``superresolve(map, seed=...)``. Without one, each file of a stochastic model gets a seed
-        drawn by `~sunpy_superres.superresolve`, recorded the same way.
-    steps, scheduler, start_timestep, spacing, noise_level : optional
-        Sampler steps, name, first timestep and step spacing of diffusion models (``scheduler`` is the
-        sampler, not Dask's), and the target noise level of a noise-conditioned one (G); see
-        `sunpy_superres.superresolve`.
+    address : str, optional
+        Address of a running Dask scheduler to connect to, e.g. ``"tcp://10.0.0.5:8786"``. By
+        default a `distributed.LocalCluster` is started for the run and closed after it.
+    client : `distributed.Client`, optional
+        Client of a cluster to run on, used as it is (and not closed). Not with ``address``.
     overwrite : bool, optional
         Redo every file and replace existing outputs. Without it, finished files are skipped, and an
         output file that is not in the manifest is replaced only if sunpy-superres wrote it (a run
@@ -517,11 +482,6 @@ def superresolve_files(
     root : str or `pathlib.Path`, optional
         Folder whose tree is mirrored under ``out_dir``. By default the one recorded in the manifest
         when every input lies under it, else the deepest folder holding all inputs.
-    device : str, optional
-        ``"auto"`` pins one GPU per worker where there are GPUs (``cuda:<worker index mod GPUs>``),
-        else uses the CPU; or a device for every worker (``"cpu"``, ``"cuda:0"``).
-    calibrate, check_scale, tile_size, overlap, batch_size : optional
-        As for `sunpy_superres.superresolve`.
     resources : dict, optional
         Dask resources each file needs, e.g. ``{"GPU": 1}`` on a cluster whose workers were started
         with ``--resources GPU=1``.
@@ -531,6 +491,12 @@ def superresolve_files(
         beyond this machine (by default it listens on 127.0.0.1 only).
     progress : bool, optional
         Print the Dask dashboard link and show a progress bar of finished files (on stderr).
+    options : `~sunpy_superres.options.Options`, optional
+        The options of `sunpy_superres.superresolve` at once; keyword arguments replace its fields.
+        ``seed`` seeds the run: each file gets `file_seed` ``(seed, file name)``, recorded in the
+        manifest and the header (``SRSEED``). ``device="auto"`` gives a worker on a machine with GPUs
+        ``cuda:<worker index mod GPUs>``.
+    {options}
 
     Returns
     -------
@@ -548,12 +514,8 @@ def superresolve_files(
 
     Notes
     -----
-    A worker that dies mid-file (killed, out of memory) has its file re-run on another worker by
-    the Dask scheduler, up to ``distributed.scheduler.allowed-failures`` times (default 3); then the
-    file is recorded as failed with `distributed.KilledWorker`. A file that raises (not a
-    magnetogram, unreadable) is recorded as failed with a one-line reason, and the run goes on.
-    Only one run at a time may use an output folder. Workers of your own cluster should run one
-    task at a time (``dask worker --nthreads 1``): their tasks share the worker's model.
+    Worker deaths and files that raise are recorded, not fatal (see the module's notes). Workers of
+    your own cluster should run one task at a time (``dask worker --nthreads 1``).
 
     Examples
     --------
@@ -561,17 +523,93 @@ def superresolve_files(
     >>> table = superresolve_files(expand_paths(["mdi/**/*.fits"]), "mdi_sr", seed=0)  # doctest: +SKIP
     >>> table[table["status"] == "failed"]["input", "reason"]  # doctest: +SKIP
     """
+    opts = Options.from_kwargs(options, **kwargs)
+    address, client = _cluster_address(address, client)
+    inputs = _check_request(
+        paths, opts, address=address, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs
+    )
+    out_dir = Path(os.path.abspath(out_dir))
+    manifest = _Manifest(out_dir / MANIFEST_NAME).load()
+    planned = _plan(manifest, inputs, out_dir, root, _settings(opts), overwrite=overwrite)
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    jobs = _jobs(manifest, planned, out_dir, opts, overwrite=overwrite, counts=counts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write()  # the settings, and a clean file to append to (no line cut short by a kill)
+
+    def record(job, rec):
+        seed_used = -1 if job["seed"] is None else job["seed"]
+        rec = {"input": job["input"], "output": job["rel"], "seed": seed_used, **rec}  # a done file: its own
+        manifest.append(rec)
+        counts[rec["status"]] += 1
+
+    try:
+        if jobs:
+            cluster = dict(address=address, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs)
+            _run_jobs(
+                jobs, cluster, opts, resources=resources, progress=progress, record=record, counts=counts
+            )
+        elif progress:
+            print(f"sunpy-superres: nothing to do; {counts['skipped']} files done earlier", file=sys.stderr)
+    finally:
+        manifest.write()
+    table = manifest.table()
+    table.meta["run"] = counts
+    return table
+
+
+def _jobs(manifest, planned, out_dir, opts, *, overwrite, counts):
+    """One job per planned file not done yet (``counts["skipped"]`` counts those done)."""
+    jobs = []
+    for rel, p in sorted(planned.items(), key=lambda kv: str(kv[1])):
+        if not overwrite and manifest.is_done(str(p), out_dir):
+            counts["skipped"] += 1
+            continue
+        s = file_seed(opts.seed, p)
+        # Tasks carry no model (the plugin loads it once per worker, adapter included): this file's
+        # seed, no tile bar.
+        options = dataclasses.replace(opts, model=None, adapter=None, seed=s, progress=False)
+        jobs.append(
+            {
+                "input": str(p),
+                "output": str(out_dir / rel),
+                "rel": rel,
+                "seed": s,
+                "overwrite": overwrite,
+                "options": options,
+            }
+        )
+    return jobs
+
+
+def _cluster_address(address, client):
+    """``(address, client)``, with a scheduler address given as ``client=`` (0.1) moved to ``address``."""
+    if isinstance(client, str):
+        warnings.warn(
+            "client= takes a distributed.Client; give a scheduler address as address= (client= will "
+            "stop taking one in a future release)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        address, client = address or client, None
+    if address is not None and client is not None:
+        raise ValueError(
+            "give address= (a scheduler to connect to) or client= (a connected Client), not both"
+        )
+    return address, client
+
+
+def _check_request(paths, opts, *, address, client, n_workers, cluster_kwargs):
+    """The inputs, sorted absolute paths; bad settings refused before any cluster starts or folder is made."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     inputs = sorted({Path(os.path.abspath(p)) for p in paths})
-    _check_int("samples", samples, 1, False)
-    _check_int("seed", seed, 0, True)
     _check_int("n_workers", n_workers, 1, True)
-    if client is not None and (n_workers is not None or cluster_kwargs):
+    if (address is not None or client is not None) and (n_workers is not None or cluster_kwargs):
         raise ValueError(
-            "n_workers and cluster_kwargs apply to the local cluster only; with client=, "
+            "n_workers and cluster_kwargs apply to the local cluster only; with address= or client=, "
             "size your own cluster instead."
         )
+    model = opts.model
     if (
         isinstance(model, str)
         and not model.startswith("hf://")
@@ -579,35 +617,39 @@ def superresolve_files(
         and model not in available_models()
     ):
         load_model(model, device="cpu")  # raises the registry's ValueError, before any cluster starts
-    sampler = {
-        "steps": steps,
-        "scheduler": scheduler,
-        "start_timestep": start_timestep,
-        "spacing": spacing,
-        "noise_level": noise_level,
-    }
-    if any(v is not None for v in sampler.values()):
+    if any(v is not None for v in opts.sampler_settings().values()):
         # Sampler settings a model cannot take fail here, before any cluster starts or folder is made.
-        load_model(model, device="cpu").configure_sampler(**sampler)
+        load_model(model, device="cpu").configure_sampler(**opts.sampler_settings())
     if not inputs:
         raise ValueError("no input files given")
-    out_dir = Path(os.path.abspath(out_dir))
+    return inputs
 
-    settings = {
-        "model": _model_setting(model),
-        "samples": int(samples),
-        "seed": None if seed is None else int(seed),
-        **sampler,
-        "calibrate": calibrate,
-        "tile_size": tile_size,
-        "overlap": overlap,
-    }
-    manifest = _Manifest(out_dir / MANIFEST_NAME).load()
-    recorded = {k: manifest.meta.get(k) for k in _SETTINGS}
+
+def _settings(opts):
+    """The options that change output values, as the manifest records them."""
+    settings = opts.output_settings()
+    settings["model"] = _model_setting(opts.model)
+    if settings["adapter"] is not None:
+        settings["adapter"] = os.fspath(settings["adapter"])
+    return settings
+
+
+def _recorded_settings(meta):
+    """The settings a manifest's header records; one written before an option existed had its default."""
+    meta = dict(meta)
+    if "scheduler" in meta and "sampler" not in meta:  # the sampler's name in 0.1
+        meta["sampler"] = meta.pop("scheduler")
+    defaults = {f.name: f.default for f in dataclasses.fields(Options)}
+    return {k: meta.get(k, defaults[k]) for k in Options().output_settings()}
+
+
+def _plan(manifest, inputs, out_dir, root, settings, *, overwrite):
+    """``{output relative to out_dir: input}``, the manifest's settings and root updated, clashes refused."""
+    recorded = _recorded_settings(manifest.meta)
     if manifest.rows and recorded != settings:
         if not overwrite:
             diff = ", ".join(
-                f"{k}={recorded[k]!r} (now {settings[k]!r})" for k in _SETTINGS if recorded[k] != settings[k]
+                f"{k}={recorded[k]!r} (now {v!r})" for k, v in settings.items() if recorded[k] != v
             )
             raise ValueError(
                 f"{out_dir} holds results made with other settings: {diff}; choose another "
@@ -618,19 +660,7 @@ def superresolve_files(
     # Outputs that earlier runs wrote are never inputs (an output folder inside the input tree).
     ours = {str(out_dir / r["output"]) for r in manifest.rows.values()}
     inputs = [p for p in inputs if str(p) not in ours]
-    if root is None:
-        old = manifest.meta.get("root")
-        root = (
-            old
-            if old and all(p.is_relative_to(old) for p in inputs)
-            else os.path.commonpath([str(p.parent) for p in inputs])
-        )
-    root = Path(os.path.abspath(root))
-    if not all(p.is_relative_to(root) for p in inputs):
-        raise ValueError(
-            f"root {root} does not hold every input, e.g. "
-            f"{next(p for p in inputs if not p.is_relative_to(root))}"
-        )
+    root = _root(root, inputs, manifest.meta.get("root"))
     manifest.meta = {**settings, "root": str(root), "version": __version__}
 
     planned = {}
@@ -646,91 +676,37 @@ def superresolve_files(
     for rel, p in planned.items():
         if rel in taken:
             raise ValueError(f"{p} would be written to {rel}, which holds the result of {taken[rel]}.")
+    return planned
 
-    options = {
-        "samples": int(samples),
-        "calibrate": calibrate,
-        "check_scale": check_scale,
-        "tile_size": tile_size,
-        "overlap": overlap,
-        "batch_size": batch_size,
-    }
-    jobs, counts = [], {"done": 0, "failed": 0, "skipped": 0}
-    for rel, p in sorted(planned.items(), key=lambda kv: str(kv[1])):
-        if not overwrite and manifest.is_done(str(p), out_dir):
-            counts["skipped"] += 1
-            continue
-        s = file_seed(seed, p)
-        jobs.append(
-            {
-                "input": str(p),
-                "output": str(out_dir / rel),
-                "rel": rel,
-                "seed": s,
-                "overwrite": overwrite,
-                "options": {**options, "seed": s},
-            }
+
+def _root(root, inputs, recorded):
+    """The folder mirrored under the output folder: given, recorded when it holds every input, or common."""
+    if root is None:
+        root = (
+            recorded
+            if recorded and all(p.is_relative_to(recorded) for p in inputs)
+            else os.path.commonpath([str(p.parent) for p in inputs])
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest.write()  # the settings, and a clean file to append to (no line cut short by a kill)
-
-    def record(job, rec):
-        seed_used = -1 if job["seed"] is None else job["seed"]
-        rec = {"input": job["input"], "output": job["rel"], "seed": seed_used, **rec}  # a done file: its own
-        manifest.append(rec)
-        counts[rec["status"]] += 1
-
-    try:
-        if jobs:
-            _run_jobs(
-                jobs,
-                client=client,
-                n_workers=n_workers,
-                cluster_kwargs=cluster_kwargs,
-                model=model,
-                device=device,
-                sampler=sampler,
-                samples=int(samples),
-                resources=resources,
-                progress=progress,
-                record=record,
-                n_skipped=counts["skipped"],
-            )
-        elif progress:
-            print(f"sunpy-superres: nothing to do; {counts['skipped']} files done earlier", file=sys.stderr)
-    finally:
-        manifest.write()
-    table = manifest.table()
-    table.meta["run"] = counts
-    return table
+    root = Path(os.path.abspath(root))
+    if not all(p.is_relative_to(root) for p in inputs):
+        raise ValueError(
+            f"root {root} does not hold every input, e.g. "
+            f"{next(p for p in inputs if not p.is_relative_to(root))}"
+        )
+    return root
 
 
-def _run_jobs(
-    jobs,
-    *,
-    client,
-    n_workers,
-    cluster_kwargs,
-    model,
-    device,
-    sampler,
-    samples,
-    resources,
-    progress,
-    record,
-    n_skipped,
-):
+def _run_jobs(jobs, cluster, opts, *, resources, progress, record, counts):
+    """Run ``jobs`` on the cluster (``_connect``'s keywords), each result passed to ``record`` as it comes."""
     plugin_name = f"sunpy-superres-model-{uuid.uuid4().hex}"
-    with _connect(client, n_workers, cluster_kwargs) as dask_client:
+    with _connect(**cluster) as dask_client:
         if progress:
             if "dashboard" not in dask_client.scheduler_info().get("services", {}):
                 print("Dask dashboard: not running", file=sys.stderr)
             else:  # without bokeh dask serves a page that says to install it
                 hint = "" if importlib.util.find_spec("bokeh") else " (install bokeh>=3.1 to see it)"
                 print(f"Dask dashboard: {dask_client.dashboard_link}{hint}", file=sys.stderr)
-        dask_client.register_plugin(
-            _ModelPlugin(model, device=device, sampler=sampler, samples=samples), name=plugin_name
-        )
+        dask_client.register_plugin(_ModelPlugin(opts), name=plugin_name)
         try:
             futures = {}
             for job in jobs:
@@ -738,6 +714,7 @@ def _run_jobs(
                 futures[
                     dask_client.submit(_run_file, job, plugin_name, key=key, pure=False, resources=resources)
                 ] = job
+            n_skipped = counts["skipped"]
             desc = f"files ({n_skipped} done earlier)" if n_skipped else "files"
             with tqdm(total=len(jobs), unit="file", desc=desc, disable=not progress) as bar:
                 try:

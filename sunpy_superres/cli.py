@@ -8,12 +8,12 @@ The ``sunpy-superres`` command.
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
     sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
                    [--crop PIXELS] [--seed S] [--overwrite]
-    sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--scheduler ADDRESS] [--workers N]
+    sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--cluster ADDRESS] [--workers N]
                    [--model NAME] [--samples N] [--seed S] [--steps N] [--sampler NAME]
                    [--start-timestep T] [--spacing S] [--noise-level G] [--root DIR] [--overwrite] [--quiet]
 
 ``batch`` (needs the ``[batch]`` extra) runs many files on a Dask cluster (a local one, or the one at
-``--scheduler``), writes ``OUT_DIR/<sub-folders>/<stem>_sr.fits`` and ``OUT_DIR/manifest.ecsv``, and
+``--cluster``), writes ``OUT_DIR/<sub-folders>/<stem>_sr.fits`` and ``OUT_DIR/manifest.ecsv``, and
 resumes when run again; it exits with status 1 if any file failed (the manifest says why).
 
 It never modifies the input, refuses to replace an existing output without ``--overwrite``, writes
@@ -28,6 +28,8 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+
+from .options import add_cli_arguments, options_from_cli
 
 __all__ = ["main"]
 
@@ -49,71 +51,11 @@ def _parser():
     )
     p.add_argument("input", type=Path, help="input magnetogram FITS file (read with sunpy.map.Map)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output FITS file")
-    p.add_argument("--model", default="default", help=f"model name (default: %(default)s); one of {names}")
-    p.add_argument("--samples", type=int, default=1, help="stochastic samples (default: 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed for stochastic models")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    _add_sampler_options(p)
+    add_cli_arguments(p, models=names)
     p.add_argument("--png", type=Path, default=None, help="also write a PNG quick-look, input beside output")
-    p.add_argument(
-        "--no-calibrate",
-        dest="calibrate",
-        action="store_false",
-        help="do not scale MDI by 1/1.4 to HMI levels",
-    )
-    p.add_argument(
-        "--no-check-scale",
-        dest="check_scale",
-        action="store_false",
-        help="accept pixel scales outside 1-4 arcsec/pixel",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def _add_sampler_options(p):
-    p.add_argument(
-        "--steps", type=int, default=None, help="sampler steps of a diffusion model (default: the model's)"
-    )
-    p.add_argument(
-        "--sampler",
-        default=None,
-        help="sampler of a diffusion model: ddpm, ddim, dpm-solver++ or "
-        "sde-dpm-solver++ (default: the model's)",
-    )
-    p.add_argument(
-        "--start-timestep",
-        type=int,
-        default=None,
-        help="timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
-        "paper's whole chain (default: the model's)",
-    )
-    p.add_argument(
-        "--spacing",
-        default=None,
-        choices=("linear", "log-snr"),
-        help="spacing of a DPM-Solver sampler's steps (default: the model's)",
-    )
-    p.add_argument(
-        "--noise-level",
-        type=float,
-        default=None,
-        metavar="G",
-        help="quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
-        "(default: the model's)",
-    )
-
-
-def _sampler_options(args):
-    """The keyword arguments of the options `_add_sampler_options` adds (``--sampler`` is ``scheduler``)."""
-    return {
-        "steps": args.steps,
-        "scheduler": args.sampler,
-        "start_timestep": args.start_timestep,
-        "spacing": args.spacing,
-        "noise_level": args.noise_level,
-    }
 
 
 def _read_map(path):
@@ -176,17 +118,7 @@ def _run(args):
     _check_outputs(args)
     smap = _read_map(args.input)
     try:
-        result = superresolve(
-            smap,
-            model=args.model,
-            samples=args.samples,
-            seed=args.seed,
-            **_sampler_options(args),
-            device=args.device,
-            calibrate=args.calibrate,
-            check_scale=args.check_scale,
-            progress=not args.quiet,
-        )
+        result = superresolve(smap, options=options_from_cli(args, progress=not args.quiet))
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(f"{args.input}: {err}") from err
     with _write_errors_refused(args.output):
@@ -257,11 +189,13 @@ def _batch_parser():
     )
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument(
-        "--scheduler",
+        "--cluster",
         default=None,
         metavar="ADDRESS",
         help="address of a running Dask scheduler (default: start a local cluster)",
     )
+    # --scheduler was the flag's name in 0.1; the sampler of a diffusion model is --sampler.
+    p.add_argument("--scheduler", dest="old_scheduler", default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--workers",
         type=int,
@@ -269,19 +203,7 @@ def _batch_parser():
         metavar="N",
         help="workers of the local cluster (default: one per GPU, else one per 4 CPU cores)",
     )
-    p.add_argument(
-        "--model",
-        default="default",
-        metavar="NAME",
-        help=f"model name (default: %(default)s); one of {', '.join(available_models())}",
-    )
-    p.add_argument(
-        "--samples", type=int, default=1, metavar="N", help="stochastic samples per file (default: 1)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=None, metavar="S", help="base random seed; each file derives its own"
-    )
-    _add_sampler_options(p)
+    add_cli_arguments(p, models=", ".join(available_models()))
     p.add_argument(
         "--root",
         type=Path,
@@ -299,27 +221,29 @@ def _run_batch(args):
         from .batch import MANIFEST_NAME, expand_paths, superresolve_files
     except ImportError as err:
         raise _Refusal(f"batch needs dask.distributed ({err}); pip install 'sunpy-superres[batch]'") from err
-    if args.workers is not None and args.scheduler is not None:
-        raise _Refusal("--workers sizes the local cluster only; do not combine it with --scheduler")
+    if args.old_scheduler is not None:
+        warnings.warn(
+            "--scheduler is now --cluster (a Dask scheduler's address)", FutureWarning, stacklevel=1
+        )
+        args.cluster = args.cluster or args.old_scheduler
+    if args.workers is not None and args.cluster is not None:
+        raise _Refusal("--workers sizes the local cluster only; do not combine it with --cluster")
     manifest = args.output / MANIFEST_NAME
     try:
         inputs = expand_paths(args.inputs)
         table = superresolve_files(
             inputs,
             args.output,
-            client=args.scheduler,
-            model=args.model,
-            samples=args.samples,
-            seed=args.seed,
-            **_sampler_options(args),
+            address=args.cluster,
             overwrite=args.overwrite,
             n_workers=args.workers,
             root=args.root,
             progress=not args.quiet,
+            options=options_from_cli(args, progress=False),
         )
     except (TypeError, ValueError) as err:
         raise _Refusal(" ".join(str(err).split())) from err
-    except OSError as err:  # e.g. no scheduler at --scheduler
+    except OSError as err:  # e.g. no scheduler at --cluster
         raise _Refusal(f"{type(err).__name__}: {' '.join(str(err).split())}") from err
     except (KeyboardInterrupt, _Terminated) as stop:
         how = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"

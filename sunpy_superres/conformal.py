@@ -309,6 +309,35 @@ def fit_std_calibration(
         If shapes do not match, ``N < 2``, a bin has too few pixels for the quantile
         (``(n + 1)(1 - alpha) > n``), or ``coverage`` is not in (0, 1).
     """
+    samples, truth, counts = _check_calibration_inputs(samples, truth, counts, coverage)
+    edge_values = np.asarray(edges.to_value(u.G), dtype=np.float64)
+    widths = sorted({float(w) for w in np.atleast_1d(smoothing)})
+    floor_values = sorted({float(f) for f in np.atleast_1d(floors.to_value(u.G))})
+
+    choosing = len(widths) > 1 or len(floor_values) > 1
+    choose, fit_images = _split_images(samples.shape[0], choosing)
+    width, chosen_floors = widths[0], [floor_values[0]] * len(edge_values)
+    if choosing:
+        width, chosen_floors = _choose_smoothing_and_floors(
+            samples[choose], truth[choose], widths, floor_values, edge_values, coverage
+        )
+    scales, pixels = _fit_scales(
+        samples[fit_images], truth[fit_images], counts, width, chosen_floors, edge_values, coverage
+    )
+    return StdCalibration(
+        edges_gauss=tuple(map(float, edge_values)),
+        samples=tuple(counts),
+        scales=scales,
+        smoothing=width,
+        floors_gauss=tuple(chosen_floors) if any(chosen_floors) else (),
+        coverage=float(coverage),
+        n_pixels=pixels,
+        source=str(source),
+    )
+
+
+def _check_calibration_inputs(samples, truth, counts, coverage):
+    """The samples and truth as float64 arrays in G, and the sorted sample counts, all checked."""
     if not 0 < coverage < 1:
         raise ValueError(f"coverage must be in (0, 1), got {coverage!r}")
     samples = np.asarray(samples.to_value(u.G), dtype=np.float64)
@@ -326,57 +355,70 @@ def fit_std_calibration(
     counts = sorted({int(c) for c in counts})
     if counts[0] < 2 or counts[-1] > n:
         raise ValueError(f"sample counts must lie between 2 and {n}, got {counts}")
-    edge_values = np.asarray(edges.to_value(u.G), dtype=np.float64)
-    widths = sorted({float(w) for w in np.atleast_1d(smoothing)})
-    floor_values = sorted({float(f) for f in np.atleast_1d(floors.to_value(u.G))})
+    return samples, truth, counts
+
+
+def _split_images(n_images, choosing):
+    """
+    Indices of the images that choose the smoothing and floors, and of those that fit the factors.
+
+    When there is a choice to make, the even-numbered images choose and the odd-numbered ones fit,
+    so that the choice does not reuse the pixels of the conformal quantile; otherwise all images fit.
+    """
+    images = np.arange(n_images)
+    if not choosing:
+        return images[:0], images
+    if n_images < 2:
+        raise ValueError(
+            "choosing the smoothing or the floors needs at least 2 calibration images (one half "
+            "chooses, the other fits); give one candidate of each to fit on a single image"
+        )
+    return images[0::2], images[1::2]
+
+
+def _moments(samples, k):
+    """Mean and standard deviation (ddof=1) of the first ``k`` samples of each image."""
+    part = samples[:, :k]
+    return part.mean(axis=1), part.std(axis=1, ddof=1)
+
+
+def _choose_smoothing_and_floors(samples, truth, widths, floor_values, edge_values, coverage):
+    """
+    The smoothing (shared) and the floor of each bin whose ``+-1 std`` coverage is nearest 0.683.
+
+    For each candidate smoothing, every bin takes the floor whose ``+-1 std`` coverage, once
+    ``+-2 std`` is calibrated on these images, is nearest that of a normal distribution; the
+    smoothing whose worst bin is nearest wins (the first one on ties).
+    """
     one_sigma = stats.norm.cdf(1) - stats.norm.cdf(-1)
+    mean, std = _moments(samples, samples.shape[1])
+    best = (np.inf, None, None)
+    for w in widths:
+        picks, worst = [], 0.0
+        for err, sd, lo, hi in _bins(mean, smooth_std(std, w), truth, edge_values):
+            gaps = []
+            for f in floor_values:
+                scale, score = _conformal_scale(err, sd, f, coverage, lo, hi)
+                gaps.append(abs(np.searchsorted(score, scale, side="right") / score.size - one_sigma))
+            k = int(np.argmin(gaps))
+            picks.append(floor_values[k])
+            worst = max(worst, gaps[k])
+        if worst < best[0]:
+            best = (worst, w, picks)
+    return best[1], best[2]
 
-    def moments(k, images):
-        part = samples[images, :k]
-        return part.mean(axis=1), part.std(axis=1, ddof=1)
 
-    fit_images = np.arange(samples.shape[0])
-    chosen_floors = [floor_values[0]] * len(edge_values)
-    if len(widths) > 1 or len(floor_values) > 1:
-        if samples.shape[0] < 2:
-            raise ValueError(
-                "choosing the smoothing or the floors needs at least 2 calibration images (one half "
-                "chooses, the other fits); give one candidate of each to fit on a single image"
-            )
-        choose, fit_images = fit_images[0::2], fit_images[1::2]
-        mean, std = moments(n, choose)
-        best = (np.inf, None, None)
-        for w in widths:
-            picks, worst = [], 0.0
-            for err, sd, lo, hi in _bins(mean, smooth_std(std, w), truth[choose], edge_values):
-                gaps = []
-                for f in floor_values:
-                    scale, score = _conformal_scale(err, sd, f, coverage, lo, hi)
-                    gaps.append(abs(np.searchsorted(score, scale, side="right") / score.size - one_sigma))
-                k = int(np.argmin(gaps))
-                picks.append(floor_values[k])
-                worst = max(worst, gaps[k])
-            if worst < best[0]:
-                best = (worst, w, picks)
-        widths, chosen_floors = [best[1]], best[2]
+def _fit_scales(samples, truth, counts, width, floors, edge_values, coverage):
+    """Per sample count, the conformal factor of each bin; and the pixels per bin (at the last count)."""
     all_scales, pixels = [], ()
     for k in counts:
-        mean, std = moments(k, fit_images)
-        binned = _bins(mean, smooth_std(std, widths[0]), truth[fit_images], edge_values)
+        mean, std = _moments(samples, k)
+        binned = _bins(mean, smooth_std(std, width), truth, edge_values)
         all_scales.append(
             tuple(
                 _conformal_scale(err, sd, f, coverage, lo, hi)[0]
-                for (err, sd, lo, hi), f in zip(binned, chosen_floors, strict=True)
+                for (err, sd, lo, hi), f in zip(binned, floors, strict=True)
             )
         )
         pixels = tuple(int(b[0].size) for b in binned)
-    return StdCalibration(
-        edges_gauss=tuple(map(float, edge_values)),
-        samples=tuple(counts),
-        scales=tuple(all_scales),
-        smoothing=widths[0],
-        floors_gauss=tuple(chosen_floors) if any(chosen_floors) else (),
-        coverage=float(coverage),
-        n_pixels=pixels,
-        source=str(source),
-    )
+    return tuple(all_scales), pixels

@@ -28,6 +28,7 @@ The summary has the mean and standard deviation of each column per model, like t
 ``fid`` per model is added when FID weights are given.
 """
 
+import dataclasses
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from astropy.table import Table, vstack
 from .maps import _STALE_KEYS
 from .metrics import image, physics, regions, spectra
 from .models import load_model
+from .options import Options, fill_doc
 from .seeds import evaluation_seed
 from .superresolve import superresolve
 
@@ -341,6 +343,11 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
     return {k: float(v) for k, v in row.items()}
 
 
+#: Options of `superresolve` that `evaluate` sets itself.
+_OWN_OPTIONS = ("model", "samples", "seed", "keep_samples", "calibrate")
+
+
+@fill_doc(exclude=_OWN_OPTIONS)
 def evaluate(
     models,
     hr_maps,
@@ -351,13 +358,10 @@ def evaluate(
     srs=None,
     seed=0,
     threshold=300 * u.G,
-    steps=None,
-    scheduler=None,
-    consistency="auto",
-    device="auto",
     lpips_weights=None,
     fid_weights=None,
-    progress=False,
+    options=None,
+    **kwargs,
 ):
     """
     Score models on ground-truth maps with the protocol of the paper's Tables 1 and 2.
@@ -382,18 +386,15 @@ def evaluate(
         Base seed; sample ``k`` of image ``i`` gets its own seed derived from (seed, i, k).
     threshold : `~astropy.units.Quantity`, optional
         Field strength that defines an active region (300 G, as the paper).
-    steps, scheduler : optional
-        Sampler settings passed to stochastic models.
-    consistency : {"auto", True, False, "block", "backprojection"}, optional
-        The consistency step of `sunpy_superres.superresolve` for every model; ``"auto"`` (default)
-        applies it to stochastic models only, as `~sunpy_superres.superresolve` does.
-    device : str, optional
-        Torch device of the models.
     lpips_weights, fid_weights : path-like, optional
         Pretrained feature weights for LPIPS and FID (see `sunpy_superres.metrics.image`); those
         metrics are left out when not given.
-    progress : bool, optional
-        Show tile progress bars.
+    options : `~sunpy_superres.options.Options`, optional
+        The options of `sunpy_superres.superresolve` at once; keyword arguments replace its fields.
+        ``model``, ``samples``, ``seed``, ``keep_samples`` and ``calibrate`` are the evaluation's own
+        (the degraded ground truth is at HMI levels already: no calibration). The sampler options
+        apply to stochastic models only. ``progress`` is `False` unless given.
+    {options}
 
     Returns
     -------
@@ -409,6 +410,7 @@ def evaluate(
     ----------
     .. [1] Ramunno, F. P. et al. 2025, A&A 698, A140, sections 5-6, Tables 1-2.
     """
+    opts = _evaluation_options(options, kwargs)
     if not models:
         raise ValueError("no models to evaluate; pass e.g. models=['nearest', 'bicubic']")
     hr_maps = list(hr_maps)
@@ -418,16 +420,13 @@ def evaluate(
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if centers is not None and len(centers) != len(hr_maps):
         raise ValueError(f"{len(centers)} centers for {len(hr_maps)} maps; give one per map or None")
-    loaded = [load_model(m, device=device) for m in models]
+    loaded = [load_model(m, device=opts.device) for m in models]
     names = [m.name for m in loaded]
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
 
-    rows = []
-    uncertain = {}
+    rows, uncertain, truths, examples = [], {}, [], {}
     outputs = {name: [] for name in names}
-    truths = []
-    examples = {}
     for i, item in enumerate(hr_maps):
         truth = _crop(_as_map(item), crop, None if centers is None else centers[i], srs)
         lowres = degrade(truth)
@@ -435,69 +434,24 @@ def evaluate(
         if i == 0:
             examples.update(truth=truth, lowres=lowres)
         for model in loaded:
-            common = dict(calibrate=False, consistency=consistency, device=device, progress=progress)
-            if model.stochastic and samples > 1:
-                # One call for all samples: the mean and the (calibrated) spread of superresolve.
-                um = superresolve(
-                    lowres,
-                    model=model,
-                    samples=samples,
-                    keep_samples=True,
-                    seed=evaluation_seed(seed, i, 0),
-                    steps=steps,
-                    scheduler=scheduler,
-                    **common,
-                )
-                preds = [type(um.mean_map)(s.value, um.meta) for s in um.samples]
-            elif model.stochastic:
-                preds = [
-                    superresolve(
-                        lowres,
-                        model=model,
-                        seed=evaluation_seed(seed, i, 0),
-                        steps=steps,
-                        scheduler=scheduler,
-                        **common,
-                    )
-                ]
-            else:
-                preds = [superresolve(lowres, model=model, **common)]
+            preds, um = _model_outputs(model, lowres, opts, samples=samples, seed=evaluation_seed(seed, i, 0))
             for k, pred in enumerate(preds):
-                rows.append(
-                    {
-                        "model": model.name,
-                        "image": i,
-                        "sample": k,
-                        "date": truth.date.isot,
-                        **_score(pred, truth, lowres, threshold, lpips_weights),
-                    }
-                )
+                scores = _score(pred, truth, lowres, threshold, lpips_weights)
+                rows.append({"model": model.name, "image": i, "sample": k, "date": truth.date.isot, **scores})
                 outputs[model.name].append(pred)
                 if i == 0 and k == 0:
                     examples[model.name] = pred
-            if len(preds) > 1:
+            if um is not None:
                 # The mean of the samples as its own row, with the coverage of its uncertainty.
                 uncertain.setdefault(model.name, []).append((um, truth))
-                cover = uncertainty_calibration([um], [truth])[0]
                 if i == 0:
                     examples[mean_name(model.name, samples)] = um.mean_map
                 rows.append(
-                    {
-                        "model": mean_name(model.name, samples),
-                        "image": i,
-                        "sample": -1,
-                        "date": truth.date.isot,
-                        **_score(um.mean_map, truth, lowres, threshold, lpips_weights),
-                        "coverage_1sd": float(cover["coverage_1sd"]),
-                        "coverage_2sd": float(cover["coverage_2sd"]),
-                    }
+                    _mean_row(um, truth, lowres, mean_name(model.name, samples), i, threshold, lpips_weights)
                 )
 
-    for row in rows:
-        row.setdefault("coverage_1sd", np.nan)
-        row.setdefault("coverage_2sd", np.nan)
-    records = Table(rows=rows)
     names += [mean_name(m.name, samples) for m in loaded if m.stochastic and samples > 1]
+    records = _records(rows)
     summary = _summarise(records, names)
     if fid_weights is not None:
         summary["fid"] = [image.fid(outputs[name], truths, weights=fid_weights) for name in names]
@@ -508,7 +462,7 @@ def evaluate(
             "crop": crop,
             "seed": seed,
             "threshold_G": threshold.to_value(u.G),
-            "consistency": str(consistency),
+            "consistency": str(opts.consistency),
             "images": len(hr_maps),
             "dates": sorted({t.date.isot for t in truths}),
         }
@@ -517,6 +471,51 @@ def evaluate(
         name: uncertainty_calibration(*zip(*pairs, strict=True)) for name, pairs in uncertain.items()
     }
     return Evaluation(summary=summary, records=records, examples=examples, calibration=calibration)
+
+
+def _evaluation_options(options, kwargs):
+    """The `Options` of an evaluation: no calibration, no progress bars unless asked, no own settings."""
+    own = sorted(set(kwargs) & set(_OWN_OPTIONS))
+    if own:
+        raise TypeError(
+            f"evaluate sets {', '.join(own)} itself; give samples= and seed= as its own arguments "
+            "(calibrate is always off: the degraded ground truth is at HMI levels)"
+        )
+    base = options if options is not None else Options(progress=False)
+    return Options.from_kwargs(base, **kwargs, calibrate=False)
+
+
+def _model_outputs(model, lowres, opts, *, samples, seed):
+    """``(outputs, UncertaintyMap or None)`` of ``model`` on ``lowres``: its samples, or its one output."""
+    if not model.stochastic:
+        no_sampler = dict.fromkeys(opts.sampler_settings())
+        return [superresolve(lowres, options=dataclasses.replace(opts, model=model, **no_sampler))], None
+    opts = dataclasses.replace(opts, model=model, seed=seed)
+    if samples == 1:
+        return [superresolve(lowres, options=opts)], None
+    # One call for all samples: the mean and the (calibrated) spread of superresolve.
+    um = superresolve(lowres, options=dataclasses.replace(opts, samples=samples, keep_samples=True))
+    return [type(um.mean_map)(s.value, um.meta) for s in um.samples], um
+
+
+def _mean_row(um, truth, lowres, name, image_index, threshold, lpips_weights):
+    """The record of the mean of the samples, with the coverage of its standard deviation."""
+    cover = uncertainty_calibration([um], [truth])[0]
+    return {
+        "model": name,
+        "image": image_index,
+        "sample": -1,
+        "date": truth.date.isot,
+        **_score(um.mean_map, truth, lowres, threshold, lpips_weights),
+        "coverage_1sd": float(cover["coverage_1sd"]),
+        "coverage_2sd": float(cover["coverage_2sd"]),
+    }
+
+
+def _records(rows):
+    """The records table; rows of single outputs have no coverage (NaN)."""
+    blank = {"coverage_1sd": np.nan, "coverage_2sd": np.nan}
+    return Table(rows=[{**row, **{k: row.get(k, v) for k, v in blank.items()}} for row in rows])
 
 
 def _ence(std, err, nbins):

@@ -170,17 +170,38 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
         non-real data, all-NaN data, or infinite values. Each
         message names the problem and what to do about it.
     """
+    # The checks run in this order: each message assumes the ones before it passed.
+    _validate_type(smap)
+    smap = complete_wcs(smap)
+    _validate_dimensions(smap)
+    unit = _validate_unit(smap)
+    _validate_cdelt_values(smap)
+    _validate_frame(smap)
+    _validate_pixel_scale(smap, check_scale, scale_range)
+    _validate_size(smap)
+    _validate_data(smap, unit)
+
+
+def _validate_type(smap):
+    """Refuse anything that is not a sunpy Map."""
     if not isinstance(smap, GenericMap):
         raise TypeError(
             f"superresolve needs a sunpy Map, got {type(smap).__name__}. "
             "Read the file with sunpy.map.Map('file.fits') or build one with sunpy.map.Map(data, header)."
         )
-    smap = complete_wcs(smap)
+
+
+def _validate_dimensions(smap):
+    """Refuse data that are not one 2-D image."""
     if smap.data.ndim != 2:
         raise ValueError(
             f"the map's data are {smap.data.ndim}-D with shape {smap.data.shape}; a magnetogram is 2-D. "
             "Pass one image at a time (for a cube, loop over its 2-D slices)."
         )
+
+
+def _validate_unit(smap):
+    """The map's unit (`map_unit`), refused unless it is a magnetic field."""
     unit = map_unit(smap)
     if not _magnetic_unit_ok(unit):
         bunit = str(smap.meta.get("bunit", "") or "").strip()
@@ -195,6 +216,11 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             f"the map has {found}, which is not a magnetic field. superresolve works on line-of-sight "
             "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
         )
+    return unit
+
+
+def _validate_cdelt_values(smap):
+    """Refuse a CDELT1/CDELT2 present in the header but not a finite, non-zero number."""
     meta_keys = set(smap.meta)
     for key in ("cdelt1", "cdelt2"):
         if key in meta_keys:
@@ -207,6 +233,10 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
                     f"the map's {key.upper()} is {smap.meta[key]!r}; a WCS needs a finite, non-zero pixel scale. "
                     "Set it (arcsec/pixel) to the true scale first."
                 )
+
+
+def _validate_frame(smap):
+    """Refuse coordinates that are not helioprojective."""
     frame = smap.coordinate_frame
     if not isinstance(frame, Helioprojective):
         ctype = ", ".join(str(smap.meta.get(k, "?")) for k in ("ctype1", "ctype2"))
@@ -215,6 +245,11 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
             "work on images as the instrument saw them (HPLN/HPLT, arcsec). Reproject it first, e.g. "
             "smap.reproject_to(header) with a helioprojective header at about 2 arcsec/pixel."
         )
+
+
+def _validate_pixel_scale(smap, check_scale, scale_range):
+    """Refuse a missing, zero or non-square pixel scale, and (if ``check_scale``) one out of range."""
+    meta_keys = set(smap.meta)
     if not ({"cdelt1", "cdelt2"} <= meta_keys or {"cd1_1", "cd2_2"} <= meta_keys):
         raise ValueError(
             "the map has no pixel scale (CDELT1/CDELT2 or a CD matrix missing from its header), so sunpy "
@@ -241,12 +276,20 @@ def validate_map(smap, *, check_scale=True, scale_range=SCALE_RANGE):
                 "the models were trained for (MDI is 2 arcsec/pixel). Resample the map to about 2 "
                 "arcsec/pixel, or pass check_scale=False if you know what you are doing."
             )
+
+
+def _validate_size(smap):
+    """Refuse a map with fewer than `MIN_SIDE` pixels a side."""
     ny, nx = smap.data.shape
     if min(nx, ny) < MIN_SIDE:
         raise ValueError(
             f"the map is {nx}x{ny} pixels; at least {MIN_SIDE} pixels a side are needed. "
             "Use a larger cut-out (submap) of the magnetogram."
         )
+
+
+def _validate_data(smap, unit):
+    """Refuse non-real or unsigned data, no usable pixel, a field beyond `MAX_FIELD`, infinities."""
     data = np.asarray(smap.data)
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
         raise ValueError(f"the map's data have dtype {data.dtype}; a real-valued magnetogram is needed.")

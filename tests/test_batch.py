@@ -328,7 +328,7 @@ def test_sampler_start_timestep_reaches_workers_and_manifest(client, tmp_path):
             src,
             "-o",
             tmp_path / "cli",
-            "--scheduler",
+            "--cluster",
             client.scheduler.address,
             "--model",
             tmp_path / "model",
@@ -351,7 +351,7 @@ def test_sampler_start_timestep_reaches_workers_and_manifest(client, tmp_path):
             src,
             "-o",
             tmp_path / "noise",
-            "--scheduler",
+            "--cluster",
             client.scheduler.address,
             "--model",
             tmp_path / "conditioned",
@@ -418,7 +418,7 @@ def test_cli_batch_on_a_scheduler(cluster, client, tmp_path, capsys):
     out = tmp_path / "out"
     pattern = str(tmp_path / "in" / "**" / "*.fits")
     assert (
-        run_cli(pattern, "-o", out, "--scheduler", cluster.scheduler_address, "--model", "nearest", "--quiet")
+        run_cli(pattern, "-o", out, "--cluster", cluster.scheduler_address, "--model", "nearest", "--quiet")
         == 0
     )
     assert "2 files done, 0 done earlier, 0 failed" in capsys.readouterr().out
@@ -429,7 +429,7 @@ def test_cli_batch_on_a_scheduler(cluster, client, tmp_path, capsys):
 
     (inputs[0].parent / "bad.fits").write_text("nope")
     assert (
-        run_cli(pattern, "-o", out, "--scheduler", cluster.scheduler_address, "--model", "nearest", "--quiet")
+        run_cli(pattern, "-o", out, "--cluster", cluster.scheduler_address, "--model", "nearest", "--quiet")
         == 1
     )
     captured = capsys.readouterr()
@@ -444,13 +444,13 @@ def test_cli_batch_on_a_scheduler(cluster, client, tmp_path, capsys):
         (["nothing-*.fits", "-o", "out"], "no file matches"),
         ([MDI_AR_CUTOUT, "-o", "out", "--workers", "0"], "n_workers must be an integer >= 1"),
         (
-            [MDI_AR_CUTOUT, "-o", "out", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+            [MDI_AR_CUTOUT, "-o", "out", "--workers", "2", "--cluster", "tcp://127.0.0.1:1"],
             "--workers sizes",
         ),
         ([MDI_AR_CUTOUT, "-o", "out", "--model", "nope"], "available models are"),
         ([MDI_AR_CUTOUT, "-o", "out", "--samples", "0"], "samples must be"),
         ([MDI_AR_CUTOUT, "-o", "out", "--model", "nearest", "--start-timestep", "700"], "deterministic"),
-        ([MDI_AR_CUTOUT, "-o", "out", "--sampler", "euler"], "unknown scheduler"),
+        ([MDI_AR_CUTOUT, "-o", "out", "--sampler", "euler"], "unknown sampler"),
     ],
 )
 def test_cli_batch_bad_arguments(tmp_path, monkeypatch, capsys, args, message):
@@ -539,3 +539,28 @@ def test_file_that_kills_its_workers_is_recorded_failed(cluster, client, tmp_pat
     assert rows["constant.fits"]["reason"].startswith("KilledWorker: ")
     assert rows["constant.fits"]["worker"].startswith("tcp://")
     assert read_manifest(tmp_path / "out")["status"].tolist() == list(table["status"])
+
+
+def test_old_names_of_the_dask_address_still_work_with_a_warning(tmp_path, monkeypatch, capsys):
+    """0.1 took the scheduler address as client= and --scheduler; both now warn and mean address."""
+    from sunpy_superres.batch import _cluster_address
+
+    with pytest.warns(FutureWarning, match="address="):
+        assert _cluster_address(None, "tcp://127.0.0.1:1") == ("tcp://127.0.0.1:1", None)
+    with pytest.raises(ValueError, match="not both"):
+        _cluster_address("tcp://127.0.0.1:1", object())
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(FutureWarning, match="--cluster"):
+        assert run_cli(MDI_AR_CUTOUT, "-o", "out", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1") == 2
+    assert "do not combine it with --cluster" in capsys.readouterr().err
+
+
+def test_a_manifest_of_0_1_is_read_with_the_options_it_had(tmp_path):
+    """Settings recorded before an option existed are its default; "scheduler" was the sampler."""
+    from sunpy_superres.batch import _recorded_settings, _settings
+    from sunpy_superres.options import Options
+
+    old = {"model": "nearest", "samples": 1, "seed": 3, "steps": None, "scheduler": "ddim", "start_timestep": None,
+           "spacing": None, "noise_level": None, "calibrate": True, "tile_size": None, "overlap": None}  # fmt: skip
+    assert _recorded_settings(old) == _settings(Options(model="nearest", seed=3, sampler="ddim"))
+    assert _recorded_settings(old) != _settings(Options(model="nearest", seed=3))

@@ -191,7 +191,7 @@ def test_sampler_options(tmp_path, capsys):
     model = ("--model", tmp_path / "model")
     for args, message in [
         ((*model, "--start-timestep", "1000"), "start_timestep must be"),
-        ((*model, "--sampler", "euler"), "unknown scheduler"),
+        ((*model, "--sampler", "euler"), "unknown sampler"),
         ((*model, "--noise-level", "4"), "not conditioned on a noise level"),
         (("--model", tmp_path / "conditioned", "--noise-level", "0"), "noise_level"),
         (("--model", "bicubic", "--steps", "20"), "deterministic and has no sampler"),

@@ -250,7 +250,7 @@ def test_sampler_options_rejected_for_deterministic_model(mdi_cutout):
     with pytest.raises(ValueError, match="deterministic and has no sampler"):
         superresolve(mdi_cutout, model="bicubic", steps=20)
     with pytest.raises(ValueError, match="deterministic and has no sampler"):
-        superresolve(mdi_cutout, model="nearest", scheduler="ddim")
+        superresolve(mdi_cutout, model="nearest", sampler="ddim")
     with pytest.raises(ValueError, match="deterministic and has no sampler"):
         superresolve(mdi_cutout, model="bicubic", start_timestep=999)
 

@@ -24,7 +24,7 @@ def main():
     parser.add_argument("model", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--steps", type=int, help="sampler steps (diffusion models)")
-    parser.add_argument("--scheduler", help="sampler (diffusion models)")
+    parser.add_argument("--sampler", help="sampler (diffusion models)")
     parser.add_argument("--start-timestep", type=int, help="first timestep (diffusion models)")
     parser.add_argument("--spacing", choices=("linear", "log-snr"), help="step spacing (DPM-Solver samplers)")
     parser.add_argument(
@@ -38,7 +38,7 @@ def main():
     if model.stochastic:
         model = model.configure_sampler(
             steps=args.steps,
-            scheduler=args.scheduler,
+            sampler=args.sampler,
             start_timestep=args.start_timestep,
             spacing=args.spacing,
             noise_level=args.noise_level,

@@ -59,7 +59,7 @@ def main():
     for spec in args.samplers:
         name, steps, *spacing = spec.split(":")
         model = base.configure_sampler(
-            scheduler=name, steps=int(steps), spacing=spacing[0] if spacing else None
+            sampler=name, steps=int(steps), spacing=spacing[0] if spacing else None
         )
         t0 = time.perf_counter()
         result = evaluate([model], crops, crop=None, samples=args.samples, seed=0)

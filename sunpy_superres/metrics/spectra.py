@@ -540,7 +540,21 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
         )
     if npad is None:
         npad = int(np.ceil(2 / ratio))
-    data = _map_data(smap)
+    low, high = _butterworth_low_high(_map_data(smap), ratio, order, int(npad))
+    plot_settings = dict(smap.plot_settings)
+    return (
+        type(smap)(low, smap.meta.copy(), plot_settings=plot_settings),
+        type(smap)(high, smap.meta.copy(), plot_settings=dict(plot_settings)),
+    )
+
+
+def _butterworth_low_high(data, ratio, order, npad):
+    """
+    Low- and high-pass parts of ``data`` (squared Butterworth response, see `butterworth_split`).
+
+    Missing (non-finite) pixels are filled with their nearest finite neighbour for the filtering and
+    are NaN again in both parts.
+    """
     missing = ~np.isfinite(data)
     if missing.all():
         raise ValueError("the map has no finite pixels.")
@@ -548,13 +562,9 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
         # Nearest-neighbour fill: a zero fill would put a jump at the limb, i.e. spurious small scales.
         nearest = distance_transform_edt(missing, return_distances=False, return_indices=True)
         data = data[tuple(nearest)]
-    kwargs = dict(cutoff_frequency_ratio=ratio, order=order, squared_butterworth=True, npad=int(npad))
+    kwargs = dict(cutoff_frequency_ratio=ratio, order=order, squared_butterworth=True, npad=npad)
     low = butterworth(data, high_pass=False, **kwargs)
     high = butterworth(data, high_pass=True, **kwargs)
     low[missing] = np.nan
     high[missing] = np.nan
-    plot_settings = dict(smap.plot_settings)
-    return (
-        type(smap)(low, smap.meta.copy(), plot_settings=plot_settings),
-        type(smap)(high, smap.meta.copy(), plot_settings=dict(plot_settings)),
-    )
+    return low, high

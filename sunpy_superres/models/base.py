@@ -9,6 +9,8 @@ lives only behind this interface.
 import numpy as np
 import torch
 
+from ..options import renamed_sampler
+
 __all__ = ["SuperResolutionModel", "resolve_device"]
 
 
@@ -125,19 +127,20 @@ class SuperResolutionModel:
         return y[:, 0].float().cpu().numpy()
 
     def configure_sampler(
-        self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None
+        self, *, steps=None, sampler=None, start_timestep=None, spacing=None, noise_level=None, scheduler=None
     ):
         """
-        Choose the sampler of a stochastic model (number of steps, scheduler name, first timestep,
+        Choose the sampler of a stochastic model (number of steps, sampler name, first timestep,
         timestep spacing, target noise level of a noise-conditioned model).
 
         Returns the configured model (a copy where settings change, so a model passed in by the
         caller is not altered). Deterministic models have no sampler: any non-`None` argument raises
-        `ValueError`.
+        `ValueError`. ``scheduler`` is the old name of ``sampler``.
         """
-        if any(v is not None for v in (steps, scheduler, start_timestep, spacing, noise_level)):
+        sampler = renamed_sampler(sampler, scheduler)
+        if any(v is not None for v in (steps, sampler, start_timestep, spacing, noise_level)):
             raise ValueError(
-                f"model {self.name!r} is deterministic and has no sampler; steps=, scheduler=, "
+                f"model {self.name!r} is deterministic and has no sampler; steps=, sampler=, "
                 "start_timestep=, spacing= and noise_level= apply to diffusion models only."
             )
         return self

@@ -41,6 +41,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..options import renamed_sampler
 from .accel import CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
@@ -296,9 +297,7 @@ def make_scheduler(name, config):
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     if name == "sde-dpm-solver++":
         return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
-    raise ValueError(
-        f"unknown scheduler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}."
-    )
+    raise ValueError(f"unknown sampler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
 
 
 _DPM_SOLVERS = ("dpm-solver++", "sde-dpm-solver++")
@@ -672,7 +671,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         scheduler = DEFAULT_SCHEDULER if scheduler is None else scheduler
         if scheduler not in SCHEDULERS:
             raise ValueError(
-                f"unknown scheduler {scheduler!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}."
+                f"unknown sampler {scheduler!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}."
             )
         steps = DEFAULT_STEPS[scheduler] if steps is None else steps
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= 1000:
@@ -741,18 +740,19 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return float(np.interp(self.noise_level, m["output_gauss"], m["label_gauss"]))
 
     def configure_sampler(
-        self, *, steps=None, scheduler=None, start_timestep=None, spacing=None, noise_level=None
+        self, *, steps=None, sampler=None, start_timestep=None, spacing=None, noise_level=None, scheduler=None
     ):
         """
         A copy of this model with another sampler.
 
-        ``scheduler`` alone gives that sampler's default steps (1000 for ``"ddpm"``, the paper's
-        chain); ``steps`` alone keeps the current sampler; ``start_timestep`` sets where the
+        ``sampler`` (``scheduler`` is its old name) alone gives that sampler's default steps (1000
+        for ``"ddpm"``, the paper's chain); ``steps`` alone keeps the current sampler; ``start_timestep`` sets where the
         reverse process starts (999: the whole chain); ``spacing`` how DPM-Solver spaces its steps
         (`SPACINGS`; another sampler than DPM-Solver falls back to ``"linear"``); ``noise_level``
         the target noise level of a noise-conditioned model (G; refused for other models). Networks
         are shared, not copied.
         """
+        scheduler = renamed_sampler(sampler, scheduler)  # the name; self.scheduler is diffusers' word
         if (
             steps is None
             and scheduler is None

@@ -54,13 +54,13 @@ def test_exact_seeded_slice():
 @pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"])
 def test_samplers(scheduler):
     model = tiny_model("pixel", True)
-    fast = model.configure_sampler(scheduler=scheduler, steps=3)
+    fast = model.configure_sampler(sampler=scheduler, steps=3)
     assert fast is not model and model.steps == 4  # a configured copy; the original is untouched
     assert fast.provenance() == {"srsteps": 3, "srsched": scheduler, "srtstart": 999, "srspace": "linear"}
     assert fast.network_evaluations == 3
     x = lr_input()
     np.testing.assert_array_equal(fast.predict(x, seeds=[5, 6]), fast.predict(x, seeds=[5, 6]))
-    assert model.configure_sampler(scheduler=scheduler).steps == DEFAULT_STEPS[scheduler]
+    assert model.configure_sampler(sampler=scheduler).steps == DEFAULT_STEPS[scheduler]
 
 
 def test_sde_sampler_draws_fresh_noise_at_every_step():
@@ -69,7 +69,7 @@ def test_sde_sampler_draws_fresh_noise_at_every_step():
     model = tiny_model("pixel", True)
     x = lr_input()
     ode, sde = (
-        model.configure_sampler(scheduler=name, steps=4) for name in ("dpm-solver++", "sde-dpm-solver++")
+        model.configure_sampler(sampler=name, steps=4) for name in ("dpm-solver++", "sde-dpm-solver++")
     )
     a, b = sde.predict(x, seeds=[5, 6]), sde.predict(x, seeds=[5, 6])
     np.testing.assert_array_equal(a, b)
@@ -80,7 +80,7 @@ def test_default_sampler_needs_far_fewer_evaluations():
     model = tiny_model()
     assert model.scheduler == "dpm-solver++"
     default = model.configure_sampler(steps=DEFAULT_STEPS["dpm-solver++"])
-    ddpm = model.configure_sampler(scheduler="ddpm")
+    ddpm = model.configure_sampler(sampler="ddpm")
     assert ddpm.network_evaluations == 1000
     assert ddpm.network_evaluations / default.network_evaluations >= 25
 
@@ -88,7 +88,7 @@ def test_default_sampler_needs_far_fewer_evaluations():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"scheduler": "euler"}, "unknown scheduler 'euler'"),
+        ({"sampler": "euler"}, "unknown sampler 'euler'"),
         ({"steps": 0}, "steps must be an integer"),
         ({"steps": 2.5}, "steps must be an integer"),
     ],
@@ -228,7 +228,7 @@ def test_model_start_timestep(tmp_path):
     loaded = load_model(str(tmp_path / "m"), device="cpu")
     assert loaded.start_timestep == 700
     np.testing.assert_array_equal(loaded.predict(x, seeds=[1, 2]), late.predict(x, seeds=[1, 2]))
-    assert late.configure_sampler(scheduler="ddpm").network_evaluations == 701
+    assert late.configure_sampler(sampler="ddpm").network_evaluations == 701
     for bad in (1000, -1, 2.5, True):
         with pytest.raises(ValueError, match="start_timestep must be an integer"):
             model.configure_sampler(start_timestep=bad)
@@ -279,8 +279,8 @@ def test_spacing_reaches_sampler_header_and_manifest(tmp_path, hmi_cutout):
     np.testing.assert_array_equal(superresolve(lr, model=loaded, seed=1, progress=False).data, snr.data)
     # DDPM and DDIM step through their own timesteps: another sampler falls back to linear spacing,
     # and asking for log-SNR with one of them is refused.
-    assert spaced.configure_sampler(scheduler="ddpm").spacing == "linear"
+    assert spaced.configure_sampler(sampler="ddpm").spacing == "linear"
     with pytest.raises(ValueError, match="spacing 'log-snr' is for the DPM-Solver samplers"):
-        model.configure_sampler(scheduler="ddim", spacing="log-snr")
+        model.configure_sampler(sampler="ddim", spacing="log-snr")
     with pytest.raises(ValueError, match="unknown timestep spacing"):
         model.configure_sampler(spacing="karras")

@@ -1,0 +1,380 @@
+"""
+The options of a super-resolution run, declared once.
+
+`Options` is read by `sunpy_superres.superresolve`, `sunpy_superres.batch.superresolve_files`,
+`sunpy_superres.evaluation.evaluate`, the Dask worker plugin and the ``sunpy-superres`` command: an
+option added here (name, default, type, documentation, command-line flag) is everywhere at once.
+The functions' docstrings are filled from here too (`fill_doc`), so the documentation cannot drift.
+"""
+
+import dataclasses
+import inspect
+import numbers
+import textwrap
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .seeds import check_seed
+
+__all__ = ["Options", "fill_doc", "add_cli_arguments", "options_from_cli", "renamed_sampler"]
+
+_CONSISTENCY = ("backprojection", "block")
+
+
+def _option(default, type_, doc, *, output=True, cli=None):
+    """
+    A field of `Options`: its default, numpydoc type line, description and command-line flag.
+
+    ``output`` says whether the option can change the output's values (the batch manifest records
+    those, and refuses to mix results of different ones in one folder). ``cli`` holds the
+    `argparse.ArgumentParser.add_argument` keywords of its ``--flag`` (`None`: no flag).
+    """
+    return field(default=default, metadata={"type": type_, "doc": doc, "output": output, "cli": cli})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """
+    How to super-resolve: the model, its sampler and the run's settings.
+
+    Every field is also a keyword argument of `sunpy_superres.superresolve`; pass either
+    ``superresolve(m, samples=8)`` or ``superresolve(m, options=Options(samples=8))``. Values are
+    checked on construction; an `Options` never changes (use `dataclasses.replace`).
+
+    Parameters
+    ----------
+    {options}
+    """
+
+    model: object = _option(
+        "default",
+        "str, path-like or `~sunpy_superres.models.SuperResolutionModel`",
+        """Registry name (see `sunpy_superres.models.available_models`), a model directory, a pinned
+        Hub reference ``"hf://owner/repo@<40-hex commit>"``, or a loaded model. ``"default"`` is the
+        embedded default model.""",
+        cli={"metavar": "NAME", "help": "model name or directory (default: %(default)s)"},
+    )
+    adapter: object = _option(
+        None,
+        "path-like",
+        """A LoRA adapter directory (from ``sunpy-superres-train finetune``) applied to a diffusion
+        ``model`` and merged before sampling; needs the ``[train]`` extra (peft).""",
+        cli={"metavar": "DIR", "help": "LoRA adapter directory of a diffusion model"},
+    )
+    samples: int = _option(
+        1,
+        "int",
+        """Number of stochastic samples. With more than one the result is an
+        `~sunpy_superres.UncertaintyMap` of their mean and standard deviation. Deterministic models
+        take only 1.""",
+        cli={"type": int, "metavar": "N", "help": "stochastic samples (default: %(default)s)"},
+    )
+    seed: int | None = _option(
+        None,
+        "int",
+        """Seed of the random numbers of stochastic models (0 to 2**63 - 1); each tile and sample gets
+        its own seed derived from it, so a result does not depend on tiling or batch size. When not
+        given, a stochastic model draws one from the operating system's entropy; either way the seed
+        used is recorded as ``SRSEED`` (-1 for deterministic models), so every result can be repeated.""",
+        cli={"type": int, "metavar": "S", "help": "random seed of stochastic models"},
+    )
+    steps: int | None = _option(
+        None,
+        "int",
+        "Sampler steps of a diffusion model (its default when not given).",
+        cli={
+            "type": int,
+            "metavar": "N",
+            "help": "sampler steps of a diffusion model (default: the model's)",
+        },
+    )
+    sampler: str | None = _option(
+        None,
+        "str",
+        """Sampler of a diffusion model: ``"ddpm"``, ``"ddim"``, ``"dpm-solver++"`` or
+        ``"sde-dpm-solver++"`` (the model's own when not given). Recorded as ``SRSCHED``.""",
+        cli={
+            "metavar": "NAME",
+            "help": "sampler of a diffusion model: ddpm, ddim, dpm-solver++ or sde-dpm-solver++ "
+            "(default: the model's)",
+        },
+    )
+    start_timestep: int | None = _option(
+        None,
+        "int",
+        """Timestep (0 to 999) at which a diffusion model's reverse process starts; by default the
+        model's own (999, the paper's whole chain, for the embedded ``ldm-res`` and for models that
+        set none). Recorded as ``SRTSTART``.""",
+        cli={
+            "type": int,
+            "metavar": "T",
+            "help": "timestep at which a diffusion model's reverse process starts, 0-999; 999 is the "
+            "paper's whole chain (default: the model's)",
+        },
+    )
+    spacing: str | None = _option(
+        None,
+        '{"linear", "log-snr"}',
+        """How a DPM-Solver sampler spaces its steps: ``"linear"`` in timestep, or ``"log-snr"``,
+        uniformly in log signal-to-noise ratio after the first
+        (`sunpy_superres.models.diffusion.log_snr_timesteps`), which spends the steps where the
+        small scales are decided; the model's own by default. Recorded as ``SRSPACE``.""",
+        cli={
+            "choices": ("linear", "log-snr"),
+            "help": "spacing of a DPM-Solver sampler's steps (default: the model's)",
+        },
+    )
+    noise_level: object = _option(
+        None,
+        "`~astropy.units.Quantity`",
+        """For a model conditioned on the noise level: the quiet-Sun noise (G) of the output's
+        small-scale texture, as `sunpy_superres.metrics.physics.quiet_sun_noise` measures it on an
+        HMI map (HMI's changed over the mission; match the HMI data you compare with). The model's
+        own by default; refused for other models. Recorded as ``SRNOISE``.""",
+        cli={
+            "type": float,
+            "metavar": "G",
+            "help": "quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
+            "(default: the model's)",
+        },
+    )
+    calibrate: object = _option(
+        True,
+        "bool or float",
+        """``True`` (default) scales MDI maps by 1/1.4 to HMI levels (Liu et al. 2012, Sol. Phys. 279,
+        295); ``False`` does not; a number is used as the factor. Recorded as ``SRCALFAC``.""",
+        cli={
+            "flag": "--no-calibrate",
+            "action": "store_false",
+            "help": "do not scale MDI by 1/1.4 to HMI levels",
+        },
+    )
+    consistency: object = _option(
+        "auto",
+        'bool, "auto", "backprojection" or "block"',
+        """After sampling, correct the output so that the mean of every ``factor x factor`` block equals
+        the (calibrated) input pixel: the field, and so the net flux, at the input's scale is kept by
+        construction (not in the paper). ``True`` or ``"backprojection"`` spreads the correction
+        smoothly (iterative back-projection, `sunpy_superres.consistency.project_block_means`);
+        ``"block"`` adds a constant per block, which leaves steps at block edges. ``"auto"``
+        (default) back-projects for stochastic (diffusion) models and leaves the deterministic
+        baselines as the paper compares them. Recorded as ``SRCONSIS`` and ``SRCONMET``.""",
+    )
+    tile_size: int | None = _option(
+        None, "int", "Tile side in input pixels; the model's default when not given."
+    )
+    overlap: int | None = _option(
+        None,
+        "int",
+        """Overlap of neighbouring tiles in input pixels; by default twice the model's context halo
+        plus 8 pixels of blending ramp.""",
+    )
+    keep_samples: bool = _option(
+        False,
+        "bool",
+        "Keep every sample in the `~sunpy_superres.UncertaintyMap` (memory: ``samples`` output maps).",
+    )
+    calibrate_uncertainty: bool = _option(
+        True,
+        "bool",
+        """With ``samples > 1``, scale the standard deviation of the samples by the model's calibration
+        (`sunpy_superres.conformal`: split-conformal factors per ``|B|`` bin, fitted on calibration
+        crops and checked on held-out data, so that ``mean +- 2 std`` covers about 95 % of true
+        pixels), when the model has one (default `True`). `False` returns the raw spread of the
+        samples. Recorded as ``SRUNCAL``.""",
+    )
+    device: str = _option(
+        "auto",
+        "str",
+        """``"auto"`` (a CUDA GPU when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.""",
+        output=False,
+        cli={"help": "auto, cpu, cuda or cuda:N (default: %(default)s)"},
+    )
+    precision: str | None = _option(
+        None,
+        '{None, "auto", "fp32", "bf16", "fp16"}',
+        """Arithmetic of a diffusion model's networks (`torch.autocast`); the sampler update, the
+        blending and the consistency projection stay in float32 or float64. ``"auto"`` is bfloat16 on
+        a CUDA GPU that has it natively (compute capability 8.0+) and float32 on the CPU. `None`
+        (default) keeps the model's own setting, which is ``"auto"`` for a model loaded by name or
+        directory. The baselines run in float32 only. Recorded as ``SRPREC``.""",
+        output=False,
+        cli={
+            "choices": ("auto", "fp32", "bf16", "fp16"),
+            "help": "arithmetic of a diffusion model's networks (default: the model's)",
+        },
+    )
+    compile: bool | None = _option(
+        None,
+        "bool or None",
+        """Compile a diffusion model's denoiser with ``torch.compile``: worth it on a GPU for full
+        disks or many samples (the first call compiles, which takes about a minute), rarely on the
+        CPU. `None` (default) keeps the model's own setting (eager unless ``model.compile()`` was
+        called). Falls back to eager execution, with a warning, where ``torch.compile`` does not work.""",
+        output=False,
+    )
+    batch_size: object = _option(
+        "auto",
+        'int or "auto"',
+        """Tiles per model call. ``"auto"`` (default): on a GPU, as many as fit in 70% of the free
+        memory (one tile's peak memory is measured first, see
+        `sunpy_superres.models.accel.auto_batch_size`), at most 64; on the CPU, 4. The result does
+        not depend on it beyond floating-point rounding.""",
+        output=False,
+    )
+    check_scale: bool = _option(
+        True,
+        "bool",
+        """Refuse pixel scales outside 1-4"/pixel (default `True`). The models are trained at 2".""",
+        output=False,
+        cli={
+            "flag": "--no-check-scale",
+            "action": "store_false",
+            "help": "accept pixel scales outside 1-4 arcsec/pixel",
+        },
+    )
+    progress: bool = _option(True, "bool", "Show a progress bar of tiles done.", output=False)
+
+    def __post_init__(self):
+        _check_positive("samples", self.samples)
+        check_seed(self.seed)
+        # steps, start_timestep, tile_size and overlap are checked against the model, which knows its ranges.
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            try:
+                _check_positive("batch_size", self.batch_size)
+            except ValueError:
+                raise ValueError(
+                    f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}"
+                ) from None
+        if not (
+            isinstance(self.consistency, bool | np.bool_)
+            or (isinstance(self.consistency, str) and self.consistency in ("auto", *_CONSISTENCY))
+        ):
+            raise ValueError(
+                "consistency must be True, False, 'auto', 'backprojection' or 'block', "
+                f"got {self.consistency!r}"
+            )
+
+    @classmethod
+    def from_kwargs(cls, options=None, /, **kwargs):
+        """
+        ``options`` (or the defaults) with the fields named in ``kwargs`` replaced.
+
+        Raises
+        ------
+        TypeError
+            For a keyword that is no option; the message lists the options.
+        """
+        if "scheduler" in kwargs:
+            kwargs["sampler"] = renamed_sampler(kwargs.get("sampler"), kwargs.pop("scheduler"), stacklevel=4)
+        unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(
+                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"the options are {', '.join(f.name for f in dataclasses.fields(cls))}"
+            )
+        if options is not None and not isinstance(options, cls):
+            raise TypeError(f"options must be an Options, got {type(options).__name__}")
+        return dataclasses.replace(options or cls(), **kwargs)
+
+    def sampler_settings(self):
+        """The keyword arguments of ``SuperResolutionModel.configure_sampler``."""
+        return {
+            "steps": self.steps,
+            "sampler": self.sampler,
+            "start_timestep": self.start_timestep,
+            "spacing": self.spacing,
+            "noise_level": self.noise_level,
+        }
+
+    def output_settings(self):
+        """``{name: value}`` of the options that can change the output's values."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["output"]}
+
+
+def renamed_sampler(sampler, scheduler, *, stacklevel=3):
+    """
+    ``sampler``, or the value given under its old name ``scheduler`` (0.1), with a `FutureWarning`.
+
+    The sampler of a diffusion model was called ``scheduler`` (diffusers' word); the package now says
+    sampler everywhere, and "scheduler" means only Dask's.
+    """
+    if scheduler is None:
+        return sampler
+    warnings.warn(
+        "scheduler= is now sampler= (the sampler of a diffusion model); scheduler= will be removed "
+        "in a future release",
+        FutureWarning,
+        stacklevel=stacklevel,
+    )
+    if sampler is not None:
+        raise TypeError("give sampler= only, not scheduler= too")
+    return scheduler
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _parameters_doc(names=None, indent=4):
+    """The numpydoc ``Parameters`` entries of the named options (all by default)."""
+    entries = []
+    for f in dataclasses.fields(Options):
+        if names is not None and f.name not in names:
+            continue
+        doc = textwrap.dedent("        " + f.metadata["doc"].strip())
+        entries.append(f"{f.name} : {f.metadata['type']}, optional\n{textwrap.indent(doc, '    ')}")
+    return textwrap.indent("\n".join(entries), " " * indent).lstrip()
+
+
+Options.__doc__ = Options.__doc__.replace("{options}", _parameters_doc())
+
+
+def fill_doc(*, exclude=()):
+    """
+    Fill a function's ``{options}`` docstring field with the entries of every option but ``exclude``.
+
+    A decorator: the options' documentation is written once, in `Options`.
+    """
+    names = [f.name for f in dataclasses.fields(Options) if f.name not in exclude]
+
+    def decorate(func):
+        func.__doc__ = func.__doc__.replace("{options}", _parameters_doc(names))
+        # help(), IDEs and the API docs show the options as keyword arguments, not as **kwargs.
+        signature = inspect.signature(func)
+        params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        params += [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+            for f in dataclasses.fields(Options)
+            if f.name in names and f.name not in signature.parameters
+        ]
+        func.__signature__ = signature.replace(parameters=params)
+        return func
+
+    return decorate
+
+
+def add_cli_arguments(parser, *, exclude=(), models=None):
+    """
+    Add a ``--flag`` to ``parser`` for every option that has one, but those in ``exclude``.
+
+    ``models``, a text such as ``"bicubic, ldm-res, ..."``, is appended to the help of ``--model``.
+    """
+    for f in dataclasses.fields(Options):
+        spec = f.metadata["cli"]
+        if spec is None or f.name in exclude:
+            continue
+        spec = dict(spec)
+        if f.name == "model" and models:
+            spec["help"] += f"; one of {models}"
+        flag = spec.pop("flag", "--" + f.name.replace("_", "-"))
+        parser.add_argument(flag, dest=f.name, default=f.default, **spec)
+
+
+def options_from_cli(args, **overrides):
+    """The `Options` of parsed command-line ``args`` (the flags `add_cli_arguments` added)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options) if hasattr(args, f.name)}
+    return Options(**{**given, **overrides})
