@@ -59,13 +59,13 @@ from astropy.table import Table
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from tqdm.auto import tqdm
 
-from . import __version__
 from .io import atomic_output, read_map, save_map
 from .models import available_models, load_model
 from .models.base import SuperResolutionModel
 from .options import Options, fill_doc
 from .seeds import file_seed
 from .uncertainty import UncertaintyMap
+from .version import __version__
 
 __all__ = ["superresolve_files", "read_manifest", "file_seed", "output_name", "expand_paths", "MANIFEST_NAME"]
 

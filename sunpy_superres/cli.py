@@ -111,7 +111,7 @@ def _existing_parent(path):
 
 def _run(args):
     from .io import save_map
-    from .models.hub import WeightsNotFoundError
+    from .models.manifest import WeightsNotFoundError
     from .superresolve import superresolve
     from .visualization import save_quicklook
 
@@ -153,7 +153,7 @@ def _evaluate_parser():
 
 def _run_evaluate(args):
     from .evaluation import evaluate
-    from .models.hub import WeightsNotFoundError
+    from .models.manifest import WeightsNotFoundError
 
     if args.output.exists() and not args.output.is_dir():
         raise _Refusal(

@@ -16,7 +16,6 @@ References
 .. [1] Irani, M. & Peleg, S. 1991, CVGIP: Graphical Models and Image Processing 53, 231.
 """
 
-import cv2
 import numpy as np
 
 __all__ = ["block_means", "project_block_means"]
@@ -77,6 +76,8 @@ def project_block_means(image, target, factor, *, method="backprojection", max_i
     ValueError
         If the shapes do not match, ``method`` is unknown, or an input is not finite.
     """
+    import cv2  # here, not at the top: OpenCV costs `import sunpy_superres` a tenth of a second
+
     if method not in ("backprojection", "block"):
         raise ValueError(f"method must be 'backprojection' or 'block', got {method!r}")
     target = np.asarray(target, dtype=np.float64)

@@ -14,16 +14,15 @@ import astropy.units as u
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
 from .consistency import project_block_means
 from .maps import add_history, complete_wcs, finer_meta, map_unit, validate_map
 from .models import load_model
-from .models.accel import auto_batch_size
 from .options import Options, fill_doc
 from .seeds import MAX_SEED, fresh_seed, tile_seed
 from .tiling import blend_window, plan_tiles
 from .uncertainty import UncertaintyMap
+from .version import __version__
 
 __all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning", "LongRunWarning"]
 
@@ -173,6 +172,8 @@ def _prepare(smap, opts):
     batch_size = opts.batch_size
     if isinstance(batch_size, str):  # "auto"
         tiles = plan_tiles(x.shape, tile, overlap)
+        from .models.accel import auto_batch_size  # torch: imported with the first model, not the package
+
         batch_size = auto_batch_size(model, (tiles[0].size_y, tiles[0].size_x), len(tiles))
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,

@@ -127,7 +127,7 @@ def test_empty_model_directory_is_one_line(mdi_file, tmp_path, capsys):
 
 def test_corrupt_weights_with_matching_checksums_are_one_line(mdi_file, tmp_path, capsys):
     from sunpy_superres.data import MODELS_DIR
-    from sunpy_superres.models.hub import rewrite_manifest
+    from sunpy_superres.models.manifest import rewrite_manifest
 
     model = tmp_path / "enhance"
     shutil.copytree(MODELS_DIR / "enhance", model)

@@ -29,7 +29,7 @@ from sunpy_superres import superresolve  # noqa: E402
 from sunpy_superres.evaluation import degrade  # noqa: E402
 from sunpy_superres.metrics.physics import quiet_noise_gauss  # noqa: E402
 from sunpy_superres.models import load_model  # noqa: E402
-from sunpy_superres.models.hub import rewrite_manifest  # noqa: E402
+from sunpy_superres.models.manifest import rewrite_manifest  # noqa: E402
 
 FRAMES = [
     "../shared/data/hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits",

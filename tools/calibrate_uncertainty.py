@@ -45,7 +45,7 @@ from sunpy_superres.conformal import fit_std_calibration
 from sunpy_superres.evaluation import degrade, uncertainty_calibration
 from sunpy_superres.metrics.physics import quiet_noise_gauss, quiet_sun_noise
 from sunpy_superres.models import load_model
-from sunpy_superres.models.hub import rewrite_manifest
+from sunpy_superres.models.manifest import rewrite_manifest
 from sunpy_superres.training.data import Patch
 
 

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from sunpy_superres.models import load_model
-from sunpy_superres.models.hub import rewrite_manifest
+from sunpy_superres.models.manifest import rewrite_manifest
 
 
 def main():

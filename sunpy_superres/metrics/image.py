@@ -49,7 +49,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.util import crop
 
 from ..calibration import NORMALISATION_RANGE
-from ..models.hub import sha256_file
+from ..models.manifest import sha256_file
 
 __all__ = [
     "MissingWeightsError",

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..options import renamed_sampler
+from .manifest import load_directory
 
 __all__ = ["SuperResolutionModel", "resolve_device"]
 
@@ -88,6 +89,9 @@ class SuperResolutionModel:
     """
 
     name = "base"
+    #: The manifest's ``kind`` of a model that loads from a directory (`from_pretrained`); `None` for
+    #: models without weights.
+    kind = None
     revision = "none"
     factor = 4
     stochastic = False
@@ -101,6 +105,36 @@ class SuperResolutionModel:
 
     def __init__(self, device="auto"):
         self.device = resolve_device(device)
+
+    @classmethod
+    def from_pretrained(cls, path, *, device="auto", revision=None):
+        """
+        Load a model directory written by ``save_pretrained``, after checking every file's sha256.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The model directory.
+        device : str, optional
+            Torch device.
+        revision : str, optional
+            Revision for output headers (default: the manifest's).
+
+        Raises
+        ------
+        ~sunpy_superres.models.manifest.WeightsNotFoundError
+            If the manifest or a listed file is missing.
+        ~sunpy_superres.models.manifest.ChecksumError
+            If a file does not match its recorded sha256.
+        ValueError
+            If the directory holds another kind of model.
+        """
+        return load_directory(path, device=device, revision=revision, kind=cls.kind or cls.__name__, cls=cls)
+
+    @classmethod
+    def from_verified(cls, path, manifest, *, device="auto", revision=None):
+        """Build the model from a directory whose files were checked; kinds with weights override it."""
+        raise NotImplementedError(f"{cls.__name__} has no weights to load")
 
     def predict(self, batch, *, seeds=None):
         """

@@ -45,6 +45,7 @@ from ..options import renamed_sampler
 from .accel import CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
+from .manifest import register_kind, write_manifest
 from .spacetodepth import SpaceToDepth
 
 __all__ = [
@@ -552,6 +553,7 @@ def diffusion_loss(
     return F.mse_loss(pred.float(), ref.float())
 
 
+@register_kind("diffusion")
 class DiffusionSuperResolution(SuperResolutionModel):
     """
     A trained diffusion variant behind the `SuperResolutionModel` interface.
@@ -615,6 +617,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         invalid.
     """
 
+    kind = "diffusion"
     stochastic = True
     clip_input = True
     precisions = ("fp32", "bf16", "fp16")
@@ -909,14 +912,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
         Write the model as a directory: ``denoiser/`` (and ``autoencoder/``) in diffusers format
         (``config.json`` + safetensors) and a ``superres.json`` manifest with sha256 of every file.
         """
-        from .hub import write_manifest
-
         path = Path(path)
         self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
         if self.autoencoder is not None:
             self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
         info = {
-            "kind": "diffusion",
+            "kind": self.kind,
             "name": self.name,
             "revision": self.revision,
             "inference": {
@@ -938,13 +939,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return path
 
     @classmethod
-    def from_pretrained(cls, path, *, device="auto", revision=None):
-        """
-        Load a directory written by `save_pretrained` (its files already verified by the caller,
-        see `sunpy_superres.models.hub.load_directory`).
-        """
-        path = Path(path)
-        manifest = json.loads((path / "superres.json").read_text())
+    def from_verified(cls, path, manifest, *, device="auto", revision=None):
+        """Build the model from a directory whose files were checked (see `from_pretrained`)."""
         denoiser = ConditionalDenoiser.from_pretrained(path / "denoiser", use_safetensors=True)
         autoencoder = None
         if denoiser.config.space == "latent":

@@ -63,6 +63,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .base import SuperResolutionModel
+from .manifest import register_kind, write_manifest
 
 __all__ = [
     "EnhanceNet",
@@ -375,20 +376,19 @@ class CNNSuperResolution(SuperResolutionModel):
     def save_pretrained(self, path):
         """
         Write the model directory: ``network/`` (diffusers ``config.json`` + safetensors, never a
-        pickle) and a ``superres.json`` manifest with the sha256 of every file (DESIGN.md rules 5, 6).
+        pickle) and a ``superres.json`` manifest with the sha256 of every file (rules 5 and 6 of
+        ``docs/dev/design.rst``).
 
         Returns
         -------
         `pathlib.Path`
         """
-        from .hub import write_manifest
-
         path = Path(path)
         self.network.save_pretrained(path / "network", safe_serialization=True)
         write_manifest(
             path,
             {
-                "kind": type(self).name,
+                "kind": type(self).kind,
                 "name": self.name,
                 "revision": self.revision,
                 "inference": {"tile_size": self.tile_size, "halo": self.halo},
@@ -397,34 +397,8 @@ class CNNSuperResolution(SuperResolutionModel):
         return path
 
     @classmethod
-    def from_pretrained(cls, path, *, device="auto", revision=None):
-        """
-        Load a directory written by `save_pretrained`, after checking every file's sha256.
-
-        Parameters
-        ----------
-        path : str or path-like
-            The model directory.
-        device : str, optional
-            Torch device.
-        revision : str, optional
-            Revision for output headers (default: the manifest's).
-
-        Raises
-        ------
-        ~sunpy_superres.models.hub.WeightsNotFoundError
-            If the manifest or a listed file is missing.
-        ~sunpy_superres.models.hub.ChecksumError
-            If a file does not match its recorded sha256.
-        ValueError
-            If the directory holds another kind of model.
-        """
-        from .hub import verify_directory
-
-        path = Path(path)
-        manifest = verify_directory(path)
-        if manifest.get("kind") != cls.name:
-            raise ValueError(f"{path} holds a {manifest.get('kind')!r} model, not {cls.name!r}")
+    def from_verified(cls, path, manifest, *, device="auto", revision=None):
+        """Build the model from a directory whose files were checked (see `from_pretrained`)."""
         network = cls.network_class.from_pretrained(path / "network", use_safetensors=True)
         inference = manifest.get("inference", {})
         return cls(
@@ -443,6 +417,7 @@ class CNNSuperResolution(SuperResolutionModel):
         )
 
 
+@register_kind("enhance")
 class EnhanceSuperResolution(CNNSuperResolution):
     """
     Enhance (Díaz Baso & Asensio Ramos 2018) as a deterministic `SuperResolutionModel`.
@@ -463,5 +438,5 @@ class EnhanceSuperResolution(CNNSuperResolution):
     5
     """
 
-    name = "enhance"
+    name = kind = "enhance"
     network_class = EnhanceNet

@@ -1,16 +1,9 @@
 """
-Model weights: local directories and pinned Hugging Face Hub references, checked by sha256.
+Model weights on the Hugging Face Hub, pinned to a commit and checked by sha256.
 
-A *model directory* holds diffusers-format sub-models (``config.json`` + ``*.safetensors``; never a
-pickle, DESIGN.md rule 6) and a manifest ``superres.json``::
-
-    {"format": "sunpy-superres-model", "format_version": 1, "kind": "diffusion",
-     "name": "ldm-res", "revision": "...", "package_version": "...",
-     "inference": {"scheduler": "dpm-solver++", "steps": 20, "tile_size": 256, "halo": 8},
-     "files": {"denoiser/config.json": "<sha256>", "denoiser/diffusion_pytorch_model.safetensors": "<sha256>", ...}}
-
-Every file listed is checked against its sha256 before anything is loaded. On the Hub a model is
-named by a *pinned* reference, a 40-hex commit, never a branch::
+A model is a model directory (see `sunpy_superres.models.manifest`: a ``superres.json`` manifest
+recording the sha256 of every file). On the Hub a model is named by a *pinned* reference, a 40-hex
+commit, never a branch::
 
     hf://owner/repo@0123456789abcdef0123456789abcdef01234567
     hf://owner/repo/sub/folder@<commit>#sha256=<sha256 of superres.json>
@@ -21,36 +14,27 @@ the weights. Without it the commit pins the content (a git commit fixes each fil
 the manifest still catches a corrupted cache.
 """
 
-import hashlib
-import json
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors import SafetensorError
+# Re-exported: these lived here before the manifest module existed, and users import them from here.
+from .manifest import (  # noqa: F401
+    MANIFEST,
+    ChecksumError,
+    WeightsNotFoundError,
+    load_directory,
+    read_manifest,
+    rewrite_manifest,
+    sha256_file,
+    verify_directory,
+    verify_files,
+    write_manifest,
+)
 
-__all__ = [
-    "HubModel",
-    "WeightsNotFoundError",
-    "ChecksumError",
-    "parse_hub_reference",
-    "write_manifest",
-    "rewrite_manifest",
-    "verify_directory",
-    "verify_files",
-    "load_directory",
-    "fetch",
-    "load_hub_model",
-    "PINNED_WEIGHTS",
-    "TRAINED_MODELS",
-    "MANIFEST",
-]
-
-MANIFEST = "superres.json"
-FORMAT = "sunpy-superres-model"
-FORMAT_VERSION = 1
+__all__ = ["HubModel", "parse_hub_reference", "fetch", "load_hub_model", "PINNED_WEIGHTS", "TRAINED_MODELS"]
 
 #: The trained models of the paper that ship as weights (diffusion variants and CNN baselines).
 TRAINED_MODELS = {
@@ -71,14 +55,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REFERENCE = re.compile(
     r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?P<sub>(/[\w.-]+)*)@(?P<rev>[^#]+)(#sha256=(?P<sha>.*))?$"
 )
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """Model weights are neither in the cache nor reachable (e.g. offline with an empty cache)."""
-
-
-class ChecksumError(ValueError):
-    """A weights file does not have the sha256 that was recorded for it."""
 
 
 @dataclass(frozen=True)
@@ -135,181 +111,6 @@ def parse_hub_reference(reference):
             "'hf://owner/repo@<40-hex commit>' or 'hf://owner/repo/subfolder@<commit>#sha256=<hex>'"
         )
     return HubModel(match["repo"], match["rev"], match["sha"], match["sub"].strip("/"))
-
-
-def sha256_file(path, chunk=1 << 20):
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_manifest(path, info):
-    """
-    Write ``superres.json`` into the model directory ``path``, recording every file's sha256.
-
-    Parameters
-    ----------
-    info : dict
-        Model description (``kind``, ``name``, ``revision``, ``inference``, ...).
-    """
-    from .. import __version__
-
-    path = Path(path)
-    for config in path.rglob("config.json"):
-        # diffusers records the directory a network was loaded from as "_name_or_path": a local path
-        # that says nothing about the weights, differs between machines and would change the checksum.
-        data = json.loads(config.read_text())
-        if data.pop("_name_or_path", None) is not None:
-            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    files = {
-        p.relative_to(path).as_posix(): sha256_file(p)
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        **info,
-        "package_version": __version__,
-        "files": files,
-    }
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return path / MANIFEST
-
-
-def rewrite_manifest(path, updates=None):
-    """
-    Re-record the checksums of a model directory's files, keeping (and optionally updating) its
-    description: after a file was added or changed, e.g. a model card or a training record.
-
-    Parameters
-    ----------
-    path : path-like
-        A model directory with a ``superres.json``.
-    updates : dict, optional
-        Entries to set in the description (``uncertainty_calibration``, ...).
-    """
-    manifest = json.loads((Path(path) / MANIFEST).read_text())
-    set_by_write = ("files", "format", "format_version", "package_version")
-    info = {k: v for k, v in manifest.items() if k not in set_by_write}
-    return write_manifest(path, {**info, **(updates or {})})
-
-
-def _read_manifest(path):
-    manifest_path = Path(path) / MANIFEST
-    if not manifest_path.is_file():
-        raise WeightsNotFoundError(
-            f"{path} is not a sunpy-superres model directory: it has no {MANIFEST} "
-            "(write one with the model's save_pretrained())."
-        )
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{manifest_path} is not a {FORMAT} manifest of version {FORMAT_VERSION}")
-    return manifest
-
-
-def verify_directory(path):
-    """
-    Check every file listed in the manifest of ``path`` against its sha256.
-
-    Returns
-    -------
-    dict
-        The manifest.
-
-    Raises
-    ------
-    WeightsNotFoundError
-        If the manifest or a listed file is missing.
-    ChecksumError
-        If a file's sha256 differs from the recorded one.
-    """
-    path = Path(path)
-    manifest = _read_manifest(path)
-    verify_files(
-        path,
-        manifest["files"],
-        MANIFEST,
-        fix="download it again (delete it from the cache) or re-save the model",
-    )
-    return manifest
-
-
-def verify_files(directory, files, manifest_name, *, fix):
-    """
-    Check that every ``{relative path: sha256}`` of ``files`` exists in ``directory`` with that hash.
-
-    Raises
-    ------
-    WeightsNotFoundError
-        If a listed file is missing.
-    ChecksumError
-        If a file's sha256 differs from the recorded one (the message ends with ``fix``).
-    """
-    directory = Path(directory)
-    for rel, expected in files.items():
-        f = directory / rel
-        if not f.is_file():
-            raise WeightsNotFoundError(f"{directory} lacks {rel}, listed in its {manifest_name}")
-        actual = sha256_file(f)
-        if actual != expected:
-            raise ChecksumError(
-                f"{f} has sha256 {actual}, but {expected} was recorded: the file is corrupt or "
-                f"was changed; {fix}."
-            )
-
-
-def load_directory(path, *, device="auto", revision=None):
-    """
-    Load a verified model directory.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Directory with a ``superres.json`` manifest.
-    device : str, optional
-        Torch device.
-    revision : str, optional
-        Revision for output headers (default: the manifest's).
-
-    Raises
-    ------
-    WeightsNotFoundError, ChecksumError
-        See `verify_directory`.
-    ValueError
-        If the manifest names an unknown model kind, or the files it lists (checksums matching) cannot
-        be loaded: written by another program, or corrupted before their checksums were recorded.
-    """
-    manifest = verify_directory(path)
-    try:
-        return _load_verified(path, manifest, device=device, revision=revision)
-    except (OSError, RuntimeError, SafetensorError) as err:
-        if isinstance(err, WeightsNotFoundError) or (
-            isinstance(err, RuntimeError) and "state_dict" not in str(err) and "size mismatch" not in str(err)
-        ):
-            raise
-        reason = " ".join(str(err).split())
-        raise ValueError(
-            f"{path}: the model's files match its manifest but cannot be loaded ({reason}); they "
-            "are corrupt or not this package's format: export or download the model again"
-        ) from err
-
-
-def _load_verified(path, manifest, *, device, revision):
-    if manifest.get("kind") == "diffusion":
-        from .diffusion import DiffusionSuperResolution
-
-        return DiffusionSuperResolution.from_pretrained(path, device=device, revision=revision)
-    if manifest.get("kind") in ("enhance", "progressive"):
-        from .enhance import EnhanceSuperResolution
-        from .progressive import ProgressiveSuperResolution
-
-        cls = EnhanceSuperResolution if manifest["kind"] == "enhance" else ProgressiveSuperResolution
-        return cls.from_pretrained(path, device=device, revision=revision)
-    raise ValueError(f"{path}: unknown model kind {manifest.get('kind')!r} in {MANIFEST}")
 
 
 def _offline():
@@ -402,7 +203,7 @@ def fetch(spec, *, cache_dir=None):
         actual = sha256_file(manifest_path)
         if actual != spec.sha256:
             raise ChecksumError(f"{MANIFEST} of {spec} has sha256 {actual}, but {spec.sha256} was recorded.")
-    manifest = _read_manifest(manifest_path.parent)
+    manifest = read_manifest(manifest_path.parent)
     for rel in manifest["files"]:
         _download(spec, rel, cache_dir)
     verify_directory(manifest_path.parent)

@@ -55,6 +55,7 @@ from .enhance import (
     interpolate_input,
     skip_path,
 )
+from .manifest import register_kind
 
 __all__ = ["ProgressiveNet", "ProgressiveSuperResolution", "progressive_mse"]
 
@@ -258,6 +259,7 @@ def progressive_mse(network, lr, hr, *, level_weights=None):
     return loss
 
 
+@register_kind("progressive")
 class ProgressiveSuperResolution(CNNSuperResolution):
     """
     The progressive model (Rahman et al. 2020) as a deterministic `SuperResolutionModel`.
@@ -278,5 +280,5 @@ class ProgressiveSuperResolution(CNNSuperResolution):
     8
     """
 
-    name = "progressive"
+    name = kind = "progressive"
     network_class = ProgressiveNet

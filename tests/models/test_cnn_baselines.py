@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from sunpy_superres import superresolve
 from sunpy_superres.calibration import MDI_TO_HMI
 from sunpy_superres.models.enhance import EnhanceNet, EnhanceSuperResolution, dependency_halo
-from sunpy_superres.models.hub import ChecksumError
 from sunpy_superres.models.interpolation import BicubicModel, NearestModel
+from sunpy_superres.models.manifest import ChecksumError
 from sunpy_superres.models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
 
 # Values recorded on CPU (torch 2.13) from tiny_net(kind, seed=0) on lr_input(); they guard the layer

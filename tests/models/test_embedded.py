@@ -12,7 +12,7 @@ from sunpy_superres.data import HMI_AR_CUTOUT, MODELS_DIR
 from sunpy_superres.evaluation import degrade
 from sunpy_superres.metrics import image, physics, spectra
 from sunpy_superres.models import DEFAULT_MODEL, available_models, load_model
-from sunpy_superres.models.hub import MANIFEST, verify_directory
+from sunpy_superres.models.manifest import MANIFEST, verify_directory
 
 EMBEDDED = ["enhance", "ldm-res", "progressive"]
 

@@ -114,3 +114,56 @@ def test_core_import_stays_light():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_every_kind_loads_through_one_verification(tmp_path):
+    """A diffusion model's own from_pretrained checks the checksums too (it did not before)."""
+    from sunpy_superres.models.diffusion import DiffusionSuperResolution
+
+    path = tiny_model().save_pretrained(tmp_path / "m")
+    assert type(DiffusionSuperResolution.from_pretrained(path, device="cpu")) is DiffusionSuperResolution
+    config = path / "denoiser" / "config.json"
+    config.write_text(config.read_text().replace("{", "{ ", 1))
+    with pytest.raises(ChecksumError, match="config.json has sha256"):
+        DiffusionSuperResolution.from_pretrained(path, device="cpu")
+
+
+def test_a_new_model_kind_is_its_own_module_and_one_registration(tmp_path):
+    """A kind registers itself; the manifest module, the registry and the Hub client need no change."""
+    from sunpy_superres.models import manifest
+    from sunpy_superres.models.interpolation import NearestModel
+
+    @manifest.register_kind("toy-kind")
+    class Toy(NearestModel):
+        kind = "toy-kind"
+
+        @classmethod
+        def from_verified(cls, path, info, *, device="auto", revision=None):
+            model = cls(device=device)
+            model.name, model.revision = info["name"], revision or info["revision"]
+            return model
+
+    try:
+        (tmp_path / "toy").mkdir()
+        (tmp_path / "toy" / "weights.txt").write_text("none\n")
+        manifest.write_manifest(tmp_path / "toy", {"kind": "toy-kind", "name": "toy", "revision": "r1"})
+        model = load_model(tmp_path / "toy", device="cpu")
+        assert type(model) is Toy and (model.name, model.revision) == ("toy", "r1")
+        assert type(Toy.from_pretrained(tmp_path / "toy", device="cpu")) is Toy
+        from sunpy_superres.models.diffusion import DiffusionSuperResolution
+
+        with pytest.raises(ValueError, match="holds a 'toy-kind' model, not 'diffusion'"):
+            DiffusionSuperResolution.from_pretrained(tmp_path / "toy", device="cpu")
+    finally:
+        manifest._KINDS.pop("toy-kind")
+
+
+def test_import_of_the_registry_reads_no_disk_and_imports_no_model():
+    code = (
+        "import sys, sunpy_superres.models.registry as r;"
+        "assert r._embedded_models.cache_info().currsize == 0;"
+        "bad = [m for m in ('torch', 'sunpy_superres.models.base', 'sunpy_superres.models.hub') if m in sys.modules];"
+        "assert not bad, bad;"
+        "assert 'bicubic' in r.available_models() and r._embedded_models.cache_info().currsize == 1"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})

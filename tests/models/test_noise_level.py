@@ -14,7 +14,7 @@ from sunpy_superres.models.diffusion import (
     add_noise_conditioning,
     encode_pair,
 )
-from sunpy_superres.models.hub import load_directory
+from sunpy_superres.models.manifest import load_directory
 from sunpy_superres.training.data import CropDataset
 
 from .tiny import tiny_autoencoder, tiny_model
