@@ -43,11 +43,13 @@ def main():
             ),
             model=ModelConfig(
                 kind="autoencoder",
-                ae_factor=factor,
-                latent_channels=4,
-                ae_base_channels=16,
-                ae_max_channels=32,
-                ae_norm_num_groups=8,
+                autoencoder={
+                    "factor": factor,
+                    "latent_channels": 4,
+                    "base_channels": 16,
+                    "max_channels": 32,
+                    "norm_num_groups": 8,
+                },
             ),
         )
         t0 = time.perf_counter()

@@ -89,27 +89,27 @@ def model_from_config(name, device, channels_last=False):
     cfg = load_config(name).model
     torch.manual_seed(0)
     ae = None
-    if cfg.space == "latent":
+    if cfg.diffusion.space == "latent":
         ae = build_autoencoder(
-            factor=cfg.ae_factor,
-            latent_channels=cfg.latent_channels,
-            base_channels=cfg.ae_base_channels,
-            max_channels=cfg.ae_max_channels,
-            layers_per_block=cfg.ae_layers_per_block,
-            norm_num_groups=cfg.ae_norm_num_groups,
+            factor=cfg.autoencoder.factor,
+            latent_channels=cfg.autoencoder.latent_channels,
+            base_channels=cfg.autoencoder.base_channels,
+            max_channels=cfg.autoencoder.max_channels,
+            layers_per_block=cfg.autoencoder.layers_per_block,
+            norm_num_groups=cfg.autoencoder.norm_num_groups,
         )
-    ch = cfg.latent_channels if cfg.space == "latent" else 1
+    ch = cfg.autoencoder.latent_channels if cfg.diffusion.space == "latent" else 1
     den = ConditionalDenoiser(
-        space=cfg.space,
-        residual=cfg.residual,
-        prediction_type=cfg.prediction_type,
+        space=cfg.diffusion.space,
+        residual=cfg.diffusion.residual,
+        prediction_type=cfg.diffusion.prediction_type,
         target_channels=ch,
         cond_channels=ch,
-        block_out_channels=tuple(cfg.block_out_channels),
-        layers_per_block=cfg.layers_per_block,
-        attention_levels=tuple(cfg.attention_levels),
-        attention_head_dim=cfg.attention_head_dim,
-        norm_num_groups=cfg.norm_num_groups,
+        block_out_channels=tuple(cfg.diffusion.block_out_channels),
+        layers_per_block=cfg.diffusion.layers_per_block,
+        attention_levels=tuple(cfg.diffusion.attention_levels),
+        attention_head_dim=cfg.diffusion.attention_head_dim,
+        norm_num_groups=cfg.diffusion.norm_num_groups,
     )
     return DiffusionSuperResolution(
         den,

@@ -7,7 +7,7 @@ connected to), and writes ``<stem>_sr.fits`` beside a manifest of what was done.
 resumed by running the same call again: finished files are skipped, failed ones are retried.
 
 Needs the ``[batch]`` extra (``pip install sunpy-superres[batch]``). `dask.distributed` is imported
-by this module only, never by ``import sunpy_superres`` (DESIGN.md rule 8).
+by this module only, never by ``import sunpy_superres`` (rule 8 of docs/dev/design.rst).
 
 How it works
 ------------

@@ -404,7 +404,7 @@ def test_file_seed_output_name_and_planning_errors(tmp_path):
 
 
 def test_import_is_light():
-    """DESIGN.md rule 8: dask.distributed only when batch is used."""
+    """Rule 8 of docs/dev/design.rst: dask.distributed only when batch is used."""
     code = "import sys, sunpy_superres, sunpy_superres.cli; assert 'distributed' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -79,7 +79,7 @@ def test_auto_batch_size_on_cpu():
 
 
 def test_batch_size_does_not_change_the_result(small_mdi):
-    """Per-tile generators (DESIGN.md rule 7): the batch changes only float32 rounding of the networks."""
+    """Per-tile generators (rule 7 of docs/dev/design.rst): the batch changes only float32 rounding of the networks."""
     model = tiny_model()
     auto = run(small_mdi, model)  # batch_size="auto" is the default: 4 tiles per call on the CPU
     assert auto.data.shape == (192, 160)

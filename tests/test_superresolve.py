@@ -22,7 +22,7 @@ def corners_and_centre(smap):
 
 @pytest.mark.parametrize("fixture", ["mdi_cutout", "hmi_cutout"])
 def test_wcs_matches_sunpy_resample(fixture, request):
-    """The oracle: sunpy's own resample() defines the 4x finer grid (DESIGN.md rule 2)."""
+    """The oracle: sunpy's own resample() defines the 4x finer grid (rule 2 of docs/dev/design.rst)."""
     smap = request.getfixturevalue(fixture)
     if fixture == "hmi_cutout":  # 0.5"/px and CROTA2 ~ 180: exercise the grid arithmetic all the same
         smap = smap.superpixel((4, 4) * u.pix, func=np.mean)

@@ -3,7 +3,7 @@ Device helpers for fast inference: arithmetic precision, tile batch size, option
 
 Everything here is chosen so that the GPU path computes the same function as the CPU path: reduced
 precision covers only the networks (``torch.autocast``), the samplers' update and every blend stay in
-float32, and each tile keeps its own random generator whatever the batch (DESIGN.md rule 7).
+float32, and each tile keeps its own random generator whatever the batch (rule 7 of docs/dev/design.rst).
 """
 
 import contextlib

@@ -10,7 +10,7 @@ config choice made by measuring reconstruction quality (the paper's Fig. 4); see
 
 The encoder is used deterministically: latents are the mean of the posterior, not samples from it,
 so the conditioning of the diffusion model does not change from call to call and the only randomness
-of a super-resolved map is the sampler's (DESIGN.md rule 7). The paper's code samples instead.
+of a super-resolved map is the sampler's (rule 7 of docs/dev/design.rst). The paper's code samples instead.
 """
 
 import math

@@ -20,7 +20,7 @@ resolutions (Fig. 3), trained with epsilon-prediction and MSE on a linear beta s
 steps (section 4, Ho et al. 2020).
 
 Why the scale factors: in [-1, 1] units the pixel residual of real HMI crops has a standard deviation
-of about 0.008 (DESIGN.md, "Facts already checked"); against unit-variance noise it is invisible and
+of about 0.008 (docs/dev/design.rst, "Measurements the code relies on"); against unit-variance noise it is invisible and
 the model diverges. Dividing the target (and the conditioning) by a stored standard deviation makes
 both unit-variance, as latent diffusion does with its ``scale_factor`` (Rombach et al. 2021, sec. 4.3.2).
 The factors are config fields measured on training data, frozen into the checkpoint.
@@ -858,7 +858,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return max(1, -(-grid // self.factor))
 
     def _generators(self, seeds, n):
-        # One generator per tile (DESIGN.md rule 7): a tile's noise does not depend on its batch.
+        # One generator per tile (rule 7 of docs/dev/design.rst): a tile's noise does not depend on its batch.
         if seeds is None:
             seeds = [None] * n
         if len(seeds) != n:

@@ -11,7 +11,7 @@ instead of an autoencoder (Hoogeboom et al. 2023, "simple diffusion", sec. 3.2; 
 
 Why not the learnt autoencoder: the one trained here kept almost none of the sub-2" field (decoding
 the true latent of a held-out crop instead of its LR latent moved the output by 6.6 G rms against a
-29 G HR - LR residual; the model card and ``../shared/DESIGN.md``), which capped both the spectrum
+29 G HR - LR residual; the model card and ``docs/dev/design.rst``, measurements), which capped both the spectrum
 and the spread of the samples. The paper's `ldm-res` structure is kept: a U-Net on the latent
 residual ``E(HR) - E(LR)``, conditioned on ``E(LR)`` by concatenation.
 """

@@ -1,9 +1,10 @@
 """
 Training of the autoencoder and the diffusion variants (extra ``[train]``: accelerate, peft).
 
-``train(config)`` runs one `accelerate` loop for every model; `sunpy_superres.training.data` makes
-crops from full-disk HMI files; configs are dataclasses (`sunpy_superres.training.config`) read from
-TOML and saved with every checkpoint. Importing `sunpy_superres` never imports this subpackage.
+``train(config)`` runs one `accelerate` loop for every model; what it trains is the task of the
+config's model kind (`sunpy_superres.training.tasks`, one module per kind). `sunpy_superres.training.data`
+makes crops from full-disk HMI files; configs are dataclasses (`sunpy_superres.training.config`) read
+from TOML and saved with every checkpoint. Importing `sunpy_superres` never imports this subpackage.
 """
 
 from .config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig, load_config, shipped_configs

@@ -79,7 +79,8 @@ def main(argv=None):
 
     final = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     print(f"model written to {final}")
-    if cfg.finetune.enabled and cfg.model.kind == "diffusion":
+    # A LoRA fine-tune also writes its adapter alone.
+    if cfg.finetune.enabled and (final.parent / "adapter").is_dir():
         print(f"adapter written to {final.parent / 'adapter'}")
     return 0
 

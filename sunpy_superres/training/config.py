@@ -2,16 +2,27 @@
 Training configuration: dataclasses read from TOML, saved as JSON with every checkpoint.
 
 A config describes one run completely (data, model, optimisation); together with the package
-version saved beside it, it says how a checkpoint was made (DESIGN.md rule 9). Zero means "measure"
+version saved beside it, it says how a checkpoint was made (rule 9 of docs/dev/design.rst). Zero means "measure"
 for the scale factors and "none" for optional limits, because TOML has no null.
+
+``[model]`` holds the kind and what every kind shares; each kind's hyper-parameters are in its own
+table, ``[model.<kind>]`` (``[model.diffusion]``, ``[model.autoencoder]``, ...), defined by the kind's
+training task (`sunpy_superres.training.tasks`), most of them with the defaults of the network's
+constructor. Configs written before the tables existed, with flat ``[model]`` keys (``ae_factor``,
+``enhance_residual_blocks``, ``space``, ...), still load: the records saved with checkpoints and
+models silently, TOML files with a `FutureWarning` that names the new place of each key.
 """
 
 import dataclasses
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from . import legacy
+from .tasks import TASKS, get_task
 
 __all__ = [
     "DataConfig",
@@ -22,15 +33,11 @@ __all__ = [
     "shipped_configs",
     "MODEL_KINDS",
     "PAIR_SOURCES",
-    "LATENT_SPACES",
 ]
 
-#: What ``[model] kind`` can train: the autoencoder of the latent variants, the diffusion variants, the
-#: deterministic CNN baselines (trained with pixel MSE), and "decoder": the decoder of a trained latent
-#: model fine-tuned with its encoder and denoiser frozen (``[model] decoder_base``).
-MODEL_KINDS = ("diffusion", "autoencoder", "enhance", "progressive", "decoder")
-#: Latent spaces of a latent diffusion model (``[model] latent_space``).
-LATENT_SPACES = ("autoencoder", "space-to-depth")
+#: What ``[model] kind`` can train: the kinds registered in `sunpy_superres.training.tasks` (the
+#: diffusion variants, their autoencoder, the CNN baselines, and the decoder of a trained latent model).
+MODEL_KINDS = tuple(TASKS)
 #: Where fine-tuning pairs come from (``[finetune] pairs``).
 PAIR_SOURCES = ("synthetic", "directory")
 
@@ -61,8 +68,8 @@ class DataConfig:
     patch_pattern: str = "*.fits"
     #: Probability that a training crop comes from the patches rather than the full disks.
     patch_fraction: float = 0.0
-    #: For a noise-conditioned model (``[model] noise_conditioning``): the largest standard deviation
-    #: (G) of white noise added to a crop, and the fraction of crops that get it (see
+    #: For a noise-conditioned model (``[model.diffusion] noise_conditioning``): the largest standard
+    #: deviation (G) of white noise added to a crop, and the fraction of crops that get it (see
     #: `sunpy_superres.training.data.CropDataset`).
     noise_augment_gauss: float = 0.0
     noise_augment_fraction: float = 0.5
@@ -70,76 +77,82 @@ class DataConfig:
     samples_per_epoch: int = 1000
 
 
-@dataclass
-class ModelConfig:
-    """The network to train: an autoencoder, a diffusion variant or a CNN baseline."""
+def _with_kind_tables(cls):
+    """Add one field per registered kind that has a config table: ``[model.<kind>]``."""
+    for kind, task in TASKS.items():
+        if task.config_class is not None:
+            cls.__annotations__[kind] = task.config_class
+            setattr(cls, kind, field(default_factory=task.config_class))
+    return cls
 
-    #: "diffusion", "autoencoder", "enhance", "progressive" or "decoder" (see `MODEL_KINDS`).
+
+@dataclass
+@_with_kind_tables
+class ModelConfig:
+    """
+    The network to train: its kind, the inference defaults of the exported model, and one table per
+    kind with that kind's hyper-parameters (``[model.<kind>]``, the attribute of the kind's name;
+    see the kind's module in `sunpy_superres.training.tasks`).
+
+    A run reads the tables of its kind (`~sunpy_superres.training.tasks.base.Task.config_tables`);
+    the others keep their defaults and do not count when a checkpoint is resumed. A table may be given
+    as a dict, e.g. ``ModelConfig(kind="enhance", enhance={"channels": 32})``. The flat keys of before
+    the tables (``ae_factor=4``, ``config.ae_factor``) still work, with a `FutureWarning`
+    (`sunpy_superres.training.legacy`).
+
+    Raises
+    ------
+    ValueError
+        On an unknown key of a table given as a dict.
+    """
+
+    #: One of `MODEL_KINDS`.
     kind: str = "diffusion"
-    #: "latent" or "pixel" (diffusion only).
-    space: str = "latent"
-    residual: bool = True
-    prediction_type: str = "epsilon"
-    #: Noise schedule of the forward process: diffusers' "linear" (the paper's), "scaled_linear" or
-    #: "squaredcos_cap_v2" (cosine, Nichol & Dhariwal 2021).
-    beta_schedule: str = "linear"
-    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    layers_per_block: int = 2
-    attention_levels: list[bool] = field(default_factory=lambda: [False, False, True, True])
-    attention_head_dim: int = 8
-    norm_num_groups: int = 32
-    #: Standard deviations dividing target and conditioning; 0 = measure on training data.
-    target_scale: float = 0.0
-    cond_scale: float = 0.0
-    #: Latent space of a latent model: "autoencoder" (a learnt `MagnetogramAutoencoder`, the paper's
-    #: choice) or "space-to-depth" (`sunpy_superres.models.spacetodepth.SpaceToDepth`, invertible
-    #: and training-free, ``ae_factor`` its block side; no autoencoder stage).
-    latent_space: str = "autoencoder"
-    #: Trained autoencoder directory for latent diffusion; empty: train one first under
-    #: ``output_dir/autoencoder`` for ``TrainConfig.autoencoder_steps`` steps.
-    autoencoder: str = ""
-    ae_factor: int = 8
-    latent_channels: int = 4
-    ae_base_channels: int = 32
-    ae_max_channels: int = 128
-    ae_layers_per_block: int = 1
-    ae_norm_num_groups: int = 8
-    #: Weight of the radial log-power term of the autoencoder loss (0: MSE and KL only); see
-    #: `sunpy_superres.models.autoencoder.autoencoder_loss`.
-    ae_spectral_weight: float = 0.0
-    #: Weight of the local texture term (`sunpy_superres.models.autoencoder.local_texture_loss`) and
-    #: the side of its blocks in pixels; 0: not used.
-    ae_texture_weight: float = 0.0
-    ae_texture_window: int = 8
-    #: For ``kind = "decoder"``: the trained latent diffusion model (registry name, model directory or
-    #: pinned ``hf://`` reference) whose decoder is fine-tuned; its encoder and denoiser stay frozen,
-    #: so the latent space they share does not move. The export is that model with the new decoder.
-    decoder_base: str = ""
-    #: For ``kind = "diffusion"``: continue training the denoiser of a trained latent or pixel model
-    #: (registry name, model directory or pinned ``hf://`` reference), with its autoencoder frozen as
-    #: it is; the architecture and scales come from that model. Empty: a new denoiser.
-    init_from: str = ""
-    #: Condition the denoiser on the target's quiet-Sun noise level (one more conditioning channel;
-    #: see `sunpy_superres.models.diffusion.ConditionalDenoiser`). With ``init_from`` a model without
-    #: it gains the channel with zero weights, so training starts from that model's behaviour.
-    noise_conditioning: bool = False
-    #: CNN baselines ("enhance", "progressive"; see `sunpy_superres.models.enhance` and
-    #: `sunpy_superres.models.progressive` for the meaning and the published sizes).
-    cnn_channels: int = 64
-    #: Interpolated input the CNN output is added to: "bicubic", "nearest" or "none".
-    cnn_skip: str = "bicubic"
-    enhance_residual_blocks: int = 5
-    enhance_upsample_channels: int = 64
-    enhance_batch_norm: bool = True
-    progressive_growth_rate: int = 16
-    progressive_layers_per_block: int = 4
-    progressive_blocks_per_level: list[int] = field(default_factory=lambda: [4, 2])
-    #: Weights of the x2 and x4 levels in `progressive_mse`; empty: all ones.
-    progressive_level_weights: list[float] = field(default_factory=list)
     #: Inference defaults written into the exported model (``halo``: diffusion only; a CNN's halo
     #: follows from its layers).
     tile_size: int = 256
     halo: int = 8
+
+    def __post_init__(self):
+        for kind, task in TASKS.items():
+            if isinstance(getattr(self, kind, None), dict):
+                setattr(self, kind, _build(task.config_class, getattr(self, kind), f"model.{kind}"))
+
+    # Only reached for names that are not attributes: perhaps an old flat key.
+    def __getattr__(self, name):
+        where = legacy.place(name, self.__dict__.get("kind"))
+        if where is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        legacy.warn("ModelConfig", {name: f"[model.{where[0]}] {where[1]}"}, stacklevel=2)
+        return getattr(getattr(self, where[0]), where[1])
+
+    def __setattr__(self, name, value):
+        where = None if name in _MODEL_FIELDS else legacy.place(name, self.__dict__.get("kind"))
+        if where is None:
+            object.__setattr__(self, name, value)
+            return
+        # Set where it is read now: an old name must not become a new attribute nobody reads.
+        legacy.warn("ModelConfig", {name: f"[model.{where[0]}] {where[1]}"}, stacklevel=2)
+        setattr(getattr(self, where[0]), where[1], value)
+
+
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def _init_with_flat_keys(init):
+    """``ModelConfig``'s constructor, also taking the flat keys of before the tables."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        kwargs, moved = legacy.upgrade_model(kwargs)
+        if moved:
+            legacy.warn("ModelConfig", moved, stacklevel=2)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+ModelConfig.__init__ = _init_with_flat_keys(ModelConfig.__init__)
 
 
 @dataclass
@@ -232,6 +245,7 @@ class TrainConfig:
         raise ValueError("set max_steps or epochs in the config")
 
     def to_dict(self):
+        """The config as nested dicts, as saved with every checkpoint (`from_dict` reads it back)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -240,38 +254,41 @@ class TrainConfig:
         Build a config from nested dicts.
 
         Keys missing from ``d`` take their defaults, so a config saved by an earlier version (before
-        a field existed) reads back as the same run.
+        a field existed) reads back as the same run; so do the flat ``[model]`` keys saved before the
+        per-kind tables existed (moved silently: checkpoints keep their records).
+
+        Parameters
+        ----------
+        d : dict
+            ``{"data": {...}, "model": {...}, "finetune": {...}, ...}`` as `to_dict` writes it.
+
+        Returns
+        -------
+        `TrainConfig`
 
         Raises
         ------
         ValueError
-            On an unknown key (a typo must not be silently ignored) or an unknown model kind or
-            pair source.
+            On an unknown key (a typo must not be silently ignored), an unknown model kind or pair
+            source, or a model config its kind refuses.
         """
         d = dict(d)
         data = _build(DataConfig, d.pop("data", {}), "data")
-        model = _build(ModelConfig, d.pop("model", {}), "model")
+        model = _build_model(legacy.upgrade_model(d.pop("model", {}))[0])
         finetune = _build(FinetuneConfig, d.pop("finetune", {}), "finetune")
-        if model.kind not in MODEL_KINDS:
-            raise ValueError(
-                f"[model] kind must be one of {', '.join(map(repr, MODEL_KINDS))}, got {model.kind!r}"
-            )
-        if model.kind == "decoder" and not model.decoder_base:
-            raise ValueError(
-                '[model] kind = "decoder" fine-tunes the decoder of a trained latent model: set '
-                "[model] decoder_base to its registry name, directory or hf:// reference"
-            )
-        if model.latent_space not in LATENT_SPACES:
-            raise ValueError(
-                f"[model] latent_space must be one of {', '.join(map(repr, LATENT_SPACES))}, "
-                f"got {model.latent_space!r}"
-            )
         if finetune.pairs not in PAIR_SOURCES:
             raise ValueError(
                 f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
                 f"got {finetune.pairs!r}"
             )
         return _build(cls, d, "", data=data, model=model, finetune=finetune)
+
+
+def _build_model(values):
+    """`ModelConfig` of a ``[model]`` dict in the table layout, checked by its kind's task."""
+    model = _build(ModelConfig, values, "model")
+    get_task(model.kind).check_config(model)
+    return model
 
 
 def _build(kind, values, section, **extra):
@@ -296,10 +313,15 @@ def load_config(path_or_name):
     """
     Read a TOML config file, or a shipped config by name (``"cpu"``, ``"paper-gpu"``).
 
+    Flat ``[model]`` keys of the layout before the per-kind tables are moved into their tables, with a
+    `FutureWarning` naming the new keys.
+
     Raises
     ------
     FileNotFoundError
         If it is neither a file nor a shipped name.
+    ValueError
+        On an unknown key or value (see `TrainConfig.from_dict`).
     """
     path = Path(os.path.expanduser(str(path_or_name)))
     if not path.is_file():
@@ -309,5 +331,13 @@ def load_config(path_or_name):
                 f"no config file {path_or_name!r} and no shipped config of that name "
                 f"(shipped: {', '.join(shipped_configs())})"
             )
-        return TrainConfig.from_dict(tomllib.loads(shipped.read_text()))
-    return TrainConfig.from_dict(tomllib.loads(path.read_text()))
+        return _from_toml(shipped.read_text(), f"shipped config {path_or_name!r}")
+    return _from_toml(path.read_text(), str(path))
+
+
+def _from_toml(text, where):
+    d = tomllib.loads(text)
+    _, moved = legacy.upgrade_model(d.get("model", {}))
+    if moved:
+        legacy.warn(where, moved, stacklevel=3)
+    return TrainConfig.from_dict(d)

@@ -1,6 +1,7 @@
 """
 Training data from full-disk HMI magnetograms: crops inside the disk, the paper's degradation,
-augmentation, and a date-based train/validation split.
+augmentation, and a date-based train/validation split; and aligned crops of MDI/HMI pairs for
+fine-tuning.
 
 Everything random here is derived from ``(seed, sample index)``, so the n-th sample of a run is the
 same whatever process draws it and however often training is interrupted and resumed: batches need
@@ -17,8 +18,9 @@ import numpy as np
 
 from ..calibration import NORMALISATION_RANGE
 from ..metrics.physics import quiet_noise_gauss
+from ..seeds import sample_rng
 
-__all__ = ["degrade", "observation_date", "split_by_date", "FullDisk", "Patch", "CropDataset"]
+__all__ = ["degrade", "observation_date", "split_by_date", "FullDisk", "Patch", "CropDataset", "PairCrops"]
 
 
 def degrade(hr, factor=4):
@@ -368,7 +370,7 @@ class CropDataset:
         """
         if with_noise and not self.noise_labels:
             raise ValueError("this dataset has no noise labels; make it with noise_labels=True")
-        rng = np.random.default_rng([self.seed, int(index)])
+        rng = sample_rng(self.seed, index)
         if self._patches and rng.random() < self.patch_fraction:
             p, ys, xs = self._patches[int(rng.integers(len(self._patches)))]
             j = int(rng.integers(len(ys)))
@@ -417,3 +419,89 @@ class CropDataset:
         if with_noise:
             return np.stack([c for c, _ in items]), np.array([n for _, n in items], dtype=np.float32)
         return np.stack(items)
+
+
+class PairCrops:
+    """
+    Aligned random crops of MDI/HMI pairs, augmented; sample ``i`` is a pure function of ``(seed, i)``.
+
+    Parameters
+    ----------
+    pairs : list of tuple
+        ``(lr, hr, valid)`` arrays as `~sunpy_superres.training.pairs.MagnetogramPair.to_arrays`
+        gives them (network units; ``hr`` ``factor`` times larger; ``valid`` on the ``hr`` grid).
+    crop_size : int
+        HR crop side in pixels, a multiple of ``factor``; the LR crop is ``crop_size // factor``.
+    factor : int, optional
+        Size ratio of target and input.
+    augment : bool, optional
+        The same random 90-degree rotation, flip and polarity sign applied to input and target
+        (symmetries of a LOS magnetogram crop, as in `CropDataset`).
+    min_valid_fraction : float, optional
+        Least fraction of valid target pixels in a crop (1: crops wholly on the disk of both maps).
+    seed : int, optional
+        Base seed.
+
+    Raises
+    ------
+    ValueError
+        If no pair has a crop of this size with enough valid pixels.
+    """
+
+    def __init__(self, pairs, *, crop_size, factor=4, augment=True, min_valid_fraction=1.0, seed=0):
+        if crop_size % factor:
+            raise ValueError(f"crop_size {crop_size} is not a multiple of the factor {factor}")
+        self.factor, self.crop_size = int(factor), int(crop_size)
+        self.augment, self.seed = bool(augment), int(seed)
+        c = self.crop_size // self.factor
+        self._pairs, self._candidates = [], []
+        for lr, hr, valid in pairs:
+            h, w = lr.shape
+            if hr.shape != (h * factor, w * factor) or valid.shape != hr.shape:
+                raise ValueError(
+                    f"pair shapes {lr.shape}, {hr.shape}, {valid.shape} are not a {factor}x pair"
+                )
+            if h < c or w < c:
+                continue
+            # Valid fraction of every c x c window of LR pixels, from a summed-area table.
+            frac = valid.reshape(h, factor, w, factor).mean(axis=(1, 3))
+            table = np.pad(frac.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            window = (table[c:, c:] - table[:-c, c:] - table[c:, :-c] + table[:-c, :-c]) / (c * c)
+            ys, xs = np.nonzero(window >= min_valid_fraction - 1e-9)
+            if len(ys):
+                self._pairs.append((lr, hr))
+                self._candidates.append((ys, xs))
+        if not self._pairs:
+            raise ValueError(
+                f"no pair has a {crop_size}x{crop_size} target crop with at least "
+                f"{min_valid_fraction:.0%} valid pixels; use smaller crops or larger pairs "
+                "([finetune] pair_crop_size)"
+            )
+
+    def __len__(self):
+        return len(self._pairs)
+
+    def sample(self, index):
+        """Crop number ``index``: LR ``(c/f, c/f)`` and HR ``(c, c)`` float32, network units."""
+        rng = sample_rng(self.seed, index)
+        k = int(rng.integers(len(self._pairs)))
+        ys, xs = self._candidates[k]
+        j = int(rng.integers(len(ys)))
+        f, c = self.factor, self.crop_size // self.factor
+        lr, hr = self._pairs[k]
+        y, x = int(ys[j]), int(xs[j])
+        lr, hr = lr[y : y + c, x : x + c], hr[f * y : f * (y + c), f * x : f * (x + c)]
+        if self.augment:
+            turns = int(rng.integers(4))
+            lr, hr = np.rot90(lr, turns), np.rot90(hr, turns)
+            if rng.random() < 0.5:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            if rng.random() < 0.5:
+                lr, hr = -lr, -hr
+        return np.ascontiguousarray(lr, dtype=np.float32), np.ascontiguousarray(hr, dtype=np.float32)
+
+    def batch(self, step, batch_size, *, rank=0, world_size=1):
+        """LR and HR crops of one step for one process (indices as `CropDataset.batch`)."""
+        start = (int(step) * world_size + rank) * batch_size
+        lr, hr = zip(*(self.sample(i) for i in range(start, start + batch_size)), strict=True)
+        return np.stack(lr), np.stack(hr)

@@ -13,7 +13,7 @@ attention layers and we unfreeze the bottleneck layers of the U-Net". Here that 
 
 The adapter directory
 ---------------------
-An adapter is saved *alone* (no base weights), never as a pickle (DESIGN.md rule 6)::
+An adapter is saved *alone* (no base weights), never as a pickle (rule 6 of docs/dev/design.rst)::
 
     adapter/
       adapter_config.json        peft's LoRA config
@@ -252,7 +252,7 @@ def save_adapter(peft_model, path, *, base, name="lora", revision="untrained", i
     if mid:
         save_file(mid, path / _MID_BLOCK_FILE)
         files.append(_MID_BLOCK_FILE)
-    from .. import __version__
+    from ..version import __version__
 
     cfg = peft_model.peft_config[peft_model.active_adapter]
     manifest = {
@@ -312,7 +312,7 @@ def verify_adapter(path):
     if pickles:
         raise ValueError(
             f"adapter directory {path} holds pickle files {pickles}; only safetensors are "
-            "loaded (DESIGN.md rule 6): remove them"
+            "loaded (a pickle can run code): remove them"
         )
     for rel in _PEFT_FILES:
         if rel not in manifest["files"]:

@@ -182,7 +182,7 @@ def degrade_to_mdi(
     mdi_level : float, optional
         Factor from HMI to MDI levels (default 1.4).
     seed : int, optional
-        Seed of the noise (DESIGN.md rule 7); `None` draws fresh noise.
+        Seed of the noise (rule 7 of docs/dev/design.rst); `None` draws fresh noise.
 
     Returns
     -------
@@ -204,29 +204,48 @@ def degrade_to_mdi(
     """
     data = _field_gauss(hmi_map, "hmi_map")
     factor = int(factor)
-    ny, nx = data.shape
-    if factor < 1 or ny % factor or nx % factor:
-        raise ValueError(
-            f"the map's shape {data.shape} is not a multiple of factor {factor}; crop it first "
-            "(e.g. with submap) to a multiple of the factor"
-        )
-    if psf_fwhm < 0 * u.arcsec or noise < 0 * u.G or not mdi_level > 0:
-        raise ValueError("psf_fwhm and noise must be >= 0 and mdi_level > 0")
-    valid = np.isfinite(data)
+    _check_degradation(data.shape, factor, psf_fwhm, noise, mdi_level)
     if psf_fwhm > 0 * u.arcsec:
-        scale = np.mean(u.Quantity(hmi_map.scale).to_value(u.arcsec / u.pix))
-        sigma = psf_fwhm.to_value(u.arcsec) / (2 * np.sqrt(2 * np.log(2))) / scale
-        # Normalised convolution: the weights of the valid pixels sum to one everywhere, so a crop
-        # edge or the limb neither darkens nor leaks NaN.
-        num = gaussian_filter(np.where(valid, data, 0.0), sigma, mode="constant")
-        den = gaussian_filter(valid.astype(np.float64), sigma, mode="constant")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            data = np.where(valid, num / den, np.nan)
+        data = _gaussian_psf(data, psf_fwhm, hmi_map.scale)
+    ny, nx = data.shape
     coarse = data.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
     coarse *= mdi_level
     rng = np.random.default_rng(seed)
     coarse += rng.normal(0.0, noise.to_value(u.G), coarse.shape) * np.isfinite(coarse)
+    meta = _degraded_meta(hmi_map, factor, psf_fwhm, noise, mdi_level, seed)
+    return sunpy.map.Map(coarse.astype(np.float32), meta)
 
+
+def _check_degradation(shape, factor, psf_fwhm, noise, mdi_level):
+    """Refuse a shape that is not a multiple of ``factor``, or a negative parameter (`ValueError`)."""
+    ny, nx = shape
+    if factor < 1 or ny % factor or nx % factor:
+        raise ValueError(
+            f"the map's shape {shape} is not a multiple of factor {factor}; crop it first "
+            "(e.g. with submap) to a multiple of the factor"
+        )
+    if psf_fwhm < 0 * u.arcsec or noise < 0 * u.G or not mdi_level > 0:
+        raise ValueError("psf_fwhm and noise must be >= 0 and mdi_level > 0")
+
+
+def _gaussian_psf(data, psf_fwhm, scale):
+    """
+    ``data`` convolved with a Gaussian of FWHM ``psf_fwhm`` on pixels of ``scale`` (a map's ``scale``).
+
+    Normalised convolution: the weights of the valid pixels sum to one everywhere, so a crop edge or
+    the limb neither darkens nor leaks NaN; NaN pixels stay NaN.
+    """
+    valid = np.isfinite(data)
+    pixel = np.mean(u.Quantity(scale).to_value(u.arcsec / u.pix))
+    sigma = psf_fwhm.to_value(u.arcsec) / (2 * np.sqrt(2 * np.log(2))) / pixel
+    num = gaussian_filter(np.where(valid, data, 0.0), sigma, mode="constant")
+    den = gaussian_filter(valid.astype(np.float64), sigma, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, num / den, np.nan)
+
+
+def _degraded_meta(hmi_map, factor, psf_fwhm, noise, mdi_level, seed):
+    """The header of `degrade_to_mdi`'s result: HMI's, on the coarser grid, with the degradation recorded."""
     # The coarse grid's WCS from sunpy itself (CDELT*f, CRPIX' = (CRPIX - 0.5)/f + 0.5), then the
     # instrument keys that count pixels.
     meta = hmi_map.superpixel((factor, factor) * u.pix, func=np.mean).meta.copy()
@@ -246,7 +265,7 @@ def degrade_to_mdi(
         f"arcsec, {factor}x{factor} block mean, x{mdi_level:g} to MDI levels, "
         f"{noise.to_value(u.G):g} G rms noise",
     )
-    return sunpy.map.Map(coarse.astype(np.float32), meta)
+    return meta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +397,14 @@ def make_pair(
     """
     mdi = _field_gauss(mdi_map, "mdi_map")
     hmi = _field_gauss(hmi_map, "hmi_map")
+    _check_time_difference(mdi_map, hmi_map, max_time_difference)
+    lr = _calibrated_input(mdi_map, mdi, calibration, crop_size, center)
+    hr = _target_on_finer_grid(hmi_map, hmi, lr, mdi_map.date, factor, algorithm, reproject_options)
+    return MagnetogramPair(lr=lr, hr=hr)
+
+
+def _check_time_difference(mdi_map, hmi_map, max_time_difference):
+    """Refuse maps taken more than ``max_time_difference`` apart (`ValueError`; `None`: any)."""
     dt = abs((hmi_map.date - mdi_map.date).to(u.s))
     if max_time_difference is not None and dt > u.Quantity(max_time_difference).to(u.s):
         raise ValueError(
@@ -385,10 +412,14 @@ def make_pair(
             f"{hmi_map.date.isot}), more than max_time_difference={max_time_difference}; pair "
             "frames taken together"
         )
-    reproject_options = dict(reproject_options or {})
-    if algorithm == "interpolation":
-        reproject_options.setdefault("order", "bicubic")
 
+
+def _calibrated_input(mdi_map, mdi, calibration, crop_size, center):
+    """
+    The input of a pair: ``mdi`` (``mdi_map``'s data in G) times ``calibration``, float32, on MDI's
+    own grid, with ``SRCALFAC``/``SRCALREF`` and HISTORY; cropped around ``center`` (default: the
+    most intense active region) when ``crop_size`` is given.
+    """
     lr_meta = mdi_map.meta.copy()
     lr_meta["srcalfac"] = float(calibration)
     lr_meta["srcalref"] = LIU_2012 if calibration == MDI_TO_HMI else "user-supplied factor"
@@ -401,7 +432,23 @@ def make_pair(
         if center is None:
             center = most_intense_region(lr, crop_size)
         lr = region_crop(lr, center, crop_size)
+    return lr
 
+
+def _target_on_finer_grid(hmi_map, hmi, lr, mdi_date, factor, algorithm, reproject_options):
+    """
+    The target of a pair: ``hmi`` (``hmi_map``'s data in G) reprojected onto the ``factor``-times
+    finer grid of ``lr``, seen from MDI's observer at MDI's time ``mdi_date``; float32 G, with HMI's
+    instrument keys, ``HMIDATE`` and HISTORY.
+
+    Raises
+    ------
+    ValueError
+        If the HMI map does not overlap the target at all.
+    """
+    reproject_options = dict(reproject_options or {})
+    if algorithm == "interpolation":
+        reproject_options.setdefault("order", "bicubic")
     target_meta = finer_meta(lr.meta, factor, lr.data.shape)
     target_shape = (factor * lr.data.shape[0], factor * lr.data.shape[1])
     hmi_meta = hmi_map.meta.copy()
@@ -431,10 +478,10 @@ def make_pair(
     add_history(
         hr_meta,
         f"sunpy-superres make_pair: HMI {hmi_map.date.isot} reprojected ({algorithm}) "
-        f"onto the {factor}x finer grid of MDI {mdi_map.date.isot}, observer and "
+        f"onto the {factor}x finer grid of MDI {mdi_date.isot}, observer and "
         "differential rotation accounted for",
     )
-    return MagnetogramPair(lr=lr, hr=sunpy.map.Map(hr_data, hr_meta))
+    return sunpy.map.Map(hr_data, hr_meta)
 
 
 def make_synthetic_pair(

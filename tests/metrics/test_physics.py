@@ -81,7 +81,7 @@ def test_pixel_area_matches_sunpy_geometry_on_real_rotated_header(hmi_cutout):
     area = pixel_area(hmi_cutout)
     assert area.unit.is_equivalent(u.m**2)
     np.testing.assert_allclose(area.to_value(u.m**2), expected.to_value(u.m**2), rtol=1e-8)
-    # Using DSUN instead of the per-pixel distance would be about 1 % off (DESIGN.md).
+    # Using DSUN instead of the per-pixel distance would be about 1 % off (docs/dev/design.rst, measurements).
     dsun_area = solid_angle * hmi_cutout.dsun.to_value(u.m) ** 2 / mu
     assert np.all(dsun_area / area.to_value(u.m**2) > 1.005)
 

@@ -174,7 +174,7 @@ def test_superresolve_map_and_wcs(kind, mdi_piece):
     assert out.data.shape == (256, 256) and np.isfinite(out.data).all()
     assert out.meta["srmodel"] == kind and out.meta["srmodrev"] == "untrained"
     assert u.allclose(out.scale.axis1, mdi_piece.scale.axis1 / 4)
-    # The outer edge of the grid and the centre do not move (DESIGN.md rule 2).
+    # The outer edge of the grid and the centre do not move (rule 2 of docs/dev/design.rst).
     for (px, py), (qx, qy) in [
         ((-0.5, -0.5), (-0.5, -0.5)),
         ((63.5, 63.5), (255.5, 255.5)),

@@ -41,7 +41,7 @@ def test_variant_shapes_and_seeds(space, residual, name):
     assert a.shape == (2, 40, 48) and a.dtype == np.float32 and np.isfinite(a).all()
     np.testing.assert_array_equal(a, model.predict(x, seeds=[1, 2]))  # same seeds: identical on CPU
     assert not np.allclose(a[0], model.predict(x[:1], seeds=[3])[0])  # another seed: another sample
-    # A tile's sample does not depend on its batch (one generator per tile, DESIGN.md rule 7).
+    # A tile's sample does not depend on its batch (one generator per tile, rule 7 of docs/dev/design.rst).
     np.testing.assert_allclose(model.predict(x[1:], seeds=[2])[0], a[1], atol=1e-3)
 
 

@@ -41,12 +41,8 @@ def cnn_config(out, data_dir, kind, steps=3, every=2, base=""):
         data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_fraction=0),
         model=ModelConfig(
             kind=kind,
-            cnn_channels=8,
-            enhance_residual_blocks=1,
-            enhance_upsample_channels=8,
-            progressive_growth_rate=4,
-            progressive_layers_per_block=1,
-            progressive_blocks_per_level=[1, 1],
+            enhance=dict(channels=8, num_residual_blocks=1, upsample_channels=8),
+            progressive=dict(channels=8, growth_rate=4, layers_per_block=1, blocks_per_level=[1, 1]),
             tile_size=32,
         ),
         finetune=FinetuneConfig(base_model=str(base), pair_crop_size=0),
@@ -127,12 +123,16 @@ def test_configs_and_backwards_compatible_checkpoints():
     assert ft.finetune.train_mid_block
     assert load_config("enhance-cpu").model.kind == "enhance"
     assert load_config("progressive-cpu").model.kind == "progressive"
-    # A config saved before [finetune] and the CNN fields existed reads back as the same run (resume).
+    # A config saved before [finetune] and the CNN tables existed reads back as the same run (resume).
     old = load_config("cpu").to_dict()
-    del old["finetune"]
-    for key in [k for k in old["model"] if k.startswith(("cnn_", "enhance_", "progressive_"))]:
-        del old["model"][key]
+    del old["finetune"], old["model"]["enhance"], old["model"]["progressive"]
     assert TrainConfig.from_dict(old) == load_config("cpu")
+    # So does one saved with the flat CNN keys of before the per-kind tables.
+    flat = load_config("progressive-cpu").to_dict()
+    table, _ = flat["model"].pop("progressive"), flat["model"].pop("enhance")
+    flat["model"].update({"cnn_channels": table["channels"], "cnn_skip": table["skip"]})
+    flat["model"].update({f"progressive_{k}": table[k] for k in ("growth_rate", "level_weights")})
+    assert TrainConfig.from_dict(flat) == load_config("progressive-cpu")
     with pytest.raises(ValueError, match="kind must be one of"):
         TrainConfig.from_dict({"model": {"kind": "gan"}})
     with pytest.raises(ValueError, match="pairs must be one of"):

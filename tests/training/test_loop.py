@@ -5,6 +5,8 @@ The data are the shipped HMI cut-outs, so these tests run without the full-disk 
 import copy
 import json
 import shutil
+import tomllib
+import warnings
 
 import astropy.units as u
 import numpy as np
@@ -19,6 +21,7 @@ from sunpy_superres.training.cli import main
 from sunpy_superres.training.config import DataConfig, ModelConfig
 
 from .resume_checks import checkpoint_step, copy_run, differing_tensors, logged_steps, perturb_checkpoint
+from .toml_files import toml_text
 
 
 def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, autoencoder=""):
@@ -32,19 +35,19 @@ def tiny_config(out, data_dir, space="latent", residual=True, steps=3, every=2, 
         autoencoder_steps=2,
         data=DataConfig(data_dir=str(data_dir), crop_size=32, validation_dates=["2016-07-07"]),
         model=ModelConfig(
-            space=space,
-            residual=residual,
-            block_out_channels=[8, 16],
-            attention_levels=[False, True],
-            attention_head_dim=8,
-            norm_num_groups=4,
-            layers_per_block=1,
-            autoencoder=autoencoder,
-            ae_factor=4,
-            latent_channels=2,
-            ae_base_channels=8,
-            ae_max_channels=16,
-            ae_norm_num_groups=4,
+            diffusion=dict(
+                space=space,
+                residual=residual,
+                block_out_channels=[8, 16],
+                attention_levels=[False, True],
+                attention_head_dim=8,
+                norm_num_groups=4,
+                layers_per_block=1,
+                autoencoder_dir=autoencoder,
+            ),
+            autoencoder=dict(
+                factor=4, latent_channels=2, base_channels=8, max_channels=16, norm_num_groups=4
+            ),
             tile_size=32,
             halo=4,
         ),
@@ -170,7 +173,7 @@ def test_shipped_configs():
         "progressive-gpu",
     ]
     s2d = load_config("ldm-res-s2d-cpu")
-    assert (s2d.model.latent_space, s2d.model.ae_factor, s2d.data.validation_dates) == (
+    assert (s2d.model.diffusion.latent_space, s2d.model.autoencoder.factor, s2d.data.validation_dates) == (
         "space-to-depth",
         4,
         ["2016-07-07"],
@@ -178,7 +181,7 @@ def test_shipped_configs():
     # The 2025 SHARP patches are the calibration set: never trained on.
     assert "2025" not in s2d.data.patch_pattern and "2012" in s2d.data.patch_pattern
     noise = load_config("ldm-res-s2d-noise-cpu")
-    assert noise.model.noise_conditioning and noise.data.noise_augment_gauss > 0
+    assert noise.model.diffusion.noise_conditioning and noise.data.noise_augment_gauss > 0
     assert noise.data.validation_dates == ["2016-07-07"] and "2025" not in noise.data.patch_pattern
     # The paper's comparison models share the default's recipe; only what the comparison is about
     # differs (space, residual, and the U-Net levels a pixel-space model needs at 0.5" and 1").
@@ -189,7 +192,8 @@ def test_shipped_configs():
         ("ddpm-cpu", "pixel", False),
     ]:
         cfg = load_config(name)
-        assert (cfg.model.space, cfg.model.residual, cfg.model.noise_conditioning) == (space, residual, True)
+        d = cfg.model.diffusion
+        assert (d.space, d.residual, d.noise_conditioning) == (space, residual, True)
         other = cfg.to_dict()
         assert other["data"] == recipe["data"]
         same = {k for k in recipe if not isinstance(recipe[k], dict)} - {
@@ -201,20 +205,42 @@ def test_shipped_configs():
         }
         assert {k: other[k] for k in same} == {k: recipe[k] for k in same}
         assert other["learning_rate"] == s2d.learning_rate
-        differs = {k for k in recipe["model"] if other["model"][k] != recipe["model"][k]}
-        allowed = {"residual", "init_from"} | (
-            {"space", "block_out_channels", "attention_levels", "latent_space", "ae_factor"}
+        differs = {
+            f"{table}.{k}"
+            for table in ("diffusion", "autoencoder")
+            for k in recipe["model"][table]
+            if other["model"][table][k] != recipe["model"][table][k]
+        }
+        assert {k: other["model"][k] for k in ("kind", "tile_size", "halo")} == {
+            k: recipe["model"][k] for k in ("kind", "tile_size", "halo")
+        }
+        allowed = {"diffusion.residual", "diffusion.init_from"} | (
+            {
+                "diffusion.space",
+                "diffusion.block_out_channels",
+                "diffusion.attention_levels",
+                "diffusion.latent_space",
+                "autoencoder.factor",
+            }
             if space == "pixel"
             else set()
         )
         assert differs <= allowed, differs
     decoder = load_config("ldm-res-decoder-cpu")
-    assert decoder.model.kind == "decoder" and decoder.model.decoder_base == "ldm-res"
+    assert decoder.model.kind == "decoder" and decoder.model.decoder.base == "ldm-res"
     paper = load_config("paper-gpu")
-    assert (paper.data.crop_size, paper.model.block_out_channels[0], paper.epochs) == (1024, 128, 30)
-    assert (paper.batch_size, paper.learning_rate, paper.model.prediction_type) == (4, 3e-4, "epsilon")
-    assert any(paper.model.attention_levels) and not paper.model.attention_levels[0]
-    assert load_config("cpu").model.space == "latent"
+    assert (paper.data.crop_size, paper.model.diffusion.block_out_channels[0], paper.epochs) == (
+        1024,
+        128,
+        30,
+    )
+    assert (paper.batch_size, paper.learning_rate, paper.model.diffusion.prediction_type) == (
+        4,
+        3e-4,
+        "epsilon",
+    )
+    assert any(paper.model.diffusion.attention_levels) and not paper.model.diffusion.attention_levels[0]
+    assert load_config("cpu").model.diffusion.space == "latent"
     with pytest.raises(ValueError, match="unknown config key"):
         TrainConfig.from_dict({"model": {"chanels": 3}})  # codespell:ignore chanels
     with pytest.raises(
@@ -223,14 +249,63 @@ def test_shipped_configs():
         load_config("nonexistent")
 
 
+# The [model] table of configs/ldm-res-s2d-noise-cpu.toml as it was before the per-kind tables.
+FLAT_MODEL = """
+[model]
+kind = "diffusion"
+init_from = "runs/cpu-ldm-res-s2d/export-step-10600"
+noise_conditioning = true
+space = "latent"
+residual = true
+latent_space = "space-to-depth"
+ae_factor = 4
+prediction_type = "v_prediction"
+beta_schedule = "squaredcos_cap_v2"
+block_out_channels = [48, 96, 128, 128]
+layers_per_block = 1
+attention_levels = [false, false, false, false]
+norm_num_groups = 16
+target_scale = 0.0
+cond_scale = 0.0
+tile_size = 256
+halo = 8
+"""
+
+
+def test_flat_model_keys_of_earlier_configs_still_load(tmp_path):
+    shipped = load_config("ldm-res-s2d-noise-cpu")
+    text = toml_text({k: v for k, v in shipped.to_dict().items() if k != "model"}) + FLAT_MODEL
+    (tmp_path / "old.toml").write_text(text)
+    # A config file is told where its keys went ...
+    with pytest.warns(FutureWarning, match=r"ae_factor -> \[model.autoencoder\] factor"):
+        assert load_config(tmp_path / "old.toml") == shipped
+    # ... a checkpoint's record, which nobody edits, is read silently.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TrainConfig.from_dict(tomllib.loads(text)) == shipped
+    with pytest.raises(ValueError, match="same setting"):
+        TrainConfig.from_dict({"model": {"ae_factor": 4, "autoencoder": {"factor": 4}}})
+    # The old "autoencoder" key was the trained autoencoder's directory.
+    old = TrainConfig.from_dict({"model": {"autoencoder": "runs/ae/model", "latent_channels": 8}})
+    assert (
+        old.model.diffusion.autoencoder_dir == "runs/ae/model" and old.model.autoencoder.latent_channels == 8
+    )
+    # Scripts written for the flat layout still run, told where the keys went.
+    with pytest.warns(FutureWarning, match=r"ae_factor -> \[model.autoencoder\] factor"):
+        model = ModelConfig(kind="enhance", ae_factor=4, cnn_channels=8)
+    assert (model.autoencoder.factor, model.enhance.channels, model.progressive.channels) == (4, 8, 8)
+    with pytest.warns(FutureWarning, match=r"enhance_batch_norm -> \[model.enhance\] batch_norm"):
+        model.enhance_batch_norm = False
+    with pytest.warns(FutureWarning, match=r"cnn_channels -> \[model.enhance\] channels"):
+        assert model.cnn_channels == 8 and not model.enhance.batch_norm
+    with pytest.raises(AttributeError, match="no attribute 'chanels'"):
+        model.chanels  # noqa: B018  # codespell:ignore chanels
+
+
 def test_cli(tmp_path, data_dir, capsys):
     cfg = tiny_config(tmp_path / "run", data_dir, space="pixel", steps=2)
     toml = tmp_path / "tiny.toml"
-    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.to_dict().items() if not isinstance(v, dict)]
-    for section in ("data", "model"):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in cfg.to_dict()[section].items()]
-    toml.write_text("\n".join(lines) + "\n")
+    toml.write_text(toml_text(cfg.to_dict()))
     assert main([str(toml), "--no-progress", "--max-steps", "1"]) == 0
     assert "model written to" in capsys.readouterr().out
     assert (tmp_path / "run" / "model" / "superres.json").is_file()
@@ -257,8 +332,8 @@ def test_decoder_finetune_keeps_encoder_and_denoiser(tmp_path, data_dir, trained
         progress=False,
     )
     cfg = tiny_config(tmp_path / "dec", data_dir, steps=3, every=2)
-    cfg.model.kind, cfg.model.decoder_base = "decoder", str(base)
-    cfg.model.ae_texture_weight = 0.5
+    cfg.model.kind, cfg.model.decoder.base = "decoder", str(base)
+    cfg.model.autoencoder.texture_weight = 0.5
     final = train(cfg, progress=False)
     manifest = json.loads((final / "superres.json").read_text())
     assert manifest["name"] == "ldm-res" and manifest["revision"] == "tiny-step3"
@@ -285,11 +360,11 @@ def test_decoder_finetune_keeps_encoder_and_denoiser(tmp_path, data_dir, trained
 
 
 def test_decoder_finetune_needs_a_latent_base(tmp_path, data_dir):
-    with pytest.raises(ValueError, match="set \\[model\\] decoder_base"):
+    with pytest.raises(ValueError, match="set \\[model.decoder\\] base"):
         TrainConfig.from_dict({"model": {"kind": "decoder"}})
     pixel = train(tiny_config(tmp_path / "pix", data_dir, space="pixel", steps=1), progress=False)
     cfg = tiny_config(tmp_path / "dec", data_dir, steps=1)
-    cfg.model.kind, cfg.model.decoder_base = "decoder", str(pixel)
+    cfg.model.kind, cfg.model.decoder.base = "decoder", str(pixel)
     with pytest.raises(ValueError, match="not a latent diffusion model"):
         train(cfg, progress=False)
 
@@ -300,7 +375,7 @@ def test_init_from_continues_a_trained_denoiser(tmp_path, data_dir, trained_auto
         progress=False,
     )
     cfg = tiny_config(tmp_path / "more", data_dir, steps=2)
-    cfg.model.init_from = str(base)
+    cfg.model.diffusion.init_from = str(base)
     cfg.learning_rate = 0.0  # no update: the EMA export must then be the base denoiser itself
     final = train(cfg, progress=False)
     record = json.loads((final / "training_config.json").read_text())
@@ -309,7 +384,7 @@ def test_init_from_continues_a_trained_denoiser(tmp_path, data_dir, trained_auto
         old, new = (load_file(d / part / "diffusion_pytorch_model.safetensors") for d in (base, final))
         assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
     cfg = tiny_config(tmp_path / "pixel", data_dir, space="pixel", steps=1)
-    cfg.model.init_from = str(base)
+    cfg.model.diffusion.init_from = str(base)
     with pytest.raises(ValueError, match="latent-space model with residual=True"):
         train(cfg, progress=False)
 
@@ -320,8 +395,9 @@ def test_space_to_depth_latent_trains_without_an_autoencoder_stage(tmp_path, dat
     from sunpy_superres.training.loop import export_checkpoint, latest_checkpoint
 
     cfg = tiny_config(tmp_path / "run", data_dir, steps=4, every=2)
-    cfg.model.latent_space, cfg.model.attention_levels = "space-to-depth", [False, False]
-    cfg.model.prediction_type, cfg.model.beta_schedule = "v_prediction", "squaredcos_cap_v2"
+    d = cfg.model.diffusion
+    d.latent_space, d.attention_levels = "space-to-depth", [False, False]
+    d.prediction_type, d.beta_schedule = "v_prediction", "squaredcos_cap_v2"
     final = train(cfg, progress=False)
     assert not (tmp_path / "run" / "autoencoder").exists()
     model = load_model(final, device="cpu")

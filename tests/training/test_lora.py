@@ -1,6 +1,5 @@
 """LoRA fine-tuning on MDI/HMI pairs (paper section 7): adapter, merge, frozen base, loop, CLI, resume."""
 
-import json
 import shutil
 
 import astropy.units as u
@@ -21,6 +20,7 @@ from sunpy_superres.training.lora import add_lora, load_adapter, lora_parameter_
 
 from ..models.tiny import tiny_model
 from .resume_checks import checkpoint_step, copy_run, differing_tensors, logged_steps, perturb_checkpoint
+from .toml_files import toml_text
 
 ADAPTER_FILES = {"adapter.json", "adapter_config.json", "adapter_model.safetensors", "mid_block.safetensors"}
 PROJECTIONS = (".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight")
@@ -194,12 +194,7 @@ def test_finetune_resume_is_exact(tmp_path, hmi_dir, base_dir):
 def test_cli_finetune(tmp_path, hmi_dir, base_dir, capsys):
     cfg = finetune_config(tmp_path / "run", hmi_dir, "", steps=2)
     toml = tmp_path / "ft.toml"
-    d = cfg.to_dict()
-    lines = [f"{k} = {json.dumps(v)}" for k, v in d.items() if not isinstance(v, dict)]
-    for section in ("data", "model", "finetune"):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in d[section].items()]
-    toml.write_text("\n".join(lines) + "\n")
+    toml.write_text(toml_text(cfg.to_dict()))
     with pytest.raises(SystemExit):  # no base model: `finetune` refuses to train from scratch
         main(["finetune", str(toml), "--no-progress"])
     assert "base_model" in capsys.readouterr().err

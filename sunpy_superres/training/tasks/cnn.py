@@ -1,0 +1,41 @@
+"""The deterministic CNN baselines' common task: a network from its table, pixel loss, full fine-tuning."""
+
+import torch
+
+from ..common import FACTOR, finish_model_directory
+from ..finetune import FullFinetune
+from .base import Task, config_kwargs
+
+__all__ = ["CNNTask"]
+
+
+class CNNTask(Task):
+    """
+    A CNN mapping the input on its own grid to the target (`network_class`), exported as `model_class`.
+
+    Trained from scratch with the kind's loss on degraded HR crops; fine-tuned in full on pairs, as the
+    paper does for its baselines.
+    """
+
+    finetune_method = FullFinetune
+
+    @classmethod
+    def is_standalone(cls, cfg):
+        """A CNN needs nothing but its network."""
+        return True
+
+    @classmethod
+    def standalone_model(cls, cfg, network, revision):
+        """The super-resolution model of ``network``."""
+        return cls.model_class(network, revision=revision, tile_size=cfg.model.tile_size, device="cpu")
+
+    def build_network(self):
+        """A new network from the kind's table (`signature_config` of `network_class`), seeded."""
+        torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's definition
+        table = getattr(self.cfg.model, self.kind)
+        return self.network_class(factor=FACTOR, **config_kwargs(table, self.network_class))
+
+    def write_model(self, model, final, step):
+        """The model directory of the network, with its training record."""
+        self.standalone_model(self.cfg, model, self.revision(step)).save_pretrained(final)
+        finish_model_directory(final, self.cfg, step)
