@@ -26,7 +26,15 @@ import numpy as np
 from sunpy.coordinates import Helioprojective
 from sunpy.map import GenericMap
 
-__all__ = ["validate_map", "complete_wcs", "finer_meta", "map_unit", "PROVENANCE_KEYS", "MAX_FIELD"]
+__all__ = [
+    "validate_map",
+    "complete_wcs",
+    "finer_meta",
+    "map_unit",
+    "map_data",
+    "PROVENANCE_KEYS",
+    "MAX_FIELD",
+]
 
 #: Accepted pixel scales when ``check_scale=True``: MDI is 1.986"/pixel; the method is trained at 2".
 SCALE_RANGE = (1.0, 4.0) * u.arcsec / u.pix
@@ -123,6 +131,38 @@ def map_unit(smap):
         return u.Unit(bunit, format="generic")
     except ValueError:
         return None
+
+
+def map_data(smap, unit=None):
+    """
+    A map's data as a new float64 array, masked pixels as NaN: the one way the package reads a map.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        The map; never modified.
+    unit : `~astropy.units.UnitBase`, optional
+        Convert to this unit from the map's (read leniently, `map_unit`); the values as they are
+        stored when not given.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        A copy: changing it leaves the map as it was.
+
+    Raises
+    ------
+    astropy.units.UnitConversionError
+        If the map's unit cannot be converted to ``unit``.
+    """
+    data = np.array(smap.data, dtype=np.float64)  # always a copy
+    if smap.mask is not None and np.any(smap.mask):
+        data[np.broadcast_to(smap.mask, data.shape)] = np.nan
+    if unit is not None:
+        scale = (1 * map_unit(smap)).to_value(unit)
+        if scale != 1:
+            data *= scale
+    return data
 
 
 def complete_wcs(smap):

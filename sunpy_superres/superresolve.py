@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
 from .consistency import project_block_means
-from .maps import add_history, complete_wcs, finer_meta, map_unit, validate_map
+from .maps import add_history, complete_wcs, finer_meta, map_data, validate_map
 from .models import load_model
 from .options import Options, fill_doc
 from .seeds import MAX_SEED, fresh_seed, tile_seed
@@ -161,7 +161,7 @@ def _prepare(smap, opts):
     if cal_reference == UNKNOWN_REFERENCE:
         # An MDI map that lost its TELESCOP/INSTRUME keys would come out 1.4 times too strong.
         warnings.warn(UNKNOWN_INSTRUMENT, UncalibratedInputWarning, stacklevel=3)
-    data = _as_gauss(smap) * cal_factor  # a new float64 array: the input is never touched
+    data = map_data(smap, u.G) * cal_factor  # a new float64 array: the input is never touched
     missing = ~np.isfinite(data)
     x = target = normalise(np.where(missing, 0.0, data))
     excess, n_clipped = None, 0
@@ -321,17 +321,6 @@ def _output_meta(run, opts):
         f"calibration x{run.cal_factor:.6g} ({run.cal_reference})",
     )
     return meta
-
-
-def _as_gauss(smap):
-    """The map's data in G as a new float64 array, masked pixels as NaN."""
-    data = np.array(smap.data, dtype=np.float64)  # always a copy
-    if smap.mask is not None and np.any(smap.mask):
-        data[np.broadcast_to(smap.mask, data.shape)] = np.nan
-    scale = (1 * map_unit(smap)).to_value(u.G)
-    if scale != 1:
-        data *= scale
-    return data
 
 
 def _run_tiled(sr_model, x, *, tile, overlap, seed, sample, batch_size, progress):

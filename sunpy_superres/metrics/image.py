@@ -49,6 +49,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.util import crop
 
 from ..calibration import NORMALISATION_RANGE
+from ..maps import map_data
 from ..models.manifest import sha256_file
 
 __all__ = [
@@ -102,11 +103,7 @@ def _as_gauss(x, name):
             raise ValueError(
                 f"{name} has unit {x.unit}, not a magnetic field; set its meta['bunit'] (e.g. to 'G')."
             )
-        data = np.array(x.data, dtype=np.float64)
-        if x.mask is not None and np.any(x.mask):
-            data[np.broadcast_to(x.mask, data.shape)] = np.nan
-        factor = (1 * x.unit).to_value(u.G)
-        return data * factor if factor != 1 else data
+        return map_data(x, u.G)
     if isinstance(x, u.Quantity):
         return np.array(x.to_value(u.G), dtype=np.float64)
     raise TypeError(

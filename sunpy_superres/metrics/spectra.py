@@ -40,6 +40,8 @@ from scipy.ndimage import distance_transform_edt
 from scipy.signal import get_window
 from skimage.filters import butterworth
 
+from ..maps import map_data
+
 __all__ = [
     "FourierAmplitude",
     "RadialSpectrum",
@@ -83,14 +85,6 @@ def _check_map(smap, name="smap"):
         raise TypeError(f"{name} must be a sunpy Map, got {type(smap).__name__}.")
     if smap.data.ndim != 2:
         raise ValueError(f"{name} must be 2-D, its data have shape {smap.data.shape}.")
-
-
-def _map_data(smap):
-    """The map's data as a new float64 array, with masked pixels set to NaN."""
-    data = np.array(smap.data, dtype=np.float64)
-    if smap.mask is not None and np.any(smap.mask):
-        data[np.broadcast_to(smap.mask, data.shape)] = np.nan
-    return data
 
 
 def _pixel_scales(smap):
@@ -146,7 +140,7 @@ def _psd_modes(smap, window):
     sum over modes of PSD * dkx * dky equals the (window-weighted) variance of the finite pixels
     (Parseval), and white noise of variance s^2 has PSD = s^2 dx dy at every k, whatever the map size.
     """
-    data = _map_data(smap)
+    data = map_data(smap)
     finite = np.isfinite(data)
     if not finite.any():
         raise ValueError("the map has no finite pixels.")
@@ -200,7 +194,7 @@ def fourier_amplitude(smap, *, window=None):
     Ramunno et al. 2025, section 7 and Fig. 10.
     """
     _check_map(smap)
-    data = _map_data(smap)
+    data = map_data(smap)
     data = np.where(np.isfinite(data), data, 0.0) * _window_2d(window, data.shape)
     amplitude = np.abs(np.fft.fftshift(np.fft.fft2(data)))
     dx, dy = _pixel_scales(smap)
@@ -540,7 +534,7 @@ def butterworth_split(smap, cutoff: u.arcsec = CUTOFF_SCALE, *, order=2.0, npad=
         )
     if npad is None:
         npad = int(np.ceil(2 / ratio))
-    low, high = _butterworth_low_high(_map_data(smap), ratio, order, int(npad))
+    low, high = _butterworth_low_high(map_data(smap), ratio, order, int(npad))
     plot_settings = dict(smap.plot_settings)
     return (
         type(smap)(low, smap.meta.copy(), plot_settings=plot_settings),

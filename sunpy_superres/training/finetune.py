@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..io import read_map
 from ..seeds import pair_noise_seed
 from .common import data_files, export_ema, finish_model_directory, trainable, training_record
 from .data import observation_date
@@ -34,15 +35,11 @@ _TRAINABLE_FILE = "trainable.safetensors"
 
 
 def _read_map(path):
-    # Not sunpy_superres.io.read_map: that one silences only sunpy's metadata and astropy's WCS
-    # warnings (and not while the date is parsed) and refuses multi-image files; pairs are read
-    # as before, every warning of real instrument headers silenced, date included.
-    import sunpy.map
-
+    """`sunpy_superres.io.read_map`, the header's date parsed now with its notes silenced."""
+    smap = read_map(path)
     with warnings.catch_warnings():
-        # Real instrument headers carry non-standard keys; sunpy and astropy say so, which is not our error.
+        # Pre-2000 (MDI) dates: erfa says "dubious year"; a fact of the data, not our error.
         warnings.simplefilter("ignore")
-        smap = sunpy.map.Map(path)
         smap.date  # noqa: B018 - parse the header's date now, under the filter
     return smap
 
