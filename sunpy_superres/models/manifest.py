@@ -21,6 +21,7 @@ registry, the Hub client and the model modules all depend on it and not on each 
 import hashlib
 import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -38,6 +39,8 @@ __all__ = [
     "verify_directory",
     "verify_files",
     "load_directory",
+    "DirectoryFormat",
+    "MODEL_DIRECTORY",
     "register_kind",
     "kind_class",
 ]
@@ -145,23 +148,59 @@ def rewrite_manifest(path, updates=None):
     return write_manifest(path, {**info, **(updates or {})})
 
 
-def read_manifest(path):
-    """The manifest of the model directory ``path``, checked to be this package's format."""
-    manifest_path = Path(path) / MANIFEST
+@dataclass(frozen=True)
+class DirectoryFormat:
+    """What a checked directory holds: its manifest's file name and format, and how one is written."""
+
+    what: str  # "model" or "adapter", in messages
+    manifest: str
+    format: str
+    version: int
+    writer: str  # how to write one, in the message of a directory without a manifest
+    fix: str  # what to do about a file whose checksum differs
+    refuse_pickles: bool = False
+
+
+#: A model directory (written by a model's ``save_pretrained``).
+MODEL_DIRECTORY = DirectoryFormat(
+    "model",
+    MANIFEST,
+    FORMAT,
+    FORMAT_VERSION,
+    "the model's save_pretrained()",
+    "download it again (delete it from the cache) or re-save the model",
+)
+
+# Files that a pickle-based loader would run; a directory checked with refuse_pickles holds none.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def read_manifest(path, layout=MODEL_DIRECTORY):
+    """The manifest of the directory ``path``, checked to be of the format ``layout`` says."""
+    manifest_path = Path(path) / layout.manifest
     if not manifest_path.is_file():
         raise WeightsNotFoundError(
-            f"{path} is not a sunpy-superres model directory: it has no {MANIFEST} "
-            "(write one with the model's save_pretrained())."
+            f"{path} is not a sunpy-superres {layout.what} directory: it has no {layout.manifest} "
+            f"(write one with {layout.writer})."
         )
     manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{manifest_path} is not a {FORMAT} manifest of version {FORMAT_VERSION}")
+    if manifest.get("format") != layout.format or manifest.get("format_version") != layout.version:
+        raise ValueError(f"{manifest_path} is not a {layout.format} manifest of version {layout.version}")
     return manifest
 
 
-def verify_directory(path):
+def verify_directory(path, layout=MODEL_DIRECTORY):
     """
-    Check every file listed in the manifest of ``path`` against its sha256.
+    Check a directory: its manifest, and every file it lists against its sha256.
+
+    The one verification path of model directories, Hub downloads and LoRA adapters.
+
+    Parameters
+    ----------
+    path : path-like
+        The directory.
+    layout : `DirectoryFormat`, optional
+        What it holds; a model directory by default.
 
     Returns
     -------
@@ -174,15 +213,20 @@ def verify_directory(path):
         If the manifest or a listed file is missing.
     ChecksumError
         If a file's sha256 differs from the recorded one.
+    ValueError
+        If the manifest is of another format, or (where ``layout`` refuses them) a pickle file is
+        there.
     """
     path = Path(path)
-    manifest = read_manifest(path)
-    verify_files(
-        path,
-        manifest["files"],
-        MANIFEST,
-        fix="download it again (delete it from the cache) or re-save the model",
-    )
+    manifest = read_manifest(path, layout)
+    if layout.refuse_pickles:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickles:
+            raise ValueError(
+                f"{layout.what} directory {path} holds pickle files {pickles}; only safetensors are "
+                "loaded (a pickle can run code): remove them"
+            )
+    verify_files(path, manifest["files"], layout.manifest, fix=layout.fix)
     return manifest
 
 

@@ -47,7 +47,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
-from ..models.hub import MANIFEST, WeightsNotFoundError, sha256_file, verify_files
+from ..models.manifest import (
+    MANIFEST,
+    DirectoryFormat,
+    WeightsNotFoundError,
+    sha256_file,
+    verify_directory,
+)
 
 __all__ = [
     "LORA_TARGET_MODULES",
@@ -74,8 +80,16 @@ ADAPTER_FORMAT = "sunpy-superres-adapter"
 ADAPTER_FORMAT_VERSION = 1
 _MID_BLOCK_FILE = "mid_block.safetensors"
 _PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# Suffixes of files torch/pickle would deserialise with arbitrary code execution.
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+#: An adapter directory, checked like a model directory (and refused if it holds a pickle).
+ADAPTER_DIRECTORY = DirectoryFormat(
+    "adapter",
+    ADAPTER_MANIFEST,
+    ADAPTER_FORMAT,
+    ADAPTER_FORMAT_VERSION,
+    "sunpy_superres.training.lora.save_adapter",
+    "save the adapter again",
+    refuse_pickles=True,
+)
 
 
 def _denoiser_of(model):
@@ -295,29 +309,10 @@ def verify_adapter(path):
     ValueError
         If the directory holds a pickle file or the manifest is not an adapter manifest.
     """
-    path = Path(path)
-    manifest_path = path / ADAPTER_MANIFEST
-    if not manifest_path.is_file():
-        raise WeightsNotFoundError(
-            f"{path} is not a sunpy-superres adapter directory: it has no "
-            f"{ADAPTER_MANIFEST} (write one with "
-            "sunpy_superres.training.lora.save_adapter)."
-        )
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != ADAPTER_FORMAT or manifest.get("format_version") != ADAPTER_FORMAT_VERSION:
-        raise ValueError(
-            f"{manifest_path} is not a {ADAPTER_FORMAT} manifest of version {ADAPTER_FORMAT_VERSION}"
-        )
-    pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-    if pickles:
-        raise ValueError(
-            f"adapter directory {path} holds pickle files {pickles}; only safetensors are "
-            "loaded (a pickle can run code): remove them"
-        )
+    manifest = verify_directory(path, ADAPTER_DIRECTORY)
     for rel in _PEFT_FILES:
         if rel not in manifest["files"]:
-            raise WeightsNotFoundError(f"{manifest_path} does not list {rel}")
-    verify_files(path, manifest["files"], ADAPTER_MANIFEST, fix="save the adapter again")
+            raise WeightsNotFoundError(f"{Path(path) / ADAPTER_MANIFEST} does not list {rel}")
     return manifest
 
 
