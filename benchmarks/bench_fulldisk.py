@@ -270,7 +270,7 @@ def main():
     for samples, ours, paper_s in rows:
         s, h = fmt(ours, partial)
         print(
-            f"| {dev_name} | {label} | {model.scheduler} ({model.steps}) | {samples} | {s} | {h} | "
+            f"| {dev_name} | {label} | {model.sampler} ({model.steps}) | {samples} | {s} | {h} | "
             f"{ours / paper_s:.3f} |"
         )
         s, h = fmt(paper_s, True)

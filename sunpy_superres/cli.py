@@ -7,7 +7,7 @@ The ``sunpy-superres`` command.
                    [--steps N] [--sampler NAME] [--start-timestep T] [--spacing S] [--noise-level G]
                    [--png QUICKLOOK.png] [--no-calibrate] [--overwrite]
     sunpy-superres evaluate HMI.fits [HMI2.fits ...] -o OUT_DIR [--models NAME ...] [--samples N]
-                   [--crop PIXELS] [--seed S] [--overwrite]
+                   [--crop PIXELS] [--seed S] [--sampler NAME] [--steps N] [--device D] [--overwrite]
     sunpy-superres batch INPUT_GLOB [INPUT_GLOB ...] -o OUT_DIR [--cluster ADDRESS] [--workers N]
                    [--model NAME] [--samples N] [--seed S] [--steps N] [--sampler NAME]
                    [--start-timestep T] [--spacing S] [--noise-level G] [--root DIR] [--overwrite] [--quiet]
@@ -146,7 +146,8 @@ def _evaluate_parser():
     p.add_argument("--samples", type=int, default=10, help="samples per image of stochastic models")
     p.add_argument("--crop", type=int, default=1024, help="AR-centred crop side in pixels (multiple of 4)")
     p.add_argument("--seed", type=int, default=0, help="base random seed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    # The evaluation sets the model, samples, seed and calibration itself.
+    add_cli_arguments(p, exclude=("model", "samples", "seed", "calibrate", "check_scale"))
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -161,8 +162,9 @@ def _run_evaluate(args):
         )
     maps = [_read_map(path) for path in args.inputs]
     try:
+        options = options_from_cli(args, progress=False)
         result = evaluate(
-            args.models, maps, samples=args.samples, crop=args.crop, seed=args.seed, device=args.device
+            args.models, maps, samples=args.samples, crop=args.crop, seed=args.seed, options=options
         )
     except (TypeError, ValueError, WeightsNotFoundError) as err:
         raise _Refusal(str(err)) from err

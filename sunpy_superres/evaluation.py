@@ -482,7 +482,9 @@ def _evaluation_options(options, kwargs):
             "(calibrate is always off: the degraded ground truth is at HMI levels)"
         )
     base = options if options is not None else Options(progress=False)
-    return Options.from_kwargs(base, **kwargs, calibrate=False)
+    # What an Options given brings for the evaluation's own settings is not used: back to the defaults.
+    defaults = {f.name: f.default for f in dataclasses.fields(Options) if f.name in _OWN_OPTIONS}
+    return Options.from_kwargs(base, **kwargs, **{**defaults, "calibrate": False})
 
 
 def _model_outputs(model, lowres, opts, *, samples, seed):

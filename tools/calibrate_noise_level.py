@@ -70,7 +70,7 @@ def main():
     measured = [output_noise(model, crops, label, args.seed) for label in labels]
     print(
         f"{len(crops)} crops of {args.crop}^2 ({args.crops} per frame), one sample each, model "
-        f"{model.name} ({model.revision}), {model.scheduler} {model.steps} steps, {model.spacing}"
+        f"{model.name} ({model.revision}), {model.sampler} {model.steps} steps, {model.spacing}"
     )
     print("| label G | output quiet-Sun noise G |\n|---|---|")
     for label, value in zip(labels, measured, strict=True):
@@ -85,7 +85,7 @@ def main():
         "output_gauss": [round(measured[k], 3) for k in keep],
         "label_gauss": [labels[k] for k in keep],
         "source": f"median of {len(crops)} crops of {args.crop}^2 from {names}, one sample each, "
-        f"{model.scheduler} {model.steps} steps {model.spacing}",
+        f"{model.sampler} {model.steps} steps {model.spacing}",
     }
     mapped = copy.copy(model)
     mapped.noise_label_map = model._check_label_map(label_map, model.denoiser.config)

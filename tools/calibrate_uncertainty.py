@@ -229,7 +229,7 @@ def main():
     )
     source = (
         f"{len(crops)} crops of {args.crop}^2 from {names}; "
-        f"sampler {model.scheduler} {model.steps} steps from t={model.start_timestep}"
+        f"sampler {model.sampler} {model.steps} steps from t={model.start_timestep}"
     )
     cal = fit_std_calibration(samples * u.G, truth * u.G, source=source)
     print("raw spread of the samples, on the calibration crops:")

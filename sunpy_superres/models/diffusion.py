@@ -51,7 +51,8 @@ from .spacetodepth import SpaceToDepth
 __all__ = [
     "ConditionalDenoiser",
     "DiffusionSuperResolution",
-    "SCHEDULERS",
+    "SAMPLERS",
+    "DEFAULT_SAMPLER",
     "DEFAULT_STEPS",
     "SPACINGS",
     "log_snr_timesteps",
@@ -74,12 +75,14 @@ __all__ = [
 DEFAULT_NOISE_LEVEL = 3.5
 #: Largest target noise level accepted, G (ten times any HMI level).
 MAX_NOISE_LEVEL = 50.0
-#: Sampler names accepted by ``superresolve(..., scheduler=...)``.
-SCHEDULERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++")
+#: Sampler names accepted by ``superresolve(..., sampler=...)``.
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++")
 #: Steps used when ``steps`` is not given: the paper's full DDPM chain, and the usual fast settings.
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm-solver++": 20, "sde-dpm-solver++": 20}
 #: Sampler of a model when none is chosen: 20 network evaluations instead of 1000 (50x fewer).
-DEFAULT_SCHEDULER = "dpm-solver++"
+DEFAULT_SAMPLER = "dpm-solver++"
+# The old names (0.1) of the two above.
+SCHEDULERS, DEFAULT_SCHEDULER = SAMPLERS, DEFAULT_SAMPLER
 #: Timestep spacings of the DPM-Solver samplers: ``"linear"`` in t (diffusers' default), or
 #: ``"log-snr"``, uniform in log signal-to-noise ratio (`log_snr_timesteps`).
 SPACINGS = ("linear", "log-snr")
@@ -279,7 +282,7 @@ def make_scheduler(name, config):
     Raises
     ------
     ValueError
-        If ``name`` is not one of `SCHEDULERS`.
+        If ``name`` is not one of `SAMPLERS`.
     """
     common = dict(
         num_train_timesteps=config["num_train_timesteps"],
@@ -298,18 +301,18 @@ def make_scheduler(name, config):
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     if name == "sde-dpm-solver++":
         return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
-    raise ValueError(f"unknown sampler {name!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}.")
+    raise ValueError(f"unknown sampler {name!r}; available samplers are {', '.join(map(repr, SAMPLERS))}.")
 
 
 _DPM_SOLVERS = ("dpm-solver++", "sde-dpm-solver++")
 
 
-def _check_spacing(spacing, scheduler):
-    """``spacing``, if the sampler ``scheduler`` can take it (log-SNR: DPM-Solver only)."""
+def _check_spacing(spacing, sampler):
+    """``spacing``, if ``sampler`` can take it (log-SNR: DPM-Solver only)."""
     if spacing not in SPACINGS:
         raise ValueError(f"unknown timestep spacing {spacing!r}; one of {', '.join(map(repr, SPACINGS))}")
-    if spacing != "linear" and scheduler not in _DPM_SOLVERS:
-        raise ValueError(f"spacing {spacing!r} is for the DPM-Solver samplers, not {scheduler!r}")
+    if spacing != "linear" and sampler not in _DPM_SOLVERS:
+        raise ValueError(f"spacing {spacing!r} is for the DPM-Solver samplers, not {sampler!r}")
     return spacing
 
 
@@ -567,8 +570,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         Registry name; by default the variant's (``"ldm-res"``, ...).
     revision : str, optional
         Weights revision written into output headers.
-    scheduler : {"ddpm", "ddim", "dpm-solver++"}, optional
-        Sampler; DPM-Solver++ by default.
+    sampler : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"}, optional
+        Sampler; DPM-Solver++ by default. ``scheduler`` is its old name.
     steps : int, optional
         Sampler steps (network evaluations); by default those of `DEFAULT_STEPS`.
     tile_size : int, optional
@@ -629,7 +632,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         *,
         name=None,
         revision="untrained",
-        scheduler=None,
+        sampler=None,
         steps=None,
         start_timestep=None,
         spacing=None,
@@ -641,8 +644,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
         channels_last=False,
         noise_level=None,
         noise_label_map=None,
+        scheduler=None,
     ):
         super().__init__(device=device)
+        sampler = renamed_sampler(sampler, scheduler)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
             raise ValueError("a latent-space denoiser needs its autoencoder")
@@ -661,25 +666,25 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.factor = int(cfg.factor)
         self.tile_size = int(tile_size)
         self.halo = int(halo)
-        self.scheduler, self.steps = self._check_sampler(scheduler, steps)
+        self.sampler, self.steps = self._check_sampler(sampler, steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
-        self.spacing = _check_spacing("linear" if spacing is None else spacing, self.scheduler)
+        self.spacing = _check_spacing("linear" if spacing is None else spacing, self.sampler)
         self.noise_label_map = self._check_label_map(noise_label_map, cfg)
         self.noise_level = self._check_noise_level(noise_level, cfg)
         if compile:
             self.compile()
 
     @staticmethod
-    def _check_sampler(scheduler, steps):
-        scheduler = DEFAULT_SCHEDULER if scheduler is None else scheduler
-        if scheduler not in SCHEDULERS:
+    def _check_sampler(sampler, steps):
+        sampler = DEFAULT_SAMPLER if sampler is None else sampler
+        if sampler not in SAMPLERS:
             raise ValueError(
-                f"unknown sampler {scheduler!r}; available samplers are {', '.join(map(repr, SCHEDULERS))}."
+                f"unknown sampler {sampler!r}; available samplers are {', '.join(map(repr, SAMPLERS))}."
             )
-        steps = DEFAULT_STEPS[scheduler] if steps is None else steps
+        steps = DEFAULT_STEPS[sampler] if steps is None else steps
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= 1000:
             raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
-        return scheduler, int(steps)
+        return sampler, int(steps)
 
     @staticmethod
     def _check_start(start, config):
@@ -755,10 +760,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
         the target noise level of a noise-conditioned model (G; refused for other models). Networks
         are shared, not copied.
         """
-        scheduler = renamed_sampler(sampler, scheduler)  # the name; self.scheduler is diffusers' word
+        sampler = renamed_sampler(sampler, scheduler)
         if (
             steps is None
-            and scheduler is None
+            and sampler is None
             and start_timestep is None
             and spacing is None
             and noise_level is None
@@ -771,15 +776,20 @@ class DiffusionSuperResolution(SuperResolutionModel):
         new = copy.copy(self)
         if noise_level is not None:
             new.noise_level = self._check_noise_level(noise_level, self.denoiser.config)
-        if steps is not None or scheduler is not None:
-            new.scheduler, new.steps = self._check_sampler(scheduler or self.scheduler, steps)
+        if steps is not None or sampler is not None:
+            new.sampler, new.steps = self._check_sampler(sampler or self.sampler, steps)
         if start_timestep is not None:
             new.start_timestep = self._check_start(start_timestep, self.denoiser.config)
         if spacing is not None:
-            new.spacing = _check_spacing(spacing, new.scheduler)
-        elif new.scheduler not in _DPM_SOLVERS:
+            new.spacing = _check_spacing(spacing, new.sampler)
+        elif new.sampler not in _DPM_SOLVERS:
             new.spacing = "linear"
         return new
+
+    @property
+    def scheduler(self):
+        """The old name of `sampler` (diffusers calls its samplers schedulers)."""
+        return self.sampler
 
     def configure_runtime(self, *, precision=None, compile=None):
         """
@@ -837,7 +847,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         ``SRNOISE``, the target noise level in G, for a noise-conditioned model)."""
         keys = {
             "srsteps": self.network_evaluations,
-            "srsched": self.scheduler,
+            "srsched": self.sampler,
             "srtstart": self.start_timestep,
             "srspace": self.spacing,
         }
@@ -848,7 +858,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
     @property
     def network_evaluations(self):
         """Denoiser calls per tile with the current sampler (one per step for all three samplers)."""
-        if self.scheduler == "ddpm":
+        if self.sampler == "ddpm":
             return min(self.steps, self.start_timestep + 1)
         return self.steps
 
@@ -890,9 +900,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         cond, base = cond.float(), base.float()
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
-        sched = make_scheduler(self.scheduler, self.denoiser.config)
+        sched = make_scheduler(self.sampler, self.denoiser.config)
         sigma = set_sampler_timesteps(
-            sched, self.scheduler, self.steps, self.start_timestep, device=self.device, spacing=self.spacing
+            sched, self.sampler, self.steps, self.start_timestep, device=self.device, spacing=self.spacing
         )
         z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
         z = (z * sigma).contiguous(memory_format=self._memory_format)
@@ -921,7 +931,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             "name": self.name,
             "revision": self.revision,
             "inference": {
-                "scheduler": self.scheduler,
+                "scheduler": self.sampler,  # the manifest's key (format version 1)
                 "steps": self.steps,
                 "start_timestep": self.start_timestep,
                 "spacing": self.spacing,
@@ -951,7 +961,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             autoencoder,
             name=manifest.get("name"),
             revision=revision or manifest.get("revision", "untrained"),
-            scheduler=inference.get("scheduler"),
+            sampler=inference.get("scheduler"),
             steps=inference.get("steps"),
             start_timestep=inference.get("start_timestep"),
             spacing=inference.get("spacing"),

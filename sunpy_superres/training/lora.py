@@ -364,7 +364,7 @@ class _UnmergedDiffusionSuperResolution(DiffusionSuperResolution):
             self.autoencoder,
             name=self.name,
             revision=self.revision,
-            scheduler=self.scheduler,
+            sampler=self.sampler,
             steps=self.steps,
             tile_size=self.tile_size,
             halo=self.halo,
@@ -438,7 +438,7 @@ def load_adapter(base_model_or_dir, adapter_dir, *, merge=True, device="auto", s
     common = dict(
         name=base.name,
         revision=revision,
-        scheduler=base.scheduler,
+        sampler=base.sampler,
         steps=base.steps,
         tile_size=base.tile_size,
         halo=base.halo,

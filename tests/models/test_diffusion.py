@@ -78,7 +78,7 @@ def test_sde_sampler_draws_fresh_noise_at_every_step():
 
 def test_default_sampler_needs_far_fewer_evaluations():
     model = tiny_model()
-    assert model.scheduler == "dpm-solver++"
+    assert model.sampler == model.scheduler == "dpm-solver++"
     default = model.configure_sampler(steps=DEFAULT_STEPS["dpm-solver++"])
     ddpm = model.configure_sampler(sampler="ddpm")
     assert ddpm.network_evaluations == 1000

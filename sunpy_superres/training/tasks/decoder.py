@@ -76,7 +76,7 @@ class DecoderTask(AutoencoderTask):
             model,
             name=base.name,
             revision=self.revision(step),
-            scheduler=base.scheduler,
+            sampler=base.sampler,
             steps=base.steps,
             start_timestep=base.start_timestep,
             tile_size=base.tile_size,
