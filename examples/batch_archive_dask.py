@@ -54,8 +54,9 @@ if __name__ == "__main__":
 ###############################################################################
 # A local cluster of two worker processes, one task (file) at a time each. The same call runs on
 # any cluster a `distributed.Client` is connected to (``dask-jobqueue`` on a batch system,
-# ``dask-cuda`` for one GPU per worker). Without ``client=``, `superresolve_files` starts a
-# `distributed.LocalCluster` itself for the run.
+# ``dask-cuda`` for one GPU per worker). ``address="tcp://HOST:8786"`` instead of ``client=``
+# connects to a running scheduler by its address (``--cluster ADDRESS`` on the command line); with
+# neither, `superresolve_files` starts a `distributed.LocalCluster` itself for the run.
 #
 # The model is loaded once on each worker, not once per file. Here it is bicubic interpolation, so
 # that the example runs in seconds; the default, ``model="default"`` (the embedded latent diffusion

@@ -24,8 +24,9 @@ from sunpy_superres.metrics import physics, spectra
 
 ###############################################################################
 # Truth, its 4x4 block mean, and one sample with each spacing (same seed, same weights). The
-# default model uses 10 log-SNR steps; ``spacing="linear", steps=12`` is the other setting its
-# model card reports. The header records the spacing as ``SRSPACE``.
+# default model uses 10 log-SNR steps; ``spacing="linear", steps=12`` is one of the settings
+# compared in the "Sampler" table of its model card (on training crops). The header records the spacing
+# as ``SRSPACE``.
 
 truth = sunpy.map.Map(HMI_AR_CUTOUT).submap([128, 128] * u.pix, top_right=[383, 383] * u.pix)
 lowres = degrade(truth)

@@ -52,8 +52,10 @@ um.plot()
 plt.show()
 
 ###############################################################################
-# The standard deviation split at 2": below 2", what the model had to invent; above, what it
-# inherits from the input. Shown on a 200" x 200" field around the active region near disk centre.
+# The standard deviation map split at 2" with a Butterworth filter, as the paper's Fig. 12: the
+# parts are filtered images of the std map, not standard deviations themselves (the part below 2" is
+# a signed ripple that says how patchy the uncertainty is; see the gallery example on the per-pixel
+# uncertainty). Shown on a 200" x 200" field around the active region near disk centre.
 
 small, large = um.small_scale_uncertainty(), um.large_scale_uncertainty()
 print(

@@ -11,7 +11,10 @@ The latent diffusion model with residuals of Ramunno et al. (2025) is trained wi
 This recipe trains a *tiny* model for a few dozen steps on two full-disk HMI-sized crops made from the
 shipped HMI cut-out, so that it runs in seconds: its output is not useful science, only the workflow
 is. The shipped ``cpu`` config (``sunpy-superres-train cpu``) and ``paper-gpu`` config are the real
-recipes. The ``[train]`` extra (``peft``, ``accelerate``) is needed.
+recipes of this variant, with a learnt autoencoder; the embedded default was trained with
+``ldm-res-s2d-cpu`` and then ``ldm-res-s2d-noise-cpu``, in a space-to-depth latent without an
+autoencoder (see its model card). ``sunpy-superres-train --help`` lists every shipped config. The
+``[train]`` extra (``peft``, ``accelerate``) is needed.
 """
 
 import tempfile
@@ -39,7 +42,9 @@ hmi.save(work / "hmi" / "hmi.M_720s.20111217_060000_TAI.magnetogram.fits")
 
 ###############################################################################
 # A tiny latent-diffusion-with-residuals config: a small autoencoder (factor 4) trained first in
-# the same loop, then the denoiser. The real configs differ only in sizes and step counts.
+# the same loop, then the denoiser. Each kind of network has its own table of settings, as
+# ``[model.diffusion]`` and ``[model.autoencoder]`` in a TOML config. The ``cpu`` and ``paper-gpu``
+# configs differ from this one mainly in sizes and step counts.
 
 config = TrainConfig(
     name="tiny-ldm-res",

@@ -168,8 +168,9 @@ def read_manifest(out_dir):
         (``"done"`` or ``"failed"``), ``reason`` (one line, empty when done), ``seconds`` (s, wall time
         on the worker), ``bytes`` (output size, -1 when failed), ``seed`` (the file's seed, -1 for
         none), ``worker`` (Dask address) and ``finished`` (UTC, ISO 8601), sorted by ``input``; the
-        run's settings (model, samples, seed, steps, scheduler, start_timestep, calibrate, tile_size,
-        overlap, root, version) in ``meta``. Empty when there is no manifest yet.
+        run's settings (the options that change output values,
+        `sunpy_superres.options.Options.output_settings`: model, samples, seed, sampler, ...; and
+        root, version) in ``meta``. Empty when there is no manifest yet.
 
     Raises
     ------
