@@ -496,7 +496,8 @@ def superresolve_files(
         The options of `sunpy_superres.superresolve` at once; keyword arguments replace its fields.
         ``seed`` seeds the run: each file gets `file_seed` ``(seed, file name)``, recorded in the
         manifest and the header (``SRSEED``). ``device="auto"`` gives a worker on a machine with GPUs
-        ``cuda:<worker index mod GPUs>``.
+        ``cuda:<worker index mod GPUs>``. ``batch_size`` is 4 unless given (``"auto"`` would let
+        every worker take 70 % of its GPU's free memory).
     {options}
 
     Returns
@@ -524,7 +525,9 @@ def superresolve_files(
     >>> table = superresolve_files(expand_paths(["mdi/**/*.fits"]), "mdi_sr", seed=0)  # doctest: +SKIP
     >>> table[table["status"] == "failed"]["input", "reason"]  # doctest: +SKIP
     """
-    opts = Options.from_kwargs(options, **kwargs)
+    # Tiles per call: 4 unless asked, as before the options were shared. With "auto" each worker would
+    # take 70 % of its GPU's free memory, too much where workers share a GPU.
+    opts = Options.from_kwargs(options if options is not None else Options(batch_size=4), **kwargs)
     address, client = _cluster_address(address, client)
     inputs = _check_request(
         paths, opts, address=address, client=client, n_workers=n_workers, cluster_kwargs=cluster_kwargs
@@ -621,6 +624,10 @@ def _check_request(paths, opts, *, address, client, n_workers, cluster_kwargs):
     if any(v is not None for v in opts.sampler_settings().values()):
         # Sampler settings a model cannot take fail here, before any cluster starts or folder is made.
         load_model(model, device="cpu").configure_sampler(**opts.sampler_settings())
+    if opts.adapter is not None:
+        from .training.lora import verify_adapter  # peft: extra [train]
+
+        verify_adapter(opts.adapter)  # a missing or corrupt adapter fails here, not on every worker
     if not inputs:
         raise ValueError("no input files given")
     return inputs
@@ -631,7 +638,7 @@ def _settings(opts):
     settings = opts.output_settings()
     settings["model"] = _model_setting(opts.model)
     if settings["adapter"] is not None:
-        settings["adapter"] = os.fspath(settings["adapter"])
+        settings["adapter"] = os.path.abspath(settings["adapter"])
     return settings
 
 

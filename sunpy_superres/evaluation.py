@@ -43,7 +43,7 @@ from .metrics import image, physics, regions, spectra
 from .models import load_model
 from .options import Options, fill_doc
 from .seeds import evaluation_seed
-from .superresolve import superresolve
+from .superresolve import configured_model, superresolve
 
 __all__ = [
     "Evaluation",
@@ -344,7 +344,7 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
 
 
 #: Options of `superresolve` that `evaluate` sets itself.
-_OWN_OPTIONS = ("model", "samples", "seed", "keep_samples", "calibrate")
+_OWN_OPTIONS = ("model", "samples", "seed", "keep_samples", "calibrate", "progress")
 
 
 @fill_doc(exclude=_OWN_OPTIONS)
@@ -360,6 +360,7 @@ def evaluate(
     threshold=300 * u.G,
     lpips_weights=None,
     fid_weights=None,
+    progress=False,
     options=None,
     **kwargs,
 ):
@@ -389,11 +390,14 @@ def evaluate(
     lpips_weights, fid_weights : path-like, optional
         Pretrained feature weights for LPIPS and FID (see `sunpy_superres.metrics.image`); those
         metrics are left out when not given.
+    progress : bool, optional
+        Show tile progress bars.
     options : `~sunpy_superres.options.Options`, optional
         The options of `sunpy_superres.superresolve` at once; keyword arguments replace its fields.
-        ``model``, ``samples``, ``seed``, ``keep_samples`` and ``calibrate`` are the evaluation's own
-        (the degraded ground truth is at HMI levels already: no calibration). The sampler options
-        apply to stochastic models only. ``progress`` is `False` unless given.
+        ``model``, ``samples``, ``seed``, ``keep_samples``, ``calibrate`` and ``progress`` are the
+        evaluation's own (the degraded ground truth is at HMI levels already: no calibration). The
+        sampler, adapter and runtime options apply to stochastic models only; each model is loaded
+        and configured once.
     {options}
 
     Returns
@@ -410,7 +414,7 @@ def evaluate(
     ----------
     .. [1] Ramunno, F. P. et al. 2025, A&A 698, A140, sections 5-6, Tables 1-2.
     """
-    opts = _evaluation_options(options, kwargs)
+    opts = _evaluation_options(options, kwargs, progress)
     if not models:
         raise ValueError("no models to evaluate; pass e.g. models=['nearest', 'bicubic']")
     hr_maps = list(hr_maps)
@@ -420,7 +424,7 @@ def evaluate(
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     if centers is not None and len(centers) != len(hr_maps):
         raise ValueError(f"{len(centers)} centers for {len(hr_maps)} maps; give one per map or None")
-    loaded = [load_model(m, device=opts.device) for m in models]
+    loaded = [_configured(m, opts) for m in models]
     names = [m.name for m in loaded]
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
@@ -473,26 +477,48 @@ def evaluate(
     return Evaluation(summary=summary, records=records, examples=examples, calibration=calibration)
 
 
-def _evaluation_options(options, kwargs):
-    """The `Options` of an evaluation: no calibration, no progress bars unless asked, no own settings."""
+def _evaluation_options(options, kwargs, progress):
+    """The `Options` of an evaluation: no calibration, its own progress, no own settings."""
     own = sorted(set(kwargs) & set(_OWN_OPTIONS))
     if own:
         raise TypeError(
-            f"evaluate sets {', '.join(own)} itself; give samples= and seed= as its own arguments "
-            "(calibrate is always off: the degraded ground truth is at HMI levels)"
+            f"evaluate sets {', '.join(own)} itself; give samples=, seed= and progress= as its own "
+            "arguments (calibrate is always off: the degraded ground truth is at HMI levels)"
         )
-    base = options if options is not None else Options(progress=False)
     # What an Options given brings for the evaluation's own settings is not used: back to the defaults.
     defaults = {f.name: f.default for f in dataclasses.fields(Options) if f.name in _OWN_OPTIONS}
-    return Options.from_kwargs(base, **kwargs, **{**defaults, "calibrate": False})
+    own = {**defaults, "calibrate": False, "progress": bool(progress)}
+    return Options.from_kwargs(options, **kwargs, **own, stacklevel=4)
+
+
+# What a model applies once, when it is configured: not passed again with every call.
+_MODEL_SETTINGS = (
+    "adapter",
+    "steps",
+    "sampler",
+    "start_timestep",
+    "spacing",
+    "noise_level",
+    "precision",
+    "compile",
+)
+
+
+def _configured(model, opts):
+    """``model`` loaded; a stochastic one with the adapter, sampler and runtime settings applied."""
+    loaded = load_model(model, device=opts.device)
+    if not loaded.stochastic:
+        return loaded  # the baselines as the paper compares them: none of those settings apply
+    return configured_model(dataclasses.replace(opts, model=loaded))
 
 
 def _model_outputs(model, lowres, opts, *, samples, seed):
     """``(outputs, UncertaintyMap or None)`` of ``model`` on ``lowres``: its samples, or its one output."""
+    # The model is configured already (`_configured`): the call passes none of its settings.
+    opts = dataclasses.replace(opts, model=model, **dict.fromkeys(_MODEL_SETTINGS))
     if not model.stochastic:
-        no_sampler = dict.fromkeys(opts.sampler_settings())
-        return [superresolve(lowres, options=dataclasses.replace(opts, model=model, **no_sampler))], None
-    opts = dataclasses.replace(opts, model=model, seed=seed)
+        return [superresolve(lowres, options=opts)], None
+    opts = dataclasses.replace(opts, seed=seed)
     if samples == 1:
         return [superresolve(lowres, options=opts)], None
     # One call for all samples: the mean and the (calibrated) spread of superresolve.

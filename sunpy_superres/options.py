@@ -258,17 +258,20 @@ class Options:
             )
 
     @classmethod
-    def from_kwargs(cls, options=None, /, **kwargs):
+    def from_kwargs(cls, options=None, /, *, stacklevel=3, **kwargs):
         """
         ``options`` (or the defaults) with the fields named in ``kwargs`` replaced.
+
+        ``stacklevel`` points the `FutureWarning` of an old keyword at the caller's caller.
 
         Raises
         ------
         TypeError
             For a keyword that is no option; the message lists the options.
         """
-        if "scheduler" in kwargs:
-            kwargs["sampler"] = renamed_sampler(kwargs.get("sampler"), kwargs.pop("scheduler"), stacklevel=4)
+        scheduler = kwargs.pop("scheduler", None)
+        if scheduler is not None:
+            kwargs["sampler"] = renamed_sampler(kwargs.get("sampler"), scheduler, stacklevel=stacklevel + 1)
         unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(

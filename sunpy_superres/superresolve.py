@@ -192,7 +192,8 @@ def configured_model(opts):
         from .training.lora import load_adapter  # peft: extra [train]; the core import stays light
 
         model = load_adapter(model, opts.adapter, device=opts.device)
-    model = model.configure_sampler(**opts.sampler_settings())
+    # Only the settings given: a model written for 0.1 takes ``scheduler=``, not ``sampler=``.
+    model = model.configure_sampler(**{k: v for k, v in opts.sampler_settings().items() if v is not None})
     return model.configure_runtime(precision=opts.precision, compile=opts.compile)
 
 
@@ -357,7 +358,7 @@ def _warn_if_long(first_seconds, samples):
             "8 to 16 samples give a calibrated standard deviation. Interrupt (Ctrl-C) and ask for "
             "fewer if that is not what you meant",
             LongRunWarning,
-            stacklevel=3,
+            stacklevel=4,  # superresolve's caller: _warn_if_long < _sample_statistics < superresolve
         )
 
 

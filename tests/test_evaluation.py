@@ -144,6 +144,29 @@ def test_bad_arguments(hmi_cutout):
         evaluate(["nearest"], [hmi_cutout], crop=250)
     with pytest.raises(ValueError, match="unknown model"):
         evaluate(["nope"], [hmi_cutout])
+    with pytest.raises(TypeError, match="evaluate sets calibrate itself"):
+        evaluate(["nearest"], [hmi_cutout], calibrate=True)
+
+
+def test_model_settings_reach_the_diffusion_models_only(hmi_cutout):
+    """Runtime and sampler settings are for stochastic models; the baselines run as the paper's."""
+    from sunpy_superres.options import Options
+    from sunpy_superres.seeds import evaluation_seed
+
+    from .models.tiny import tiny_model
+
+    model = tiny_model("pixel", True)
+    opts = Options(precision="fp32", sampler="ddim", steps=2, samples=7, seed=5)
+    out = evaluate(["nearest", model], [hmi_cutout], samples=2, crop=64, seed=3, options=opts)
+    diffusion = out.examples[model.name].meta
+    assert (diffusion["srsched"], diffusion["srsteps"], diffusion["srprec"]) == ("ddim", 2, "fp32")
+    # The evaluation's own settings, not those of the Options given (samples=7, seed=5).
+    assert (diffusion["srsample"], diffusion["srseed"], diffusion["srcalfac"]) == (
+        2,
+        evaluation_seed(3, 0, 0),
+        1,
+    )
+    assert "srsched" not in out.examples["nearest"].meta
 
 
 def test_write_tables_and_figures(result, tmp_path):

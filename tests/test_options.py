@@ -44,6 +44,7 @@ def test_the_sampler_is_the_sampler():
     with pytest.warns(FutureWarning), pytest.raises(TypeError, match="sampler= only"):
         Options.from_kwargs(scheduler="ddim", sampler="ddpm")
     assert Options(sampler="ddim").sampler_settings()["sampler"] == "ddim"
+    assert Options.from_kwargs(Options(sampler="ddim"), scheduler=None).sampler == "ddim"
 
 
 @pytest.mark.parametrize(

@@ -791,6 +791,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
         """The old name of `sampler` (diffusers calls its samplers schedulers)."""
         return self.sampler
 
+    @scheduler.setter
+    def scheduler(self, value):
+        self.sampler = value
+
     def configure_runtime(self, *, precision=None, compile=None):
         """
         A copy of this model with another precision or compilation setting.

@@ -14,11 +14,13 @@ import functools
 import importlib
 import os
 import sys
+import threading
 
 __all__ = ["register_model", "available_models", "load_model", "DEFAULT_MODEL", "EMBEDDED_MODELS"]  # noqa: F822
 
 _REGISTRY = {}
 _TRAINED_REGISTERED = False
+_TRAINED_LOCK = threading.RLock()
 
 
 @functools.cache
@@ -176,14 +178,19 @@ def _register_trained():
     global _TRAINED_REGISTERED
     if _TRAINED_REGISTERED:
         return
-    _TRAINED_REGISTERED = True
-    from . import hub
+    with _TRAINED_LOCK:  # two threads loading their first model register the trained models once
+        if _TRAINED_REGISTERED:
+            return
+        from . import hub
 
-    for name, path in _embedded_models().items():
-        _register(name, _directory_loader(path), hub.TRAINED_MODELS.get(name, name) + " [embedded weights]")
-    for name, spec in hub.PINNED_WEIGHTS.items():
-        if name not in _REGISTRY:
-            _register(name, _pinned_loader(spec), hub.TRAINED_MODELS.get(name, str(spec)))
+        for name, path in _embedded_models().items():
+            if name not in _REGISTRY:
+                description = hub.TRAINED_MODELS.get(name, name) + " [embedded weights]"
+                _register(name, _directory_loader(path), description)
+        for name, spec in hub.PINNED_WEIGHTS.items():
+            if name not in _REGISTRY:
+                _register(name, _pinned_loader(spec), hub.TRAINED_MODELS.get(name, str(spec)))
+        _TRAINED_REGISTERED = True  # only once all are in: a failure here is retried, not hidden
 
 
 def _directory_loader(path):

@@ -24,7 +24,11 @@ from pathlib import Path
 from . import legacy
 from .tasks import TASKS, get_task
 
+# Where it lived before the tables (0.1); the diffusion task owns it now.
+from .tasks.diffusion import LATENT_SPACES
+
 __all__ = [
+    "LATENT_SPACES",
     "DataConfig",
     "ModelConfig",
     "FinetuneConfig",
@@ -127,7 +131,13 @@ class ModelConfig:
         return getattr(getattr(self, where[0]), where[1])
 
     def __setattr__(self, name, value):
-        where = None if name in _MODEL_FIELDS else legacy.place(name, self.__dict__.get("kind"))
+        # "autoencoder" is a table now; a string set there is the old key, the autoencoder's directory.
+        old_autoencoder_dir = name == "autoencoder" and isinstance(value, str | os.PathLike)
+        where = (
+            None
+            if name in _MODEL_FIELDS and not old_autoencoder_dir
+            else legacy.place(name, self.__dict__.get("kind"))
+        )
         if where is None:
             object.__setattr__(self, name, value)
             return

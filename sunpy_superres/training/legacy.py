@@ -72,13 +72,15 @@ def upgrade_model(values):
     """
     places = _places()
     values = dict(values)
-    # "autoencoder" was the trained autoencoder's directory (a string); now it is also a table.
-    found = {k: values.pop(k) for k in list(values) if k in places and not isinstance(values[k], dict)}
+    # "autoencoder" was the trained autoencoder's directory (a string); now it is also a table (a dict,
+    # or the kind's config object when a ModelConfig is built or replaced in Python).
+    found = {k: values.pop(k) for k in list(values) if k in places and not _is_table(k, values[k])}
     for kind in TASKS:
         if kind in values:
-            if not isinstance(values[kind], dict):
+            if not _is_table(kind, values[kind]):
                 raise ValueError(f"[model.{kind}] must be a table, got {values[kind]!r}")
-            values[kind] = dict(values[kind])
+            if isinstance(values[kind], dict):
+                values[kind] = dict(values[kind])
     moved = {}
     for old, value in found.items():
         for kind, new in places[old]:
@@ -90,6 +92,12 @@ def upgrade_model(values):
             table[new] = value
         moved[old] = " and ".join(f"[model.{kind}] {new}" for kind, new in places[old])
     return values, moved
+
+
+def _is_table(key, value):
+    """Whether ``value`` is the table of the kind ``key``: a dict, or that kind's config object."""
+    config_class = TASKS[key].config_class if key in TASKS else None
+    return isinstance(value, dict) or (config_class is not None and isinstance(value, config_class))
 
 
 def warn(where, moved, stacklevel):

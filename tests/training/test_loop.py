@@ -3,6 +3,7 @@
 The data are the shipped HMI cut-outs, so these tests run without the full-disk files of ../shared."""
 
 import copy
+import dataclasses
 import json
 import shutil
 import tomllib
@@ -300,6 +301,19 @@ def test_flat_model_keys_of_earlier_configs_still_load(tmp_path):
         assert model.cnn_channels == 8 and not model.enhance.batch_norm
     with pytest.raises(AttributeError, match="no attribute 'chanels'"):
         model.chanels  # noqa: B018  # codespell:ignore chanels
+
+
+def test_model_config_takes_its_tables_as_objects_and_is_replaceable():
+    enhance = type(ModelConfig().enhance)(channels=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ModelConfig(kind="enhance", enhance=enhance)
+        assert model.enhance.channels == 32
+        assert dataclasses.replace(model, tile_size=128).enhance.channels == 32
+    # A string set as "autoencoder" is the old key, the trained autoencoder's directory: it goes there.
+    with pytest.warns(FutureWarning, match=r"autoencoder -> \[model.diffusion\] autoencoder_dir"):
+        model.autoencoder = "runs/ae/model"
+    assert model.diffusion.autoencoder_dir == "runs/ae/model" and model.autoencoder.factor > 0
 
 
 def test_cli(tmp_path, data_dir, capsys):
