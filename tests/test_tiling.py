@@ -57,3 +57,39 @@ def test_tile_seeds_reproducible_and_distinct():
     assert tile_seed(8, 0, tiles[0]) != seeds[0]
     assert tile_seed(None, 0, tiles[0]) is None
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"), [(1024, 256, 16), (100, 32, 8), (33, 32, 8), (32, 32, 8)]
+)
+def test_tiles_are_the_fewest_that_cover(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    assert all(a < b for a, b in zip(starts[:-1], starts[1:], strict=True))  # distinct, increasing
+    # One tile fewer, evenly spread, would overlap less than asked (or not cover at all).
+    stride = tile - overlap
+    assert len(starts) == 1 or (len(starts) - 2) * stride + tile < length
+    assert starts[0] == 0 and starts[-1] == max(length - tile, 0)
+
+
+def test_tiles_know_their_place_in_the_plan():
+    tiles = plan_tiles((100, 70), 32, 8)
+    rows, cols = len(tile_starts(100, 32, 8)), len(tile_starts(70, 32, 8))
+    assert [t.index for t in tiles] == [(i, j) for i in range(rows) for j in range(cols)]
+
+
+def _expected_ramp(n, halo, ramp):
+    """The window of an interior lower edge, written out: 0 in the halo, sin^2 over the ramp, then 1."""
+    d = np.arange(n) + 0.5
+    t = np.clip((d - halo) / ramp, 0, 1)
+    return np.sin(np.pi / 2 * t) ** 2
+
+
+@pytest.mark.parametrize(("factor", "halo", "overlap"), [(4, 2, 12), (1, 2, 5), (4, 2, 5), (2, 0, 6)])
+def test_window_values_at_an_interior_edge(factor, halo, overlap):
+    """A tile whose left and top edges are inside the image, one input pixel from its border."""
+    tile = Tile(1, 1, 32, 32, (1, 1))
+    w = blend_window(tile, (33, 33), factor=factor, halo=halo, overlap=overlap)
+    ramp = factor * max(overlap - 2 * halo, 1)
+    expected = _expected_ramp(factor * 32, factor * halo, ramp)
+    np.testing.assert_allclose(w, np.outer(expected, expected), rtol=0, atol=1e-15)
+    assert w[0, 0] == 0 if halo else w[0, 0] < 0.01
