@@ -36,21 +36,25 @@ NORMALISATION_RANGE = 3000 * u.G
 
 LIU_2012 = "Liu et al. 2012, SoPh 279, 295"
 
+_RANGE_GAUSS = NORMALISATION_RANGE.to_value(u.G)
+
+
+def _header_instrument(smap):
+    """The TELESCOP and INSTRUME keys of ``smap``, upper case, ``""`` where missing."""
+    return tuple(str(smap.meta.get(key, "")).strip().upper() for key in ("telescop", "instrume"))
+
 
 def is_mdi(smap):
     """Whether ``smap`` is a SOHO/MDI magnetogram (by map class or by its TELESCOP/INSTRUME keys)."""
     if isinstance(smap, MDIMap):
         return True
-    telescope = str(smap.meta.get("telescop", "")).upper()
-    instrument = str(smap.meta.get("instrume", "")).upper()
+    telescope, instrument = _header_instrument(smap)
     return telescope == "SOHO" and instrument.startswith("MDI")
 
 
 def instrument_known(smap):
     """Whether the header says which instrument took ``smap`` (so that ``calibrate=True`` can decide)."""
-    if isinstance(smap, MDIMap | HMIMap):
-        return True
-    return bool(str(smap.meta.get("telescop", "")).strip() or str(smap.meta.get("instrume", "")).strip())
+    return isinstance(smap, MDIMap | HMIMap) or any(_header_instrument(smap))
 
 
 def calibration_factor(smap, calibrate=True):
@@ -110,9 +114,9 @@ def normalise(data_gauss):
     `numpy.ndarray`
         Field in units of 3000 G, as float32. Not clipped: values beyond +-3000 G map beyond +-1.
     """
-    return (np.asarray(data_gauss, dtype=np.float64) / NORMALISATION_RANGE.to_value(u.G)).astype(np.float32)
+    return (np.asarray(data_gauss, dtype=np.float64) / _RANGE_GAUSS).astype(np.float32)
 
 
 def denormalise(data_units):
     """Invert `normalise`: network units back to Gauss (float32)."""
-    return (np.asarray(data_units, dtype=np.float64) * NORMALISATION_RANGE.to_value(u.G)).astype(np.float32)
+    return (np.asarray(data_units, dtype=np.float64) * _RANGE_GAUSS).astype(np.float32)

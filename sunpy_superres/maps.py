@@ -49,6 +49,8 @@ _ZERO_BASED_PIXEL_KEYS = ("x0", "y0", "x0_mp", "y0_mp")
 _PIXEL_LENGTH_KEYS = ("r_sun", "crop_rad")
 # Angular size of a pixel: x' = x/f.
 _PIXEL_SCALE_KEYS = ("imscl_mp",)
+# Pixel scale and CD matrix: x' = x/f.
+_SCALE_KEYS = ("cdelt1", "cdelt2", "cd1_1", "cd1_2", "cd2_1", "cd2_2")
 # Describe the old data or its integer encoding; they would be wrong for the new data.
 _STALE_KEYS = (
     "datamin",
@@ -124,7 +126,7 @@ def map_unit(smap):
     """
     if smap.unit is not None:
         return smap.unit
-    bunit = str(smap.meta.get("bunit", "") or "").strip()
+    bunit = str(smap.meta.get("bunit") or "").strip()
     if not bunit:
         return None
     try:
@@ -244,7 +246,7 @@ def _validate_unit(smap):
     """The map's unit (`map_unit`), refused unless it is a magnetic field."""
     unit = map_unit(smap)
     if not _magnetic_unit_ok(unit):
-        bunit = str(smap.meta.get("bunit", "") or "").strip()
+        bunit = str(smap.meta.get("bunit") or "").strip()
         found = (
             "no unit (BUNIT missing)"
             if not bunit
@@ -389,7 +391,7 @@ def finer_meta(meta, factor, shape):
     # Deep: MetaDict.copy() shares the "keycomments" dict, and popping a stale key from the copy
     # would delete its comment from the caller's header too.
     new = copy.deepcopy(meta)
-    for key in ("cdelt1", "cdelt2", "cd1_1", "cd1_2", "cd2_1", "cd2_2"):
+    for key in _SCALE_KEYS:
         if key in new:
             new[key] = float(new[key]) / f
     for axis in (1, 2):
@@ -413,5 +415,5 @@ def finer_meta(meta, factor, shape):
 
 def add_history(meta, line):
     """Append ``line`` to the HISTORY of ``meta`` (in place), as sunpy does for its own operations."""
-    old = str(meta.get("history", "") or "")
+    old = str(meta.get("history") or "")
     meta["history"] = f"{old}\n{line}" if old.strip() else line

@@ -34,6 +34,7 @@ def with_keys(**keys):
         ({"instrume": "VSM"}, True, False),  # the instrument alone names it
         ({"telescop": "SOHO", "instrume": "MDI"}, True, True),
         ({"telescop": "soho", "instrume": "mdi 96m"}, True, True),
+        ({"telescop": " SOHO ", "instrume": " MDI"}, True, True),  # padded values, as FITS cards may be
         ({"telescop": "SOHO", "instrume": "EIT"}, True, False),
         ({"instrume": "MDI"}, True, False),  # MDI only on SOHO
     ],

@@ -6,7 +6,7 @@ import pytest
 import sunpy.map
 
 from sunpy_superres import superresolve
-from sunpy_superres.maps import finer_meta, validate_map
+from sunpy_superres.maps import add_history, finer_meta, validate_map
 
 from .helpers import synthetic_map
 
@@ -163,15 +163,18 @@ def test_maxwell_per_square_centimetre_is_a_magnetic_field(mdi_cutout, bunit):
     ],
 )
 def test_unit_refusals_name_what_was_found(mdi_cutout, bunit, message):
-    import re
     import warnings
 
     meta = {**mdi_cutout.meta, "bunit": bunit}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sunpy's own note on an unreadable BUNIT
         smap = sunpy.map.Map(mdi_cutout.data, meta)
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError) as info:
         validate_map(smap)
+    assert str(info.value) == (
+        f"the map has {message}, which is not a magnetic field. superresolve works on line-of-sight "
+        "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'."
+    )
 
 
 def test_a_map_without_a_pixel_scale_is_refused(mdi_cutout):
@@ -198,3 +201,162 @@ def test_a_carrington_map_is_refused_as_not_helioprojective(mdi_cutout, cdelt):
     smap = sunpy.map.Map(mdi_cutout.data, meta)
     with pytest.raises(ValueError, match="not helioprojective.*Reproject it first"):
         validate_map(smap)
+
+
+def _with_meta(smap, **changes):
+    """A new map of ``smap``'s data, its header changed (a `None` value removes the key)."""
+    meta = {k: v for k, v in smap.meta.items() if changes.get(k, 0) is not None}
+    meta.update({k: v for k, v in changes.items() if v is not None})
+    return sunpy.map.Map(smap.data, meta)
+
+
+def _with_data(smap, data):
+    """``smap`` with its data replaced, as a map reader could leave it (sunpy would refuse some)."""
+    new = sunpy.map.Map(smap.data.copy(), smap.meta)
+    new._data = data
+    return new
+
+
+def _refusal_cases():
+    base = synthetic_map(value=1.0)
+    cube = np.ones((2, 32, 32))
+    big = np.ones((32, 32))
+    big[3, 4] = 2e5
+    inf = np.ones((32, 32))
+    inf[0, :3] = [np.inf, -np.inf, np.inf]
+    return [
+        (
+            lambda: np.zeros((32, 32)),
+            TypeError,
+            "superresolve needs a sunpy Map, got ndarray. Read the file with sunpy.map.Map('file.fits') "
+            "or build one with sunpy.map.Map(data, header).",
+        ),
+        (
+            lambda: _with_data(base, cube),
+            ValueError,
+            "the map's data are 3-D with shape (2, 32, 32); a magnetogram is 2-D. Pass one image at a time "
+            "(for a cube, loop over its 2-D slices).",
+        ),
+        (
+            lambda: synthetic_map(unit=u.DN),
+            ValueError,
+            "the map has unit DN, which is not a magnetic field. superresolve works on line-of-sight "
+            "magnetograms in G, T or Mx/cm2; if the data are in Gauss, set smap.meta['bunit'] = 'G'.",
+        ),
+        (
+            lambda: _with_meta(base, cdelt1="wide"),
+            ValueError,
+            "the map's CDELT1 is 'wide'; a WCS needs a finite, non-zero pixel scale. Set it "
+            "(arcsec/pixel) to the true scale first.",
+        ),
+        (
+            lambda: _with_meta(base, cdelt2=0.0),
+            ValueError,
+            "the map's CDELT2 is 0.0; a WCS needs a finite, non-zero pixel scale. Set it "
+            "(arcsec/pixel) to the true scale first.",
+        ),
+        (
+            lambda: _with_meta(
+                base,
+                ctype1="CRLN-CEA",
+                ctype2="CRLT-CEA",
+                cunit1="deg",
+                cunit2="deg",
+                cdelt1=0.03,
+                cdelt2=0.03,
+            ),
+            ValueError,
+            "the map is in HeliographicCarrington coordinates (CTYPE CRLN-CEA, CRLT-CEA), not helioprojective; "
+            "the models work on images as the instrument saw them (HPLN/HPLT, arcsec). Reproject it first, "
+            "e.g. smap.reproject_to(header) with a helioprojective header at about 2 arcsec/pixel.",
+        ),
+        (
+            lambda: _with_meta(base, cdelt1=None, cdelt2=None),
+            ValueError,
+            "the map has no pixel scale (CDELT1/CDELT2 or a CD matrix missing from its header), so sunpy "
+            "assumes 1 arcsec/pixel and the output would claim a scale it never had. Set "
+            "smap.meta['cdelt1'] and smap.meta['cdelt2'] (arcsec/pixel) to the true scale first.",
+        ),
+        (
+            lambda: synthetic_map(scale=1.98, scale_y=2.02),
+            ValueError,
+            "the map's pixels are not square (1.9800 x 2.0200 arcsec/pixel). Resample it to square pixels "
+            "first, e.g. with smap.reproject_to() or smap.resample().",
+        ),
+        (
+            lambda: synthetic_map(scale=4.5),
+            ValueError,
+            "the pixel scale is 4.500 arcsec/pixel, outside the 1-4 arcsec/pixel the models were trained "
+            "for (MDI is 2 arcsec/pixel). Resample the map to about 2 arcsec/pixel, or pass "
+            "check_scale=False if you know what you are doing.",
+        ),
+        (
+            lambda: synthetic_map(shape=(15, 40)),
+            ValueError,
+            "the map is 40x15 pixels; at least 16 pixels a side are needed. Use a larger cut-out (submap) "
+            "of the magnetogram.",
+        ),
+        (
+            lambda: _with_data(base, np.ones((32, 32), dtype=complex)),
+            ValueError,
+            "the map's data have dtype complex128; a real-valued magnetogram is needed.",
+        ),
+        (
+            lambda: _with_data(base, np.ones((32, 32), dtype=np.uint8)),
+            ValueError,
+            "the map's data are uint8 (unsigned), which cannot hold a line-of-sight field of both "
+            "polarities: it looks like an image (e.g. a quick-look), not a magnetogram. Use the magnetogram "
+            "data in G.",
+        ),
+        (
+            lambda: _with_data(base, np.full((32, 32), np.nan)),
+            ValueError,
+            "every pixel of the map is NaN, infinite or masked; there is nothing to super-resolve. "
+            "Check that the right HDU of the file was read, and the map's mask.",
+        ),
+        (
+            lambda: _with_data(base, big),
+            ValueError,
+            "the map's field reaches 2e+05 G; no solar line-of-sight field comes near 100000 G. Check "
+            "BUNIT (the data may be in another unit, or raw counts) and the data's scaling (BSCALE/BZERO).",
+        ),
+        (
+            lambda: _with_data(base, inf),
+            ValueError,
+            "the map has 3 infinite pixel(s). Replace them with NaN (missing) or a valid value first, "
+            "e.g. data[np.isinf(data)] = np.nan.",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("make", "error", "message"), _refusal_cases())
+def test_each_refusal_says_the_whole_message(make, error, message):
+    # Each message in full, as a user reads it: what is wrong, what was found, and what to do.
+    with pytest.raises(error) as info:
+        validate_map(make())
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("factor", [0, -1, 1.5, 2.0, "4"])
+def test_finer_meta_refuses_a_factor_that_is_not_a_positive_integer(factor):
+    with pytest.raises(ValueError) as info:
+        finer_meta(synthetic_map().meta, factor, (32, 32))
+    assert str(info.value) == f"factor must be a positive integer, got {factor!r}"
+
+
+def test_finer_meta_of_factor_one_is_the_same_grid():
+    meta = synthetic_map(shape=(32, 48)).meta
+    new = finer_meta(meta, 1, (32, 48))
+    for key in ("cdelt1", "cdelt2", "crpix1", "crpix2", "naxis1", "naxis2"):
+        assert new[key] == meta[key]
+
+
+def test_history_is_started_or_appended_to():
+    from sunpy.util import MetaDict
+
+    for absent in ({}, {"history": ""}, {"history": None}, {"history": "  "}):
+        started = MetaDict({"naxis": 2, **absent})
+        add_history(started, "first")
+        assert started["history"] == "first"
+    add_history(started, "second")
+    assert started["history"] == "first\nsecond"
