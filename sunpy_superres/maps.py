@@ -278,10 +278,17 @@ def _validate_cdelt_values(smap):
 
 
 def _validate_frame(smap):
-    """Refuse coordinates that are not helioprojective."""
+    """Refuse coordinates that are not helioprojective, or that sunpy cannot build."""
     frame = smap.coordinate_frame
+    ctype = ", ".join(map(str, smap.coordinate_system))
+    if frame is None:
+        raise ValueError(
+            f"sunpy could not build the map's coordinates from its header (CTYPE {ctype}): the CTYPE is "
+            "not a known coordinate system, or the CD or PC matrix is singular. The models need "
+            "helioprojective coordinates (HPLN-TAN, HPLT-TAN); fix the header's CTYPE and CDi_j / PCi_j "
+            "keys first."
+        )
     if not isinstance(frame, Helioprojective):
-        ctype = ", ".join(str(smap.meta.get(k, "?")) for k in ("ctype1", "ctype2"))
         raise ValueError(
             f"the map is in {type(frame).__name__} coordinates (CTYPE {ctype}), not helioprojective; the models "
             "work on images as the instrument saw them (HPLN/HPLT, arcsec). Reproject it first, e.g. "
@@ -290,21 +297,17 @@ def _validate_frame(smap):
 
 
 def _validate_pixel_scale(smap, check_scale, scale_range):
-    """Refuse a missing, zero or non-square pixel scale, and (if ``check_scale``) one out of range."""
+    """Refuse a missing or non-square pixel scale, and (if ``check_scale``) one out of range."""
     meta_keys = set(smap.meta)
-    if not ({"cdelt1", "cdelt2"} <= meta_keys or {"cd1_1", "cd2_2"} <= meta_keys):
+    if not (meta_keys.issuperset(("cdelt1", "cdelt2")) or meta_keys.issuperset(("cd1_1", "cd2_2"))):
         raise ValueError(
             "the map has no pixel scale (CDELT1/CDELT2 or a CD matrix missing from its header), so sunpy "
             "assumes 1 arcsec/pixel and the output would claim a scale it never had. Set "
             "smap.meta['cdelt1'] and smap.meta['cdelt2'] (arcsec/pixel) to the true scale first."
         )
     # Magnitudes: a negative CDELT is a mirrored axis, a valid WCS that finer_meta carries over.
+    # Not zero: a zero CDELT was refused above, and a singular CD matrix has no frame.
     scale_x, scale_y = (abs(s.to_value(u.arcsec / u.pix)) for s in smap.scale)
-    if not (scale_x > 0 and scale_y > 0):
-        raise ValueError(
-            f"the map's pixel scale is {scale_x:g} x {scale_y:g} arcsec/pixel; a WCS needs non-zero CDELT1 and "
-            "CDELT2. Set them (arcsec/pixel) to the true scale first."
-        )
     if not np.isclose(scale_x, scale_y, rtol=1e-3):
         raise ValueError(
             f"the map's pixels are not square ({scale_x:.4f} x {scale_y:.4f} arcsec/pixel). "
@@ -341,22 +344,18 @@ def _validate_data(smap, unit):
             "polarities: it looks like an image (e.g. a quick-look), not a magnetogram. Use the magnetogram "
             "data in G."
         )
-    masked = (
-        np.zeros(data.shape, bool)
-        if smap.mask is None
-        else np.broadcast_to(np.asarray(smap.mask, bool), data.shape)
-    )
+    masked = np.broadcast_to(np.asarray(smap.mask, bool), data.shape)  # a mask of None: nothing masked
     finite = np.isfinite(data) & ~masked
     if not finite.any():
         raise ValueError(
             "every pixel of the map is NaN, infinite or masked; there is nothing to super-resolve. "
             "Check that the right HDU of the file was read, and the map's mask."
         )
-    strongest = float(np.max(np.abs(data[finite]))) * float((1 * unit).to_value(u.G))
-    if strongest > MAX_FIELD.to_value(u.G):
+    strongest = (np.max(np.abs(data[finite])) * unit).to(u.G)
+    if strongest > MAX_FIELD:
         raise ValueError(
-            f"the map's field reaches {strongest:.3g} G; no solar line-of-sight field comes near "
-            f"{MAX_FIELD.to_value(u.G):g} G. Check BUNIT (the data may be in another unit, or raw counts) "
+            f"the map's field reaches {strongest.value:.3g} G; no solar line-of-sight field comes near "
+            f"{MAX_FIELD.value:g} G. Check BUNIT (the data may be in another unit, or raw counts) "
             "and the data's scaling (BSCALE/BZERO)."
         )
     if np.isinf(data[~masked]).any():

@@ -271,6 +271,34 @@ def _refusal_cases():
             "e.g. smap.reproject_to(header) with a helioprojective header at about 2 arcsec/pixel.",
         ),
         (
+            lambda: _with_meta(base, ctype1="LINEAR", ctype2="LINEAR"),
+            ValueError,
+            "sunpy could not build the map's coordinates from its header (CTYPE LINEAR, LINEAR): the CTYPE "
+            "is not a known coordinate system, or the CD or PC matrix is singular. The models need "
+            "helioprojective coordinates (HPLN-TAN, HPLT-TAN); fix the header's CTYPE and CDi_j / PCi_j "
+            "keys first.",
+        ),
+        (
+            lambda: _with_meta(
+                base,
+                cdelt1=None,
+                cdelt2=None,
+                pc1_1=None,
+                pc1_2=None,
+                pc2_1=None,
+                pc2_2=None,
+                cd1_1=0.0,
+                cd1_2=0.0,
+                cd2_1=0.0,
+                cd2_2=2.0,
+            ),
+            ValueError,
+            "sunpy could not build the map's coordinates from its header (CTYPE HPLN-TAN, HPLT-TAN): the "
+            "CTYPE is not a known coordinate system, or the CD or PC matrix is singular. The models need "
+            "helioprojective coordinates (HPLN-TAN, HPLT-TAN); fix the header's CTYPE and CDi_j / PCi_j "
+            "keys first.",
+        ),
+        (
             lambda: _with_meta(base, cdelt1=None, cdelt2=None),
             ValueError,
             "the map has no pixel scale (CDELT1/CDELT2 or a CD matrix missing from its header), so sunpy "
@@ -300,6 +328,11 @@ def _refusal_cases():
             lambda: _with_data(base, np.ones((32, 32), dtype=complex)),
             ValueError,
             "the map's data have dtype complex128; a real-valued magnetogram is needed.",
+        ),
+        (
+            lambda: _with_data(base, np.full((32, 32), "1")),
+            ValueError,
+            "the map's data have dtype <U1; a real-valued magnetogram is needed.",
         ),
         (
             lambda: _with_data(base, np.ones((32, 32), dtype=np.uint8)),
@@ -332,7 +365,14 @@ def _refusal_cases():
 @pytest.mark.parametrize(("make", "error", "message"), _refusal_cases())
 def test_each_refusal_says_the_whole_message(make, error, message):
     # Each message in full, as a user reads it: what is wrong, what was found, and what to do.
-    with pytest.raises(error) as info:
+    import warnings
+
+    from sunpy.util.exceptions import SunpyUserWarning
+
+    with pytest.raises(error) as info, warnings.catch_warnings():
+        # sunpy's own notes on a frame it cannot build, and its division by a zero scale
+        warnings.simplefilter("ignore", SunpyUserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         validate_map(make())
     assert str(info.value) == message
 
@@ -360,3 +400,44 @@ def test_history_is_started_or_appended_to():
         assert started["history"] == "first"
     add_history(started, "second")
     assert started["history"] == "first\nsecond"
+
+
+def test_finer_meta_of_a_header_without_crpix_centres_the_reference_pixel():
+    # FITS makes a missing CRPIX 0; sunpy puts the reference pixel at the centre, (n + 1) / 2.
+    from sunpy.util import MetaDict
+
+    meta = MetaDict({"cdelt1": 2.0, "cdelt2": 2.0})
+    new = finer_meta(meta, 4, (30, 50))
+    assert (new["crpix1"], new["crpix2"]) == ((4 * 50 + 1) / 2, (4 * 30 + 1) / 2)
+    assert "crpix1" not in meta
+
+
+def test_finer_meta_divides_the_hmi_image_scale():
+    # HMI's IMSCL_MP is the angular size of a pixel, like CDELT.
+    from sunpy.util import MetaDict
+
+    new = finer_meta(MetaDict({"imscl_mp": 0.504, "crpix1": 1.0, "crpix2": 1.0}), 4, (8, 8))
+    assert new["imscl_mp"] == 0.504 / 4
+
+
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_the_scale_range_is_inclusive(scale):
+    validate_map(synthetic_map(scale=scale))
+
+
+def test_the_scale_range_may_be_in_other_units():
+    validate_map(synthetic_map(scale=2.0), scale_range=(1 / 3600, 4 / 3600) * u.deg / u.pix)
+    with pytest.raises(ValueError, match="outside the 1-1.5 arcsec/pixel"):
+        validate_map(synthetic_map(scale=2.0), scale_range=(1 / 3600, 1.5 / 3600) * u.deg / u.pix)
+
+
+def test_the_strongest_field_accepted_is_max_field():
+    from sunpy_superres.maps import MAX_FIELD
+
+    data = np.ones((32, 32))
+    data[5, 5] = -MAX_FIELD.to_value(u.G)
+    validate_map(sunpy.map.Map(data, synthetic_map().meta))
+    # in another unit: 10 T is 1e5 G
+    validate_map(sunpy.map.Map(data / 1e4, {**synthetic_map().meta, "bunit": "T"}))
+    with pytest.raises(ValueError, match="field reaches 1e\\+05 G"):
+        validate_map(sunpy.map.Map(data * 1.000001 / 1e4, {**synthetic_map().meta, "bunit": "T"}))
