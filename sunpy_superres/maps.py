@@ -174,12 +174,12 @@ def complete_wcs(smap):
     The FITS standard (Greisen & Calabretta 2002, sec. 2.1.2) makes a missing ``CDi_j`` zero; sunpy
     cannot build the WCS of such a header (KeyError ``cd1_2``). The input map is not changed.
     """
-    meta = smap.meta
-    if not ({"cd1_1", "cd2_2"} <= set(meta)) or {"cd1_2", "cd2_1"} <= set(meta):
+    keys = set(smap.meta)
+    missing = {"cd1_2", "cd2_1"} - keys
+    if not (missing and keys.issuperset(("cd1_1", "cd2_2"))):
         return smap
-    new = copy.deepcopy(meta)
-    for key in ("cd1_2", "cd2_1"):
-        new.setdefault(key, 0.0)
+    new = copy.deepcopy(smap.meta)
+    new.update(dict.fromkeys(missing, 0.0))
     with warnings.catch_warnings():
         # sunpy's MDIMap sets its colour limits with nanmax; an all-NaN map is refused later, by
         # validate_map, with a message that says what to do.
@@ -269,7 +269,7 @@ def _validate_cdelt_values(smap):
             try:
                 value = float(smap.meta[key])
             except (TypeError, ValueError):
-                value = float("nan")
+                value = math.nan
             if not (math.isfinite(value) and value != 0):
                 raise ValueError(
                     f"the map's {key.upper()} is {smap.meta[key]!r}; a WCS needs a finite, non-zero pixel scale. "

@@ -441,3 +441,32 @@ def test_the_strongest_field_accepted_is_max_field():
     validate_map(sunpy.map.Map(data / 1e4, {**synthetic_map().meta, "bunit": "T"}))
     with pytest.raises(ValueError, match="field reaches 1e\\+05 G"):
         validate_map(sunpy.map.Map(data * 1.000001 / 1e4, {**synthetic_map().meta, "bunit": "T"}))
+
+
+@pytest.mark.parametrize("left_out", [("cd1_2",), ("cd2_1",), ("cd1_2", "cd2_1")])
+def test_complete_wcs_adds_the_zero_cd_terms_left_out(left_out):
+    from sunpy_superres.maps import complete_wcs
+
+    scale = 2.0
+    meta = {k: v for k, v in synthetic_map().meta.items() if not k.startswith(("pc", "cdelt"))}
+    meta.update(cd1_1=scale, cd1_2=0.0, cd2_1=0.0, cd2_2=scale)
+    for key in left_out:
+        meta.pop(key)
+    smap = sunpy.map.Map(np.zeros((32, 32)), meta)
+    smap.plot_settings["cmap"] = "hmimag"
+    done = complete_wcs(smap)
+    assert all(done.meta[key] == 0.0 for key in left_out) and done.meta["cd1_1"] == scale
+    assert all(key not in smap.meta for key in left_out)  # the input is not completed in place
+    assert done.plot_settings["cmap"] == smap.plot_settings["cmap"]
+    assert done.pixel_to_world(0 * u.pix, 0 * u.pix).Tx.to_value(u.arcsec) == pytest.approx(-31.0, abs=1e-3)
+
+
+def test_complete_wcs_leaves_a_whole_cd_matrix_or_none_alone(mdi_cutout):
+    from sunpy_superres.maps import complete_wcs
+
+    assert complete_wcs(mdi_cutout) is mdi_cutout  # CDELT and PC, no CD matrix
+    meta = {k: v for k, v in synthetic_map().meta.items() if not k.startswith(("pc", "cdelt"))}
+    whole = sunpy.map.Map(
+        np.zeros((32, 32)), {**meta, "cd1_1": 2.0, "cd1_2": 0.0, "cd2_1": 0.0, "cd2_2": 2.0}
+    )
+    assert complete_wcs(whole) is whole
