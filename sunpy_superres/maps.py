@@ -130,7 +130,7 @@ def map_unit(smap):
     if not bunit:
         return None
     try:
-        return u.Unit(bunit, format="generic")
+        return u.Unit(bunit)  # astropy's generic syntax, its default
     except ValueError:
         return None
 
@@ -157,9 +157,8 @@ def map_data(smap, unit=None):
     astropy.units.UnitConversionError
         If the map's unit cannot be converted to ``unit``.
     """
-    data = np.array(smap.data, dtype=np.float64)  # always a copy
-    if smap.mask is not None and np.any(smap.mask):
-        data[np.broadcast_to(smap.mask, data.shape)] = np.nan
+    masked = False if smap.mask is None else smap.mask
+    data = np.where(masked, np.nan, np.asarray(smap.data, dtype=np.float64))  # always a new array
     if unit is not None:
         scale = (1 * map_unit(smap)).to_value(unit)
         if scale != 1:

@@ -470,3 +470,36 @@ def test_complete_wcs_leaves_a_whole_cd_matrix_or_none_alone(mdi_cutout):
         np.zeros((32, 32)), {**meta, "cd1_1": 2.0, "cd1_2": 0.0, "cd2_1": 0.0, "cd2_2": 2.0}
     )
     assert complete_wcs(whole) is whole
+
+
+def test_map_data_is_a_float64_copy_with_masked_pixels_nan():
+    from sunpy_superres.maps import map_data
+
+    values = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    mask = np.zeros((32, 32), bool)
+    mask[3, 4] = mask[10, :] = True
+    smap = sunpy.map.Map(values, synthetic_map().meta, mask=mask)
+    data = map_data(smap)
+    assert data.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(data), mask)
+    np.testing.assert_array_equal(data[~mask], values[~mask])
+    data[0, 0] = -1.0
+    assert smap.data[0, 0] == 0.0 and not np.isnan(smap.data).any()
+    unmasked = map_data(sunpy.map.Map(values, synthetic_map().meta))
+    np.testing.assert_array_equal(unmasked, values)
+
+
+@pytest.mark.parametrize(
+    ("bunit", "unit", "factor"),
+    [("T", u.G, 1e4), ("G", u.T, 1e-4), ("G", u.G, 1.0), ("Mx/cm2", u.G, 1.0), ("T", None, 1.0)],
+)
+def test_map_data_converts_to_the_unit_asked_for(bunit, unit, factor):
+    import warnings
+
+    from sunpy_superres.maps import map_data
+
+    values = np.linspace(-3.0, 3.0, 32 * 32).reshape(32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sunpy's note on a BUNIT (Mx/cm2) it cannot read
+        smap = sunpy.map.Map(values, {**synthetic_map().meta, "bunit": bunit})
+    np.testing.assert_allclose(map_data(smap, unit), values * factor, rtol=1e-15)
