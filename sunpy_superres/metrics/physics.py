@@ -21,7 +21,10 @@ import astropy.units as u
 import cv2
 import numpy as np
 from astropy.wcs.utils import proj_plane_pixel_area
+from scipy.stats import median_abs_deviation
 from sunpy.coordinates import Helioprojective
+
+from ..maps import map_data, map_unit
 
 __all__ = [
     "MSH",
@@ -64,16 +67,17 @@ def _check_mu_min(mu_min):
 
 def _field_in_gauss(smap):
     """Return the map's data as a float64 array in Gauss, with masked pixels set to NaN."""
-    unit = smap.unit
+    unit = map_unit(smap)  # Mx/cm2 too, which sunpy does not read
     if unit is None or not unit.is_equivalent(u.G):
         raise ValueError(
             f"a magnetogram in G (or Mx/cm2) is needed; this map's unit is {unit!r} "
             f"(BUNIT={smap.meta.get('bunit')!r})"
         )
-    data = u.Quantity(smap.data, unit, dtype=np.float64, copy=True).to_value(u.G)
-    if smap.mask is not None:
-        data[np.broadcast_to(smap.mask, data.shape)] = np.nan
-    return data
+    return map_data(smap, u.G)
+
+
+#: Pixels per block of `_surface_geometry` (a speed setting: any size gives the same result).
+_GEOMETRY_BLOCK_PIXELS = 2**20
 
 
 def _surface_geometry(smap):
@@ -102,7 +106,7 @@ def _surface_geometry(smap):
     mu = np.empty((ny, nx))
     # Blocks of about a million pixels: the WCS call on a whole 4096x4096 grid took 3.2 s here, in
     # blocks 2.1 s (temporaries stay in cache), and memory stays small.
-    rows = max(1, 2**20 // nx)
+    rows = max(1, _GEOMETRY_BLOCK_PIXELS // nx)
     for start in range(0, ny, rows):
         y, x = np.mgrid[start : min(start + rows, ny), 0:nx].astype(np.float64)
         tx, ty = smap.wcs.pixel_to_world_values(x, y)
@@ -372,8 +376,7 @@ def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixel
     field = field[:ny, :nx]
     blocks = field.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
     mean = np.repeat(np.repeat(blocks, factor, axis=0), factor, axis=1)
-    with np.errstate(invalid="ignore"):
-        quiet = np.isfinite(mean) & (np.abs(mean) < threshold)
+    quiet = np.abs(mean) < threshold  # False for NaN
     residual = (field - mean)[quiet]
     if residual.size < min_pixels:
         raise ValueError(
@@ -382,8 +385,7 @@ def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixel
         )
     # Robust (MAD) standard deviation of the within-block residual; for white noise of standard
     # deviation s that residual has standard deviation s * sqrt(1 - 1/factor**2), undone here.
-    mad = np.median(np.abs(residual - np.median(residual)))
-    return float(1.4826 * mad / np.sqrt(1 - 1 / factor**2))
+    return float(median_abs_deviation(residual, scale="normal") / np.sqrt(1 - 1 / factor**2))
 
 
 def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4) -> u.G:

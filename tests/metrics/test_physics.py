@@ -356,3 +356,49 @@ def test_pixel_area_with_rectangular_pixels_matches_sunpy():
     on_disk = np.isfinite(expected) & (mu > 0)
     np.testing.assert_allclose(area[on_disk], expected[on_disk], rtol=1e-8)
     assert np.all(np.isnan(area[~np.isfinite(distance)]))  # lines of sight that miss the Sun
+
+
+def test_quiet_noise_is_the_normal_scaled_mad_of_the_residual():
+    # Skewed noise (exponential), whose residual about its block means has a median away from 0: the
+    # MAD is about that median, as numpy writes it here independently of the module's scipy call.
+    field = np.random.default_rng(1).exponential(3.0, (256, 256)) - 3.0
+    mean = np.kron(field.reshape(64, 4, 64, 4).mean(axis=(1, 3)), np.ones((4, 4)))
+    residual = (field - mean)[np.abs(mean) < 5.0]
+    assert abs(np.median(residual)) > 0.1
+    mad = np.median(np.abs(residual - np.median(residual)))
+    expected = mad / (np.sqrt(2) * 0.4769362762044699) / np.sqrt(1 - 1 / 16)  # 1 / Phi^-1(3/4) = 1.4826
+    assert quiet_noise_gauss(field) == pytest.approx(expected, rel=1e-12)
+    # float32 data are read as float64, not rounded again
+    assert quiet_noise_gauss(field.astype(np.float32)) == quiet_noise_gauss(
+        field.astype(np.float32).astype(float)
+    )
+
+
+def test_quiet_sun_noise_takes_any_positive_threshold_and_mx_per_cm2():
+    import warnings
+
+    noise = white_noise(0.1, shape=(512, 512))
+    smap = full_disk_map(noise, shape=(512, 512))
+    assert quiet_sun_noise(smap, threshold=0.5 * u.G) == quiet_noise_gauss(noise, threshold=0.5) * u.G
+    with pytest.raises(ValueError, match=r"^threshold must be positive, got 0.0 G$"):
+        quiet_sun_noise(smap, threshold=0 * u.G)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sunpy's note on a BUNIT it cannot read
+        mx = sunpy.map.Map(noise, {**smap.meta, "bunit": "Mx/cm2"})
+    assert quiet_sun_noise(mx, threshold=0.5 * u.G) == quiet_sun_noise(smap, threshold=0.5 * u.G)
+
+
+def test_messages_of_the_physics_refusals():
+    with pytest.raises(ValueError) as info:
+        percentage_difference(1.0, [2.0, 0.0])
+    assert str(info.value) == "truth is zero: the percentage difference is undefined"
+    smap = full_disk_map(shape=(64, 64))
+    carrington = sunpy.map.Map(
+        smap.data, {**smap.meta, "ctype1": "CRLN-CAR", "ctype2": "CRLT-CAR", "cunit1": "deg", "cunit2": "deg"}
+    )
+    with pytest.raises(ValueError) as info:
+        pixel_area(carrington)
+    assert str(info.value) == (
+        "a helioprojective map is needed to place pixels on the solar surface; this map's frame is "
+        "HeliographicCarrington"
+    )
