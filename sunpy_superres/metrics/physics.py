@@ -180,8 +180,7 @@ def _area_and_mu(smap, mu_min):
     # |det CD| in the WCS world units (deg^2 for helioprojective axes, which wcslib normalises)
     units = [u.Unit(unit) for unit in smap.wcs.world_axis_units]
     solid_angle = (proj_plane_pixel_area(smap.wcs) * units[0] * units[1]).to_value(u.sr)
-    with np.errstate(invalid="ignore"):  # NaN comparisons off the disk are simply False
-        mu[~(mu >= mu_min) | (mu == 0)] = np.nan
+    mu[~(mu >= mu_min) | (mu == 0)] = np.nan  # off the disk mu is NaN, and NaN >= mu_min is False
     return solid_angle * d**2 / mu, mu
 
 
