@@ -54,3 +54,85 @@ def test_bad_input():
         project_block_means(np.full((8, 8), np.nan), np.zeros((2, 2)), 4)
     with pytest.raises(ValueError, match="method"):
         project_block_means(np.zeros((8, 8)), np.zeros((2, 2)), 4, method="nearest")
+
+
+def test_messages_in_full():
+    cases = [
+        (lambda: block_means(np.zeros((8, 7)), 4), "image of shape (8, 7) is not made of whole 4x4 blocks"),
+        (
+            lambda: project_block_means(np.zeros((8, 8)), np.zeros((3, 3)), 4),
+            "image of shape (8, 8) is not 4x the target's (3, 3)",
+        ),
+        (
+            lambda: project_block_means(np.full((8, 8), np.nan), np.zeros((2, 2)), 4),
+            "project_block_means needs finite inputs; fill missing pixels first",
+        ),
+        (
+            lambda: project_block_means(np.zeros((8, 8)), np.zeros((2, 2)), 4, method="nearest"),
+            "method must be 'backprojection' or 'block', got 'nearest'",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+
+
+def test_arithmetic_is_float64_whatever_the_input(pair):
+    guess, target = pair  # guess is float32
+    means = block_means(guess, 4)
+    assert means.dtype == np.float64
+    np.testing.assert_array_equal(means, block_means(guess.astype(np.float64), 4))
+    target = target.astype(np.float32)
+    np.testing.assert_array_equal(
+        project_block_means(guess, target, 4),
+        project_block_means(guess.astype(np.float64), target.astype(np.float64), 4),
+    )
+
+
+def test_backprojection_is_a_small_correction(pair):
+    # Back-projection adds to the image a correction of the size of its block-mean errors; it does
+    # not replace the image (which would keep the block means but lose the field within blocks).
+    guess, target = pair
+    error = np.abs(target - block_means(guess, 4)).max()
+    assert np.abs(project_block_means(guess, target, 4) - guess).max() < 1.5 * error
+
+
+@pytest.fixture
+def resize_calls(monkeypatch):
+    """Every block-mean error `project_block_means` upsamples, and what it added to the image."""
+    import cv2
+
+    calls = []
+    resize = cv2.resize
+
+    def recording(error, *args, **kwargs):
+        added = resize(error, *args, **kwargs)
+        calls.append((np.abs(error).max(), added))
+        return added
+
+    monkeypatch.setattr(cv2, "resize", recording)
+    return calls
+
+
+@pytest.mark.parametrize("largest", [0.5, 1000.0])  # below 1 the tolerance is absolute
+@pytest.mark.parametrize("tolerance", [3e-3, 1e-3, 3e-4, 1e-4])
+def test_backprojection_stops_at_the_relative_tolerance(pair, resize_calls, largest, tolerance):
+    # The loop runs while the largest block-mean error exceeds tolerance * max(|target|, 1), and no
+    # longer: every upsampled error was above that limit, and the one left after the last was not.
+    guess, target = pair
+    scale = largest / np.abs(target).max()
+    guess, target = guess * scale, target * scale
+    limit = tolerance * max(np.abs(target).max(), 1.0)
+    project_block_means(guess, target, 4, tolerance=tolerance)
+    assert 0 < len(resize_calls) < 30
+    assert all(err > limit for err, _ in resize_calls)
+    corrected = guess.astype(np.float64) + sum(added for _, added in resize_calls)
+    assert np.abs(target - block_means(corrected, 4)).max() <= limit
+
+
+def test_backprojection_iterates_thirty_times_at_most(pair, resize_calls):
+    guess, target = pair
+    out = project_block_means(guess, target, 4, tolerance=0.0)
+    assert len(resize_calls) == 30
+    np.testing.assert_allclose(block_means(out, 4), target, atol=1e-4 * np.abs(target).max())
