@@ -23,29 +23,8 @@ def decimals(text_value):
 def test_baseline_rows_of_the_cards_are_reproduced():
     # The deterministic models' rows of every card, from one run of the held-out benchmark: a card
     # whose numbers no longer come out of the code fails here.
-    heldout = shared_file(HMI_FULL_DISK["2016-07-07"])
-    run = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/evaluate_heldout.py",
-            "--hmi",
-            str(heldout),
-            "--model",
-            "enhance",
-            "--model",
-            "progressive",
-            "--crop",
-            "256",
-            "--regions",
-            "4",
-            "--samples",
-            "1",
-            "--baseline-consistency",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
+    stdout = heldout_run(
+        "--model", "enhance", "--model", "progressive", "--samples", "1", "--baseline-consistency"
     )
     # nearest has no back-projected row: block replication already keeps every block mean.
     names = {
@@ -57,7 +36,7 @@ def test_baseline_rows_of_the_cards_are_reproduced():
         ),
     }
     measured = {}
-    for line in run.stdout.splitlines():
+    for line in stdout.splitlines():
         m = ROW.match(line)
         if m and m.group(1).strip() in names:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -87,3 +66,70 @@ def test_baseline_rows_of_the_cards_are_reproduced():
                 )
                 checked += 1
     assert checked >= 3 * 7 * 4  # three cards, seven baseline rows, four numbers
+
+
+def heldout_run(*args):
+    """The stdout of `benchmarks/evaluate_heldout.py` on the held-out frame's four 256x256 crops."""
+    heldout = shared_file(HMI_FULL_DISK["2016-07-07"])
+    run = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/evaluate_heldout.py",
+            "--hmi",
+            str(heldout),
+            "--crop",
+            "256",
+            "--regions",
+            "4",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout
+
+
+def table_cells(text):
+    """Each markdown table row of ``text`` as its cells, bold marks dropped, keyed by the first cell."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.replace("*", "").strip() for c in line.strip().strip("|").split("|")]
+            rows.setdefault(cells[0], cells)
+    return rows
+
+
+def assert_shown(card, label, shown, got):
+    """``shown`` (a card's cell, ``"0.74 ± 0.5"``) is ``got`` rounded as the card rounds it."""
+    shown = shown.split("±")[0].strip()
+    tolerance = 0.5 * 10 ** -decimals(shown) + 1e-9
+    assert abs(float(got.split("±")[0]) - float(shown)) <= tolerance, f"{card}, {label}: {shown} vs {got}"
+
+
+@pytest.mark.slow
+def test_diffusion_rows_of_the_default_card_are_reproduced():
+    # The default's own rows (one sample, mean of 8) and its coverage table, from the command the card
+    # quotes: 8 samples of each crop with seed 0, so the card's numbers come out again to their last
+    # digit.
+    card = MODELS_DIR / "ldm-res" / "MODEL_CARD.md"
+    shown = table_cells(card.read_text())
+    out = table_cells(heldout_run("--model", "ldm-res", "--samples", "8"))
+    # benchmark columns: model, n, psnr, ssim, flux, area, spectral, below 2"; the card's the same.
+    for label, row in (
+        ("this model, one sample", "ldm-res"),
+        ("this model, mean of 8", "ldm-res (mean of 8)"),
+    ):
+        assert shown[label][1] == out[row][1]  # n
+        for k in (2, 3, 4, 5, 6, 7):
+            assert_shown(card.name, f"{label} column {k}", shown[label][k], out[row][k])
+    # coverage columns: bin, n_pixels, 1 sd, 2 sd, mean z^2, std/rmse, spearman, ence; the card has
+    # no n_pixels column.
+    for label, row in (("all pixels", "all"), ("0-100 G", "0-100 G"), ("100-500 G", "100-500 G")):
+        for k in range(1, 7):
+            assert_shown(card.name, f"{label} column {k}", shown[label][k], out[row][k + 1])
+    strong = next(key for key in shown if key.startswith("> 500 G"))
+    assert f"({out['>500 G'][1]} pixels)" in strong
+    for k in range(1, 7):
+        assert_shown(card.name, f"{strong} column {k}", shown[strong][k], out[">500 G"][k + 1])
