@@ -1,12 +1,16 @@
 """Input validation and the derived header of the finer grid."""
 
+import warnings
+
 import astropy.units as u
 import numpy as np
 import pytest
 import sunpy.map
+from sunpy.util import MetaDict
+from sunpy.util.exceptions import SunpyUserWarning
 
 from sunpy_superres import superresolve
-from sunpy_superres.maps import add_history, finer_meta, validate_map
+from sunpy_superres.maps import MAX_FIELD, add_history, complete_wcs, finer_meta, map_data, validate_map
 
 from .helpers import synthetic_map
 
@@ -365,10 +369,6 @@ def _refusal_cases():
 @pytest.mark.parametrize(("make", "error", "message"), _refusal_cases())
 def test_each_refusal_says_the_whole_message(make, error, message):
     # Each message in full, as a user reads it: what is wrong, what was found, and what to do.
-    import warnings
-
-    from sunpy.util.exceptions import SunpyUserWarning
-
     with pytest.raises(error) as info, warnings.catch_warnings():
         # sunpy's own notes on a frame it cannot build, and its division by a zero scale
         warnings.simplefilter("ignore", SunpyUserWarning)
@@ -392,8 +392,6 @@ def test_finer_meta_of_factor_one_is_the_same_grid():
 
 
 def test_history_is_started_or_appended_to():
-    from sunpy.util import MetaDict
-
     for absent in ({}, {"history": ""}, {"history": None}, {"history": "  "}):
         started = MetaDict({"naxis": 2, **absent})
         add_history(started, "first")
@@ -404,8 +402,6 @@ def test_history_is_started_or_appended_to():
 
 def test_finer_meta_of_a_header_without_crpix_centres_the_reference_pixel():
     # FITS makes a missing CRPIX 0; sunpy puts the reference pixel at the centre, (n + 1) / 2.
-    from sunpy.util import MetaDict
-
     meta = MetaDict({"cdelt1": 2.0, "cdelt2": 2.0})
     new = finer_meta(meta, 4, (30, 50))
     assert (new["crpix1"], new["crpix2"]) == ((4 * 50 + 1) / 2, (4 * 30 + 1) / 2)
@@ -414,8 +410,6 @@ def test_finer_meta_of_a_header_without_crpix_centres_the_reference_pixel():
 
 def test_finer_meta_divides_the_hmi_image_scale():
     # HMI's IMSCL_MP is the angular size of a pixel, like CDELT.
-    from sunpy.util import MetaDict
-
     new = finer_meta(MetaDict({"imscl_mp": 0.504, "crpix1": 1.0, "crpix2": 1.0}), 4, (8, 8))
     assert new["imscl_mp"] == 0.504 / 4
 
@@ -432,8 +426,6 @@ def test_the_scale_range_may_be_in_other_units():
 
 
 def test_the_strongest_field_accepted_is_max_field():
-    from sunpy_superres.maps import MAX_FIELD
-
     data = np.ones((32, 32))
     data[5, 5] = -MAX_FIELD.to_value(u.G)
     validate_map(sunpy.map.Map(data, synthetic_map().meta))
@@ -443,13 +435,16 @@ def test_the_strongest_field_accepted_is_max_field():
         validate_map(sunpy.map.Map(data * 1.000001 / 1e4, {**synthetic_map().meta, "bunit": "T"}))
 
 
+def _cd_header(scale):
+    """A 32x32 helioprojective header whose pixel scale is a diagonal CD matrix (no CDELT, no PC)."""
+    meta = {k: v for k, v in synthetic_map().meta.items() if not k.startswith(("pc", "cdelt"))}
+    return {**meta, "cd1_1": scale, "cd1_2": 0.0, "cd2_1": 0.0, "cd2_2": scale}
+
+
 @pytest.mark.parametrize("left_out", [("cd1_2",), ("cd2_1",), ("cd1_2", "cd2_1")])
 def test_complete_wcs_adds_the_zero_cd_terms_left_out(left_out):
-    from sunpy_superres.maps import complete_wcs
-
     scale = 2.0
-    meta = {k: v for k, v in synthetic_map().meta.items() if not k.startswith(("pc", "cdelt"))}
-    meta.update(cd1_1=scale, cd1_2=0.0, cd2_1=0.0, cd2_2=scale)
+    meta = _cd_header(scale)
     for key in left_out:
         meta.pop(key)
     smap = sunpy.map.Map(np.zeros((32, 32)), meta)
@@ -462,19 +457,12 @@ def test_complete_wcs_adds_the_zero_cd_terms_left_out(left_out):
 
 
 def test_complete_wcs_leaves_a_whole_cd_matrix_or_none_alone(mdi_cutout):
-    from sunpy_superres.maps import complete_wcs
-
     assert complete_wcs(mdi_cutout) is mdi_cutout  # CDELT and PC, no CD matrix
-    meta = {k: v for k, v in synthetic_map().meta.items() if not k.startswith(("pc", "cdelt"))}
-    whole = sunpy.map.Map(
-        np.zeros((32, 32)), {**meta, "cd1_1": 2.0, "cd1_2": 0.0, "cd2_1": 0.0, "cd2_2": 2.0}
-    )
+    whole = sunpy.map.Map(np.zeros((32, 32)), _cd_header(2.0))
     assert complete_wcs(whole) is whole
 
 
 def test_map_data_is_a_float64_copy_with_masked_pixels_nan():
-    from sunpy_superres.maps import map_data
-
     values = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
     mask = np.zeros((32, 32), bool)
     mask[3, 4] = mask[10, :] = True
@@ -494,10 +482,6 @@ def test_map_data_is_a_float64_copy_with_masked_pixels_nan():
     [("T", u.G, 1e4), ("G", u.T, 1e-4), ("G", u.G, 1.0), ("Mx/cm2", u.G, 1.0), ("T", None, 1.0)],
 )
 def test_map_data_converts_to_the_unit_asked_for(bunit, unit, factor):
-    import warnings
-
-    from sunpy_superres.maps import map_data
-
     values = np.linspace(-3.0, 3.0, 32 * 32).reshape(32, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sunpy's note on a BUNIT (Mx/cm2) it cannot read
