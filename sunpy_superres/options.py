@@ -218,8 +218,9 @@ class Options:
     batch_size: object = _option(
         "auto",
         'int or "auto"',
-        """Tiles per model call. ``"auto"`` (default): on a GPU, as many as fit in 70% of the free
-        memory (one tile's peak memory is measured first, see
+        """Tiles per model call; with ``samples > 1``, (tile, sample) pairs per call: the samples
+        of a tile run side by side, the tile encoded once. ``"auto"`` (default): on a GPU, as many
+        as fit in 70% of the free memory (one tile's peak memory is measured first, see
         `sunpy_superres.models.accel.auto_batch_size`), at most 64; on the CPU, 4. The result does
         not depend on it beyond floating-point rounding.""",
         output=False,

@@ -46,6 +46,10 @@ class LongRunWarning(UserWarning):
 #: Estimated remaining seconds of a sampling run above which `superresolve` says how long it will take.
 LONG_RUN_SECONDS = 600.0
 
+#: Most memory for the samples that are blended at once (float64 maps on the output grid): the
+#: samples of a group share every network call (see ``_sample_groups``).
+SAMPLE_GROUP_BYTES = 2**30
+
 
 @fill_doc()
 def superresolve(smap, *, options=None, **kwargs):
@@ -109,7 +113,7 @@ def superresolve(smap, *, options=None, **kwargs):
     opts = Options.from_kwargs(options, **kwargs)
     run = _prepare(smap, opts)
     if opts.samples == 1:
-        out, std, kept = _one_sample(run, opts, 0), None, None
+        out, std, kept = next(_samples(run, opts, range(1))), None, None
     else:
         out, std, kept = _sample_statistics(run, opts)
     result = type(run.smap)(out, _output_meta(run, opts), plot_settings=dict(run.smap.plot_settings))
@@ -174,7 +178,8 @@ def _prepare(smap, opts):
         tiles = plan_tiles(x.shape, tile, overlap)
         from .models.accel import auto_batch_size  # torch: imported with the first model, not the package
 
-        batch_size = auto_batch_size(model, (tiles[0].size_y, tiles[0].size_x), len(tiles))
+        # The batch holds (tile, sample) pairs: a tile's samples run together.
+        batch_size = auto_batch_size(model, (tiles[0].size_y, tiles[0].size_x), len(tiles) * opts.samples)
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
         tile, overlap, batch_size,
@@ -227,48 +232,64 @@ def _unit_scale(smap):
     return out_unit, (1 * u.G).to_value(out_unit)
 
 
-def _one_sample(run, opts, k):
-    """Sample ``k``: tiles run and blended, clipped excess restored, projected, in the output unit."""
+def _sample_groups(run, opts):
+    """
+    The sample numbers in the groups that run together: one group when the batch and memory allow.
+
+    A group's samples share every network call (a tile's samples side by side in the batch, encoded
+    once), and its maps are blended at once: at most `SAMPLE_GROUP_BYTES` of them.
+    """
+    per_map = run.x.size * run.model.factor**2 * np.dtype(np.float64).itemsize
+    size = max(1, min(opts.samples, run.batch_size, SAMPLE_GROUP_BYTES // per_map))
+    return [range(k, min(k + size, opts.samples)) for k in range(0, opts.samples, size)]
+
+
+def _samples(run, opts, ks):
+    """Samples ``ks``: tiles run and blended, clipped excess restored, projected, in the output unit."""
     f = run.model.factor
     block = np.ones((f, f), dtype=np.float32)
-    out = _run_tiled(
+    blended = _run_tiled(
         run.model,
         run.x,
         tile=run.tile,
         overlap=run.overlap,
         seed=run.seed,
-        sample=k,
+        samples=ks,
         batch_size=run.batch_size,
         progress=opts.progress,
     )
-    if run.n_clipped:
-        out += np.kron(run.excess, block)
-    if run.consistency:
-        # Flux-conserving projection (not in the paper): every block's mean becomes the input pixel.
-        out = project_block_means(out, run.target, f, method=run.consistency)
-    out = denormalise(out)
-    out[np.kron(run.missing, block.astype(bool))] = np.nan
     _, unit_scale = _unit_scale(run.smap)
-    return out * np.float32(unit_scale) if unit_scale != 1 else out
+    missing = np.kron(run.missing, block.astype(bool))
+    excess = np.kron(run.excess, block) if run.n_clipped else None
+    for out in blended:
+        if excess is not None:
+            out += excess
+        if run.consistency:
+            # Flux-conserving projection (not in the paper): every block's mean becomes the input pixel.
+            out = project_block_means(out, run.target, f, method=run.consistency)
+        out = denormalise(out)
+        out[missing] = np.nan
+        yield out * np.float32(unit_scale) if unit_scale != 1 else out
 
 
 def _sample_statistics(run, opts):
     """Mean, standard deviation (calibrated when asked) and, if kept, every sample of ``opts.samples``."""
-    # Welford's running mean and variance: memory of two maps, whatever the number of samples.
+    # Welford's running mean and variance: memory of two maps (and of a group), whatever the number of samples.
     kept = [] if opts.keep_samples else None
     mean = m2 = None
     started = time.perf_counter()
-    for k in range(opts.samples):
-        s = _one_sample(run, opts, k)
-        if k == 0:
-            _warn_if_long(time.perf_counter() - started, opts.samples)
-            mean = np.zeros(s.shape, dtype=np.float64)
-            m2 = np.zeros_like(mean)
-        if kept is not None:
-            kept.append(s)
-        delta = s - mean
-        mean += delta / (k + 1)
-        m2 += delta * (s - mean)
+    for group in _sample_groups(run, opts):
+        for k, s in zip(group, _samples(run, opts, group), strict=True):
+            if k == 0:
+                mean = np.zeros(s.shape, dtype=np.float64)
+                m2 = np.zeros_like(mean)
+            if kept is not None:
+                kept.append(s)
+            delta = s - mean
+            mean += delta / (k + 1)
+            m2 += delta * (s - mean)
+        if group.start == 0:
+            _warn_if_long((time.perf_counter() - started) / len(group), opts.samples, len(group))
     out = mean.astype(np.float32)
     std = np.sqrt(m2 / (opts.samples - 1)).astype(np.float32)
     calibration = _uncertainty_calibration(run, opts)
@@ -324,37 +345,46 @@ def _output_meta(run, opts):
     return meta
 
 
-def _run_tiled(sr_model, x, *, tile, overlap, seed, sample, batch_size, progress):
-    """Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid."""
+def _run_tiled(sr_model, x, *, tile, overlap, seed, samples, batch_size, progress):
+    """
+    Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
+
+    Returns ``(len(samples), f * ny, f * nx)`` float32. A network call takes ``batch_size`` (tile,
+    sample) pairs: every sample of as many tiles as fit. Each pair's seed follows from the sample
+    number and the tile's position only, so a sample does not depend on how the pairs were batched.
+    """
     f = sr_model.factor
     ny, nx = x.shape
     tiles = plan_tiles(x.shape, tile, overlap)
-    out = np.zeros((f * ny, f * nx), dtype=np.float64)
-    weight = np.zeros_like(out)
+    out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float64)
+    weight = np.zeros(out.shape[1:], dtype=np.float64)
+    per_call = max(1, batch_size // len(samples))
     with tqdm(
         total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
     ) as bar:
-        for start in range(0, len(tiles), batch_size):
-            chunk = tiles[start : start + batch_size]
+        for start in range(0, len(tiles), per_call):
+            chunk = tiles[start : start + per_call]
             batch = np.stack([x[t.slices] for t in chunk])
-            seeds = [tile_seed(seed, sample, t) for t in chunk]
-            pred = sr_model.predict(batch, seeds=seeds)
+            seeds = [[tile_seed(seed, k, t) for k in samples] for t in chunk]
+            pred = sr_model.predict_samples(batch, seeds)
             for t, p in zip(chunk, pred, strict=True):
                 w = blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
-                out[t.scaled_slices(f)] += w * p
+                out[(slice(None), *t.scaled_slices(f))] += w * p
                 weight[t.scaled_slices(f)] += w
             bar.update(len(chunk))
-    return (out / weight).astype(np.float32)
+    out /= weight
+    return out.astype(np.float32)
 
 
-def _warn_if_long(first_seconds, samples):
-    """Warn with an estimate when ``samples`` samples of ``first_seconds`` each will take long."""
-    remaining = first_seconds * (samples - 1)
+def _warn_if_long(seconds_each, samples, done):
+    """Warn with an estimate when ``samples`` samples, ``done`` of them in ``seconds_each`` each, will take long."""
+    remaining = seconds_each * (samples - done)
     if remaining > LONG_RUN_SECONDS:
         hours = remaining / 3600.0
         when = f"{hours:.1f} h" if hours >= 1 else f"{remaining / 60:.0f} min"
+        first = "the first" if done == 1 else f"the first {done}"
         warnings.warn(
-            f"{samples} samples at {first_seconds:.2g} s each (the first) will take about {when} more; "
+            f"{samples} samples at {seconds_each:.2g} s each ({first}) will take about {when} more; "
             "8 to 16 samples give a calibrated standard deviation. Interrupt (Ctrl-C) and ask for "
             "fewer if that is not what you meant",
             LongRunWarning,

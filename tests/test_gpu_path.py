@@ -1,5 +1,7 @@
 """The fast path (issue 7): tile batch from free memory, autocast precision, torch.compile, CUDA vs CPU."""
 
+import sys
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -88,6 +90,52 @@ def test_batch_size_does_not_change_the_result(small_mdi):
     # Measured: up to 1e-5 of the field's spread (CPU convolutions block a batch of 1 and of 4 differently).
     np.testing.assert_allclose(one, auto.data, rtol=0, atol=1e-4 * np.std(auto.data))
     assert not np.allclose(run(small_mdi, model, seed=4).data, auto.data, atol=1e-2 * np.std(auto.data))
+
+
+def spy_on_predict_samples(monkeypatch):
+    """A list that records the shape of the seeds of every `predict_samples` call of a diffusion model."""
+    calls, original = [], DiffusionSuperResolution.predict_samples
+
+    def spy(self, batch, seeds):
+        calls.append(np.shape(seeds))
+        return original(self, batch, seeds)
+
+    monkeypatch.setattr(DiffusionSuperResolution, "predict_samples", spy)
+    return calls
+
+
+def test_samples_share_network_calls_and_keep_their_values(small_mdi, monkeypatch):
+    """samples=N: a tile's samples run in one call, encoded once; each sample is the one of a call per sample."""
+    model, calls = tiny_model(), spy_on_predict_samples(monkeypatch)
+    together = run(small_mdi, model, samples=3, keep_samples=True)  # auto: 4 pairs per call on the CPU
+    assert calls == [(1, 3)] * 4  # 4 tiles, each with its 3 samples
+    calls.clear()
+    alone = run(small_mdi, model, samples=3, keep_samples=True, batch_size=1)  # one (tile, sample) per call
+    assert calls == [(1, 1)] * 12
+    calls.clear()
+    two = run(small_mdi, model, samples=3, keep_samples=True, batch_size=8)
+    assert calls == [(2, 3)] * 2  # 8 pairs fit 2 tiles of 3 samples
+    scale = np.std(alone.data)
+    for other in (together, two):
+        assert other.samples.shape == (3, 192, 160)
+        np.testing.assert_allclose(other.samples.value, alone.samples.value, rtol=0, atol=1e-4 * scale)
+        np.testing.assert_allclose(other.std.value, alone.std.value, rtol=0, atol=1e-4 * scale)
+    assert not np.allclose(alone.samples[0].value, alone.samples[1].value, atol=1e-2 * scale)
+
+
+def test_sample_groups_fit_in_memory(small_mdi, monkeypatch):
+    """Samples blended at once stay within SAMPLE_GROUP_BYTES: a smaller budget, smaller groups, same samples."""
+    sr_module = sys.modules["sunpy_superres.superresolve"]
+    model = tiny_model()
+    together = run(small_mdi, model, samples=3, keep_samples=True, batch_size=12)
+    one_map = 192 * 160 * 8  # a float64 map on the output grid
+    monkeypatch.setattr(sr_module, "SAMPLE_GROUP_BYTES", 2 * one_map)
+    calls = spy_on_predict_samples(monkeypatch)
+    pairs = run(small_mdi, model, samples=3, keep_samples=True, batch_size=12)
+    assert calls == [(4, 2), (4, 1)]  # groups of 2 and 1 samples, all 4 tiles per call
+    np.testing.assert_allclose(
+        pairs.samples.value, together.samples.value, rtol=0, atol=1e-4 * np.std(pairs.data)
+    )
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "big"])

@@ -311,8 +311,14 @@ def test_many_samples_come_with_a_time_estimate(monkeypatch):
     sr_module = sys.modules["sunpy_superres.superresolve"]  # the package exports the function by that name
     monkeypatch.setattr(sr_module, "LONG_RUN_SECONDS", 0.0)
     m = synthetic_map((32, 32), value=10.0)
-    with pytest.warns(LongRunWarning, match=r"3 samples at .* s each .* about .* more"):
-        superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=False)
+    # The estimate follows the first group of samples (one per network call here, with batch_size=1).
+    with pytest.warns(LongRunWarning, match=r"^3 samples at .* s each \(the first\) will take about .* more"):
+        superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=False, batch_size=1)
+    with pytest.warns(LongRunWarning, match=r"^5 samples at .* s each \(the first 2\) will take about"):
+        superresolve(m, model=NoisyNearest(), samples=5, seed=0, progress=False, batch_size=2)
+    with warnings.catch_warnings():  # all samples in one group: nothing left to estimate
+        warnings.simplefilter("error", LongRunWarning)
+        superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=False, batch_size=3)
     monkeypatch.undo()
     with warnings.catch_warnings():
         warnings.simplefilter("error", LongRunWarning)

@@ -152,13 +152,58 @@ class SuperResolutionModel:
         `numpy.ndarray`
             ``(B, factor * H, factor * W)`` float32 in network units.
         """
-        batch = np.asarray(batch, dtype=np.float32)
-        if batch.ndim != 3:
-            raise ValueError(f"predict takes a (B, H, W) batch, got shape {batch.shape}")
+        x = self._tensor(self._array(batch, "predict"))
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)[:, None]
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
+
+    def predict_samples(self, batch, seeds):
+        """
+        Several samples of each tile of a batch, all through the network together.
+
+        A model that can share work between the samples of a tile does it once per tile: the
+        diffusion models encode and condition each tile once. Sample ``j`` of tile ``i`` is what
+        ``predict(batch[i:i + 1], seeds=[seeds[i][j]])`` gives, up to the float32 rounding of a
+        network run on a larger batch.
+
+        Parameters
+        ----------
+        batch : `numpy.ndarray`
+            ``(B, H, W)`` float32 tiles in network units, with no NaN.
+        seeds : sequence of sequences of int or None
+            ``B`` rows of ``S`` seeds: row ``i`` seeds the samples of tile ``i``.
+
+        Returns
+        -------
+        `numpy.ndarray`
+            ``(B, S, factor * H, factor * W)`` float32 in network units.
+        """
+        batch = self._array(batch, "predict_samples")
+        rows = [list(row) for row in seeds]
+        n = len(rows[0]) if rows else 0
+        if len(rows) != batch.shape[0] or n == 0 or any(len(row) != n for row in rows):
+            raise ValueError(
+                f"predict_samples takes one row of seeds per tile, all rows of one length >= 1: "
+                f"got {[len(row) for row in rows]} for {batch.shape[0]} tiles"
+            )
+        y = self._predict_samples(batch, [s for row in rows for s in row], n)
+        return y.reshape(len(rows), n, *y.shape[1:])
+
+    def _predict_samples(self, batch, seeds, repeats):
+        """``repeats`` samples of each tile, tile-major, as ``(B * repeats, fH, fW)``: here by `predict`."""
+        return self.predict(np.repeat(batch, repeats, axis=0), seeds=seeds)
+
+    @staticmethod
+    def _array(batch, caller):
+        """``batch`` as a float32 array, refused unless it is ``(B, H, W)``."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 3:
+            raise ValueError(f"{caller} takes a (B, H, W) batch, got shape {batch.shape}")
+        return batch
+
+    def _tensor(self, batch):
+        """A ``(B, 1, H, W)`` tensor on the model's device from a ``(B, H, W)`` float32 array."""
+        return torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)[:, None]
 
     def configure_sampler(
         self, *, steps=None, sampler=None, start_timestep=None, spacing=None, noise_level=None, scheduler=None

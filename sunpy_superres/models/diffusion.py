@@ -887,8 +887,17 @@ class DiffusionSuperResolution(SuperResolutionModel):
             gens.append(g)
         return gens
 
+    def _predict_samples(self, batch, seeds, repeats):
+        with torch.inference_mode():
+            y = self._forward_samples(self._tensor(batch), seeds=seeds, repeats=repeats)
+        return y[:, 0].float().cpu().numpy()
+
     def _forward(self, x, *, seeds):
-        b, _, h, w = x.shape
+        return self._forward_samples(x, seeds=seeds, repeats=1)
+
+    def _forward_samples(self, x, *, seeds, repeats):
+        # Each tile is padded, replicated and encoded once, then its `repeats` samples run together.
+        _, _, h, w = x.shape
         m = self._lr_multiple()
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
@@ -902,6 +911,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
         with autocast(self.device, self.precision):
             cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=self.noise_label)
         cond, base = cond.float(), base.float()
+        if repeats > 1:
+            cond = cond.repeat_interleave(repeats, dim=0).contiguous(memory_format=self._memory_format)
+            base = base.repeat_interleave(repeats, dim=0)
+        b = cond.shape[0]
         shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
         sched = make_scheduler(self.sampler, self.denoiser.config)

@@ -284,3 +284,35 @@ def test_spacing_reaches_sampler_header_and_manifest(tmp_path, hmi_cutout):
         model.configure_sampler(sampler="ddim", spacing="log-snr")
     with pytest.raises(ValueError, match="unknown timestep spacing"):
         model.configure_sampler(spacing="karras")
+
+
+@pytest.mark.parametrize(("space", "residual", "name"), VARIANTS)
+def test_samples_of_a_tile_run_together_and_match_one_at_a_time(space, residual, name):
+    """`predict_samples`: the samples of a tile share one batch and one encoding, and are the samples of `predict`."""
+    model = tiny_model(space, residual, noise_conditioning=True).configure_sampler(steps=3)
+    x = lr_input()
+    seeds = [[1, 2, 3], [4, 5, 6]]
+    calls = []
+    encode = model.autoencoder.encode_mean if model.autoencoder is not None else None
+    if encode is not None:
+        model.autoencoder.encode_mean = lambda t: calls.append(t.shape[0]) or encode(t)
+    together = model.predict_samples(x, seeds)
+    assert together.shape == (2, 3, 40, 48) and together.dtype == np.float32
+    if encode is not None:
+        assert calls == [2]  # two tiles encoded once, not six
+    for i, row in enumerate(seeds):
+        for j, s in enumerate(row):
+            alone = model.predict(x[i : i + 1], seeds=[s])[0]
+            # A larger batch changes only the float32 rounding of the network (rule 7 of docs/dev/design.rst).
+            np.testing.assert_allclose(together[i, j], alone, rtol=0, atol=2e-5 * together.std())
+    assert not np.allclose(
+        together[0, 0], together[0, 1], atol=1e-2 * together.std()
+    )  # other seed, other sample
+
+
+@pytest.mark.parametrize("seeds", [[[1, 2], [3]], [[1], [2], [3]], [[], []]])
+def test_predict_samples_refuses_seeds_that_do_not_fit(seeds):
+    with pytest.raises(
+        ValueError, match=r"^predict_samples takes one row of seeds per tile, all rows of one"
+    ):
+        tiny_model().predict_samples(lr_input(), seeds)
