@@ -29,6 +29,7 @@ The factors are config fields measured on training data, frozen into the checkpo
 import copy
 import json
 import numbers
+import shutil
 import warnings
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
@@ -52,6 +53,7 @@ __all__ = [
     "ConditionalDenoiser",
     "DiffusionSuperResolution",
     "SAMPLERS",
+    "CONSISTENCY",
     "DEFAULT_SAMPLER",
     "DEFAULT_STEPS",
     "SPACINGS",
@@ -64,6 +66,8 @@ __all__ = [
     "encode_pair",
     "decode_sample",
     "diffusion_loss",
+    "consistency_loss",
+    "consistency_boundary",
     "estimate_scales",
     "load_latent_space",
 ]
@@ -75,10 +79,18 @@ __all__ = [
 DEFAULT_NOISE_LEVEL = 3.5
 #: Largest target noise level accepted, G (ten times any HMI level).
 MAX_NOISE_LEVEL = 50.0
-#: Sampler names accepted by ``superresolve(..., sampler=...)``.
-SAMPLERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++")
+#: Sampler names accepted by ``superresolve(..., sampler=...)``. ``"lcm"`` is the multistep sampler of a
+#: consistency-distilled denoiser (`CONSISTENCY`), and only of one.
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm")
 #: Steps used when ``steps`` is not given: the paper's full DDPM chain, and the usual fast settings.
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm-solver++": 20, "sde-dpm-solver++": 20}
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm-solver++": 20, "sde-dpm-solver++": 20, "lcm": 4}
+#: Most steps of the ``"lcm"`` sampler: a consistency model is made for a few.
+MAX_CONSISTENCY_STEPS = 8
+#: The discretisation a consistency-distilled denoiser is trained and sampled on (Luo et al. 2023,
+#: "Latent Consistency Models", sec. 4.3): ``original_steps`` DDIM timesteps ``k - 1, 2k - 1, ...,
+#: 999`` with ``k = 1000 / original_steps``, and the boundary scalings ``c_skip`` and ``c_out`` of
+#: diffusers' `LCMScheduler` at ``timestep_scaling``. The training task and the sampler read them here.
+CONSISTENCY = {"original_steps": 50, "timestep_scaling": 10.0}
 #: Sampler of a model when none is chosen: 20 network evaluations instead of 1000 (50x fewer).
 DEFAULT_SAMPLER = "dpm-solver++"
 # The old names (0.1) of the two above.
@@ -270,12 +282,14 @@ def make_scheduler(name, config):
 
     Parameters
     ----------
-    name : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"}
+    name : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm"}
         ``"ddpm"`` is ancestral sampling (Ho et al. 2020), stochastic at every step; ``"ddim"`` is
         DDIM with eta = 0 (Song et al. 2021) and ``"dpm-solver++"`` the second-order multistep
         DPM-Solver++ (Lu et al. 2022), both deterministic given the initial noise;
         ``"sde-dpm-solver++"`` is its stochastic (SDE) form, which adds fresh noise at every step
-        like ancestral sampling and so keeps more small-scale texture at few steps.
+        like ancestral sampling and so keeps more small-scale texture at few steps. ``"lcm"`` is
+        the multistep consistency sampler (Song et al. 2023; diffusers' `LCMScheduler`) of a
+        consistency-distilled denoiser, on the discretisation of `CONSISTENCY`.
     config : dict-like
         A `ConditionalDenoiser` config.
 
@@ -301,6 +315,13 @@ def make_scheduler(name, config):
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     if name == "sde-dpm-solver++":
         return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
+    if name == "lcm":
+        return LCMScheduler(
+            **common,
+            clip_sample=False,
+            original_inference_steps=CONSISTENCY["original_steps"],
+            timestep_scaling=CONSISTENCY["timestep_scaling"],
+        )
     raise ValueError(f"unknown sampler {name!r}; available samplers are {', '.join(map(repr, SAMPLERS))}.")
 
 
@@ -398,6 +419,13 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
     """
     last = scheduler.config.num_train_timesteps - 1
     _check_spacing(spacing, name)
+    if name == "lcm":
+        if start is not None and start != last:
+            raise ValueError(
+                f"the lcm sampler starts at the last timestep, {last}: leave start_timestep out, got {start!r}"
+            )
+        scheduler.set_timesteps(steps, device=device)
+        return float(scheduler.init_noise_sigma)
     with warnings.catch_warnings():
         # diffusers' DPM-Solver calls np.array() on a torch tensor, which torch 2.13 flags under
         # numpy 2 (a fact of those libraries, harmless: the copy is made either way).
@@ -556,6 +584,84 @@ def diffusion_loss(
     return F.mse_loss(pred.float(), ref.float())
 
 
+def _x0_and_eps(pred, x_t, abar, prediction_type):
+    """The target and noise estimates of a denoiser's output ``pred`` at ``x_t`` (``abar``: alpha-bar of t)."""
+    a, b = abar.sqrt(), (1 - abar).sqrt()
+    if prediction_type == "epsilon":
+        return (x_t - b * pred) / a, pred
+    if prediction_type == "sample":
+        return pred, (x_t - a * pred) / b
+    return a * x_t - b * pred, b * x_t + a * pred  # v-prediction (Salimans & Ho 2022)
+
+
+def consistency_boundary(t):
+    """
+    ``c_skip(t)`` and ``c_out(t)`` of a consistency model's output ``c_skip x_t + c_out x0(x_t, t)``.
+
+    diffusers' `LCMScheduler` formula with `CONSISTENCY`'s ``timestep_scaling`` and sigma_data = 0.5;
+    ``t < 0`` (the clean end) gives 1 and 0, the identity.
+    """
+    scaled = t.clamp(min=0).double() * CONSISTENCY["timestep_scaling"]
+    c_skip = 0.25 / (scaled**2 + 0.25)
+    c_out = scaled / (scaled**2 + 0.25).sqrt()
+    clean = t < 0
+    return torch.where(clean, 1.0, c_skip).float(), torch.where(clean, 0.0, c_out).float()
+
+
+def consistency_loss(
+    student, teacher, denoiser_config, autoencoder, alphas_cumprod, lr_up, hr, generator,
+    noise_level=None, huber_c=1e-3,
+):  # fmt: skip
+    """
+    Consistency-distillation loss of one batch (Song et al. 2023; Luo et al. 2023, "Latent Consistency Models").
+
+    A timestep ``t`` of the DDIM grid of `CONSISTENCY` is drawn per crop, the target noised to it,
+    and the frozen teacher takes one DDIM step to ``t - k``. The student's consistency output at
+    ``t`` is pulled towards its own output (without gradient) at the teacher's ``t - k``: the
+    student learns to map every point of a teacher trajectory to the same clean target. At the
+    first grid point ``t - k`` is the clean end, where the output is the teacher's DDIM estimate.
+    The target network is the student itself without gradient (improved consistency training,
+    Song & Dhariwal 2023), not an EMA copy. Pseudo-Huber distance with ``huber_c``.
+
+    Parameters
+    ----------
+    student, teacher : callable
+        ``model(noisy, cond, t)``: the denoiser being trained (possibly wrapped) and the frozen one.
+    denoiser_config : dict-like
+        The teacher's `ConditionalDenoiser` config (the student has the same).
+    alphas_cumprod : `torch.Tensor`
+        alpha-bar of the 1000 training timesteps, on the target's device.
+    generator : `torch.Generator`
+        Draws timesteps and noise, so a step is reproducible from its seed.
+    noise_level : `torch.Tensor`, optional
+        ``(B,)`` quiet-Sun noise levels of the HR crops, G (noise-conditioned denoisers only).
+    """
+
+    class _Cfg:  # encode_pair reads .config attributes
+        config = denoiser_config
+
+    cond, _, target = encode_pair(_Cfg, autoencoder, lr_up, hr, noise_level=noise_level)
+    k = denoiser_config.num_train_timesteps // CONSISTENCY["original_steps"]
+    n = torch.randint(1, CONSISTENCY["original_steps"] + 1, (target.shape[0],), generator=generator)
+    noise = torch.randn(target.shape, generator=generator, dtype=target.dtype).to(target.device)
+    t, t_prev = (n * k - 1).to(target.device), (n * k - 1 - k).to(target.device)
+    shape = (-1, 1, 1, 1)
+    abar = alphas_cumprod[t].view(shape)
+    abar_prev = torch.where(t_prev >= 0, alphas_cumprod[t_prev.clamp(min=0)], 1.0).view(shape)
+    x_t = abar.sqrt() * target + (1 - abar).sqrt() * noise
+    kind = denoiser_config.prediction_type
+    with torch.no_grad():
+        x0, eps = _x0_and_eps(teacher(x_t, cond, t).float(), x_t, abar, kind)
+        x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps  # one DDIM step of the teacher
+        skip, out = consistency_boundary(t_prev)
+        x0_prev, _ = _x0_and_eps(student(x_prev, cond, t_prev.clamp(min=0)).float(), x_prev, abar_prev, kind)
+        aim = skip.view(shape) * x_prev + out.view(shape) * x0_prev
+    skip, out = consistency_boundary(t)
+    x0_student, _ = _x0_and_eps(student(x_t, cond, t).float(), x_t, abar, kind)
+    f = skip.view(shape) * x_t + out.view(shape) * x0_student
+    return (torch.sqrt((f - aim) ** 2 + huber_c**2) - huber_c).mean()
+
+
 @register_kind("diffusion")
 class DiffusionSuperResolution(SuperResolutionModel):
     """
@@ -570,8 +676,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         Registry name; by default the variant's (``"ldm-res"``, ...).
     revision : str, optional
         Weights revision written into output headers.
-    sampler : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"}, optional
-        Sampler; DPM-Solver++ by default. ``scheduler`` is its old name.
+    sampler : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm"}, optional
+        Sampler; DPM-Solver++ by default (``"lcm"`` for a consistency-distilled denoiser).
+        ``scheduler`` is its old name.
     steps : int, optional
         Sampler steps (network evaluations); by default those of `DEFAULT_STEPS`.
     tile_size : int, optional
@@ -606,6 +713,11 @@ class DiffusionSuperResolution(SuperResolutionModel):
         increasing (``tools/calibrate_noise_level.py`` measures it). ``noise_level`` is then the
         noise of the output: the label is interpolated from the map, and levels outside the
         measured range are refused. Without a map the label is ``noise_level`` itself.
+    consistency : dict, optional
+        For a consistency-distilled denoiser (``sunpy-superres-train`` with ``[model] kind =
+        "consistency"``), how it was distilled: the settings of `CONSISTENCY` and the teacher's
+        revision (``"teacher"``). Its sampler is then ``"lcm"`` (4 steps by default), and only that;
+        other models refuse ``"lcm"``.
     channels_last : bool, optional
         On a CUDA device, convert the networks (in place) and their inputs to the ``channels_last``
         (NHWC) memory format. Off by default: measured on an H100 with the ``paper-gpu``
@@ -624,6 +736,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
     stochastic = True
     clip_input = True
     precisions = ("fp32", "bf16", "fp16")
+    #: Directory of the consistency-distilled student that the ``"lcm"`` sampler of this model runs
+    #: (a model directory inside this one, listed in its manifest's ``students``), or `None`.
+    student_dir = None
+    _student = None
 
     def __init__(
         self,
@@ -644,6 +760,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         channels_last=False,
         noise_level=None,
         noise_label_map=None,
+        consistency=None,
         scheduler=None,
     ):
         super().__init__(device=device)
@@ -666,7 +783,11 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.factor = int(cfg.factor)
         self.tile_size = int(tile_size)
         self.halo = int(halo)
+        self.consistency = self._check_consistency(consistency)
+        if sampler is None and self.consistency is not None:
+            sampler = "lcm"
         self.sampler, self.steps = self._check_sampler(sampler, steps)
+        self._check_sampler_fits(self.sampler, self.steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
         self.spacing = _check_spacing("linear" if spacing is None else spacing, self.sampler)
         self.noise_label_map = self._check_label_map(noise_label_map, cfg)
@@ -685,6 +806,33 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= 1000:
             raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
         return sampler, int(steps)
+
+    @staticmethod
+    def _check_consistency(consistency):
+        if consistency is None:
+            return None
+        if not isinstance(consistency, dict) or any(consistency.get(k) != v for k, v in CONSISTENCY.items()):
+            raise ValueError(
+                f"this denoiser was consistency-distilled with {consistency!r}, but this version of the "
+                f"package samples consistency models on {CONSISTENCY}; use the version that made it"
+            )
+        return dict(consistency)
+
+    def _check_sampler_fits(self, sampler, steps):
+        """Refuse the lcm sampler for a denoiser not distilled for it, and any other for one that was."""
+        if (sampler == "lcm") != (self.consistency is not None):
+            raise ValueError(
+                f"{self.name} ({self.revision}) is a consistency-distilled denoiser: its sampler is 'lcm'"
+                if self.consistency is not None
+                else f"the lcm sampler needs a consistency-distilled denoiser, and {self.name} "
+                f"({self.revision}) is not one and ships none; use "
+                f"{', '.join(map(repr, SAMPLERS[:-1]))}"
+            )
+        if sampler == "lcm" and steps > MAX_CONSISTENCY_STEPS:
+            raise ValueError(
+                f"the lcm sampler takes 1 to {MAX_CONSISTENCY_STEPS} steps (a consistency model is made "
+                f"for a few), got {steps}"
+            )
 
     @staticmethod
     def _check_start(start, config):
@@ -761,6 +909,11 @@ class DiffusionSuperResolution(SuperResolutionModel):
         are shared, not copied.
         """
         sampler = renamed_sampler(sampler, scheduler)
+        if sampler == "lcm" and self.consistency is None and self.student_dir is not None:
+            # The few-step sampler is another network: the student distilled from this model.
+            return self.student().configure_sampler(
+                steps=steps, start_timestep=start_timestep, spacing=spacing, noise_level=noise_level
+            )
         if (
             steps is None
             and sampler is None
@@ -778,6 +931,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             new.noise_level = self._check_noise_level(noise_level, self.denoiser.config)
         if steps is not None or sampler is not None:
             new.sampler, new.steps = self._check_sampler(sampler or self.sampler, steps)
+            new._check_sampler_fits(new.sampler, new.steps)
         if start_timestep is not None:
             new.start_timestep = self._check_start(start_timestep, self.denoiser.config)
         if spacing is not None:
@@ -785,6 +939,25 @@ class DiffusionSuperResolution(SuperResolutionModel):
         elif new.sampler not in _DPM_SOLVERS:
             new.spacing = "linear"
         return new
+
+    def student(self):
+        """
+        The consistency-distilled student of this model (its ``"lcm"`` sampler), loaded once.
+
+        Raises
+        ------
+        ValueError
+            If this model ships no student.
+        """
+        if self.student_dir is None:
+            raise ValueError(f"{self.name} ({self.revision}) ships no consistency-distilled student")
+        if self._student is None:
+            from .manifest import load_directory
+
+            self._student = load_directory(
+                self.student_dir, device=self.device, kind=self.kind, cls=type(self)
+            )
+        return self._student
 
     @property
     def scheduler(self):
@@ -937,7 +1110,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
     def save_pretrained(self, path):
         """
         Write the model as a directory: ``denoiser/`` (and ``autoencoder/``) in diffusers format
-        (``config.json`` + safetensors) and a ``superres.json`` manifest with sha256 of every file.
+        (``config.json`` + safetensors), the student of its ``"lcm"`` sampler as ``lcm/`` (a model
+        directory) when it has one, and a ``superres.json`` manifest with sha256 of every file.
         """
         path = Path(path)
         self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
@@ -960,6 +1134,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
             info["inference"]["noise_level"] = self.noise_level
         if self.noise_label_map is not None:
             info["inference"]["noise_label_map"] = self.noise_label_map
+        if self.consistency is not None:
+            info["consistency"] = self.consistency
+        if self.student_dir is not None:
+            # The student is a model directory of its own, copied whole: its manifest comes with it.
+            shutil.copytree(self.student_dir, path / "lcm")
+            info["students"] = {"lcm": "lcm"}
         if self.uncertainty_calibration is not None:
             info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
         write_manifest(path, info)
@@ -987,9 +1167,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
             device=device,
             noise_level=inference.get("noise_level"),
             noise_label_map=inference.get("noise_label_map"),
+            consistency=manifest.get("consistency"),
         )
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration
 
             model.uncertainty_calibration = StdCalibration.from_dict(manifest["uncertainty_calibration"])
+        if "lcm" in manifest.get("students", {}):
+            model.student_dir = path / manifest["students"]["lcm"]
         return model

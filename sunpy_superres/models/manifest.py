@@ -117,7 +117,7 @@ def write_manifest(path, info):
     files = {
         p.relative_to(path).as_posix(): sha256_file(p)
         for p in sorted(path.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p != path / MANIFEST  # a nested model's manifest is covered too
     }
     manifest = {
         "format": FORMAT,

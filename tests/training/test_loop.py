@@ -166,6 +166,7 @@ def test_shipped_configs():
         "finetune-cpu",
         "gpu-ldm-res",
         "ldm-res-decoder-cpu",
+        "ldm-res-lcm-cpu",
         "ldm-res-s2d-cpu",
         "ldm-res-s2d-noise-cpu",
         "ldm-s2d-cpu",
@@ -184,6 +185,10 @@ def test_shipped_configs():
     noise = load_config("ldm-res-s2d-noise-cpu")
     assert noise.model.diffusion.noise_conditioning and noise.data.noise_augment_gauss > 0
     assert noise.data.validation_dates == ["2016-07-07"] and "2025" not in noise.data.patch_pattern
+    # The few-step student of the default learns from the default's data.
+    lcm = load_config("ldm-res-lcm-cpu")
+    assert (lcm.model.kind, lcm.model.consistency.teacher) == ("consistency", "ldm-res")
+    assert lcm.to_dict()["data"] == noise.to_dict()["data"]
     # The paper's comparison models share the default's recipe; only what the comparison is about
     # differs (space, residual, and the U-Net levels a pixel-space model needs at 0.5" and 1").
     recipe = noise.to_dict()

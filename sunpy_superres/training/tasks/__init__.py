@@ -15,6 +15,7 @@ __all__ = ["TASKS", "register", "get_task"]
 # Importing a kind's module registers its task: one line per kind.
 from . import (
     autoencoder,  # noqa: F401
+    consistency,  # noqa: F401
     decoder,  # noqa: F401
     diffusion,  # noqa: F401
     enhance,  # noqa: F401
