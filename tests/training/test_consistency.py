@@ -135,6 +135,13 @@ def test_distillation_exports_a_few_step_sampler(tmp_path, data_dir, teacher, hm
     assert one.meta["srsteps"] == 1 and not np.allclose(one.data, out.data)
     again = superresolve(lr, model=student, seed=0, progress=False)
     np.testing.assert_array_equal(again.data, out.data)
+    # A checkpoint exports while a run goes on (model selection), as the run exports it at that step.
+    from sunpy_superres.training.loop import export_checkpoint, latest_checkpoint
+
+    exported = load_model(export_checkpoint(latest_checkpoint(tmp_path / "lcm"), tmp_path / "x"), device="cpu")
+    assert exported.consistency == student.consistency and exported.revision == "tiny-lcm-step2"
+    a, b = exported.denoiser.state_dict(), student.denoiser.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_lcm_sampler_only_for_a_student_and_a_student_only_with_it(teacher):

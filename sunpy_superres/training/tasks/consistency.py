@@ -103,23 +103,37 @@ class ConsistencyTask(Task):
             huber_c=self.cfg.model.consistency.huber_c,
         )
 
+    @classmethod
+    def is_standalone(cls, cfg):
+        """Yes: the checkpoint holds the student, and the config names the teacher it needs."""
+        return True
+
+    @classmethod
+    def standalone_model(cls, cfg, network, revision):
+        """The student of ``network`` with its teacher's latent space and settings."""
+        _, teacher = load_reference(cfg.model.consistency.teacher)
+        return _student_model(cfg, network, teacher, revision)
+
     def write_model(self, model, final, step):
         """The teacher's model with the student as its denoiser and the ``"lcm"`` sampler."""
-        t = self.teacher
-        latent = None if t.autoencoder is None else copy.deepcopy(t.autoencoder).cpu().float()
-        sr = DiffusionSuperResolution(
-            model,
-            latent,
-            name=t.name,
-            revision=self.revision(step),
-            sampler="lcm",
-            steps=self.cfg.model.consistency.steps,
-            tile_size=t.tile_size,
-            halo=t.halo,
-            device="cpu",
-            noise_level=t.noise_level,
-            consistency={**CONSISTENCY, "teacher": t.revision},
-        )
-        sr.save_pretrained(final)
+        _student_model(self.cfg, model, self.teacher, self.revision(step)).save_pretrained(final)
         # A registry name may mean other weights later: record which ones were the teacher.
-        finish_model_directory(final, self.cfg, step, teacher_revision=t.revision)
+        finish_model_directory(final, self.cfg, step, teacher_revision=self.teacher.revision)
+
+
+def _student_model(cfg, network, teacher, revision):
+    """The model of a student denoiser: the teacher's latent space, tiling and noise level, "lcm" sampler."""
+    latent = None if teacher.autoencoder is None else copy.deepcopy(teacher.autoencoder).cpu().float()
+    return DiffusionSuperResolution(
+        network,
+        latent,
+        name=teacher.name,
+        revision=revision,
+        sampler="lcm",
+        steps=cfg.model.consistency.steps,
+        tile_size=teacher.tile_size,
+        halo=teacher.halo,
+        device="cpu",
+        noise_level=teacher.noise_level,
+        consistency={**CONSISTENCY, "teacher": teacher.revision},
+    )
