@@ -1,0 +1,182 @@
+"""
+Speed and quality of models and samplers in one table, and what the whole MDI archive would take.
+
+For each ``--model`` (a registry name or model directory, optionally ``:SAMPLER:STEPS``, e.g.
+``default:lcm:4``), measured in one run on this machine, each in a fresh process of its own:
+
+* seconds per 256x256 MDI input (1024x1024 out, one sample, the whole ``superresolve`` call, best of
+  ``--repeats`` after a warm-up), and per MDI full disk (1024x1024 -> 4096x4096): with
+  ``--full-disk`` one real call, otherwise estimated (``est.``) as the full disk's tiles times the
+  256x256 time plus the map-wide work (calibration, blending, back-projection) of a full disk;
+* network evaluations (NFE) per tile, and the peak resident memory of the timed calls (with an
+  estimated full disk, of the 256x256 calls and the map-wide work of a full disk);
+* on the held-out 2016-07-07 crops of ``evaluate_heldout.py``: the unsigned-flux and spectral errors
+  of one sample, and the coverage of ``mean +- 2 std`` of ``--samples`` samples (stochastic models).
+
+Each diffusion model also gets a row for the paper's 1000-step DDPM chain, its times extrapolated from
+the network evaluations (``est.``; quality not scored: a thousand evaluations per sample). The last
+lines extrapolate the MDI archive, about 80,000 full disks (96-minute cadence, 1996-2011), over N
+workers of ``sunpy-superres batch``, each one such machine. Run from the repository root::
+
+    python benchmarks/bench_archive.py --model default --model enhance --model bicubic
+"""
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+#: MDI full-disk magnetograms 1996-2011 at 96-minute cadence, with gaps (about 15 per day).
+MDI_ARCHIVE = 80_000
+HERE = Path(__file__).parent
+HMI_HELDOUT = "../shared/data/hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
+MDI = "../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
+
+
+def load(spec, device):
+    """The model of ``NAME[:SAMPLER:STEPS]``, configured."""
+    from sunpy_superres.models import load_model
+
+    name, *sampler = spec.split(":")
+    model = load_model(name, device=device)
+    if sampler:
+        model = model.configure_sampler(
+            sampler=sampler[0], steps=int(sampler[1]) if len(sampler) > 1 else None
+        )
+    return model
+
+
+def peak_memory_mb():
+    """This process's peak resident memory (VmHWM), MB; NaN where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def measure(spec, args):
+    """One model's row, measured in this (fresh) process."""
+    import torch
+
+    from sunpy_superres import superresolve
+    from sunpy_superres.evaluation import evaluate
+    from sunpy_superres.io import read_map
+    from sunpy_superres.tiling import plan_tiles
+
+    sys.path.insert(0, str(HERE))
+    from bench_default import mdi_crop
+    from evaluate_heldout import heldout_crops
+
+    warnings.simplefilter("ignore")
+    model = load(spec, args.device)
+    crop = mdi_crop(args.mdi, 256)
+    call = dict(model=model, seed=0, progress=False)
+    superresolve(crop, **call)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        superresolve(crop, **call)
+        times.append(time.perf_counter() - t0)
+    per_input = min(times)
+    disk = read_map(args.mdi)
+    if args.full_disk:
+        t0 = time.perf_counter()
+        superresolve(disk, **call)
+        per_disk, estimated = time.perf_counter() - t0, False
+    else:
+        t0 = time.perf_counter()
+        superresolve(disk, model="nearest", consistency=model.stochastic, progress=False)
+        map_work = time.perf_counter() - t0
+        tiles = len(plan_tiles(disk.data.shape, model.tile_size, 2 * model.halo + 8))
+        per_disk, estimated = tiles * per_input + map_work, True
+    peak = peak_memory_mb()  # of the timed calls, before the held-out frame is read
+    nfe = getattr(model, "network_evaluations", None)
+    if nfe is None:
+        nfe = 0 if model.name in ("nearest", "bicubic") else 1
+    _, crops = heldout_crops(args.hmi, args.crop, args.regions)
+    samples = args.samples if model.stochastic else 1
+    summary = evaluate([model], crops, crop=None, seed=0, samples=samples).summary
+    one, mean = summary[0], summary[-1]
+    return {
+        "model": spec,
+        "name": model.name,
+        "revision": model.revision,
+        "sampler": f"{model.sampler} ({model.steps})" if model.stochastic else "",
+        "nfe": nfe,
+        "per_input": per_input,
+        "per_disk": per_disk,
+        "estimated": estimated,
+        "peak_mb": peak,
+        "flux": one["flux_error_mean"],
+        "spectral": one["spectral_error_mean"],
+        "coverage": mean["coverage_2sd_mean"] if model.stochastic and samples > 1 else float("nan"),
+        "stochastic": model.stochastic,
+        "threads": torch.get_num_threads(),
+        "device": str(model.device),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument(
+        "--model", action="append", help="NAME[:SAMPLER:STEPS] (repeatable); default: default"
+    )
+    parser.add_argument("--mdi", default=MDI, help="MDI full disk (also cropped for the 256x256 input)")
+    parser.add_argument("--hmi", default=HMI_HELDOUT, help="held-out HMI frame for the quality columns")
+    parser.add_argument("--crop", type=int, default=256, help="held-out crop side, HR pixels")
+    parser.add_argument("--regions", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=8, help="samples per crop of stochastic models")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--full-disk", action="store_true", help="time a real full-disk call per model")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 10, 100])
+    args = parser.parse_args()
+    rows = []
+    context = multiprocessing.get_context("spawn")  # a fresh process per model: its own peak memory
+    for spec in args.model or ["default"]:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            rows.append(pool.submit(measure, spec, args).result())
+    first = rows[0]
+    print(
+        f"{first['device']}, {first['threads']} torch threads; 256x256 input best of {args.repeats} after a "
+        f"warm-up; quality on {args.regions} held-out crops of {args.crop}x{args.crop} (2016-07-07), "
+        f"{args.samples} samples; est. = extrapolated"
+    )
+    print(
+        "| model | revision | sampler | NFE | s / 256x256 | s / full disk | peak MB | flux % | spectral | +-2 std |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def cell(value, fmt, est=False):
+        return "" if not np.isfinite(value) else format(value, fmt) + (" (est.)" if est else "")
+
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['revision']} | {r['sampler']} | {r['nfe']} | {r['per_input']:.2f} | "
+            f"{cell(r['per_disk'], '.0f', r['estimated'])} | {cell(r['peak_mb'], '.0f')} | "
+            f"{cell(r['flux'], '.2f')} | {cell(r['spectral'], '.2f')} | {cell(r['coverage'], '.3f')} |"
+        )
+        if r["stochastic"] and r["nfe"]:
+            scale = 1000 / r["nfe"]
+            print(
+                f"| {r['model']}, the paper's chain | {r['revision']} | ddpm (1000) | 1000 | "
+                f"{r['per_input'] * scale:.0f} (est.) | {r['per_disk'] * scale:.0f} (est.) | | | | |"
+            )
+    print(f"\nThe MDI archive ({MDI_ARCHIVE:,} full disks, one sample each) through `sunpy-superres batch`:")
+    for r in rows:
+        days = ", ".join(
+            f"{n} workers {MDI_ARCHIVE * r['per_disk'] / n / 86400:.1f} days" for n in args.workers
+        )
+        print(f"- {r['model']} on workers like this machine ({r['device']}): {days}")
+
+
+if __name__ == "__main__":
+    main()
