@@ -165,7 +165,11 @@ class Options:
         baselines as the paper compares them. Recorded as ``SRCONSIS`` and ``SRCONMET``.""",
     )
     tile_size: int | None = _option(
-        None, "int", "Tile side in input pixels; the model's default when not given."
+        None,
+        "int",
+        """Largest tile side in input pixels; the model's default when not given. Along each axis the
+        tiles are the fewest of at most this side, made as small as that many allow
+        (`sunpy_superres.tiling.balanced_tile`).""",
     )
     overlap: int | None = _option(
         None,

@@ -2,7 +2,8 @@
 Overlapping tiles, blending windows and per-tile seeds for whole-image inference.
 
 A full-disk MDI magnetogram (1024x1024) becomes 4096x4096; a diffusion model cannot take that in one
-pass. The image is cut into equal, overlapping tiles on the input grid; each tile is super-resolved
+pass. The image is cut into equal, overlapping tiles on the input grid, the fewest of at most the
+tile size and as small as that many allow (`balanced_tile`); each tile is super-resolved
 on its own; the outputs are blended with windows that are
 
 * zero within ``halo`` input pixels of a tile edge that lies inside the image, where a tile's output
@@ -22,7 +23,7 @@ import numpy as np
 
 from .seeds import tile_seed  # public here since 0.1; derived, like every seed, in seeds.py
 
-__all__ = ["Tile", "tile_starts", "plan_tiles", "blend_window", "tile_seed"]
+__all__ = ["Tile", "tile_starts", "balanced_tile", "plan_tiles", "blend_window", "tile_seed"]
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,49 @@ def tile_starts(length, tile, overlap):
     return [min(i * stride, length - tile) for i in range(n)]
 
 
+def balanced_tile(length, tile, overlap):
+    """
+    The side of the fewest tiles of at most ``tile`` that cover ``length`` with ``overlap``, as small as they allow.
+
+    Tiles of side ``tile`` that do not fit a length overlap more than they need to at its end: an MDI
+    full disk (1024 pixels) in tiles of 256 with an overlap of 24 takes 5 tiles per axis, 1.56 times
+    its area in network work. The same 5 tiles of side 224 cover it exactly (1.2 times).
+
+    Parameters
+    ----------
+    length : int
+        Image side in input pixels.
+    tile : int
+        Largest tile side.
+    overlap : int
+        Minimum overlap between neighbouring tiles.
+
+    Returns
+    -------
+    int
+        The tile side, at most ``min(tile, length)``.
+    """
+    if tile >= length:
+        return length
+    if overlap >= tile:
+        raise ValueError(f"overlap ({overlap}) must be smaller than the tile size ({tile})")
+    n = -(-(length - overlap) // (tile - overlap))  # the fewest tiles
+    return min(tile, -(-(length - overlap) // n) + overlap)
+
+
 def plan_tiles(shape, tile, overlap):
     """
-    All tiles for an image of ``shape`` (ny, nx), row by row.
+    All tiles for an image of ``shape`` (ny, nx), row by row, of one size.
+
+    Along each axis the tiles are the fewest of side at most ``tile``, and of the smallest side that
+    many need (`balanced_tile`), so that no work goes into a larger overlap than asked for.
 
     Parameters
     ----------
     shape : tuple of int
         Input image shape.
     tile : int
-        Tile side in input pixels (clipped to the image).
+        Largest tile side in input pixels.
     overlap : int
         Minimum overlap between neighbouring tiles in input pixels.
 
@@ -81,9 +115,9 @@ def plan_tiles(shape, tile, overlap):
     list of `Tile`
     """
     ny, nx = shape
-    ys = tile_starts(ny, tile, overlap)
-    xs = tile_starts(nx, tile, overlap)
-    sy, sx = min(tile, ny), min(tile, nx)
+    sy, sx = balanced_tile(ny, tile, overlap), balanced_tile(nx, tile, overlap)
+    ys = tile_starts(ny, sy, overlap)
+    xs = tile_starts(nx, sx, overlap)
     return [Tile(y0, x0, sy, sx, (i, j)) for i, y0 in enumerate(ys) for j, x0 in enumerate(xs)]
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sunpy_superres.tiling import Tile, blend_window, plan_tiles, tile_seed, tile_starts
+from sunpy_superres.tiling import Tile, balanced_tile, blend_window, plan_tiles, tile_seed, tile_starts
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,27 @@ def test_window_values_at_an_interior_edge(factor, halo, overlap):
     expected = _expected_ramp(factor * 32, factor * halo, ramp)
     np.testing.assert_allclose(w, np.outer(expected, expected), rtol=0, atol=1e-15)
     assert w[0, 0] == 0 if halo else w[0, 0] < 0.01
+
+
+def test_balanced_tiles_are_the_fewest_and_the_smallest():
+    # The MDI full disk: 5 tiles of 224 per axis instead of 5 of 256 (1.20 times its area, not 1.56).
+    assert balanced_tile(1024, 256, 24) == 224
+    tiles = plan_tiles((1024, 1024), 256, 24)
+    assert len(tiles) == 25 and {(t.size_y, t.size_x) for t in tiles} == {(224, 224)}
+    assert [t.y0 for t in tiles[::5]] == [0, 200, 400, 600, 800]
+    for length in range(20, 400, 7):
+        for tile, overlap in ((32, 8), (64, 24), (100, 17), (256, 24)):
+            side = balanced_tile(length, tile, overlap)
+            assert side <= min(tile, length)
+            n = len(tile_starts(length, side, overlap))
+            assert n == len(tile_starts(length, min(tile, length), overlap))  # as few tiles as before
+            if overlap < side - 1 < length:
+                assert len(tile_starts(length, side - 1, overlap)) > n  # and none smaller would do
+            starts = tile_starts(length, side, overlap)
+            assert starts[0] == 0 and starts[-1] + side == length
+            assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_balanced_tile_refuses_an_overlap_as_large_as_the_tile():
+    with pytest.raises(ValueError, match=r"^overlap \(16\) must be smaller than the tile size \(16\)$"):
+        balanced_tile(100, 16, 16)

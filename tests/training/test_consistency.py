@@ -127,7 +127,9 @@ def test_distillation_exports_a_few_step_sampler(tmp_path, data_dir, teacher, hm
     # The student started as the teacher and moved.
     a, b = student.denoiser.state_dict(), teacher_model.denoiser.state_dict()
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[23, 23] * u.pix
+    )
     out = superresolve(lr, model=student, seed=0, progress=False)
     assert out.data.shape == (96, 96) and np.isfinite(out.data).all()
     assert (out.meta["srsched"], out.meta["srsteps"], out.meta["srmodrev"]) == ("lcm", 4, "tiny-lcm-step2")
@@ -138,7 +140,9 @@ def test_distillation_exports_a_few_step_sampler(tmp_path, data_dir, teacher, hm
     # A checkpoint exports while a run goes on (model selection), as the run exports it at that step.
     from sunpy_superres.training.loop import export_checkpoint, latest_checkpoint
 
-    exported = load_model(export_checkpoint(latest_checkpoint(tmp_path / "lcm"), tmp_path / "x"), device="cpu")
+    exported = load_model(
+        export_checkpoint(latest_checkpoint(tmp_path / "lcm"), tmp_path / "x"), device="cpu"
+    )
     assert exported.consistency == student.consistency and exported.revision == "tiny-lcm-step2"
     a, b = exported.denoiser.state_dict(), student.denoiser.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -146,7 +150,9 @@ def test_distillation_exports_a_few_step_sampler(tmp_path, data_dir, teacher, hm
 
 def test_lcm_sampler_only_for_a_student_and_a_student_only_with_it(teacher):
     model = load_model(teacher, device="cpu")
-    with pytest.raises(ValueError, match=r"^the lcm sampler needs a consistency-distilled denoiser, and ldm-res"):
+    with pytest.raises(
+        ValueError, match=r"^the lcm sampler needs a consistency-distilled denoiser, and ldm-res"
+    ):
         model.configure_sampler(sampler="lcm")
     student = model.configure_sampler(steps=2)
     student.consistency = dict(CONSISTENCY)
@@ -185,7 +191,9 @@ def test_a_teacher_runs_its_shipped_student_as_its_lcm_sampler(tmp_path, data_di
     fast = loaded.configure_sampler(sampler="lcm", steps=2)
     assert (fast.sampler, fast.steps, fast.revision) == ("lcm", 2, "tiny-lcm-step2")
     assert fast.consistency["teacher"] == loaded.revision
-    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[23, 23] * u.pix
+    )
     out = superresolve(lr, model=str(shipped), sampler="lcm", seed=0, progress=False)
     assert (out.meta["srsched"], out.meta["srsteps"], out.meta["srmodrev"]) == ("lcm", 4, "tiny-lcm-step2")
     direct = superresolve(lr, model=str(student_dir), seed=0, progress=False)
