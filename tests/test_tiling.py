@@ -111,7 +111,7 @@ def test_balanced_tiles_are_the_fewest_and_the_smallest():
                 assert len(tile_starts(length, side - 1, overlap)) > n  # and none smaller would do
             starts = tile_starts(length, side, overlap)
             assert starts[0] == 0 and starts[-1] + side == length
-            assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))
+            assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_balanced_tile_refuses_an_overlap_as_large_as_the_tile():
