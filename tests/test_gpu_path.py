@@ -76,20 +76,21 @@ def test_tiles_per_batch_errors(args, match):
 
 def test_auto_batch_size_on_cpu():
     model = tiny_model()
-    assert auto_batch_size(model, (32, 32), 25) == accel.CPU_BATCH_SIZE == 4
-    assert auto_batch_size(model, (32, 32), 2) == 2
+    assert auto_batch_size(model, (32, 32), 25) == accel.CPU_BATCH_SIZE == 1
+    assert auto_batch_size(model, (32, 32), 1) == 1
 
 
 def test_batch_size_does_not_change_the_result(small_mdi):
     """Per-tile generators (rule 7 of docs/dev/design.rst): the batch changes only float32 rounding of the networks."""
     model = tiny_model()
-    auto = run(small_mdi, model)  # batch_size="auto" is the default: 4 tiles per call on the CPU
-    assert auto.data.shape == (192, 160)
-    np.testing.assert_array_equal(run(small_mdi, model, batch_size=4).data, auto.data)
+    four = run(small_mdi, model, batch_size=4)
+    assert four.data.shape == (192, 160)
+    np.testing.assert_array_equal(run(small_mdi, model, batch_size=4).data, four.data)
     one = run(small_mdi, model, batch_size=1).data
+    np.testing.assert_array_equal(run(small_mdi, model).data, one)  # "auto" on the CPU: one tile per call
     # Measured: up to 1e-5 of the field's spread (CPU convolutions block a batch of 1 and of 4 differently).
-    np.testing.assert_allclose(one, auto.data, rtol=0, atol=1e-4 * np.std(auto.data))
-    assert not np.allclose(run(small_mdi, model, seed=4).data, auto.data, atol=1e-2 * np.std(auto.data))
+    np.testing.assert_allclose(one, four.data, rtol=0, atol=1e-4 * np.std(four.data))
+    assert not np.allclose(run(small_mdi, model, seed=4).data, four.data, atol=1e-2 * np.std(four.data))
 
 
 def spy_on_predict_samples(monkeypatch):
@@ -107,8 +108,8 @@ def spy_on_predict_samples(monkeypatch):
 def test_samples_share_network_calls_and_keep_their_values(small_mdi, monkeypatch):
     """samples=N: a tile's samples run in one call, encoded once; each sample is the one of a call per sample."""
     model, calls = tiny_model(), spy_on_predict_samples(monkeypatch)
-    together = run(small_mdi, model, samples=3, keep_samples=True)  # auto: 4 pairs per call on the CPU
-    assert calls == [(1, 3)] * 4  # 4 tiles, each with its 3 samples
+    together = run(small_mdi, model, samples=3, keep_samples=True, batch_size=4)
+    assert calls == [(1, 3)] * 4  # 4 tiles, each with its 3 samples (4 pairs fit one tile's 3)
     calls.clear()
     alone = run(small_mdi, model, samples=3, keep_samples=True, batch_size=1)  # one (tile, sample) per call
     assert calls == [(1, 1)] * 12
