@@ -251,7 +251,8 @@ def main():
     ny, nx = smap.data.shape
     print(
         f"input: {source}, {ny}x{nx} -> {model.factor * ny}x{model.factor * nx}; {n_tiles} tiles of "
-        f"{tiles[0].size_y}x{tiles[0].size_x} (at most {tile}, overlap {overlap}); timed {len(timed)} tile(s) in batches of {bs}; precision "
+        f"{tiles[0].size_y}x{tiles[0].size_x} (at most {tile}, overlap {overlap}); timed {len(timed)} "
+        f"tile(s) in batches of {bs}; precision "
         f"{model.precision}, compile {'on' if model.compiled else 'off'}; warm-up {warmup:.1f} s; CPU-side "
         f"per map {map_overhead:.1f} s"
     )
