@@ -610,23 +610,26 @@ def consistency_boundary(t):
 
 def consistency_loss(
     student, teacher, denoiser_config, autoencoder, alphas_cumprod, lr_up, hr, generator,
-    noise_level=None, huber_c=1e-3,
+    noise_level=None, huber_c=1e-3, target_net=None,
 ):  # fmt: skip
     """
     Consistency-distillation loss of one batch (Song et al. 2023; Luo et al. 2023, "Latent Consistency Models").
 
     A timestep ``t`` of the DDIM grid of `CONSISTENCY` is drawn per crop, the target noised to it,
     and the frozen teacher takes one DDIM step to ``t - k``. The student's consistency output at
-    ``t`` is pulled towards its own output (without gradient) at the teacher's ``t - k``: the
-    student learns to map every point of a teacher trajectory to the same clean target. At the
-    first grid point ``t - k`` is the clean end, where the output is the teacher's DDIM estimate.
-    The target network is the student itself without gradient (improved consistency training,
-    Song & Dhariwal 2023), not an EMA copy. Pseudo-Huber distance with ``huber_c``.
+    ``t`` is pulled towards the target network's output (without gradient) at the teacher's
+    ``t - k``: the student learns to map every point of a teacher trajectory to the same clean
+    target. At the first grid point ``t - k`` is the clean end, where the output is the teacher's
+    DDIM estimate. Pseudo-Huber distance with ``huber_c``.
 
     Parameters
     ----------
     student, teacher : callable
         ``model(noisy, cond, t)``: the denoiser being trained (possibly wrapped) and the frozen one.
+    target_net : callable, optional
+        The target network, ``model(noisy, cond, t)``: an exponential moving average of the
+        student's weights in Latent Consistency Models (decay 0.95); by default the student itself
+        (improved consistency training, Song & Dhariwal 2023).
     denoiser_config : dict-like
         The teacher's `ConditionalDenoiser` config (the student has the same).
     alphas_cumprod : `torch.Tensor`
@@ -654,7 +657,10 @@ def consistency_loss(
         x0, eps = _x0_and_eps(teacher(x_t, cond, t).float(), x_t, abar, kind)
         x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps  # one DDIM step of the teacher
         skip, out = consistency_boundary(t_prev)
-        x0_prev, _ = _x0_and_eps(student(x_prev, cond, t_prev.clamp(min=0)).float(), x_prev, abar_prev, kind)
+        target_net = student if target_net is None else target_net
+        x0_prev, _ = _x0_and_eps(
+            target_net(x_prev, cond, t_prev.clamp(min=0)).float(), x_prev, abar_prev, kind
+        )
         aim = skip.view(shape) * x_prev + out.view(shape) * x0_prev
     skip, out = consistency_boundary(t)
     x0_student, _ = _x0_and_eps(student(x_t, cond, t).float(), x_t, abar, kind)

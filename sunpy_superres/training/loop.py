@@ -200,6 +200,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     else:
         ema = {n: p.detach().clone() for n, p in trainable(net).items()}
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
+    task.ema = ema  # updated in place after every step: a task may train against it (consistency)
     module, optimizer = accelerator.prepare(task.training_module(net), optimizer)
     done = _run(task, module, net, optimizer, ema, start, progress=progress, stop_at_step=stop_at_step)
     if done is None:

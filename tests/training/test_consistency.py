@@ -36,8 +36,8 @@ def test_boundary_scalings_are_diffusers_lcm_ones():
     assert (skip.item(), out.item()) == (1.0, 0.0)
 
 
-def _pixel_denoiser(prediction_type):
-    torch.manual_seed(0)
+def _pixel_denoiser(prediction_type, seed=0):
+    torch.manual_seed(seed)
     return ConditionalDenoiser(
         space="pixel",
         residual=True,
@@ -96,6 +96,13 @@ def test_the_loss_trains_the_student_and_not_the_teacher():
     assert torch.isfinite(loss) and loss.item() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
     assert all(p.grad is None for p in teacher.parameters())
+    # The target network is the student unless another is given (the EMA, in training).
+    args = (den.config, None, abar, lr_up, hr)
+    same = consistency_loss(den, teacher, *args, torch.Generator().manual_seed(3), target_net=den)
+    assert same.item() == loss.item()
+    ema = _pixel_denoiser("v_prediction", seed=1)
+    other = consistency_loss(den, teacher, *args, torch.Generator().manual_seed(3), target_net=ema)
+    assert other.item() != loss.item()
 
 
 @pytest.fixture(scope="module")

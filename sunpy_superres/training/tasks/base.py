@@ -156,6 +156,9 @@ class Task:
     model_class = None
     #: `~sunpy_superres.training.finetune.Weights` subclass used with ``[finetune]``; `None`: refused.
     finetune_method = None
+    #: ``{name: tensor}`` EMA weights of the network's trainable parameters, set by the loop before
+    #: the first step and updated in place after each (what the run exports).
+    ema = None
 
     def __init__(self, cfg, accelerator, *, progress=True):
         self.cfg, self.accelerator = cfg, accelerator
