@@ -77,25 +77,28 @@ def main():
     print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}")
 
     rows, calibrations = [], []
-    for spec in ["nearest", "bicubic", *args.model]:
-        model = load_model(spec, device="cpu")
+    models = [(spec, load_model(spec, device="cpu")) for spec in ["nearest", "bicubic", *args.model]]
+    names = [m.name for _, m in models]
+    for spec, model in models:
         ddpm_samples = args.ddpm_samples or args.samples
-        settings = [(model, {}, model.name)]
+        # Two models of one name (a default and its distilled student, say) are told apart by revision.
+        label = model.name if names.count(model.name) == 1 else f"{model.name} [{model.revision}]"
+        settings = [(model, {}, label)]
         start = getattr(model, "start_timestep", 999)
         if model.stochastic and start != 999:
             # The same sampler over the whole chain, to show what the later start does.
-            settings.append((model.configure_sampler(start_timestep=999), {}, f"{model.name} (from t=999)"))
+            settings.append((model.configure_sampler(start_timestep=999), {}, f"{label} (from t=999)"))
         if not model.stochastic and args.baseline_consistency and spec != "nearest":  # nearest already is
-            settings.append((model, {"consistency": True}, f"{model.name} + back-projection"))
+            settings.append((model, {"consistency": True}, f"{label} + back-projection"))
         if model.stochastic and args.consistency_off:
-            settings.append((model, {"consistency": False}, f"{model.name} (consistency off)"))
+            settings.append((model, {"consistency": False}, f"{label} (consistency off)"))
         if model.stochastic and args.ddpm:
             ddpm = model.configure_sampler(sampler="ddpm", steps=1000)
             settings.append(
                 (
                     model,
                     {"sampler": "ddpm", "steps": 1000, "samples": ddpm_samples},
-                    f"{model.name} (DDPM, {ddpm.network_evaluations} steps from t={start})",
+                    f"{label} (DDPM, {ddpm.network_evaluations} steps from t={start})",
                 )
             )
             if start != 999:
@@ -103,7 +106,7 @@ def main():
                     (
                         model.configure_sampler(start_timestep=999),
                         {"sampler": "ddpm", "steps": 1000, "samples": ddpm_samples},
-                        f"{model.name} (DDPM 1000 from t=999, the paper's chain)",
+                        f"{label} (DDPM 1000 from t=999, the paper's chain)",
                     )
                 )
         for variant, kwargs, label in settings:
