@@ -88,11 +88,19 @@ def _measured_noise(path):
         return frame_noise(sunpy.map.Map(path)).to_value(u.G)
 
 
-def noise_level_of(path, args, conditioned):
-    """The target noise level for crops of ``path``: None for an unconditioned model."""
+def noise_level_of(path, args, conditioned, model=None):
+    """The target noise level for crops of ``path``: None for an unconditioned model.
+
+    The frame's own noise, or the nearest level ``model`` makes when it cannot make that one (its
+    noise-label map's range: the ``ldm`` of the paper's comparison makes no less than about 4.3 G).
+    """
     if not conditioned:
         return None
-    return args.noise_level if args.noise_level is not None else _measured_noise(path)
+    level = args.noise_level if args.noise_level is not None else _measured_noise(path)
+    made = getattr(model, "noise_label_map", None)
+    if made is not None:
+        level = float(np.clip(level, made["output_gauss"][0], made["output_gauss"][-1]))
+    return level
 
 
 def check_level(model, path, args, conditioned):
@@ -185,18 +193,18 @@ def main():
     for i, f in enumerate(args.hmi):
         new = disk_crops(f, args.crop, args.strong, args.random, seed=i)
         crops += new
-        levels += [noise_level_of(f, args, conditioned)] * len(new)
+        levels += [noise_level_of(f, args, conditioned, model)] * len(new)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SHARP headers and observer lookups: not our errors
         for f in files:
             new = patch_crops(f, args.crop)
             crops += new
-            levels += [noise_level_of(f, args, conditioned)] * len(new)
+            levels += [noise_level_of(f, args, conditioned, model)] * len(new)
     if conditioned:
         print(
             "noise levels (G): "
             + ", ".join(
-                f"{Path(f).name.split('.')[2]} {noise_level_of(f, args, True):.2f}"
+                f"{Path(f).name.split('.')[2]} {noise_level_of(f, args, True, model):.2f}"
                 for f in [*args.hmi, *files]
             )
         )
