@@ -173,7 +173,7 @@ def test_superresolve_map_shape_wcs_and_seed(tmp_path, hmi_cutout):
 
 
 def test_untrained_registry_names_say_what_to_do():
-    for name in ("ldm", "ddpm-res", "ddpm"):  # ldm-res ships embedded weights
+    for name in ("ddpm-res", "ddpm"):  # ldm-res and ldm ship embedded weights
         assert name not in available_models()  # registered only when trained weights exist
         with pytest.raises(ValueError, match=f"'{name}'.*no trained weights.*model='/path/to/dir'"):
             load_model(name)
