@@ -72,20 +72,13 @@ def measure(spec, args):
     from sunpy_superres.tiling import plan_tiles
 
     sys.path.insert(0, str(HERE))
-    from bench_default import mdi_crop
+    from bench_default import best_time, mdi_crop
     from evaluate_heldout import heldout_crops
 
     warnings.simplefilter("ignore")
     model = load(spec, args.device)
-    crop = mdi_crop(args.mdi, 256)
     call = dict(model=model, seed=0, progress=False)
-    superresolve(crop, **call)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        superresolve(crop, **call)
-        times.append(time.perf_counter() - t0)
-    per_input = min(times)
+    per_input = best_time(mdi_crop(args.mdi, 256), model, args.repeats)
     disk = read_map(args.mdi)
     if args.full_disk:
         t0 = time.perf_counter()
