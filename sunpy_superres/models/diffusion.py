@@ -598,12 +598,11 @@ def consistency_boundary(t):
     """
     ``c_skip(t)`` and ``c_out(t)`` of a consistency model's output ``c_skip x_t + c_out x0(x_t, t)``.
 
-    diffusers' `LCMScheduler` formula with `CONSISTENCY`'s ``timestep_scaling`` and sigma_data = 0.5;
-    ``t < 0`` (the clean end) gives 1 and 0, the identity.
+    diffusers' `LCMScheduler` scalings at `CONSISTENCY`'s ``timestep_scaling``, the ones its sampler
+    applies; ``t < 0`` (the clean end) gives 1 and 0, the identity.
     """
-    scaled = t.clamp(min=0).double() * CONSISTENCY["timestep_scaling"]
-    c_skip = 0.25 / (scaled**2 + 0.25)
-    c_out = scaled / (scaled**2 + 0.25).sqrt()
+    lcm = LCMScheduler(timestep_scaling=CONSISTENCY["timestep_scaling"])
+    c_skip, c_out = lcm.get_scalings_for_boundary_condition_discrete(t.clamp(min=0).double())
     clean = t < 0
     return torch.where(clean, 1.0, c_skip).float(), torch.where(clean, 0.0, c_out).float()
 
@@ -832,7 +831,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
                 if self.consistency is not None
                 else f"the lcm sampler needs a consistency-distilled denoiser, and {self.name} "
                 f"({self.revision}) is not one and ships none; use "
-                f"{', '.join(map(repr, SAMPLERS[:-1]))}"
+                f"{', '.join(repr(s) for s in SAMPLERS if s != 'lcm')}"
             )
         if sampler == "lcm" and steps > MAX_CONSISTENCY_STEPS:
             raise ValueError(
