@@ -95,12 +95,13 @@ class Options:
         "str",
         """Sampler of a diffusion model: ``"ddpm"``, ``"ddim"``, ``"dpm-solver++"`` or
         ``"sde-dpm-solver++"`` (the model's own when not given); ``"lcm"``, 1 to 8 steps, for a
-        model that ships a consistency-distilled student (it then runs the student). Recorded as
-        ``SRSCHED``.""",
+        model that ships a consistency-distilled student, and ``"distilled"``, the steps it was
+        distilled for, for one that ships a trajectory-distilled student (it then runs the student).
+        Recorded as ``SRSCHED``.""",
         cli={
             "metavar": "NAME",
-            "help": "sampler of a diffusion model: ddpm, ddim, dpm-solver++, sde-dpm-solver++, or lcm "
-            "for a model that ships a distilled student (default: the model's)",
+            "help": "sampler of a diffusion model: ddpm, ddim, dpm-solver++, sde-dpm-solver++, or lcm or "
+            "distilled for a model that ships a distilled student (default: the model's)",
         },
     )
     start_timestep: int | None = _option(

@@ -68,6 +68,9 @@ __all__ = [
     "diffusion_loss",
     "consistency_loss",
     "consistency_boundary",
+    "trajectory_loss",
+    "teacher_states",
+    "STUDENT_SAMPLERS",
     "estimate_scales",
     "load_latent_space",
 ]
@@ -80,10 +83,24 @@ DEFAULT_NOISE_LEVEL = 3.5
 #: Largest target noise level accepted, G (ten times any HMI level).
 MAX_NOISE_LEVEL = 50.0
 #: Sampler names accepted by ``superresolve(..., sampler=...)``. ``"lcm"`` is the multistep sampler of a
-#: consistency-distilled denoiser (`CONSISTENCY`), and only of one.
-SAMPLERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm")
+#: consistency-distilled denoiser (`CONSISTENCY`), and only of one; ``"distilled"`` the few DDIM steps
+#: of a trajectory-distilled one (`trajectory_loss`), on the timesteps it was distilled for.
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm", "distilled")
 #: Steps used when ``steps`` is not given: the paper's full DDPM chain, and the usual fast settings.
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm-solver++": 20, "sde-dpm-solver++": 20, "lcm": 4}
+DEFAULT_STEPS = {
+    "ddpm": 1000,
+    "ddim": 50,
+    "dpm-solver++": 20,
+    "sde-dpm-solver++": 20,
+    "lcm": 4,
+    "distilled": 4,
+}
+#: The samplers of a distilled student, each run only by a denoiser distilled for it (or, for a
+#: teacher that ships one, by its student).
+STUDENT_SAMPLERS = ("lcm", "distilled")
+#: Samplers that are deterministic given the initial noise: a trajectory-distilled student learns
+#: such a sampler's map from noise to sample.
+DETERMINISTIC_SAMPLERS = ("ddim", "dpm-solver++")
 #: Most steps of the ``"lcm"`` sampler: a consistency model is made for a few.
 MAX_CONSISTENCY_STEPS = 8
 #: The discretisation a consistency-distilled denoiser is trained and sampled on (Luo et al. 2023,
@@ -315,6 +332,13 @@ def make_scheduler(name, config):
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     if name == "sde-dpm-solver++":
         return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
+    if name == "distilled":
+        # First-order DPM-Solver++ is DDIM (eta = 0) in its data-prediction form (Lu et al. 2022,
+        # DPM-Solver++, sec. 4), on any timesteps and with a last step to the clean end: the update a
+        # trajectory-distilled student was trained to take (`trajectory_loss`).
+        return DPMSolverMultistepScheduler(
+            **common, algorithm_type="dpmsolver++", solver_order=1, final_sigmas_type="zero"
+        )
     if name == "lcm":
         return LCMScheduler(
             **common,
@@ -384,7 +408,7 @@ def log_snr_timesteps(alphas_cumprod, steps, start, lam_range=LOG_SNR_RANGE):
     return out
 
 
-def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spacing="linear"):
+def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spacing="linear", timesteps=None):
     """
     Give a sampler its timesteps: ``steps`` of them from ``start`` down towards 0.
 
@@ -392,7 +416,7 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
     ----------
     scheduler : diffusers scheduler
         Made by `make_scheduler` for the sampler ``name``.
-    name : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++"}
+    name : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm", "distilled"}
     steps : int
         Sampler steps (network evaluations). The DDPM chain has one step per timestep, so from a
         ``start`` below 999 it runs at most ``start + 1`` of them.
@@ -405,6 +429,9 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
         ``alpha_bar[start]`` is small (0.0072 at 700 on the paper's linear schedule) this is almost
         exactly the marginal of the data, and it skips the steps at which a network that has not
         learnt the highest noise levels well would inject large errors (see `DiffusionSuperResolution`).
+    timesteps : list of int, optional
+        The ``"distilled"`` sampler's own timesteps, those its student was distilled for (``steps``
+        of them; ``start`` and ``spacing`` do not apply); no other sampler takes them.
 
     Returns
     -------
@@ -414,8 +441,8 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
     Raises
     ------
     ValueError
-        If ``start`` is not an integer from ``steps - 1`` to 999 (DDPM: from 0), or DDIM cannot
-        space ``steps`` evenly from ``start``.
+        If ``start`` is not an integer from ``steps - 1`` to 999 (DDPM: from 0), DDIM cannot
+        space ``steps`` evenly from ``start``, or ``timesteps`` do not fit the sampler.
     """
     last = scheduler.config.num_train_timesteps - 1
     _check_spacing(spacing, name)
@@ -434,6 +461,17 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
             message=r"__array__ implementation doesn't accept a copy keyword",
             category=DeprecationWarning,
         )
+        if name == "distilled":
+            ts = [] if timesteps is None else [int(t) for t in timesteps]
+            if len(ts) != steps or start not in (None, *ts[:1]):
+                raise ValueError(
+                    f"the distilled sampler takes the {len(ts)} timesteps {ts} its student was distilled for, "
+                    f"got steps={steps} from start_timestep={start}"
+                )
+            scheduler.set_timesteps(timesteps=ts, device=device)
+            return float(torch.sqrt(1 - scheduler.alphas_cumprod[ts[0]]))
+        if timesteps is not None:
+            raise ValueError(f"only the distilled sampler takes explicit timesteps, not {name!r}")
         if spacing == "log-snr" and steps >= 2:
             start = last if start is None else int(start)
             ts = log_snr_timesteps(scheduler.alphas_cumprod.numpy(), steps, start)
@@ -667,6 +705,125 @@ def consistency_loss(
     return (torch.sqrt((f - aim) ** 2 + huber_c**2) - huber_c).mean()
 
 
+@torch.no_grad()
+def teacher_states(teacher, denoiser_config, cond, noise, sampler, stops):
+    """
+    A deterministic sampler's states at some of its timesteps, and its sample.
+
+    Parameters
+    ----------
+    teacher : callable
+        The frozen denoiser, ``model(noisy, cond, t)``.
+    denoiser_config : dict-like
+        Its `ConditionalDenoiser` config.
+    cond : `torch.Tensor`
+        Scaled conditioning (`encode_pair`).
+    noise : `torch.Tensor`
+        Standard normal draw of the sampler's initial state, the shape of the target.
+    sampler : dict
+        The teacher's sampler: ``name`` (one of `DETERMINISTIC_SAMPLERS`), ``steps``,
+        ``start_timestep`` and ``spacing``, as a `DiffusionSuperResolution` runs it.
+    stops : list of int
+        Timesteps of that sampler's schedule, decreasing, the first its first.
+
+    Returns
+    -------
+    list of `torch.Tensor`
+        The state on arrival at each of ``stops``, then the sample: ``len(stops) + 1`` tensors.
+
+    Raises
+    ------
+    ValueError
+        If the sampler is stochastic, or a stop is not one of its timesteps.
+    """
+    name = sampler["name"]
+    if name not in DETERMINISTIC_SAMPLERS:
+        raise ValueError(
+            f"a trajectory is distilled from a deterministic sampler ({', '.join(DETERMINISTIC_SAMPLERS)}); "
+            f"the teacher's is {name!r}"
+        )
+    sched = make_scheduler(name, denoiser_config)
+    sigma = set_sampler_timesteps(
+        sched, name, sampler["steps"], sampler.get("start_timestep"), device=noise.device,
+        spacing=sampler.get("spacing", "linear"),
+    )  # fmt: skip
+    schedule = [int(t) for t in sched.timesteps]
+    if schedule[:1] != list(stops[:1]) or any(t not in schedule for t in stops):
+        raise ValueError(
+            f"the student's timesteps {list(stops)} must be among the teacher's {schedule}, from its first"
+        )
+    z, states = noise * sigma, []
+    for t in sched.timesteps:
+        if int(t) in stops:
+            states.append(z)
+        out = teacher(sched.scale_model_input(z, t), cond, t)
+        z = sched.step(out.float(), t, z).prev_sample
+    return [*states, z]
+
+
+def trajectory_loss(
+    student, teacher, denoiser_config, autoencoder, alphas_cumprod, lr_up, generator, *, sampler, timesteps,
+    noise_level=None,
+):  # fmt: skip
+    """
+    Trajectory-distillation loss of one batch: one student DDIM step for several teacher steps.
+
+    The teacher's deterministic sampler (`teacher_states`) runs from fresh noise, conditioned on the
+    batch's input, and is stopped at the student's ``timesteps``. For every crop and every one of
+    the student's steps, from ``t`` to the next of ``timesteps`` (or to the clean end), the student,
+    evaluated at the teacher's state at ``t``, is pulled towards the estimate of the target with
+    which one DDIM step lands exactly on the teacher's state at the step's end (all steps of a
+    trajectory in one batch: the teacher's run costs more than the student's steps): the objective of
+    progressive distillation (Salimans & Ho 2022, Algorithm 2), with the student's steps a subset
+    of the teacher sampler's instead of its halves. The squared error is taken in v (that is, on the
+    target estimate weighted by ``1 + SNR(t)``, Salimans & Ho's "SNR+1" weighting). The student so
+    learns the teacher sampler's map from noise to sample, its texture included, and the
+    ``"distilled"`` sampler runs it in ``len(timesteps)`` network evaluations.
+
+    Parameters
+    ----------
+    student, teacher : callable
+        ``model(noisy, cond, t)``: the denoiser being trained (possibly wrapped) and the frozen one.
+    denoiser_config : dict-like
+        The teacher's `ConditionalDenoiser` config (the student has the same).
+    alphas_cumprod : `torch.Tensor`
+        alpha-bar of the 1000 training timesteps, on the input's device.
+    lr_up : `torch.Tensor`
+        ``(B, 1, H, W)`` LR input replicated to the HR grid, network units (the truth is not needed:
+        the teacher makes the targets).
+    generator : `torch.Generator`
+        Draws the noise, so a training step is reproducible from its seed.
+    sampler : dict
+        The teacher's sampler (see `teacher_states`).
+    timesteps : list of int
+        The student's timesteps, among the teacher sampler's, from its first.
+    noise_level : `torch.Tensor`, optional
+        ``(B,)`` quiet-Sun noise levels, G (noise-conditioned denoisers only).
+    """
+
+    class _Cfg:  # encode_pair reads .config attributes
+        config = denoiser_config
+
+    cond, _, _ = encode_pair(_Cfg, autoencoder, lr_up, noise_level=noise_level)
+    shape = (cond.shape[0], denoiser_config.target_channels, *cond.shape[2:])
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(cond.device)
+    states = teacher_states(teacher, denoiser_config, cond, noise, sampler, timesteps)
+    # Step k of crop i is row k * B + i: the student's steps of all crops in one batch.
+    x_t, x_s = torch.cat(states[:-1]), torch.cat(states[1:])
+    cond = cond.repeat(len(timesteps), 1, 1, 1)
+    ends = torch.tensor([*timesteps, -1], device=cond.device).repeat_interleave(shape[0])
+    t, s = ends[: -shape[0]], ends[shape[0] :]
+    view = (-1, 1, 1, 1)
+    abar_t = alphas_cumprod[t].view(view)
+    abar_s = torch.where(s >= 0, alphas_cumprod[s.clamp(min=0)], 1.0).view(view)
+    a_t, b_t, a_s, b_s = abar_t.sqrt(), (1 - abar_t).sqrt(), abar_s.sqrt(), (1 - abar_s).sqrt()
+    # DDIM from x_t with estimate x0 lands on a_s x0 + b_s (x_t - a_t x0) / b_t: solved for the x0
+    # that lands on the teacher's x_s.
+    x0_aim = (x_s - (b_s / b_t) * x_t) / (a_s - b_s * a_t / b_t)
+    x0, _ = _x0_and_eps(student(x_t, cond, t).float(), x_t, abar_t, denoiser_config.prediction_type)
+    return (((x0 - x0_aim) / b_t) ** 2).mean()
+
+
 @register_kind("diffusion")
 class DiffusionSuperResolution(SuperResolutionModel):
     """
@@ -723,6 +880,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
         "consistency"``), how it was distilled: the settings of `CONSISTENCY` and the teacher's
         revision (``"teacher"``). Its sampler is then ``"lcm"`` (4 steps by default), and only that;
         other models refuse ``"lcm"``.
+    trajectory : dict, optional
+        For a trajectory-distilled denoiser (``[model] kind = "trajectory"``, `trajectory_loss`),
+        how it was distilled: its ``"timesteps"`` (the student's DDIM steps start at each), the
+        teacher's revision (``"teacher"``) and the teacher's sampler settings (``"teacher_sampler"``).
+        Its sampler is then ``"distilled"`` on exactly those timesteps, and only that; other models
+        refuse ``"distilled"``.
     channels_last : bool, optional
         On a CUDA device, convert the networks (in place) and their inputs to the ``channels_last``
         (NHWC) memory format. Off by default: measured on an H100 with the ``paper-gpu``
@@ -741,10 +904,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
     stochastic = True
     clip_input = True
     precisions = ("fp32", "bf16", "fp16")
-    #: Directory of the consistency-distilled student that the ``"lcm"`` sampler of this model runs
-    #: (a model directory inside this one, listed in its manifest's ``students``), or `None`.
-    student_dir = None
-    _student = None
+    #: ``{sampler: directory}`` of the distilled students that this model's ``"lcm"`` or
+    #: ``"distilled"`` sampler runs (model directories inside this one, listed in its manifest's
+    #: ``students``); empty when it ships none.
+    student_dirs = {}
 
     def __init__(
         self,
@@ -766,6 +929,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         noise_level=None,
         noise_label_map=None,
         consistency=None,
+        trajectory=None,
         scheduler=None,
     ):
         super().__init__(device=device)
@@ -789,8 +953,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.tile_size = int(tile_size)
         self.halo = int(halo)
         self.consistency = self._check_consistency(consistency)
-        if sampler is None and self.consistency is not None:
-            sampler = "lcm"
+        self.trajectory = self._check_trajectory(trajectory, cfg)
+        self.student_dirs = {}
+        self._students = {}
+        if sampler is None:
+            sampler = self.own_sampler
+        if steps is None and self.trajectory is not None:
+            steps = len(self.trajectory["timesteps"])
         self.sampler, self.steps = self._check_sampler(sampler, steps)
         self._check_sampler_fits(self.sampler, self.steps)
         self.start_timestep = self._check_start(start_timestep, cfg)
@@ -823,15 +992,50 @@ class DiffusionSuperResolution(SuperResolutionModel):
             )
         return dict(consistency)
 
-    def _check_sampler_fits(self, sampler, steps):
-        """Refuse the lcm sampler for a denoiser not distilled for it, and any other for one that was."""
-        if (sampler == "lcm") != (self.consistency is not None):
+    @staticmethod
+    def _check_trajectory(trajectory, config):
+        if trajectory is None:
+            return None
+        last = config["num_train_timesteps"] - 1
+        try:
+            ts = [int(t) for t in trajectory["timesteps"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"trajectory needs a list 'timesteps' ({err}), got {trajectory!r}") from err
+        if not ts or ts[0] != last or np.any(np.diff(ts) >= 0) or ts[-1] < 0:
             raise ValueError(
-                f"{self.name} ({self.revision}) is a consistency-distilled denoiser: its sampler is 'lcm'"
-                if self.consistency is not None
-                else f"the lcm sampler needs a consistency-distilled denoiser, and {self.name} "
+                f"a trajectory-distilled denoiser's timesteps must fall strictly from {last} to 0 or "
+                f"above, got {ts}"
+            )
+        return {**trajectory, "timesteps": ts}
+
+    @property
+    def own_sampler(self):
+        """``"lcm"`` or ``"distilled"`` for a distilled denoiser (its only sampler), else `None`."""
+        if self.consistency is not None:
+            return "lcm"
+        return "distilled" if self.trajectory is not None else None
+
+    def _check_sampler_fits(self, sampler, steps):
+        """Refuse a student's sampler for a denoiser not distilled for it, and any other for one that was."""
+        own = self.own_sampler
+        if own is not None and sampler != own:
+            kind = "consistency" if own == "lcm" else "trajectory"
+            raise ValueError(
+                f"{self.name} ({self.revision}) is a {kind}-distilled denoiser: its sampler is {own!r}"
+            )
+        if own is None and sampler in STUDENT_SAMPLERS:
+            kind = "consistency" if sampler == "lcm" else "trajectory"
+            raise ValueError(
+                f"the {sampler} sampler needs a {kind}-distilled denoiser, and {self.name} "
                 f"({self.revision}) is not one and ships none; use "
-                f"{', '.join(repr(s) for s in SAMPLERS if s != 'lcm')}"
+                f"{', '.join(repr(s) for s in SAMPLERS if s not in STUDENT_SAMPLERS)}"
+                + (f" or {', '.join(map(repr, self.student_dirs))}" if self.student_dirs else "")
+            )
+        if sampler == "distilled" and steps != len(self.trajectory["timesteps"]):
+            raise ValueError(
+                f"{self.name} ({self.revision}) was distilled for {len(self.trajectory['timesteps'])} steps "
+                f"(timesteps {self.trajectory['timesteps']}), and its distilled sampler takes no other "
+                f"number; got {steps}"
             )
         if sampler == "lcm" and steps > MAX_CONSISTENCY_STEPS:
             raise ValueError(
@@ -914,9 +1118,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         are shared, not copied.
         """
         sampler = renamed_sampler(sampler, scheduler)
-        if sampler == "lcm" and self.consistency is None and self.student_dir is not None:
+        if sampler in self.student_dirs and sampler != self.own_sampler:
             # The few-step sampler is another network: the student distilled from this model.
-            return self.student().configure_sampler(
+            return self.student(sampler).configure_sampler(
                 steps=steps, start_timestep=start_timestep, spacing=spacing, noise_level=noise_level
             )
         if (
@@ -935,6 +1139,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if noise_level is not None:
             new.noise_level = self._check_noise_level(noise_level, self.denoiser.config)
         if steps is not None or sampler is not None:
+            if steps is None and (sampler or self.sampler) == "distilled" and self.trajectory is not None:
+                steps = len(self.trajectory["timesteps"])
             new.sampler, new.steps = self._check_sampler(sampler or self.sampler, steps)
             new._check_sampler_fits(new.sampler, new.steps)
         if start_timestep is not None:
@@ -945,24 +1151,32 @@ class DiffusionSuperResolution(SuperResolutionModel):
             new.spacing = "linear"
         return new
 
-    def student(self):
+    def student(self, sampler="lcm"):
         """
-        The consistency-distilled student of this model (its ``"lcm"`` sampler), loaded once.
+        The distilled student of this model that runs its ``sampler``, loaded once.
+
+        Parameters
+        ----------
+        sampler : {"lcm", "distilled"}, optional
+            The consistency-distilled student (``"lcm"``) or the trajectory-distilled one.
 
         Raises
         ------
         ValueError
-            If this model ships no student.
+            If this model ships no student for ``sampler``.
         """
-        if self.student_dir is None:
-            raise ValueError(f"{self.name} ({self.revision}) ships no consistency-distilled student")
-        if self._student is None:
+        if sampler not in self.student_dirs:
+            raise ValueError(
+                f"{self.name} ({self.revision}) ships no student for the {sampler!r} sampler"
+                + (f"; it ships {', '.join(map(repr, self.student_dirs))}" if self.student_dirs else "")
+            )
+        if sampler not in self._students:
             from .manifest import load_directory
 
-            self._student = load_directory(
-                self.student_dir, device=self.device, kind=self.kind, cls=type(self)
+            self._students[sampler] = load_directory(
+                self.student_dirs[sampler], device=self.device, kind=self.kind, cls=type(self)
             )
-        return self._student
+        return self._students[sampler]
 
     @property
     def scheduler(self):
@@ -1097,7 +1311,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         gens = self._generators(seeds, b)
         sched = make_scheduler(self.sampler, self.denoiser.config)
         sigma = set_sampler_timesteps(
-            sched, self.sampler, self.steps, self.start_timestep, device=self.device, spacing=self.spacing
+            sched,
+            self.sampler,
+            self.steps,
+            self.start_timestep,
+            device=self.device,
+            spacing=self.spacing,
+            timesteps=self.trajectory["timesteps"] if self.sampler == "distilled" else None,
         )
         z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
         z = (z * sigma).contiguous(memory_format=self._memory_format)
@@ -1141,10 +1361,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
             info["inference"]["noise_label_map"] = self.noise_label_map
         if self.consistency is not None:
             info["consistency"] = self.consistency
-        if self.student_dir is not None:
-            # The student is a model directory of its own, copied whole: its manifest comes with it.
-            shutil.copytree(self.student_dir, path / "lcm")
-            info["students"] = {"lcm": "lcm"}
+        if self.trajectory is not None:
+            info["trajectory"] = self.trajectory
+        for sampler, directory in self.student_dirs.items():
+            # A student is a model directory of its own, copied whole: its manifest comes with it.
+            shutil.copytree(directory, path / sampler)
+            info.setdefault("students", {})[sampler] = sampler
         if self.uncertainty_calibration is not None:
             info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
         write_manifest(path, info)
@@ -1173,11 +1395,15 @@ class DiffusionSuperResolution(SuperResolutionModel):
             noise_level=inference.get("noise_level"),
             noise_label_map=inference.get("noise_label_map"),
             consistency=manifest.get("consistency"),
+            trajectory=manifest.get("trajectory"),
         )
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration
 
             model.uncertainty_calibration = StdCalibration.from_dict(manifest["uncertainty_calibration"])
-        if "lcm" in manifest.get("students", {}):
-            model.student_dir = path / manifest["students"]["lcm"]
+        model.student_dirs = {
+            sampler: path / sub
+            for sampler, sub in manifest.get("students", {}).items()
+            if sampler in STUDENT_SAMPLERS
+        }
         return model

@@ -189,7 +189,7 @@ def test_a_teacher_runs_its_shipped_student_as_its_lcm_sampler(tmp_path, data_di
 
     student_dir = train(consistency_config(tmp_path / "lcm", data_dir, teacher), progress=False)
     model = load_model(teacher, device="cpu")
-    model.student_dir = student_dir
+    model.student_dirs = {"lcm": student_dir}
     shipped = model.save_pretrained(tmp_path / "shipped")  # what tools/attach_student.py makes
     manifest = json.loads((shipped / "superres.json").read_text())
     assert manifest["students"] == {"lcm": "lcm"} and "lcm/superres.json" in manifest["files"]

@@ -166,8 +166,10 @@ def test_shipped_configs():
         "finetune-cpu",
         "gpu-ldm-res",
         "ldm-res-decoder-cpu",
+        "ldm-res-distilled-cpu",
         "ldm-res-lcm-cpu",
         "ldm-res-s2d-cpu",
+        "ldm-res-s2d-long-cpu",
         "ldm-res-s2d-noise-cpu",
         "ldm-s2d-cpu",
         "paper-gpu",
@@ -189,6 +191,17 @@ def test_shipped_configs():
     lcm = load_config("ldm-res-lcm-cpu")
     assert (lcm.model.kind, lcm.model.consistency.teacher) == ("consistency", "ldm-res")
     assert lcm.to_dict()["data"] == noise.to_dict()["data"]
+    distilled = load_config("ldm-res-distilled-cpu")
+    assert (distilled.model.kind, distilled.model.trajectory.teacher) == ("trajectory", "ldm-res")
+    assert distilled.to_dict()["data"] == noise.to_dict()["data"]
+    # The default trained longer is its second run continued, nothing else changed.
+    long, parent = load_config("ldm-res-s2d-long-cpu").to_dict(), noise.to_dict()
+    assert long["model"]["diffusion"].pop("init_from") == "ldm-res"
+    parent["model"]["diffusion"].pop("init_from")
+    run_keys = ("name", "output_dir", "max_steps", "checkpoint_every", "time_limit_minutes")
+    assert {k: v for k, v in long.items() if k not in run_keys} == {
+        k: v for k, v in parent.items() if k not in run_keys
+    }
     # The paper's comparison models share the default's recipe; only what the comparison is about
     # differs (space, residual, and the U-Net levels a pixel-space model needs at 0.5" and 1").
     recipe = noise.to_dict()

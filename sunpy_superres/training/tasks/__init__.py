@@ -20,4 +20,5 @@ from . import (
     diffusion,  # noqa: F401
     enhance,  # noqa: F401
     progressive,  # noqa: F401
+    trajectory,  # noqa: F401
 )

@@ -1,0 +1,230 @@
+"""Trajectory distillation (issue 18): the loss, the task, and the "distilled" sampler of what it exports."""
+
+import json
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+
+from sunpy_superres import superresolve
+from sunpy_superres.models import load_model
+from sunpy_superres.models.diffusion import (
+    _x0_and_eps,
+    make_scheduler,
+    set_sampler_timesteps,
+    teacher_states,
+    trajectory_loss,
+)
+from sunpy_superres.training import train
+from sunpy_superres.training.tasks.trajectory import student_timesteps
+
+from .test_consistency import _pixel_denoiser, teacher  # noqa: F401  (teacher is a fixture)
+from .test_loop import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
+
+
+def _batch(n=3, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    hr = torch.randn(n, 1, 16, 16, generator=gen) * 0.01
+    return hr.reshape(n, 1, 4, 4, 4, 4).mean(dim=(3, 5)).repeat_interleave(4, -2).repeat_interleave(4, -1)
+
+
+def test_the_distilled_sampler_takes_ddim_steps_to_the_clean_end():
+    """The scheduler of "distilled" (first-order DPM-Solver++) against DDIM written out: x_s = a_s x0 + b_s eps."""
+    den = _pixel_denoiser("v_prediction")
+    abar = make_scheduler("ddpm", den.config).alphas_cumprod
+    sched = make_scheduler("distilled", den.config)
+    ts = [999, 700, 301, 40]
+    sigma = set_sampler_timesteps(sched, "distilled", 4, timesteps=ts)
+    assert [int(t) for t in sched.timesteps] == ts and sigma == pytest.approx(float((1 - abar[999]).sqrt()))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8, 8, generator=gen)
+    for i, t in enumerate(ts):
+        out = torch.randn(2, 1, 8, 8, generator=gen)
+        x0, eps = _x0_and_eps(out, x, abar[t], "v_prediction")
+        a_s = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
+        expected = a_s.sqrt() * x0 + (1 - a_s).sqrt() * eps
+        x = sched.step(out, torch.tensor(t), x).prev_sample
+        torch.testing.assert_close(x, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"takes the 4 timesteps \[999, 700, 301, 40\] its student"):
+        set_sampler_timesteps(make_scheduler("distilled", den.config), "distilled", 3, timesteps=ts)
+    with pytest.raises(ValueError, match="only the distilled sampler takes explicit timesteps"):
+        set_sampler_timesteps(make_scheduler("ddim", den.config), "ddim", 4, timesteps=ts)
+
+
+def test_a_student_on_every_teacher_step_of_ddim_is_already_exact():
+    """With the teacher's own DDIM steps, the teacher itself lands on its trajectory: zero loss; with
+    fewer, larger steps it does not, and the loss says so."""
+    den = _pixel_denoiser("v_prediction")
+    cfg = den.config
+    abar = make_scheduler("ddpm", cfg).alphas_cumprod
+    lr_up = _batch()
+    sampler = {"name": "ddim", "steps": 8, "start_timestep": None, "spacing": "linear"}
+    sched = make_scheduler("ddim", cfg)
+    sigma = set_sampler_timesteps(sched, "ddim", 8)
+    schedule = [int(t) for t in sched.timesteps]
+    args = (den, den, cfg, None, abar, lr_up)
+    exact = trajectory_loss(*args, torch.Generator().manual_seed(2), sampler=sampler, timesteps=schedule)
+    assert exact.item() < 1e-8
+    coarse = trajectory_loss(
+        *args, torch.Generator().manual_seed(2), sampler=sampler, timesteps=schedule[::2]
+    )
+    assert coarse.item() > 1e-4
+    # The states are the teacher sampler's: its sample is what the model's own sampling makes.
+    noise = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+    cond = lr_up / cfg.cond_scale
+    states = teacher_states(den, cfg, cond, noise, sampler, schedule[::2])
+    assert len(states) == 5 and torch.equal(states[0], noise * sigma)
+    z = states[0]
+    for t in sched.timesteps:
+        z = sched.step(den(z, cond, t), t, z).prev_sample
+    torch.testing.assert_close(states[-1], z)
+
+
+def test_the_loss_trains_the_student_and_refuses_a_stochastic_teacher():
+    den = _pixel_denoiser("v_prediction")
+    teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
+    abar = make_scheduler("ddpm", den.config).alphas_cumprod
+    sampler = {"name": "dpm-solver++", "steps": 6, "start_timestep": None, "spacing": "log-snr"}
+    ts = student_timesteps([999, 900, 700, 400, 100, 10], 3)
+    assert ts == [999, 700, 100]
+    sched = make_scheduler("dpm-solver++", den.config)
+    set_sampler_timesteps(sched, "dpm-solver++", 6, spacing="log-snr")
+    schedule = [int(t) for t in sched.timesteps]
+    ts = student_timesteps(schedule, 3)
+    loss = trajectory_loss(
+        den, teacher_net, den.config, None, abar, _batch(), torch.Generator().manual_seed(3),
+        sampler=sampler, timesteps=ts,
+    )  # fmt: skip
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
+    assert all(p.grad is None for p in teacher_net.parameters())
+    with pytest.raises(ValueError, match="must be among the teacher's"):
+        trajectory_loss(
+            den, teacher_net, den.config, None, abar, _batch(), torch.Generator(), sampler=sampler,
+            timesteps=[999, 500],
+        )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"from a deterministic sampler .*; the teacher's is 'sde-dpm-solver\+\+'"
+    ):
+        trajectory_loss(
+            den, teacher_net, den.config, None, abar, _batch(), torch.Generator(),
+            sampler={**sampler, "name": "sde-dpm-solver++"}, timesteps=ts,
+        )  # fmt: skip
+
+
+def trajectory_config(out, data_dir, teacher, steps=2, timesteps=None):  # noqa: F811
+    cfg = tiny_config(out, data_dir, steps=steps, every=2)
+    cfg.name, cfg.model.kind = "tiny-distilled", "trajectory"
+    cfg.model.trajectory.teacher = str(teacher)
+    if timesteps is not None:
+        cfg.model.trajectory.timesteps = timesteps
+    return cfg
+
+
+def _lr(hmi_cutout):
+    return hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[23, 23] * u.pix
+    )
+
+
+def test_distillation_exports_the_distilled_sampler(tmp_path, data_dir, teacher, hmi_cutout):  # noqa: F811
+    teacher_model = load_model(teacher, device="cpu").configure_sampler(sampler="dpm-solver++", steps=10)
+    shipped_teacher = teacher_model.save_pretrained(tmp_path / "teacher")
+    final = train(trajectory_config(tmp_path / "run", data_dir, shipped_teacher), progress=False)
+    record = json.loads((final / "training_config.json").read_text())
+    assert record["teacher_revision"] == teacher_model.revision == "tiny-step2"
+    student = load_model(final, device="cpu")
+    ts = student.trajectory["timesteps"]
+    # The teacher's 10 DPM-Solver++ steps are spaced linearly from 999 (diffusers' "linspace").
+    schedule = student_timesteps(np.linspace(999, 0, 11)[:-1].round().astype(int).tolist(), 4)
+    assert (student.sampler, student.steps, ts) == ("distilled", 4, schedule)
+    assert student.trajectory["teacher_sampler"] == {
+        "name": "dpm-solver++", "steps": 10, "start_timestep": 999, "spacing": "linear"
+    }  # fmt: skip
+    assert student.noise_level == teacher_model.noise_level
+    a, b = student.denoiser.state_dict(), teacher_model.denoiser.state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    # The sampler runs the student once per distilled step, at exactly those timesteps.
+    seen = []
+    forward = student.denoiser.forward
+    student.denoiser.forward = lambda x, c, t: seen.append(int(t)) or forward(x, c, t)
+    out = superresolve(_lr(hmi_cutout), model=student, seed=0, progress=False)
+    del student.denoiser.forward
+    assert seen == ts and out.data.shape == (96, 96) and np.isfinite(out.data).all()
+    assert (out.meta["srsched"], out.meta["srsteps"], out.meta["srmodrev"]) == (
+        "distilled",
+        4,
+        "tiny-distilled-step2",
+    )
+    with pytest.raises(ValueError, match=r"was distilled for 4 steps .*takes no other number; got 2$"):
+        student.configure_sampler(steps=2)
+    with pytest.raises(ValueError, match=r"is a trajectory-distilled denoiser: its sampler is 'distilled'$"):
+        student.configure_sampler(sampler="dpm-solver++")
+    with pytest.raises(ValueError, match=r"^the distilled sampler needs a trajectory-distilled denoiser"):
+        teacher_model.configure_sampler(sampler="distilled")
+
+    # Shipped inside its teacher (tools/attach_student.py), it is the teacher's "distilled" sampler.
+    teacher_model.student_dirs = {"distilled": final}
+    shipped = teacher_model.save_pretrained(tmp_path / "shipped")
+    manifest = json.loads((shipped / "superres.json").read_text())
+    assert (
+        manifest["students"] == {"distilled": "distilled"} and "distilled/superres.json" in manifest["files"]
+    )
+    fast = superresolve(_lr(hmi_cutout), model=str(shipped), sampler="distilled", seed=0, progress=False)
+    assert (fast.meta["srsched"], fast.meta["srsteps"]) == ("distilled", 4)
+    np.testing.assert_array_equal(fast.data, out.data)
+    with pytest.raises(ValueError, match=r"ships no student for the 'lcm' sampler; it ships 'distilled'"):
+        load_model(shipped, device="cpu").student("lcm")
+
+
+def test_trajectory_distillation_refuses_what_it_cannot_distil(tmp_path, data_dir, teacher):  # noqa: F811
+    cfg = trajectory_config(tmp_path / "none", data_dir, "")
+    with pytest.raises(ValueError, match=r"set \[model.trajectory\] teacher"):
+        train(cfg, progress=False)
+    stochastic = load_model(teacher, device="cpu").configure_sampler(sampler="sde-dpm-solver++", steps=4)
+    with pytest.raises(ValueError, match=r"samples with 'sde-dpm-solver\+\+', which is stochastic"):
+        train(
+            trajectory_config(tmp_path / "sde", data_dir, stochastic.save_pretrained(tmp_path / "t")),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"timesteps \[999, 501\] must be among the teacher sampler's"):
+        train(trajectory_config(tmp_path / "ts", data_dir, teacher, timesteps=[999, 501]), progress=False)
+    student = train(trajectory_config(tmp_path / "s", data_dir, teacher, steps=1), progress=False)
+    with pytest.raises(ValueError, match="is not a diffusion model to distil"):
+        train(trajectory_config(tmp_path / "again", data_dir, student, steps=1), progress=False)
+
+
+def test_noise_labels_are_drawn_over_the_range_the_teacher_can_be_asked_for(tmp_path, data_dir, teacher):  # noqa: F811
+    from types import SimpleNamespace
+
+    from sunpy_superres.training.tasks.base import Batch
+    from sunpy_superres.training.tasks.trajectory import TrajectoryTask
+
+    batch = Batch(torch.zeros(4000, 1, 4, 4), noise_level=torch.full((4000,), 3.5))
+    drawn = TrajectoryTask._labels(
+        SimpleNamespace(label_range=(1.5, 7.0)), batch, torch.Generator().manual_seed(0)
+    )
+    assert drawn.shape == (4000,) and 1.5 <= drawn.min() < 1.6 and 6.9 < drawn.max() <= 7.0
+    assert abs(drawn.mean().item() - 4.25) < 0.1
+    assert (
+        TrajectoryTask._labels(SimpleNamespace(label_range=None), batch, torch.Generator())
+        is batch.noise_level
+    )
+    cfg = trajectory_config(tmp_path / "bad", data_dir, teacher, steps=1)
+    cfg.model.trajectory.noise_labels = [3.0]
+    with pytest.raises(ValueError, match=r"noise_labels must be \[low, high\] in G, got \[3.0\]"):
+        train(cfg, progress=False)
+
+
+@pytest.mark.parametrize("timesteps", [[500, 100], [999, 100, 100], [999, -1], []])
+def test_a_student_record_must_describe_a_sampler_from_the_last_timestep(timesteps):
+    from sunpy_superres.models.diffusion import DiffusionSuperResolution
+
+    with pytest.raises(ValueError, match="timesteps must fall strictly from 999 to 0 or above"):
+        DiffusionSuperResolution(
+            _pixel_denoiser("v_prediction"), device="cpu", trajectory={"timesteps": timesteps}
+        )
+    with pytest.raises(ValueError, match="trajectory needs a list 'timesteps'"):
+        DiffusionSuperResolution(_pixel_denoiser("v_prediction"), device="cpu", trajectory={"steps": 4})
