@@ -9,12 +9,15 @@ Run from the repository root::
     python benchmarks/bench_default.py --model default --model enhance --model progressive --model bicubic
 
 ``--model`` takes registry names, model directories (e.g. an earlier default checked out of git
-history) or Hub references.
+history) or Hub references, optionally ``:SAMPLER:STEPS`` (``default:distilled:4``; as in
+``bench_archive.py``).
 """
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -22,7 +25,9 @@ import sunpy.map
 import torch
 
 from sunpy_superres import superresolve
-from sunpy_superres.models import load_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_archive import load  # noqa: E402
 
 
 def mdi_crop(path, size):
@@ -55,7 +60,9 @@ def main():
         "--mdi", default="../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
     )
     parser.add_argument(
-        "--model", action="append", help="model to time (repeatable); default: default, enhance"
+        "--model",
+        action="append",
+        help="NAME[:SAMPLER:STEPS] to time (repeatable); default: default, enhance",
     )
     parser.add_argument("--size", type=int, default=256, help="input side in MDI pixels")
     parser.add_argument("--repeats", type=int, default=2)
@@ -68,7 +75,7 @@ def main():
     )
     rows = []
     for spec in specs:
-        model = load_model(spec, device="cpu")
+        model = load(spec, "cpu")
         steps = getattr(model, "network_evaluations", "")
         rows.append((spec, model.name, model.revision, steps, best_time(smap, model, args.repeats)))
     reference = next((r[4] for r in rows if r[1] == "enhance"), None)

@@ -54,10 +54,7 @@ class ConsistencyTask(StudentTask):
         """`~sunpy_superres.models.diffusion.consistency_loss`, timesteps and noise from ``generator``."""
         return consistency_loss(
             module,
-            self.teacher_net,
-            self.teacher_net.config,
-            self.autoencoder,
-            self.alphas_cumprod,
+            *self.frozen,
             batch.lr_up,
             batch.hr,
             generator,

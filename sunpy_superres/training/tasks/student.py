@@ -65,6 +65,8 @@ class StudentTask(Task):
         latent = self.teacher.autoencoder
         self.autoencoder = None if latent is None else latent.float().to(self.device).requires_grad_(False)
         self.alphas_cumprod = make_scheduler("ddpm", self.teacher_net.config).alphas_cumprod.to(self.device)
+        #: What both distillation losses take after the student: teacher, its config, latent space, alpha-bar.
+        self.frozen = (self.teacher_net, self.teacher_net.config, self.autoencoder, self.alphas_cumprod)
 
     def build_network(self):
         """The student: a copy of the teacher's denoiser."""

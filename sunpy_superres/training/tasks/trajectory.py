@@ -145,10 +145,7 @@ class TrajectoryTask(StudentTask):
         """`~sunpy_superres.models.diffusion.trajectory_loss`, labels and noise from ``generator``."""
         return trajectory_loss(
             module,
-            self.teacher_net,
-            self.teacher_net.config,
-            self.autoencoder,
-            self.alphas_cumprod,
+            *self.frozen,
             batch.lr_up,
             generator,
             sampler=self.sampler,
