@@ -43,6 +43,28 @@ def test_embedded_models_are_small_verified_and_registered():
         assert fact.lower() in card.lower()
 
 
+def test_every_embedded_file_is_package_data():
+    """A wheel installs every file an embedded manifest checks, students' nested ones included."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("not a source checkout")
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"][
+        "sunpy_superres.data"
+    ]
+    root = MODELS_DIR.parent
+    files = [f.relative_to(root).as_posix() for f in MODELS_DIR.rglob("*") if f.is_file()]
+    # fnmatch's * crosses "/", so match level by level as setuptools' glob does.
+    missing = [
+        f for f in files
+        if not any(f.count("/") == p.count("/") and fnmatch.fnmatch(f, p) for p in patterns)
+    ]  # fmt: skip
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+
+
 @pytest.fixture(scope="module")
 def hmi_pair():
     hmi = sunpy.map.Map(HMI_AR_CUTOUT)
@@ -132,3 +154,31 @@ def test_the_direct_latent_model_says_what_it_is_and_what_noise_it_makes(hmi_pai
     lr, _ = hmi_pair
     out = superresolve(lr, model="ldm", seed=0, calibrate=False, progress=False)
     assert out.meta["srmodel"] == "ldm" and out.meta["srnoise"] == 4.4
+
+
+def test_the_default_ships_a_four_step_student_that_follows_its_samples(hmi_pair):
+    """``sampler="distilled"``: the trajectory-distilled student of the default, 4 network evaluations.
+
+    Distilled from the default's own sampler, it maps the same initial noise to nearly the same sample:
+    for one seed its output is closer to the default's than two seeds of the default are to each other.
+    """
+    lr, truth = hmi_pair
+    model = load_model("ldm-res", device="cpu")
+    assert sorted(model.student_dirs) == ["distilled"]
+    student = model.student("distilled")
+    assert student.trajectory["teacher"] == model.revision and student.network_evaluations == 4
+    assert student.uncertainty_calibration is not None and student.noise_label_map is not None
+    card = (model.student_dirs["distilled"] / "MODEL_CARD.md").read_text().lower()
+    for fact in ("2016-07-07", "trajectory", "ldm-res-distilled-cpu", "4 network evaluations"):
+        assert fact in card
+    kw = dict(calibrate=False, progress=False)
+    fast = superresolve(lr, sampler="distilled", seed=0, **kw)
+    assert (fast.meta["srsched"], fast.meta["srsteps"], fast.meta["srmodrev"]) == (
+        "distilled", 4, student.revision
+    )  # fmt: skip
+    slow, other = superresolve(lr, seed=0, **kw), superresolve(lr, seed=1, **kw)
+    rms = lambda a, b: float(np.sqrt(np.mean((a.data - b.data) ** 2)))  # noqa: E731
+    assert rms(fast, slow) < 0.25 * rms(slow, other)
+    assert physics.unsigned_flux(fast).to_value(u.Mx) == pytest.approx(
+        physics.unsigned_flux(slow).to_value(u.Mx), rel=0.02
+    )
