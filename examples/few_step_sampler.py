@@ -1,0 +1,74 @@
+"""
+=================================================
+Four steps instead of ten: the distilled sampler
+=================================================
+
+The default model ships a *student*: a copy of its denoiser distilled (by trajectory distillation)
+to follow the default's own 10-step sampler in 4 steps. ``sampler="distilled"`` runs it. Because it
+learnt the map from the initial noise to the sample, the same seed gives nearly the same sample as
+the 10-step sampler, at 4 network evaluations instead of 10.
+
+Here the shipped HMI cut-out (a training day, 2011-12-17) is degraded to 2"/pixel and
+super-resolved with both samplers and two seeds. The student's sample is compared with the
+teacher's sample of the same seed, and with the teacher's sample of another seed.
+"""
+
+import astropy.units as u
+import matplotlib.pyplot as plt
+import numpy as np
+import sunpy.map
+
+from sunpy_superres import superresolve
+from sunpy_superres.data import HMI_AR_CUTOUT
+from sunpy_superres.evaluation import degrade
+from sunpy_superres.metrics import spectra
+
+###############################################################################
+# One sample of each sampler with seed 0, and one of the 10-step sampler with seed 1. The header
+# records which sampler ran (``SRSCHED``), its network evaluations (``SRSTEPS``) and the revision of
+# the network that ran them (``SRMODREV``: the student has its own).
+
+truth = sunpy.map.Map(HMI_AR_CUTOUT).submap([128, 128] * u.pix, top_right=[383, 383] * u.pix)
+lowres = degrade(truth)
+options = dict(calibrate=False, progress=False)
+runs = {}
+for name, kwargs in [
+    ("10 steps, seed 0", dict(seed=0)),
+    ("10 steps, seed 1", dict(seed=1)),
+    ("distilled, seed 0", dict(seed=0, sampler="distilled")),
+]:
+    runs[name] = out = superresolve(lowres, **kwargs, **options)
+    print(
+        f"{name:>18}: {out.meta['srsched']}, {out.meta['srsteps']} network evaluations, "
+        f"revision {out.meta['srmodrev']}"
+    )
+
+
+def rms(a, b):
+    return np.sqrt(np.mean((a.data - b.data) ** 2))
+
+
+teacher, other, student = runs.values()
+print(f"student vs teacher, same seed: {rms(student, teacher):.1f} G rms")
+print(f"teacher, seed 0 vs seed 1:     {rms(teacher, other):.1f} G rms")
+print(f"teacher vs truth:              {rms(teacher, truth):.1f} G rms")
+
+###############################################################################
+# The samples side by side, and their radial power spectra. Right of the dashed line (MDI's Nyquist
+# frequency) lies what a 2"/pixel map cannot hold; the student's finest scales are a little smoother
+# than its teacher's.
+
+fig = plt.figure(figsize=(10, 7))
+for i, (name, smap) in enumerate((("truth (HMI)", truth), *runs.items())):
+    ax = fig.add_subplot(2, 4, i + 1, projection=smap)
+    smap.plot(axes=ax, cmap="hmimag", norm=None, vmin=-500, vmax=500, title=name)
+    ax.set_axis_off()
+ax = fig.add_subplot(2, 1, 2)
+for name, smap in (("truth (HMI)", truth), *runs.items()):
+    k, power = spectra.radial_power_spectrum(smap)
+    ax.loglog(k[1:], power[1:], label=name)
+ax.axvline(0.25, color="grey", ls="--", lw=1)
+ax.set_xlabel("k [1/arcsec]")
+ax.set_ylabel("power [G$^2$ arcsec$^2$]")
+ax.legend()
+plt.show()
