@@ -13,8 +13,9 @@ For each ``--model`` (a registry name or model directory, optionally ``:SAMPLER:
 * on the held-out 2016-07-07 crops of ``evaluate_heldout.py``: the unsigned-flux and spectral errors
   of one sample, and the coverage of ``mean +- 2 std`` of ``--samples`` samples (stochastic models).
 
-Each diffusion model also gets a row for the paper's 1000-step DDPM chain, its times extrapolated from
-the network evaluations (``est.``; quality not scored: a thousand evaluations per sample). The last
+Each diffusion model (but a distilled student) also gets a row for the paper's 1000-step DDPM chain,
+its times extrapolated from the network evaluations (``est.``; quality not scored: a thousand
+evaluations per sample). The last
 lines extrapolate the MDI archive, about 80,000 full disks (96-minute cadence, 1996-2011), over N
 workers of ``sunpy-superres batch``, each one such machine. Run from the repository root::
 
@@ -112,6 +113,8 @@ def measure(spec, args):
         "spectral": one["spectral_error_mean"],
         "coverage": mean["coverage_2sd_mean"] if model.stochastic and samples > 1 else float("nan"),
         "stochastic": model.stochastic,
+        # A distilled student runs only its own few steps: no 1000-step chain to extrapolate to.
+        "student": getattr(model, "own_sampler", None) is not None,
         "threads": torch.get_num_threads(),
         "device": str(model.device),
     }
@@ -157,7 +160,7 @@ def main():
             f"{cell(r['per_disk'], '.0f', r['estimated'])} | {cell(r['peak_mb'], '.0f')} | "
             f"{cell(r['flux'], '.2f')} | {cell(r['spectral'], '.2f')} | {cell(r['coverage'], '.3f')} |"
         )
-        if r["stochastic"] and r["nfe"]:
+        if r["stochastic"] and r["nfe"] and not r["student"]:
             scale = 1000 / r["nfe"]
             print(
                 f"| {r['model']}, the paper's chain | {r['revision']} | ddpm (1000) | 1000 | "
