@@ -70,6 +70,7 @@ __all__ = [
     "consistency_boundary",
     "trajectory_loss",
     "teacher_states",
+    "sampler_schedule",
     "STUDENT_SAMPLERS",
     "estimate_scales",
     "load_latent_space",
@@ -705,6 +706,21 @@ def consistency_loss(
     return (torch.sqrt((f - aim) ** 2 + huber_c**2) - huber_c).mean()
 
 
+def sampler_schedule(sampler, denoiser_config, device=None):
+    """
+    A scheduler set to a model's sampler settings, and the standard deviation of its initial noise.
+
+    ``sampler`` is a dict of ``name``, ``steps``, ``start_timestep`` and ``spacing``, as a
+    `DiffusionSuperResolution` runs them (`make_scheduler`, `set_sampler_timesteps`).
+    """
+    sched = make_scheduler(sampler["name"], denoiser_config)
+    sigma = set_sampler_timesteps(
+        sched, sampler["name"], sampler["steps"], sampler.get("start_timestep"), device=device,
+        spacing=sampler.get("spacing", "linear"),
+    )  # fmt: skip
+    return sched, sigma
+
+
 @torch.no_grad()
 def teacher_states(teacher, denoiser_config, cond, noise, sampler, stops):
     """
@@ -742,11 +758,7 @@ def teacher_states(teacher, denoiser_config, cond, noise, sampler, stops):
             f"a trajectory is distilled from a deterministic sampler ({', '.join(DETERMINISTIC_SAMPLERS)}); "
             f"the teacher's is {name!r}"
         )
-    sched = make_scheduler(name, denoiser_config)
-    sigma = set_sampler_timesteps(
-        sched, name, sampler["steps"], sampler.get("start_timestep"), device=noise.device,
-        spacing=sampler.get("spacing", "linear"),
-    )  # fmt: skip
+    sched, sigma = sampler_schedule(sampler, denoiser_config, device=noise.device)
     schedule = [int(t) for t in sched.timesteps]
     if schedule[:1] != list(stops[:1]) or any(t not in schedule for t in stops):
         raise ValueError(

@@ -8,7 +8,8 @@ the one distilled. The student starts as a copy of the teacher's denoiser and le
 sampler does between two of the student's ``timesteps`` (progressive distillation's objective,
 Salimans & Ho 2022, for a chosen subset of the teacher's steps rather than their halves). Unlike a
 consistency model it keeps the sampler's deterministic map from noise to sample, so the sample's
-texture, and with it the teacher's noise-level conditioning and calibration, carry over. The export
+texture and the meaning of the noise label carry over (the student's own noise-label map and
+uncertainty calibration, measured again, come out close to the teacher's). The export
 is a model directory like the teacher's, with the student as its denoiser and ``"distilled"`` as its
 sampler, on those timesteps.
 """
@@ -20,8 +21,7 @@ import torch
 from ...models.diffusion import (
     DETERMINISTIC_SAMPLERS,
     DiffusionSuperResolution,
-    make_scheduler,
-    set_sampler_timesteps,
+    sampler_schedule,
     trajectory_loss,
 )
 from .registry import register
@@ -96,11 +96,7 @@ class TrajectoryTask(StudentTask):
     @classmethod
     def timesteps(cls, cfg, teacher):
         """The student's timesteps: the config's, checked against the teacher's schedule, or spread over it."""
-        sampler = cls.teacher_sampler(teacher)
-        sched = make_scheduler(sampler["name"], teacher.denoiser.config)
-        set_sampler_timesteps(
-            sched, sampler["name"], sampler["steps"], sampler["start_timestep"], spacing=sampler["spacing"]
-        )
+        sched, _ = sampler_schedule(cls.teacher_sampler(teacher), teacher.denoiser.config)
         schedule = [int(t) for t in sched.timesteps]
         chosen = [int(t) for t in cls.section(cfg.model).timesteps]
         if not chosen:
