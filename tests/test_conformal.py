@@ -80,15 +80,81 @@ def test_a_floor_fixes_a_spread_that_misses_unpredictable_noise():
         return samples, truth
 
     train, test = draw(24), draw(12)
-    edges = [0] * u.G
-    plain = fit_std_calibration(*(q * u.G for q in train), edges=edges, smoothing=0, floors=[0] * u.G)
-    floored = fit_std_calibration(*(q * u.G for q in train), edges=edges, smoothing=0)
+    # One bin, and the coverage kept over all true fields only: this test is about the floor.
+    edges = ranges = [0] * u.G
+    plain = fit_std_calibration(
+        *(q * u.G for q in train), edges=edges, truth_ranges=ranges, smoothing=0, floors=[0] * u.G
+    )
+    floored = fit_std_calibration(*(q * u.G for q in train), edges=edges, truth_ranges=ranges, smoothing=0)
     assert floored.floors_gauss[0] >= 4
     mean, std = test[0].mean(axis=1), test[0].std(axis=1, ddof=1)
     for cal, ok in [(plain, False), (floored, True)]:
         z = np.abs(test[1] - mean) / cal.apply(mean * u.G, std * u.G, 8).to_value(u.G)
         assert np.mean(z <= 2) == pytest.approx(TWO_SIGMA_COVERAGE, abs=0.01)
         assert (abs(np.mean(z <= 1) - ONE_SIGMA_COVERAGE) < 0.03) == ok
+
+
+def _diluted_elements(rng, images, size=48, n=8):
+    """
+    Quiet field (|mean| < 50 G), network (50-100 G) and plage (100-400 G), each with the right spread
+    and, in 1 % of the pixels, elements the input diluted: the mean says 60-100 G with a 5 G spread,
+    the truth is 40 G stronger. They are too few to move the factor of their output bin, and many
+    among the true 100-500 G pixels.
+    """
+    kind = rng.choice(4, p=[0.6, 0.29, 0.1, 0.01], size=(images, size, size))
+    ranges = np.array([[-50, 50], [50, 100], [100, 400], [60, 100]], dtype=float)[kind]
+    mean = rng.uniform(ranges[..., 0], ranges[..., 1])
+    spread = np.where(kind == 2, 20.0, 5.0)
+    truth = mean + rng.normal(0, spread) + np.where(kind == 3, 40.0, 0.0)
+    samples = mean[:, None] + rng.normal(0, 1, (images, n, size, size)) * spread[:, None]
+    return samples, truth
+
+
+def _coverage_2sd(cal, samples, truth, select):
+    mean, std = samples.mean(axis=1), samples.std(axis=1, ddof=1)
+    z = np.abs(truth - mean) / cal.apply(mean * u.G, std * u.G, samples.shape[1]).to_value(u.G)
+    return float(np.mean(z[select(mean, truth)] <= 2))
+
+
+def test_truth_ranges_raise_the_factors_where_diluted_elements_hide():
+    """Bins of the output cannot see an element the input diluted; the ranges of the true field can."""
+    rng = np.random.default_rng(7)
+    train, test = _diluted_elements(rng, 24), _diluted_elements(rng, 24)
+    kw = {"edges": [0, 50, 100] * u.G, "smoothing": 0, "floors": [0] * u.G}
+    plain = fit_std_calibration(*(q * u.G for q in train), truth_ranges=[] * u.G, **kw)
+    kept = fit_std_calibration(*(q * u.G for q in train), truth_ranges=[0, 100, 500] * u.G, **kw)
+    assert plain.multipliers == () and len(kept.multipliers) == len(kept.samples) == 3
+    plage = lambda m, t: (np.abs(t) >= 100) & (np.abs(t) < 500)  # noqa: E731
+    # Without the ranges, each output bin is right and the true 100-500 G range is not:
+    for lo, hi in [(0, 50), (50, 100), (100, np.inf)]:
+        in_bin = lambda m, t, lo=lo, hi=hi: (np.abs(m) >= lo) & (np.abs(m) < hi)  # noqa: E731
+        assert _coverage_2sd(plain, *test, in_bin) == pytest.approx(TWO_SIGMA_COVERAGE, abs=0.015)
+        assert _coverage_2sd(kept, *test, in_bin) >= TWO_SIGMA_COVERAGE - 0.015  # raised, never lowered
+    assert _coverage_2sd(plain, *test, plage) < 0.91
+    assert _coverage_2sd(kept, *test, plage) == pytest.approx(TWO_SIGMA_COVERAGE, abs=0.015)
+    # Only the bins that reach above 50 G (half the range's edge) were raised, by the 100 G range:
+    ratio = np.asarray(kept.scales[-1]) / np.asarray(plain.scales[-1])
+    np.testing.assert_allclose(ratio, [1, *[kept.multipliers[-1][1]] * 2])
+    assert kept.multipliers[-1][0] == 1 and kept.multipliers[-1][1] > 1.5
+
+
+def test_truth_range_multiplier_is_the_smallest_that_reaches_the_target():
+    rng = np.random.default_rng(8)
+    samples, truth = _diluted_elements(rng, 12)
+    kw = {"edges": [0, 50, 100] * u.G, "smoothing": 0, "floors": [0] * u.G, "counts": [8]}
+    kept = fit_std_calibration(samples * u.G, truth * u.G, truth_ranges=[100] * u.G, **kw)
+    plage = lambda m, t: np.abs(t) >= 100  # noqa: E731
+    n = int(np.sum(plage(None, truth)))
+    rank = math.ceil((n + 1) * TWO_SIGMA_COVERAGE)
+    assert _coverage_2sd(kept, samples, truth, plage) * n >= rank
+    smaller = StdCalibration(
+        edges_gauss=kept.edges_gauss,
+        samples=kept.samples,
+        scales=((kept.scales[0][0], *(x * (1 - 1e-6) for x in kept.scales[0][1:])),),
+    )
+    assert _coverage_2sd(smaller, samples, truth, plage) * n < rank
+    again = StdCalibration.from_dict(kept.to_dict())
+    assert again == kept and again.truth_ranges_gauss == (100.0,)
 
 
 def test_smoothing_averages_variance_and_keeps_nan():

@@ -19,7 +19,8 @@ times with the model's own sampler and back-projection (a noise-conditioned mode
 noise of the crop's own frame, `sunpy_superres.metrics.physics.quiet_sun_noise` within 0.9 solar
 radii, or of its patch: the factors then calibrate the spread against a truth whose noise the model
 was asked for, as a user's target level would be; ``--noise-level`` fixes one level instead);
-`sunpy_superres.conformal.fit_std_calibration` then fits the factors. Run from the repository root::
+`sunpy_superres.conformal.fit_std_calibration` then fits the factors, per bin of the output and
+then, raised where needed, per range of the true field. Run from the repository root::
 
     python tools/calibrate_uncertainty.py runs/cpu-ldm-res-s2d/model --samples 8 --write
 
@@ -243,6 +244,10 @@ def main():
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
     print(f"calibration: smoothing {cal.smoothing:g} px; factors per bin at N = {cal.samples}: {cal.scales}")
+    print(
+        f"of which multipliers for the true ranges from {cal.truth_ranges_gauss} G, at N = {cal.samples}: "
+        f"{cal.multipliers}"
+    )
     calibrated = [
         p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
         for p in preds
