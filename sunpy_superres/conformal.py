@@ -40,6 +40,18 @@ A third step keeps the coverage in ranges of the *true* field, where the maps ar
   empirical property of the calibration images, not a guarantee (no interval that does not know the
   truth can promise coverage conditional on it).
 
+And the factors may follow the noise level asked of the output:
+
+* **Noise level.** A noise-conditioned model is asked for the quiet-Sun noise of its output, and the
+  ratio of the error to the spread depends on it: with one set of factors fitted on crops of a
+  4.84 G and a 3.53 G frame, each at its own level, ``+-2 std`` covered 0.947 of the quiet pixels of
+  the first and 0.964 of the second (the default's calibration crops). Given each calibration
+  image's level, the factors of each level's own images, in each bin with at least
+  `MIN_LEVEL_PIXELS` of their pixels, are stored as ratios to the pooled ones (1 elsewhere), and a
+  run asking for a level takes the ratios interpolated linearly between the fitted levels (the
+  nearest one outside them). The ratios multiply the pooled factors after the ranges of the true
+  field have raised those, so the raising is shared by every level.
+
 The guarantee assumes exchangeable calibration and test pixels; neighbouring pixels of one
 magnetogram are correlated, so it is approximate, and coverage on frames the calibration never saw
 is the check (`sunpy_superres.evaluation.uncertainty_calibration`). Prefer crops of frames the
@@ -69,6 +81,7 @@ __all__ = [
     "smooth_std",
     "DEFAULT_BIN_EDGES",
     "TRUTH_RANGES",
+    "MIN_LEVEL_PIXELS",
     "TWO_SIGMA_COVERAGE",
 ]
 
@@ -82,6 +95,10 @@ DEFAULT_BIN_EDGES = (0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0) * u.G
 #: is open): the quiet Sun, network and plage, active regions, as
 #: `sunpy_superres.evaluation.uncertainty_calibration` reports them.
 TRUTH_RANGES = (0.0, 100.0, 500.0) * u.G
+#: Fewest of a noise level's fitting pixels in a bin for that level to get its own factor there: the
+#: conformal rank at 0.9545 needs only 22, but its quantile must be steady, and a bin of a quiet
+#: frame's strong field holds a few hundred pixels.
+MIN_LEVEL_PIXELS = 2000
 #: Coverage of ``+-2`` standard deviations of a normal distribution.
 TWO_SIGMA_COVERAGE = float(stats.norm.cdf(2) - stats.norm.cdf(-2))
 
@@ -148,6 +165,11 @@ class StdCalibration:
     multipliers : tuple of tuple of float
         Per sample count, the multiplier of each of those ranges (1: that range was covered
         already); the factors in ``scales`` include them.
+    noise_levels_gauss : tuple of float
+        Output noise levels (G, increasing) at which ratios were fitted (empty: the factors do not
+        depend on the level; see the module notes).
+    noise_ratios : tuple of tuple of tuple of float
+        Per noise level, per sample count, per bin: the ratio of that level's factor to the pooled one.
     source : str
         What the calibration was fitted on (free text, recorded in model manifests).
     method : str
@@ -163,6 +185,8 @@ class StdCalibration:
     n_pixels: tuple = ()
     truth_ranges_gauss: tuple = ()
     multipliers: tuple = ()
+    noise_levels_gauss: tuple = ()
+    noise_ratios: tuple = ()
     source: str = ""
     method: str = "split-conformal"
 
@@ -186,10 +210,26 @@ class StdCalibration:
             or not all(f >= 0 and math.isfinite(f) for f in self.floors_gauss)
         ):
             raise ValueError(f"floors must be one non-negative value (G) per bin, got {self.floors_gauss}")
+        levels = list(self.noise_levels_gauss)
+        if levels != sorted(set(levels)) or len(self.noise_ratios) != len(levels):
+            raise ValueError(f"noise levels must increase, with one set of ratios each, got {levels}")
+        if any(
+            len(r) != len(self.samples) or any(len(x) != len(self.edges_gauss) for x in r)
+            for r in self.noise_ratios
+        ) or not all(x > 0 and math.isfinite(x) for r in self.noise_ratios for c in r for x in c):
+            raise ValueError("noise ratios must be positive, one per bin for every sample count")
 
-    def factors(self, samples):
+    def factors(self, samples, noise_level=None):
         """
         The factor of each bin for ``samples`` samples (see the module notes).
+
+        Parameters
+        ----------
+        samples : int
+            Number of samples.
+        noise_level : `~astropy.units.Quantity` or float, optional
+            Output noise level asked of the model (G); without it, or without fitted levels, the
+            pooled factors.
 
         Raises
         ------
@@ -200,9 +240,14 @@ class StdCalibration:
             raise ValueError("the standard deviation needs at least 2 samples")
         k = int(np.argmin([abs(math.log(samples / n)) for n in self.samples]))
         ratio = _t_half_width(samples, self.coverage) / _t_half_width(self.samples[k], self.coverage)
-        return np.asarray(self.scales[k], dtype=np.float64) * ratio
+        factors = np.asarray(self.scales[k], dtype=np.float64) * ratio
+        if noise_level is None or not self.noise_levels_gauss:
+            return factors
+        level = u.Quantity(noise_level, u.G).to_value(u.G)
+        ratios = np.asarray([r[k] for r in self.noise_ratios], dtype=np.float64)  # (levels, bins)
+        return factors * np.array([np.interp(level, self.noise_levels_gauss, col) for col in ratios.T])
 
-    def apply(self, mean, std, samples):
+    def apply(self, mean, std, samples, noise_level=None):
         """
         The calibrated standard deviation.
 
@@ -213,6 +258,8 @@ class StdCalibration:
             (or Mx/cm2).
         samples : int
             How many samples they come from.
+        noise_level : `~astropy.units.Quantity` or float, optional
+            Output noise level the samples were asked for (G), for a calibration fitted per level.
 
         Returns
         -------
@@ -230,7 +277,7 @@ class StdCalibration:
         smooth = smooth_std(std.to_value(u.G), self.smoothing)
         if self.floors_gauss:
             smooth = np.hypot(smooth, np.asarray(self.floors_gauss, dtype=np.float64)[index])
-        return (smooth * self.factors(samples)[index] * u.G).to(std.unit)
+        return (smooth * self.factors(samples, noise_level)[index] * u.G).to(std.unit)
 
     def to_dict(self):
         """A JSON-ready dict (for a model manifest)."""
@@ -242,6 +289,8 @@ class StdCalibration:
         d["floors_gauss"] = [float(f) for f in self.floors_gauss]
         d["truth_ranges_gauss"] = [float(x) for x in self.truth_ranges_gauss]
         d["multipliers"] = [[float(x) for x in m] for m in self.multipliers]
+        d["noise_levels_gauss"] = [float(x) for x in self.noise_levels_gauss]
+        d["noise_ratios"] = [[[float(x) for x in c] for c in r] for r in self.noise_ratios]
         return d
 
     @classmethod
@@ -256,17 +305,25 @@ class StdCalibration:
             floors_gauss=tuple(d.pop("floors_gauss", ())),
             truth_ranges_gauss=tuple(d.pop("truth_ranges_gauss", ())),
             multipliers=tuple(tuple(m) for m in d.pop("multipliers", ())),
+            noise_levels_gauss=tuple(d.pop("noise_levels_gauss", ())),
+            noise_ratios=tuple(tuple(tuple(c) for c in r) for r in d.pop("noise_ratios", ())),
             **d,
         )
 
-    def describe(self, samples):
-        """One line for a FITS header: method, smoothing and the factors per bin at ``samples``."""
+    def describe(self, samples, noise_level=None):
+        """
+        One line for a FITS header: method, smoothing, the noise level when the factors depend on it,
+        and the factors per bin at ``samples``.
+        """
         edges = list(self.edges_gauss)
         bins = [f"{a:g}-{b:g}G" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f">{edges[-1]:g}G"]
         floors = self.floors_gauss or (0.0,) * len(bins)
-        return f"conformal N={samples} sm={self.smoothing:g}px " + " ".join(
+        level = ""
+        if noise_level is not None and self.noise_levels_gauss:
+            level = f"noise={u.Quantity(noise_level, u.G).to_value(u.G):.3g}G "
+        return f"conformal N={samples} sm={self.smoothing:g}px {level}" + " ".join(
             f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "")
-            for b, s, f in zip(bins, self.factors(samples), floors, strict=True)
+            for b, s, f in zip(bins, self.factors(samples, noise_level), floors, strict=True)
         )
 
 
@@ -305,6 +362,7 @@ def fit_std_calibration(
     coverage=TWO_SIGMA_COVERAGE,
     edges: u.G = DEFAULT_BIN_EDGES,
     truth_ranges: u.G = TRUTH_RANGES,
+    noise_levels: u.G = None,
     source="",
 ):
     """
@@ -330,6 +388,10 @@ def fit_std_calibration(
     truth_ranges : `~astropy.units.Quantity`, optional
         Lower edges of the ranges of the true ``|B|`` whose coverage must reach ``coverage`` on the
         fitting images too (see the module notes); an empty Quantity for none.
+    noise_levels : `~astropy.units.Quantity`, optional
+        ``(n_images,)``: the output noise level each image's samples were asked for. With two or
+        more distinct levels, ratios of each level's factors to the pooled ones are fitted too (see
+        the module notes).
     source : str, optional
         What the calibration images are, for the record.
 
@@ -350,7 +412,8 @@ def fit_std_calibration(
     ------
     ValueError
         If shapes do not match, ``N < 2``, a bin has too few pixels for the quantile
-        (``(n + 1)(1 - alpha) > n``), or ``coverage`` is not in (0, 1).
+        (``(n + 1)(1 - alpha) > n``), ``coverage`` is not in (0, 1), or a range of ``truth_ranges``
+        cannot reach ``coverage`` (too few of its pixels lie in the bins raised for it).
     """
     samples, truth, counts = _check_calibration_inputs(samples, truth, counts, coverage)
     edge_values = np.asarray(edges.to_value(u.G), dtype=np.float64)
@@ -365,6 +428,9 @@ def fit_std_calibration(
             samples[choose], truth[choose], widths, floor_values, edge_values, coverage
         )
     range_values = np.sort(np.atleast_1d(np.asarray(truth_ranges.to_value(u.G), dtype=np.float64)))
+    levels, ratios = _fit_noise_ratios(
+        samples, truth, noise_levels, fit_images, counts, width, chosen_floors, edge_values, coverage
+    )
     scales, pixels, multipliers = _fit_scales(
         samples[fit_images],
         truth[fit_images],
@@ -385,6 +451,8 @@ def fit_std_calibration(
         n_pixels=pixels,
         truth_ranges_gauss=tuple(map(float, range_values)),
         multipliers=multipliers,
+        noise_levels_gauss=levels,
+        noise_ratios=ratios,
         source=str(source),
     )
 
@@ -482,6 +550,43 @@ def _fit_scales(samples, truth, counts, width, floors, edge_values, coverage, ra
         all_multipliers.append(tuple(multipliers))
         pixels = tuple(int(b[0].size) for b in binned)
     return tuple(all_scales), pixels, tuple(all_multipliers) if len(range_values) else ()
+
+
+def _fit_noise_ratios(samples, truth, noise_levels, fit_images, counts, width, floors, edge_values, coverage):
+    """
+    The fitted noise levels and, per level, per sample count, per bin, the ratio of the factor of
+    that level's fitting images to the pooled one (1 in a bin with fewer than `MIN_LEVEL_PIXELS`
+    of its pixels); empty with fewer than two levels.
+    """
+    if noise_levels is None:
+        return (), ()
+    per_image = np.asarray(u.Quantity(noise_levels, u.G).to_value(u.G), dtype=np.float64).ravel()
+    if per_image.shape != (samples.shape[0],) or not np.all(np.isfinite(per_image) & (per_image > 0)):
+        raise ValueError(
+            f"noise_levels must be one positive level (G) per calibration image, got {per_image.shape[0]} "
+            f"for {samples.shape[0]} images"
+        )
+    levels = np.unique(per_image[fit_images])
+    if levels.size < 2:
+        return (), ()
+    pooled = _fit_scales(samples[fit_images], truth[fit_images], counts, width, floors, edge_values, coverage)
+    ratios = []
+    for level in levels:
+        mine = fit_images[per_image[fit_images] == level]
+        own = []
+        for k, pooled_k in zip(counts, pooled[0], strict=True):
+            mean, std = _moments(samples[mine], k)
+            binned = _bins(mean, smooth_std(std, width), truth[mine], edge_values)
+            own.append(
+                tuple(
+                    _conformal_scale(err, sd, f, coverage, lo, hi)[0] / p
+                    if err.size >= MIN_LEVEL_PIXELS
+                    else 1.0
+                    for (err, sd, lo, hi), f, p in zip(binned, floors, pooled_k, strict=True)
+                )
+            )
+        ratios.append(tuple(own))
+    return tuple(float(x) for x in levels), tuple(ratios)
 
 
 def _raise_for_truth_ranges(mean, sd, truth, edge_values, floors, scales, range_values, coverage):

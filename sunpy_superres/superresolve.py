@@ -295,7 +295,8 @@ def _sample_statistics(run, opts):
     calibration = _uncertainty_calibration(run, opts)
     if calibration is not None:
         out_unit, _ = _unit_scale(run.smap)
-        std = calibration.apply(out * out_unit, std * out_unit, opts.samples).to_value(out_unit)
+        level = getattr(run.model, "noise_level", None)  # the level asked of a noise-conditioned model
+        std = calibration.apply(out * out_unit, std * out_unit, opts.samples, level).to_value(out_unit)
         std = std.astype(np.float32)
     return out, std, None if kept is None else np.stack(kept)
 
@@ -329,7 +330,11 @@ def _output_meta(run, opts):
     }
     if opts.samples > 1:
         calibration = _uncertainty_calibration(run, opts)
-        provenance["sruncal"] = "none" if calibration is None else calibration.describe(opts.samples)
+        provenance["sruncal"] = (
+            "none"
+            if calibration is None
+            else calibration.describe(opts.samples, getattr(model, "noise_level", None))
+        )
     meta.update(provenance)
     if run.cal_reference == UNKNOWN_REFERENCE:
         add_history(meta, "sunpy-superres: WARNING " + UNKNOWN_INSTRUMENT)

@@ -94,6 +94,26 @@ def test_a_floor_fixes_a_spread_that_misses_unpredictable_noise():
         assert (abs(np.mean(z <= 1) - ONE_SIGMA_COVERAGE) < 0.03) == ok
 
 
+def test_a_truth_range_out_of_reach_is_refused():
+    # Half the true 100 G-and-above pixels (the first 20 of 1024) come out near 0 G among quiet ones
+    # (too few to move the factor of their bin), where no bin is raised for that range.
+    rng = np.random.default_rng(3)
+    kind = np.zeros((2, 32, 32), int)
+    kind[:, 0, :20], kind[:, 1, :20] = 1, 2  # diluted, strong
+    mean = np.where(kind == 2, 500.0, 0.0)
+    samples = mean[:, None] + rng.normal(0, 1, (2, 4, 32, 32))
+    truth = mean + rng.normal(0, 1, mean.shape) + np.where(kind == 1, 200.0, 0.0)
+    with pytest.raises(ValueError, match="true range 100-inf G cannot reach coverage"):
+        fit_std_calibration(
+            samples * u.G,
+            truth * u.G,
+            edges=[0, 10] * u.G,
+            truth_ranges=[100] * u.G,
+            smoothing=0,
+            floors=[0] * u.G,
+        )
+
+
 def _diluted_elements(rng, images, size=48, n=8):
     """
     Quiet field (|mean| < 50 G), network (50-100 G) and plage (100-400 G), each with the right spread
@@ -157,6 +177,48 @@ def test_truth_range_multiplier_is_the_smallest_that_reaches_the_target():
     assert again == kept and again.truth_ranges_gauss == (100.0,)
 
 
+def _two_noise_levels(rng, images, size=48, n=8):
+    """Images at 3 G and 5 G of output noise, alternately: the quiet spread is too narrow by 1.2 at
+    the first and by 2 at the second; a plage bin (too few pixels at 3 G) is right at both."""
+    level = np.where(np.arange(images) % 2, 5.0, 3.0)
+    mean = rng.uniform(-40, 40, (images, size, size))
+    plage = np.broadcast_to((np.arange(size) < 6) & (level[:, None, None] == 5.0), (images, size, size))
+    mean = np.where(plage, rng.uniform(200, 400, mean.shape), mean)
+    true_sd = np.where(plage, 20.0, level[:, None, None])
+    shrink = np.where(plage, 1.0, np.where(level[:, None, None] == 5.0, 2.0, 1.2))
+    truth = mean + rng.normal(0, true_sd)
+    samples = mean[:, None] + rng.normal(0, 1, (images, n, size, size)) * (true_sd / shrink)[:, None]
+    return samples, truth, level
+
+
+def test_factors_follow_the_noise_level_of_the_output():
+    rng = np.random.default_rng(11)
+    samples, truth, level = _two_noise_levels(rng, 32)
+    kw = {"edges": [0, 100] * u.G, "smoothing": 0, "floors": [0] * u.G, "truth_ranges": [] * u.G}
+    pooled = fit_std_calibration(samples * u.G, truth * u.G, **kw)
+    cal = fit_std_calibration(samples * u.G, truth * u.G, noise_levels=level * u.G, **kw)
+    assert pooled.noise_levels_gauss == () and cal.noise_levels_gauss == (3.0, 5.0)
+    assert cal.scales == pooled.scales and StdCalibration.from_dict(cal.to_dict()) == cal
+    # The quiet bin's ratios straddle 1; the plage bin has too few pixels at 3 G for its own factor.
+    quiet = [r[-1][0] for r in cal.noise_ratios]
+    assert quiet[0] < 0.85 and quiet[1] > 1.1
+    assert cal.noise_ratios[0][-1][1] == 1.0
+    np.testing.assert_allclose(cal.factors(8, 4.0 * u.G)[0], cal.factors(8)[0] * np.mean(quiet))
+    np.testing.assert_allclose(cal.factors(8, 9.0)[0], cal.factors(8)[0] * quiet[1])  # nearest outside
+    # Fresh data at each level: its own factors cover the quiet pixels as asked; the pooled ones do not.
+    fresh, fresh_truth, fresh_level = _two_noise_levels(rng, 16)
+    for lv in (3.0, 5.0):
+        s, t = fresh[fresh_level == lv], fresh_truth[fresh_level == lv]
+        mean, std = s.mean(axis=1), s.std(axis=1, ddof=1)
+        sel = np.abs(mean) < 100
+        for c, at, ok in [(pooled, None, False), (cal, lv, True)]:
+            z = np.abs(t - mean) / c.apply(mean * u.G, std * u.G, 8, at).to_value(u.G)
+            assert (abs(np.mean(z[sel] <= 2) - TWO_SIGMA_COVERAGE) < 0.01) == ok
+    assert "noise=5G" in cal.describe(8, 5.0) and "noise" not in cal.describe(8)
+    with pytest.raises(ValueError, match="one positive level"):
+        fit_std_calibration(samples * u.G, truth * u.G, noise_levels=level[:3] * u.G, **kw)
+
+
 def test_smoothing_averages_variance_and_keeps_nan():
     std = np.full((20, 20), 2.0)
     std[:, 10:] = 4.0
@@ -210,6 +272,10 @@ def test_apply_keeps_units_and_nan_and_round_trips():
         ({"scales": ((1.0, 2.0),)}, "one scale per bin"),
         ({"smoothing": -1.0}, "non-negative"),
         ({"floors_gauss": (1.0, 2.0)}, "one non-negative value"),
+        ({"noise_levels_gauss": (4.0, 3.0), "noise_ratios": (((1.0,),), ((1.0,),))}, "must increase"),
+        ({"noise_levels_gauss": (3.0,)}, "one set of ratios each"),
+        ({"noise_levels_gauss": (3.0,), "noise_ratios": (((1.0, 1.0),),)}, "one per bin"),
+        ({"noise_levels_gauss": (3.0,), "noise_ratios": (((0.0,),),)}, "positive"),
     ],
 )
 def test_bad_calibrations_refused(kwargs, match):

@@ -232,3 +232,16 @@ def test_superresolve_applies_the_models_calibration(mdi_cutout):
     w2 = np.abs(two.data) < 100
     np.testing.assert_allclose(two.std.value[w2], ratio * two_raw.std.value[w2], rtol=1e-5)
     assert superresolve(mdi_cutout, model=model, progress=False).meta.get("sruncal") is None
+    # Factors fitted per noise level follow the level asked of the model (interpolated between them).
+    model.uncertainty_calibration = StdCalibration(
+        edges_gauss=(0.0, 100.0),
+        scales=((2.0, 5.0),),
+        samples=(4,),
+        noise_levels_gauss=(2.0, 4.0),
+        noise_ratios=(((0.5, 1.0),), ((1.5, 1.0),)),
+    )
+    model.noise_level = 3.5
+    level = superresolve(mdi_cutout, model=model, samples=4, seed=2, progress=False)
+    np.testing.assert_allclose(level.std.value[weak], 1.25 * 2 * raw.std.value[weak], rtol=1e-5)
+    np.testing.assert_allclose(level.std.value[~weak], 5 * raw.std.value[~weak], rtol=1e-5)
+    assert level.meta["sruncal"] == "conformal N=4 sm=0px noise=3.5G 0-100G:2.5 >100G:5"

@@ -240,7 +240,10 @@ def main():
         f"{len(crops)} crops of {args.crop}^2 from {names}; "
         f"sampler {model.sampler} {model.steps} steps from t={model.start_timestep}"
     )
-    cal = fit_std_calibration(samples * u.G, truth * u.G, source=source)
+    # A noise-conditioned model's factors may follow the level asked of it: each crop's level goes in.
+    cal = fit_std_calibration(
+        samples * u.G, truth * u.G, noise_levels=levels * u.G if conditioned else None, source=source
+    )
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
     print(f"calibration: smoothing {cal.smoothing:g} px; factors per bin at N = {cal.samples}: {cal.scales}")
@@ -248,10 +251,18 @@ def main():
         f"of which multipliers for the true ranges from {cal.truth_ranges_gauss} G, at N = {cal.samples}: "
         f"{cal.multipliers}"
     )
-    calibrated = [
-        p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
-        for p in preds
-    ]
+    if cal.noise_levels_gauss:
+        print(
+            f"and ratios at the noise levels {cal.noise_levels_gauss} G, at N = {cal.samples}: {cal.noise_ratios}"
+        )
+
+    def calibrated_map(p, level):
+        if conditioned and level is None:  # a check patch sampled at the model's default level
+            level = model.noise_level
+        std = cal.apply(p.data * p.unit, p.std, args.samples, level if conditioned else None)
+        return p.from_map(p.mean_map, std=std.to_value(p.unit))
+
+    calibrated = [calibrated_map(p, level) for p, level in zip(preds, levels, strict=True)]
     print("(odd-numbered crops fit the factors, even-numbered ones chose the smoothing)")
     print("calibrated, on the calibration crops (in-sample):")
     print("\n".join(uncertainty_calibration(calibrated, truths).pformat(max_width=-1)))
@@ -264,24 +275,22 @@ def main():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             checks = [(c, f) for f in check_files for c in patch_crops(f, args.crop)]
+        check_levels = [check_level(model, f, args, conditioned) for _, f in checks]
         ums = [
             superresolve(
                 degrade(t),
                 model=model,
-                noise_level=check_level(model, f, args, conditioned),
+                noise_level=level,
                 samples=args.samples,
                 seed=args.seed + 10_000 + i,
                 calibrate=False,
                 calibrate_uncertainty=False,
                 progress=False,
             )
-            for i, (t, f) in enumerate(checks)
+            for i, ((t, _), level) in enumerate(zip(checks, check_levels, strict=True))
         ]
         checks = [t for t, _ in checks]
-        ums = [
-            p.from_map(p.mean_map, std=cal.apply(p.data * p.unit, p.std, args.samples).to_value(p.unit))
-            for p in ums
-        ]
+        ums = [calibrated_map(p, level) for p, level in zip(ums, check_levels, strict=True)]
         print(f"calibrated, on {len(checks)} check crops of {len(check_files)} patches (not fitted on):")
         print("\n".join(uncertainty_calibration(ums, checks).pformat(max_width=-1)))
 
