@@ -130,7 +130,12 @@ def test_default_uncertainty_is_calibrated_on_held_out_data():
 
     truth = sunpy.map.Map(HMI_HELDOUT_CUTOUT)
     um = superresolve(degrade(truth), samples=8, seed=0, calibrate=False, progress=False)
-    assert um.meta["sruncal"].startswith("conformal N=8")
+    assert um.meta["sruncal"].startswith("conformal N=8 sm=0px noise=3.5G ")
+    # Raised for the ranges of the true field, and fitted per noise level (2019 and 2011 frames).
+    cal = load_model("default", device="cpu").uncertainty_calibration
+    assert cal.truth_ranges_gauss == (0.0, 100.0, 500.0) and cal.multipliers[-1][1] > 1
+    assert [round(x, 1) for x in cal.noise_levels_gauss] == [3.5, 4.8]
+    assert cal.factors(8, 3.5)[0] < cal.factors(8)[0] < cal.factors(8, 4.8)[0]
     raw = superresolve(
         degrade(truth), samples=8, seed=0, calibrate=False, calibrate_uncertainty=False, progress=False
     )
