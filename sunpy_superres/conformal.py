@@ -428,10 +428,7 @@ def fit_std_calibration(
             samples[choose], truth[choose], widths, floor_values, edge_values, coverage
         )
     range_values = np.sort(np.atleast_1d(np.asarray(truth_ranges.to_value(u.G), dtype=np.float64)))
-    levels, ratios = _fit_noise_ratios(
-        samples, truth, noise_levels, fit_images, counts, width, chosen_floors, edge_values, coverage
-    )
-    scales, pixels, multipliers = _fit_scales(
+    scales, pixels, multipliers, plain = _fit_scales(
         samples[fit_images],
         truth[fit_images],
         counts,
@@ -440,6 +437,9 @@ def fit_std_calibration(
         edge_values,
         coverage,
         range_values,
+    )
+    levels, ratios = _fit_noise_ratios(
+        samples, truth, noise_levels, fit_images, counts, width, chosen_floors, edge_values, coverage, plain
     )
     return StdCalibration(
         edges_gauss=tuple(map(float, edge_values)),
@@ -532,9 +532,10 @@ def _choose_smoothing_and_floors(samples, truth, widths, floor_values, edge_valu
 def _fit_scales(samples, truth, counts, width, floors, edge_values, coverage, range_values=()):
     """
     Per sample count, the conformal factor of each bin, raised for the ranges of the true field;
-    the pixels per bin (at the last count); and per count the multiplier of each range.
+    the pixels per bin (at the last count); per count the multiplier of each range; and per count
+    the factors before the raising.
     """
-    all_scales, all_multipliers, pixels = [], [], ()
+    all_scales, all_multipliers, all_plain, pixels = [], [], [], ()
     for k in counts:
         mean, std = _moments(samples, k)
         sd = smooth_std(std, width)
@@ -543,20 +544,24 @@ def _fit_scales(samples, truth, counts, width, floors, edge_values, coverage, ra
             _conformal_scale(err, s, f, coverage, lo, hi)[0]
             for (err, s, lo, hi), f in zip(binned, floors, strict=True)
         ]
+        all_plain.append(tuple(scales))
         scales, multipliers = _raise_for_truth_ranges(
             mean, sd, truth, edge_values, floors, scales, range_values, coverage
         )
         all_scales.append(tuple(scales))
         all_multipliers.append(tuple(multipliers))
         pixels = tuple(int(b[0].size) for b in binned)
-    return tuple(all_scales), pixels, tuple(all_multipliers) if len(range_values) else ()
+    multipliers = tuple(all_multipliers) if len(range_values) else ()
+    return tuple(all_scales), pixels, multipliers, tuple(all_plain)
 
 
-def _fit_noise_ratios(samples, truth, noise_levels, fit_images, counts, width, floors, edge_values, coverage):
+def _fit_noise_ratios(
+    samples, truth, noise_levels, fit_images, counts, width, floors, edge_values, coverage, pooled
+):
     """
     The fitted noise levels and, per level, per sample count, per bin, the ratio of the factor of
-    that level's fitting images to the pooled one (1 in a bin with fewer than `MIN_LEVEL_PIXELS`
-    of its pixels); empty with fewer than two levels.
+    that level's fitting images to the pooled one before the raising (``pooled``, per count; 1 in a
+    bin with fewer than `MIN_LEVEL_PIXELS` of its pixels); empty with fewer than two levels.
     """
     if noise_levels is None:
         return (), ()
@@ -569,12 +574,11 @@ def _fit_noise_ratios(samples, truth, noise_levels, fit_images, counts, width, f
     levels = np.unique(per_image[fit_images])
     if levels.size < 2:
         return (), ()
-    pooled = _fit_scales(samples[fit_images], truth[fit_images], counts, width, floors, edge_values, coverage)
     ratios = []
     for level in levels:
         mine = fit_images[per_image[fit_images] == level]
         own = []
-        for k, pooled_k in zip(counts, pooled[0], strict=True):
+        for k, pooled_k in zip(counts, pooled, strict=True):
             mean, std = _moments(samples[mine], k)
             binned = _bins(mean, smooth_std(std, width), truth[mine], edge_values)
             own.append(
