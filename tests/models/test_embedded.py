@@ -14,7 +14,7 @@ from sunpy_superres.metrics import image, physics, spectra
 from sunpy_superres.models import DEFAULT_MODEL, available_models, load_model
 from sunpy_superres.models.manifest import MANIFEST, verify_directory
 
-EMBEDDED = ["enhance", "ldm", "ldm-res", "progressive"]
+EMBEDDED = ["ddpm-res", "enhance", "ldm", "ldm-res", "progressive"]
 
 
 def test_embedded_models_are_small_verified_and_registered():
@@ -159,6 +159,23 @@ def test_the_direct_latent_model_says_what_it_is_and_what_noise_it_makes(hmi_pai
     lr, _ = hmi_pair
     out = superresolve(lr, model="ldm", seed=0, calibrate=False, progress=False)
     assert out.meta["srmodel"] == "ldm" and out.meta["srnoise"] == 4.4
+
+
+@pytest.mark.parametrize(("name", "residual"), [("ddpm-res", True)])
+def test_the_pixel_space_models_say_what_they_are(hmi_pair, name, residual):
+    """``ddpm-res`` and ``ddpm`` (the paper's comparison): the default's recipe on the 0.5" grid itself."""
+    card = (MODELS_DIR / name / "MODEL_CARD.md").read_text().lower()
+    for fact in ("2016-07-07", "pixel", "residual", "a&a 698, a140", f"{name}-cpu", "latent against pixel"):
+        assert fact in card
+    model = load_model(name, device="cpu")
+    assert (model.name, model.sampler, model.steps, model.start_timestep) == (name, "dpm-solver++", 10, 999)
+    config = model.denoiser.config
+    assert (config.space, config.residual, config.noise_conditioning) == ("pixel", residual, True)
+    assert model.uncertainty_calibration is not None and model.noise_label_map is not None
+    lr, _ = hmi_pair
+    out = superresolve(lr, model=name, seed=0, calibrate=False, progress=False)
+    assert out.meta["srmodel"] == name and out.meta["srnoise"] == model.noise_level
+    assert out.meta["srmodrev"] == model.revision
 
 
 def test_the_default_ships_a_four_step_student_that_follows_its_samples(hmi_pair):
