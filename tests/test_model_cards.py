@@ -109,18 +109,16 @@ def assert_shown(card, label, shown, got):
 
 
 @pytest.mark.slow
-def test_diffusion_rows_of_the_default_card_are_reproduced():
-    # The default's own rows (one sample, mean of 8) and its coverage table, from the command the card
-    # quotes: 8 samples of each crop with seed 0, so the card's numbers come out again to their last
-    # digit.
-    card = MODELS_DIR / "ldm-res" / "MODEL_CARD.md"
+@pytest.mark.parametrize("name", ["ldm-res", "ldm", "ddpm-res", "ddpm"])
+def test_diffusion_rows_of_the_cards_are_reproduced(name):
+    # A diffusion model's own rows (one sample, mean of 8) and its coverage table, from the command its
+    # card quotes: 8 samples of each crop with seed 0, so the card's numbers come out again to their
+    # last digit.
+    card = MODELS_DIR / name / "MODEL_CARD.md"
     shown = table_cells(card.read_text())
-    out = table_cells(heldout_run("--model", "ldm-res", "--samples", "8"))
+    out = table_cells(heldout_run("--model", name, "--samples", "8"))
     # benchmark columns: model, n, psnr, ssim, flux, area, spectral, below 2"; the card's the same.
-    for label, row in (
-        ("this model, one sample", "ldm-res"),
-        ("this model, mean of 8", "ldm-res (mean of 8)"),
-    ):
+    for label, row in (("this model, one sample", name), ("this model, mean of 8", f"{name} (mean of 8)")):
         assert shown[label][1] == out[row][1]  # n
         for k in (2, 3, 4, 5, 6, 7):
             assert_shown(card.name, f"{label} column {k}", shown[label][k], out[row][k])
