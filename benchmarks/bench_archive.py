@@ -2,7 +2,8 @@
 Speed and quality of models and samplers in one table, and what the whole MDI archive would take.
 
 For each ``--model`` (a registry name or model directory, optionally ``:SAMPLER:STEPS``, e.g.
-``default:lcm:4``), measured in one run on this machine, each in a fresh process of its own:
+``default:lcm:4``, and ``@PRECISION`` for a diffusion model's networks, e.g. ``default@bf16``),
+measured in one run on this machine, each in a fresh process of its own:
 
 * seconds per 256x256 MDI input (1024x1024 out, one sample, the whole ``superresolve`` call, best of
   ``--repeats`` after a warm-up), and per MDI full disk (1024x1024 -> 4096x4096): with
@@ -40,15 +41,18 @@ MDI = "../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
 
 
 def load(spec, device):
-    """The model of ``NAME[:SAMPLER:STEPS]``, configured."""
+    """The model of ``NAME[:SAMPLER:STEPS][@PRECISION]``, configured (``default:distilled:4@bf16``)."""
     from sunpy_superres.models import load_model
 
+    spec, _, precision = spec.partition("@")
     name, *sampler = spec.split(":")
     model = load_model(name, device=device)
     if sampler:
         model = model.configure_sampler(
             sampler=sampler[0], steps=int(sampler[1]) if len(sampler) > 1 else None
         )
+    if precision:
+        model = model.configure_runtime(precision=precision)
     return model
 
 
@@ -123,7 +127,7 @@ def measure(spec, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument(
-        "--model", action="append", help="NAME[:SAMPLER:STEPS] (repeatable); default: default"
+        "--model", action="append", help="NAME[:SAMPLER:STEPS][@PRECISION] (repeatable); default: default"
     )
     parser.add_argument("--mdi", default=MDI, help="MDI full disk (also cropped for the 256x256 input)")
     parser.add_argument("--hmi", default=HMI_HELDOUT, help="held-out HMI frame for the quality columns")

@@ -9,7 +9,8 @@ Run from the repository root::
     python benchmarks/bench_default.py --model default --model enhance --model progressive --model bicubic
 
 ``--model`` takes registry names, model directories (e.g. an earlier default checked out of git
-history) or Hub references, optionally ``:SAMPLER:STEPS`` (``default:distilled:4``; as in
+history) or Hub references, optionally ``:SAMPLER:STEPS`` (``default:distilled:4``) and
+``@PRECISION`` (``default@bf16``: the networks under bfloat16 autocast; as in
 ``bench_archive.py``).
 """
 
@@ -62,7 +63,7 @@ def main():
     parser.add_argument(
         "--model",
         action="append",
-        help="NAME[:SAMPLER:STEPS] to time (repeatable); default: default, enhance",
+        help="NAME[:SAMPLER:STEPS][@PRECISION] to time (repeatable); default: default, enhance",
     )
     parser.add_argument("--size", type=int, default=256, help="input side in MDI pixels")
     parser.add_argument("--repeats", type=int, default=2)
