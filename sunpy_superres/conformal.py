@@ -174,6 +174,10 @@ class StdCalibration:
         What the calibration was fitted on (free text, recorded in model manifests).
     method : str
         ``"split-conformal"``.
+    antithetic : bool
+        Whether the samples it was fitted on were drawn in antithetic pairs (the ``antithetic``
+        option of `~sunpy_superres.superresolve`): the spread of such samples, and the error of their
+        mean, differ from those of independent ones, so the factors hold for that design only.
     """
 
     edges_gauss: tuple
@@ -189,6 +193,7 @@ class StdCalibration:
     noise_ratios: tuple = ()
     source: str = ""
     method: str = "split-conformal"
+    antithetic: bool = False
 
     def __post_init__(self):
         if (
@@ -321,7 +326,8 @@ class StdCalibration:
         level = ""
         if noise_level is not None and self.noise_levels_gauss:
             level = f"noise={u.Quantity(noise_level, u.G).to_value(u.G):.3g}G "
-        return f"conformal N={samples} sm={self.smoothing:g}px {level}" + " ".join(
+        design = "antithetic " if self.antithetic else ""
+        return f"conformal N={samples} {design}sm={self.smoothing:g}px {level}" + " ".join(
             f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "")
             for b, s, f in zip(bins, self.factors(samples, noise_level), floors, strict=True)
         )
@@ -364,6 +370,7 @@ def fit_std_calibration(
     truth_ranges: u.G = TRUTH_RANGES,
     noise_levels: u.G = None,
     source="",
+    antithetic=False,
 ):
     """
     Fit a `StdCalibration` by split conformal prediction, one quantile per ``|mean|`` bin.
@@ -394,6 +401,9 @@ def fit_std_calibration(
         the module notes).
     source : str, optional
         What the calibration images are, for the record.
+    antithetic : bool, optional
+        Whether each image's samples were drawn in antithetic pairs (samples ``2k`` and ``2k + 1``
+        from opposite initial noise); recorded, so that the factors are applied to that design only.
 
     Returns
     -------
@@ -454,6 +464,7 @@ def fit_std_calibration(
         noise_levels_gauss=levels,
         noise_ratios=ratios,
         source=str(source),
+        antithetic=bool(antithetic),
     )
 
 

@@ -103,6 +103,7 @@ PROVENANCE_KEYS = {
     "SRSPACE": "spacing of the sampler steps (linear, log-snr)",
     "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
+    "SRANTI": "samples drawn in antithetic pairs",
 }
 
 

@@ -80,6 +80,19 @@ class Options:
         used is recorded as ``SRSEED`` (-1 for deterministic models), so every result can be repeated.""",
         cli={"type": int, "metavar": "S", "help": "random seed of stochastic models"},
     )
+    antithetic: object = _option(
+        "auto",
+        'bool or "auto"',
+        """With ``samples > 1``, draw the samples in antithetic pairs: sample ``2k + 1`` starts from
+        the negated initial noise of sample ``2k`` (Jia et al. 2025, "Antithetic noise in diffusion
+        models", arXiv:2506.06185). Each sample is still a draw of the model's posterior, but a
+        deterministic sampler maps opposite noise to nearly opposite departures from the posterior
+        mean, so the mean of the samples is far closer to it than the mean of as many independent
+        samples. ``"auto"``
+        (default): the design the model's uncertainty calibration was fitted for (independent
+        samples for a model without one); a standard deviation calibrated for the other design is
+        not applied (with a warning). Recorded as ``SRANTI``.""",
+    )
     steps: int | None = _option(
         None,
         "int",
@@ -256,6 +269,11 @@ class Options:
                 raise ValueError(
                     f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}"
                 ) from None
+        if not (
+            isinstance(self.antithetic, bool | np.bool_)
+            or (isinstance(self.antithetic, str) and self.antithetic == "auto")
+        ):
+            raise ValueError(f"antithetic must be True, False or 'auto', got {self.antithetic!r}")
         if not (
             isinstance(self.consistency, bool | np.bool_)
             or (isinstance(self.consistency, str) and self.consistency in ("auto", *_CONSISTENCY))

@@ -137,6 +137,7 @@ class _Run:
     cal_factor: float
     cal_reference: str
     consistency: str | None  # "backprojection", "block" or None
+    antithetic: bool  # samples drawn in antithetic pairs
     tile: int
     overlap: int
     batch_size: int
@@ -157,6 +158,7 @@ def _prepare(smap, opts):
             f"model {model.name!r} is deterministic, so every sample would be the same; "
             "use samples=1, or a diffusion model for an uncertainty estimate."
         )
+    antithetic = _antithetic_design(opts, model)
     if opts.keep_samples and opts.samples > 1:
         _check_sample_memory(opts.samples, smap.data.shape, model.factor)
     tile, overlap = _tiling(model, opts)
@@ -182,7 +184,7 @@ def _prepare(smap, opts):
         batch_size = auto_batch_size(model, (tiles[0].size_y, tiles[0].size_x), len(tiles) * opts.samples)
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
-        tile, overlap, batch_size,
+        antithetic, tile, overlap, batch_size,
     )  # fmt: skip
 
 
@@ -209,6 +211,16 @@ def _consistency_method(consistency, model):
     if isinstance(consistency, bool | np.bool_):
         return "backprojection" if consistency else None
     return consistency
+
+
+def _antithetic_design(opts, model):
+    """Whether the samples come in antithetic pairs: asked, or (``"auto"``) as the model's calibration was fitted."""
+    if opts.samples < 2 or not model.stochastic:
+        return False
+    if isinstance(opts.antithetic, str):  # "auto"
+        calibration = getattr(model, "uncertainty_calibration", None)
+        return bool(calibration is not None and calibration.antithetic)
+    return bool(opts.antithetic)
 
 
 def _tiling(model, opts):
@@ -255,6 +267,7 @@ def _samples(run, opts, ks):
         overlap=run.overlap,
         seed=run.seed,
         samples=ks,
+        antithetic=run.antithetic,
         batch_size=run.batch_size,
         progress=opts.progress,
     )
@@ -292,7 +305,7 @@ def _sample_statistics(run, opts):
             _warn_if_long((time.perf_counter() - started) / len(group), opts.samples, len(group))
     out = mean.astype(np.float32)
     std = np.sqrt(m2 / (opts.samples - 1)).astype(np.float32)
-    calibration = _uncertainty_calibration(run, opts)
+    calibration = _uncertainty_calibration(run, opts, warn=True)
     if calibration is not None:
         out_unit, _ = _unit_scale(run.smap)
         level = getattr(run.model, "noise_level", None)  # the level asked of a noise-conditioned model
@@ -301,11 +314,24 @@ def _sample_statistics(run, opts):
     return out, std, None if kept is None else np.stack(kept)
 
 
-def _uncertainty_calibration(run, opts):
-    """The model's calibration of the standard deviation, when it has one and it is asked for."""
+def _uncertainty_calibration(run, opts, *, warn=False):
+    """The model's calibration of the standard deviation, when it has one, it is asked for and it fits the samples."""
     if not opts.calibrate_uncertainty:
         return None
-    return getattr(run.model, "uncertainty_calibration", None)
+    calibration = getattr(run.model, "uncertainty_calibration", None)
+    if calibration is not None and calibration.antithetic != run.antithetic:
+        if warn:
+            design = {True: "antithetic pairs", False: "independent samples"}
+            warnings.warn(
+                f"the uncertainty calibration of {run.model.name} ({run.model.revision}) was fitted on "
+                f"{design[calibration.antithetic]}, and these are {design[run.antithetic]}, so the "
+                "standard deviation is the raw spread of the samples (SRUNCAL = 'none'); leave "
+                "antithetic='auto' for a calibrated one",
+                UserWarning,
+                stacklevel=4,  # superresolve's caller: _uncertainty_calibration < _sample_statistics < superresolve
+            )
+        return None
+    return calibration
 
 
 def _output_meta(run, opts):
@@ -329,6 +355,7 @@ def _output_meta(run, opts):
         **model.provenance(),
     }
     if opts.samples > 1:
+        provenance["sranti"] = run.antithetic
         calibration = _uncertainty_calibration(run, opts)
         provenance["sruncal"] = (
             "none"
@@ -350,13 +377,14 @@ def _output_meta(run, opts):
     return meta
 
 
-def _run_tiled(sr_model, x, *, tile, overlap, seed, samples, batch_size, progress):
+def _run_tiled(sr_model, x, *, tile, overlap, seed, samples, batch_size, progress, antithetic=False):
     """
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
 
     Returns ``(len(samples), f * ny, f * nx)`` float32. A network call takes ``batch_size`` (tile,
     sample) pairs: every sample of as many tiles as fit. Each pair's seed follows from the sample
     number and the tile's position only, so a sample does not depend on how the pairs were batched.
+    With ``antithetic``, sample ``2k + 1`` has the seed of sample ``2k`` and the opposite sign.
     """
     f = sr_model.factor
     ny, nx = x.shape
@@ -370,8 +398,9 @@ def _run_tiled(sr_model, x, *, tile, overlap, seed, samples, batch_size, progres
         for start in range(0, len(tiles), per_call):
             chunk = tiles[start : start + per_call]
             batch = np.stack([x[t.slices] for t in chunk])
-            seeds = [[tile_seed(seed, k, t) for k in samples] for t in chunk]
-            pred = sr_model.predict_samples(batch, seeds)
+            seeds = [[tile_seed(seed, k - k % 2 if antithetic else k, t) for k in samples] for t in chunk]
+            signs = [[-1 if antithetic and k % 2 else 1 for k in samples] for _ in chunk]
+            pred = sr_model.predict_samples(batch, seeds, signs=signs if antithetic else None)
             for t, p in zip(chunk, pred, strict=True):
                 w = blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
                 out[(slice(None), *t.scaled_slices(f))] += w * p

@@ -39,10 +39,17 @@ class NoisyNearest(NearestModel):
     stochastic = True
     sigma = 0.01
 
-    def _forward(self, x, *, seeds):
+    def _forward(self, x, *, seeds, signs=None):
         up = super()._forward(x, seeds=seeds)
         noise = torch.stack([torch.randn(up.shape[1:], generator=_generator(s)) for s in seeds])
+        if signs is not None:  # antithetic pairs: the noise of a seed, negated
+            noise = noise * torch.tensor(signs, dtype=noise.dtype).view(-1, 1, 1, 1)
         return up + self.sigma * noise
+
+    def _predict_samples(self, batch, seeds, repeats, signs=None):
+        x = self._tensor(self._array(np.repeat(batch, repeats, axis=0), "predict_samples"))
+        with torch.inference_mode():
+            return self._forward(x, seeds=seeds, signs=signs)[:, 0].numpy()
 
 
 def _generator(seed):

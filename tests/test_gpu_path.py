@@ -97,9 +97,9 @@ def spy_on_predict_samples(monkeypatch):
     """A list that records the shape of the seeds of every `predict_samples` call of a diffusion model."""
     calls, original = [], DiffusionSuperResolution.predict_samples
 
-    def spy(self, batch, seeds):
+    def spy(self, batch, seeds, **kwargs):
         calls.append(np.shape(seeds))
-        return original(self, batch, seeds)
+        return original(self, batch, seeds, **kwargs)
 
     monkeypatch.setattr(DiffusionSuperResolution, "predict_samples", spy)
     return calls

@@ -245,3 +245,53 @@ def test_superresolve_applies_the_models_calibration(mdi_cutout):
     np.testing.assert_allclose(level.std.value[weak], 1.25 * 2 * raw.std.value[weak], rtol=1e-5)
     np.testing.assert_allclose(level.std.value[~weak], 5 * raw.std.value[~weak], rtol=1e-5)
     assert level.meta["sruncal"] == "conformal N=4 sm=0px noise=3.5G 0-100G:2.5 >100G:5"
+
+
+def test_antithetic_pairs_cancel_their_noise(mdi_cutout):
+    """With ``antithetic=True`` sample 2k + 1 is sample 2k's noise negated: a linear model's pair means are exact."""
+    model = NoisyNearest(device="cpu")
+    kwargs = dict(model=model, samples=4, seed=5, consistency=False, keep_samples=True, progress=False)
+    exact = superresolve(mdi_cutout, model="nearest", progress=False).data
+    pairs = superresolve(mdi_cutout, antithetic=True, **kwargs)
+    independent = superresolve(mdi_cutout, **kwargs)
+    # Samples 0 and 2 keep their seeds; 1 and 3 are their mirror images about the noiseless output.
+    s, t = pairs.samples.value, independent.samples.value
+    np.testing.assert_array_equal(s[[0, 2]], t[[0, 2]])
+    np.testing.assert_allclose(s[1] - exact, -(s[0] - exact), atol=1e-3)
+    np.testing.assert_allclose(s[3] - exact, -(s[2] - exact), atol=1e-3)
+    np.testing.assert_allclose(pairs.data, exact, atol=1e-3)
+    noise = model.sigma * 3000  # G
+    assert np.abs(independent.data - exact).std() > 0.3 * noise  # independent means keep noise / sqrt(4)
+    # Each sample is still a draw of the model: the spread of a pair is that of the noise.
+    assert 0.8 * noise < np.median(pairs.std.value) < 1.4 * noise
+    assert pairs.meta["sranti"] is True and independent.meta["sranti"] is False
+    # A single sample is what it always was, and says nothing about pairs.
+    one = superresolve(mdi_cutout, model=model, seed=5, consistency=False, antithetic=True, progress=False)
+    np.testing.assert_array_equal(one.data, t[0])
+    assert "sranti" not in one.meta
+
+
+def test_antithetic_auto_follows_the_calibration(mdi_cutout):
+    """``"auto"`` draws the design the model's calibration was fitted on; the other design is not calibrated."""
+    from sunpy_superres.conformal import StdCalibration
+
+    model = NoisyNearest(device="cpu")
+    run = dict(model=model, samples=4, seed=2, progress=False)
+    assert superresolve(mdi_cutout, **run).meta["sranti"] is False  # no calibration: independent samples
+    model.uncertainty_calibration = StdCalibration(
+        edges_gauss=(0.0,), scales=((2.0,),), samples=(4,), antithetic=True
+    )
+    auto = superresolve(mdi_cutout, **run)
+    assert auto.meta["sranti"] is True
+    assert auto.meta["sruncal"] == "conformal N=4 antithetic sm=0px >0G:2"
+    raw = superresolve(mdi_cutout, calibrate_uncertainty=False, **run)
+    np.testing.assert_allclose(auto.std.value, 2 * raw.std.value, rtol=1e-5)
+    with pytest.warns(UserWarning, match=r"fitted on antithetic pairs, and these are independent samples"):
+        other = superresolve(mdi_cutout, antithetic=False, **run)
+    assert other.meta["sranti"] is False and other.meta["sruncal"] == "none"
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_bad_antithetic_refused(mdi_cutout, value):
+    with pytest.raises(ValueError, match=r"^antithetic must be True, False or 'auto'"):
+        superresolve(mdi_cutout, model="nearest", antithetic=value)

@@ -180,6 +180,11 @@ def main():
         help="target noise (G) of a noise-conditioned model for every crop (default: each frame's own)",
     )
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument(
+        "--antithetic",
+        action="store_true",
+        help="draw the samples in antithetic pairs and fit the factors for that design",
+    )
     parser.add_argument("--write", action="store_true", help="store the calibration in the model's manifest")
     parser.add_argument("--save", type=Path, help="also save the samples and truths to this .npz file")
     args = parser.parse_args()
@@ -221,6 +226,7 @@ def main():
             model=model,
             noise_level=level,
             samples=args.samples,
+            antithetic=args.antithetic,
             seed=args.seed + i,
             calibrate=False,
             calibrate_uncertainty=False,
@@ -239,10 +245,15 @@ def main():
     source = (
         f"{len(crops)} crops of {args.crop}^2 from {names}; "
         f"sampler {model.sampler} {model.steps} steps from t={model.start_timestep}"
+        + (", antithetic pairs" if args.antithetic else "")
     )
     # A noise-conditioned model's factors may follow the level asked of it: each crop's level goes in.
     cal = fit_std_calibration(
-        samples * u.G, truth * u.G, noise_levels=levels * u.G if conditioned else None, source=source
+        samples * u.G,
+        truth * u.G,
+        noise_levels=levels * u.G if conditioned else None,
+        source=source,
+        antithetic=args.antithetic,
     )
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
@@ -282,6 +293,7 @@ def main():
                 model=model,
                 noise_level=level,
                 samples=args.samples,
+                antithetic=args.antithetic,
                 seed=args.seed + 10_000 + i,
                 calibrate=False,
                 calibrate_uncertainty=False,

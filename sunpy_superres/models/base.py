@@ -157,7 +157,7 @@ class SuperResolutionModel:
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
 
-    def predict_samples(self, batch, seeds):
+    def predict_samples(self, batch, seeds, *, signs=None):
         """
         Several samples of each tile of a batch, all through the network together.
 
@@ -172,6 +172,11 @@ class SuperResolutionModel:
             ``(B, H, W)`` float32 tiles in network units, with no NaN.
         seeds : sequence of sequences of int or None
             ``B`` rows of ``S`` seeds: row ``i`` seeds the samples of tile ``i``.
+        signs : sequence of sequences of {1, -1}, optional
+            Rows like ``seeds``: ``-1`` negates the initial noise that the sample's seed draws (its
+            later random draws, if the sampler makes any, are not negated). Two samples of one seed
+            and opposite signs form an antithetic pair. Default: all ``1``. Deterministic models
+            ignore it.
 
         Returns
         -------
@@ -186,11 +191,21 @@ class SuperResolutionModel:
                 f"predict_samples takes one row of seeds per tile, all rows of one length >= 1: "
                 f"got {[len(row) for row in rows]} for {batch.shape[0]} tiles"
             )
-        y = self._predict_samples(batch, [s for row in rows for s in row], n)
+        flat_signs = None
+        if signs is not None:
+            sign_rows = [list(row) for row in signs]
+            if [len(row) for row in sign_rows] != [len(row) for row in rows] or any(
+                v not in (1, -1) for row in sign_rows for v in row
+            ):
+                raise ValueError("predict_samples takes signs of 1 or -1, in rows shaped like the seeds")
+            flat_signs = [int(v) for row in sign_rows for v in row]
+        y = self._predict_samples(batch, [s for row in rows for s in row], n, flat_signs)
         return y.reshape(len(rows), n, *y.shape[1:])
 
-    def _predict_samples(self, batch, seeds, repeats):
-        """``repeats`` samples of each tile, tile-major, as ``(B * repeats, fH, fW)``: here by `predict`."""
+    def _predict_samples(self, batch, seeds, repeats, signs=None):
+        """``repeats`` samples of each tile, tile-major, as ``(B * repeats, fH, fW)``: here by `predict`.
+
+        ``signs`` (one per sample, or `None`) is for models that draw an initial noise; others ignore it."""
         return self.predict(np.repeat(batch, repeats, axis=0), seeds=seeds)
 
     @staticmethod

@@ -1291,15 +1291,15 @@ class DiffusionSuperResolution(SuperResolutionModel):
             gens.append(g)
         return gens
 
-    def _predict_samples(self, batch, seeds, repeats):
+    def _predict_samples(self, batch, seeds, repeats, signs=None):
         with torch.inference_mode():
-            y = self._forward_samples(self._tensor(batch), seeds=seeds, repeats=repeats)
+            y = self._forward_samples(self._tensor(batch), seeds=seeds, repeats=repeats, signs=signs)
         return y[:, 0].float().cpu().numpy()
 
     def _forward(self, x, *, seeds):
         return self._forward_samples(x, seeds=seeds, repeats=1)
 
-    def _forward_samples(self, x, *, seeds, repeats):
+    def _forward_samples(self, x, *, seeds, repeats, signs=None):
         # Each tile is padded, replicated and encoded once, then its `repeats` samples run together.
         _, _, h, w = x.shape
         m = self._lr_multiple()
@@ -1332,6 +1332,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
             timesteps=self.trajectory["timesteps"] if self.sampler == "distilled" else None,
         )
         z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
+        if signs is not None:
+            # Antithetic pairs: a sample of sign -1 starts from the negated noise of its seed.
+            z = z * torch.tensor(signs, dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)
         z = (z * sigma).contiguous(memory_format=self._memory_format)
         for t in sched.timesteps:
             with autocast(self.device, self.precision):

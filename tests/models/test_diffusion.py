@@ -322,3 +322,24 @@ def test_predict_samples_refuses_seeds_that_do_not_fit(seeds):
         ValueError, match=r"^predict_samples takes one row of seeds per tile, all rows of one"
     ):
         tiny_model().predict_samples(lr_input(), seeds)
+
+
+def test_a_negative_sign_negates_the_initial_noise(monkeypatch):
+    """`predict_samples` signs: -1 runs the sampler from the negated noise of the sample's seed."""
+    import sunpy_superres.models.diffusion as diffusion
+
+    model = tiny_model(noise_conditioning=True).configure_sampler(steps=3)
+    x = lr_input()[:1]
+    pair = model.predict_samples(x, [[7, 7]], signs=[[1, -1]])[0]
+    np.testing.assert_allclose(pair[0], model.predict(x, seeds=[7])[0], rtol=0, atol=2e-5 * pair.std())
+    draw = diffusion.randn_tensor
+    monkeypatch.setattr(diffusion, "randn_tensor", lambda *a, **k: -draw(*a, **k))
+    negated = model.predict(x, seeds=[7])[0]
+    np.testing.assert_allclose(pair[1], negated, rtol=0, atol=2e-5 * pair.std())
+    assert not np.allclose(pair[0], pair[1], atol=1e-2 * pair.std())
+
+
+@pytest.mark.parametrize("signs", [[[1]], [[1, 0]], [[1, -1], [1, 1]]])
+def test_predict_samples_refuses_signs_that_do_not_fit(signs):
+    with pytest.raises(ValueError, match=r"^predict_samples takes signs of 1 or -1"):
+        tiny_model().predict_samples(lr_input()[:1], [[1, 2]], signs=signs)
