@@ -14,7 +14,6 @@ output header:
 
 import astropy.units as u
 import numpy as np
-from sunpy.map.sources import HMIMap, MDIMap
 
 __all__ = [
     "MDI_TO_HMI",
@@ -46,6 +45,8 @@ def _header_instrument(smap):
 
 def is_mdi(smap):
     """Whether ``smap`` is a SOHO/MDI magnetogram (by map class or by its TELESCOP/INSTRUME keys)."""
+    from sunpy.map.sources import MDIMap  # here: whoever passes a map has imported sunpy.map already
+
     if isinstance(smap, MDIMap):
         return True
     telescope, instrument = _header_instrument(smap)
@@ -54,6 +55,8 @@ def is_mdi(smap):
 
 def instrument_known(smap):
     """Whether the header says which instrument took ``smap`` (so that ``calibrate=True`` can decide)."""
+    from sunpy.map.sources import HMIMap, MDIMap
+
     return isinstance(smap, MDIMap | HMIMap) or any(_header_instrument(smap))
 
 

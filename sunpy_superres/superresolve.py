@@ -16,12 +16,10 @@ from tqdm.auto import tqdm
 
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
 from .consistency import project_block_means
-from .maps import add_history, complete_wcs, finer_meta, map_data, validate_map
 from .models import load_model
 from .options import Options, fill_doc
 from .seeds import MAX_SEED, fresh_seed, tile_seed
 from .tiling import blend_window, plan_tiles
-from .uncertainty import UncertaintyMap
 from .version import __version__
 
 __all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning", "LongRunWarning"]
@@ -110,6 +108,10 @@ def superresolve(smap, *, options=None, **kwargs):
     >>> hr.scale.axis1  # doctest: +FLOAT_CMP
     <Quantity 0.49650204 arcsec / pix>
     """
+    # sunpy.map (the maps and UncertaintyMap modules) is imported by the first call, not with the
+    # package: `import sunpy_superres` and `load_model` stay light (issue 18).
+    from .uncertainty import UncertaintyMap
+
     opts = Options.from_kwargs(options, **kwargs)
     run = _prepare(smap, opts)
     if opts.samples == 1:
@@ -145,6 +147,8 @@ class _Run:
 
 def _prepare(smap, opts):
     """Check the map and options, load and configure the model, and bring the data to network units."""
+    from .maps import complete_wcs, map_data, validate_map
+
     validate_map(smap, check_scale=opts.check_scale)
     smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
     model = configured_model(opts)
@@ -336,6 +340,8 @@ def _uncertainty_calibration(run, opts, *, warn=False):
 
 def _output_meta(run, opts):
     """The output header: the input's, on the finer grid, with the provenance keys and HISTORY."""
+    from .maps import add_history, finer_meta
+
     model, smap, f = run.model, run.smap, run.model.factor
     meta = finer_meta(smap.meta, f, smap.data.shape)
     provenance = {
