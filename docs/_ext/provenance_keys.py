@@ -52,9 +52,12 @@ WHEN = {
     "SRSPACE": "diffusion models only",
     "SRNOISE": "diffusion models conditioned on a noise level only (``noise_level=``, or the model's own "
     "level); absent for a model without noise conditioning",
+    "SRANTI": "``samples > 1`` only: true when the samples were drawn in antithetic pairs "
+    '(``antithetic=True``, or ``"auto"`` with a model calibrated on pairs: the shipped diffusion '
+    "models), false for independent samples",
     "SRUNCAL": "``samples > 1`` only (an `~sunpy_superres.UncertaintyMap`): the calibration applied to "
-    "the standard deviation, or ``none`` with ``calibrate_uncertainty=False`` or a model without "
-    "a calibration",
+    "the standard deviation, or ``none`` with ``calibrate_uncertainty=False``, a model without "
+    "a calibration, or one calibrated for the other sample design (``SRANTI``)",
     "SRUNCERT": "primary header of a file written by `sunpy_superres.UncertaintyMap.save` (its value "
     "names the extension, ``STD``); removed again by `~sunpy_superres.UncertaintyMap.read`",
     "SRPROD": "header of the ``STD`` extension of such a file, and of "
