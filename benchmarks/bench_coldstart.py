@@ -1,0 +1,57 @@
+"""
+Cold start: seconds from a fresh interpreter to a loaded model, beside ``import sunpy.map``.
+
+The issue-18 check is ``python -c "from sunpy_superres.models import load_model; load_model('default')"``
+against ``python -c "import sunpy.map"``. Each command runs in a new interpreter ``--repeats``
+times, the commands taking turns so that a busy machine slows all of them alike; the table gives
+the median and its ratio to ``import sunpy.map``. The other rows say where the time goes: the
+package alone, torch alone, torch with the diffusers modules a model needs (the floor of any model
+load), and a whole first call (Map read, model load, one 2-step sample of the shipped 128x128 MDI
+cut-out). Run from the repository root::
+
+    python benchmarks/bench_coldstart.py --repeats 5
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+COMMANDS = {
+    "import sunpy.map": "import sunpy.map",
+    "import sunpy_superres": "import sunpy_superres",
+    "import torch": "import torch",
+    "import torch + the diffusers a model needs": (
+        "import torch, diffusers.models.unets.unet_2d, diffusers.schedulers.scheduling_dpmsolver_multistep"
+    ),
+    "load_model('default')": "from sunpy_superres.models import load_model; load_model('default')",
+    "first call (Map, model, 2-step sample)": (
+        "import sunpy.map; from sunpy_superres import superresolve; "
+        "from sunpy_superres.data import MDI_AR_CUTOUT; "
+        "superresolve(sunpy.map.Map(MDI_AR_CUTOUT), steps=2, seed=0, progress=False)"
+    ),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    times = {name: [] for name in COMMANDS}
+    for _ in range(args.repeats):
+        for name, code in COMMANDS.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    reference = statistics.median(times["import sunpy.map"])
+    print(f"{args.repeats} fresh interpreters each, commands taking turns; median seconds\n")
+    print("| command | seconds | / import sunpy.map |")
+    print("|---|---|---|")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.2f} | {median / reference:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
