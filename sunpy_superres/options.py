@@ -88,10 +88,9 @@ class Options:
         models", arXiv:2506.06185). Each sample is still a draw of the model's posterior, but a
         deterministic sampler maps opposite noise to nearly opposite departures from the posterior
         mean, so the mean of the samples is far closer to it than the mean of as many independent
-        samples. ``"auto"``
-        (default): the design the model's uncertainty calibration was fitted for (independent
-        samples for a model without one); a standard deviation calibrated for the other design is
-        not applied (with a warning). Recorded as ``SRANTI``.""",
+        samples. ``"auto"`` (default): the design the model's uncertainty calibration was fitted for
+        (independent samples for a model without one); a standard deviation calibrated for the other
+        design is not applied (with a warning). Recorded as ``SRANTI``.""",
     )
     steps: int | None = _option(
         None,
