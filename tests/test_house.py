@@ -93,19 +93,21 @@ def test_no_import_cycle():
     )
 
 
-def test_import_is_light():
+def _modules_imported_by(code):
+    """The modules a fresh interpreter imports to run ``code``."""
     # -X importtime writes one stderr line per module imported: "import time: self | cumulative | name".
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {PACKAGE}"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
     )
-    imported = {
+    return {
         line.rsplit("|", 1)[-1].strip()
         for line in result.stderr.splitlines()
         if line.startswith("import time:")
     }
+
+
+def test_import_is_light():
+    imported = _modules_imported_by(f"import {PACKAGE}")
     heavy = sorted(name for name in imported if name.split(".")[0] in HEAVY_IMPORTS)
     tops = sorted({name.split(".")[0] for name in heavy})
     assert not heavy, f"import {PACKAGE} imports {', '.join(tops)} ({len(heavy)} modules, e.g. {heavy[:5]})"
@@ -114,14 +116,6 @@ def test_import_is_light():
 def test_loading_the_default_model_skips_sunpy_map():
     # Loading a model costs torch and diffusers (issue 18), not sunpy's Map machinery, which the
     # first superresolve call imports (its caller has a Map, so has paid for it already).
-    code = "from sunpy_superres.models import load_model; load_model('default')"
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
-    )
-    imported = {
-        line.rsplit("|", 1)[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    imported = _modules_imported_by("from sunpy_superres.models import load_model; load_model('default')")
     assert "torch" in imported and "diffusers" in imported  # the parser sees the imports
     assert not {"sunpy.map", "sunpy.coordinates", "matplotlib"} & imported
