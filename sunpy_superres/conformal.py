@@ -178,6 +178,9 @@ class StdCalibration:
         Whether the samples it was fitted on were drawn in antithetic pairs (the ``antithetic``
         option of `~sunpy_superres.superresolve`): the spread of such samples, and the error of their
         mean, differ from those of independent ones, so the factors hold for that design only.
+    symmetric : bool
+        Whether they were drawn under the input's flips (the ``symmetric`` option of
+        `~sunpy_superres.superresolve`): the factors hold for that design only, too.
     """
 
     edges_gauss: tuple
@@ -194,6 +197,7 @@ class StdCalibration:
     source: str = ""
     method: str = "split-conformal"
     antithetic: bool = False
+    symmetric: bool = False
 
     def __post_init__(self):
         if (
@@ -326,7 +330,7 @@ class StdCalibration:
         level = ""
         if noise_level is not None and self.noise_levels_gauss:
             level = f"noise={u.Quantity(noise_level, u.G).to_value(u.G):.3g}G "
-        design = "antithetic " if self.antithetic else ""
+        design = ("antithetic " if self.antithetic else "") + ("symmetric " if self.symmetric else "")
         return f"conformal N={samples} {design}sm={self.smoothing:g}px {level}" + " ".join(
             f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "")
             for b, s, f in zip(bins, self.factors(samples, noise_level), floors, strict=True)
@@ -371,6 +375,7 @@ def fit_std_calibration(
     noise_levels: u.G = None,
     source="",
     antithetic=False,
+    symmetric=False,
 ):
     """
     Fit a `StdCalibration` by split conformal prediction, one quantile per ``|mean|`` bin.
@@ -404,6 +409,9 @@ def fit_std_calibration(
     antithetic : bool, optional
         Whether each image's samples were drawn in antithetic pairs (samples ``2k`` and ``2k + 1``
         from opposite initial noise); recorded, so that the factors are applied to that design only.
+    symmetric : bool, optional
+        Whether they were drawn under the input's flips (``superresolve(..., symmetric=True)``);
+        recorded likewise.
 
     Returns
     -------
@@ -465,6 +473,7 @@ def fit_std_calibration(
         noise_ratios=ratios,
         source=str(source),
         antithetic=bool(antithetic),
+        symmetric=bool(symmetric),
     )
 
 

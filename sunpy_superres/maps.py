@@ -104,6 +104,7 @@ PROVENANCE_KEYS = {
     "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
     "SRANTI": "samples drawn in antithetic pairs",
+    "SRSYMM": "samples drawn under flips of the input",
 }
 
 

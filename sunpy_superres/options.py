@@ -92,6 +92,22 @@ class Options:
         (independent samples for a model without one); a standard deviation calibrated for the other
         design is not applied (with a warning). Recorded as ``SRANTI``.""",
     )
+    symmetric: object = _option(
+        "auto",
+        'bool or "auto"',
+        """With ``samples > 1``, draw the samples under the symmetries of the model's training
+        augmentation that keep a tile's shape: group ``j`` of the samples (pair ``j`` with
+        ``antithetic``, else sample ``j``) super-resolves the input flipped by the ``j % 4``-th of
+        (none, columns, rows, both: a 180-degree rotation), its polarity also reversed when ``j % 8 >=
+        4``, and undoes that on the output. Each sample is still a draw of the model's posterior for
+        the input, so the spread keeps its meaning; the mean, a self-ensemble, no longer carries the
+        network's orientation-dependent errors, and does not depend on whether a map is stored
+        north up (MDI) or north down (HMI). The first sample (the first pair, with ``antithetic``) is
+        unchanged. ``"auto"`` (default): the
+        design the model's uncertainty calibration was fitted for (plain samples for a model without
+        one); a standard deviation calibrated for the other design is not applied (with a warning).
+        Recorded as ``SRSYMM``.""",
+    )
     steps: int | None = _option(
         None,
         "int",
@@ -268,11 +284,10 @@ class Options:
                 raise ValueError(
                     f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}"
                 ) from None
-        if not (
-            isinstance(self.antithetic, bool | np.bool_)
-            or (isinstance(self.antithetic, str) and self.antithetic == "auto")
-        ):
-            raise ValueError(f"antithetic must be True, False or 'auto', got {self.antithetic!r}")
+        for name in ("antithetic", "symmetric"):
+            value = getattr(self, name)
+            if not (isinstance(value, bool | np.bool_) or (isinstance(value, str) and value == "auto")):
+                raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
         if not (
             isinstance(self.consistency, bool | np.bool_)
             or (isinstance(self.consistency, str) and self.consistency in ("auto", *_CONSISTENCY))

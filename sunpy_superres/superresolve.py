@@ -140,6 +140,7 @@ class _Run:
     cal_reference: str
     consistency: str | None  # "backprojection", "block" or None
     antithetic: bool  # samples drawn in antithetic pairs
+    symmetric: bool  # samples drawn under the tile-shape-keeping symmetries of the training augmentation
     tile: int
     overlap: int
     batch_size: int
@@ -162,7 +163,8 @@ def _prepare(smap, opts):
             f"model {model.name!r} is deterministic, so every sample would be the same; "
             "use samples=1, or a diffusion model for an uncertainty estimate."
         )
-    antithetic = _antithetic_design(opts, model)
+    antithetic = _sampling_design(opts, model, "antithetic")
+    symmetric = _sampling_design(opts, model, "symmetric")
     if opts.keep_samples and opts.samples > 1:
         _check_sample_memory(opts.samples, smap.data.shape, model.factor)
     tile, overlap = _tiling(model, opts)
@@ -188,7 +190,7 @@ def _prepare(smap, opts):
         batch_size = auto_batch_size(model, (tiles[0].size_y, tiles[0].size_x), len(tiles) * opts.samples)
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
-        antithetic, tile, overlap, batch_size,
+        antithetic, symmetric, tile, overlap, batch_size,
     )  # fmt: skip
 
 
@@ -217,14 +219,16 @@ def _consistency_method(consistency, model):
     return consistency
 
 
-def _antithetic_design(opts, model):
-    """Whether the samples come in antithetic pairs: asked, or (``"auto"``) as the model's calibration was fitted."""
+def _sampling_design(opts, model, name):
+    """Option ``name`` (``"antithetic"`` or ``"symmetric"``) of the sampling design: asked, or
+    (``"auto"``) as the model's uncertainty calibration was fitted."""
     if opts.samples < 2 or not model.stochastic:
         return False
-    if isinstance(opts.antithetic, str):  # "auto"
+    value = getattr(opts, name)
+    if isinstance(value, str):  # "auto"
         calibration = getattr(model, "uncertainty_calibration", None)
-        return bool(calibration is not None and calibration.antithetic)
-    return bool(opts.antithetic)
+        return bool(calibration is not None and getattr(calibration, name))
+    return bool(value)
 
 
 def _tiling(model, opts):
@@ -272,6 +276,7 @@ def _samples(run, opts, ks):
         seed=run.seed,
         samples=ks,
         antithetic=run.antithetic,
+        symmetric=run.symmetric,
         batch_size=run.batch_size,
         progress=opts.progress,
     )
@@ -323,19 +328,25 @@ def _uncertainty_calibration(run, opts, *, warn=False):
     if not opts.calibrate_uncertainty:
         return None
     calibration = getattr(run.model, "uncertainty_calibration", None)
-    if calibration is not None and calibration.antithetic != run.antithetic:
+    fitted = None if calibration is None else (calibration.antithetic, calibration.symmetric)
+    if fitted is not None and fitted != (run.antithetic, run.symmetric):
         if warn:
-            design = {True: "antithetic pairs", False: "independent samples"}
             warnings.warn(
                 f"the uncertainty calibration of {run.model.name} ({run.model.revision}) was fitted on "
-                f"{design[calibration.antithetic]}, and these are {design[run.antithetic]}, so the "
-                "standard deviation is the raw spread of the samples (SRUNCAL = 'none'); leave "
-                "antithetic='auto' for a calibrated one",
+                f"{_design_name(*fitted)}, and these are {_design_name(run.antithetic, run.symmetric)}, "
+                "so the standard deviation is the raw spread of the samples (SRUNCAL = 'none'); leave "
+                "antithetic='auto' and symmetric='auto' for a calibrated one",
                 UserWarning,
                 stacklevel=4,  # superresolve's caller: _uncertainty_calibration < _sample_statistics < superresolve
             )
         return None
     return calibration
+
+
+def _design_name(antithetic, symmetric):
+    """How samples were drawn, in words."""
+    name = "antithetic pairs" if antithetic else "independent samples"
+    return name + (" under the input's flips" if symmetric else "")
 
 
 def _output_meta(run, opts):
@@ -362,6 +373,7 @@ def _output_meta(run, opts):
     }
     if opts.samples > 1:
         provenance["sranti"] = run.antithetic
+        provenance["srsymm"] = run.symmetric
         calibration = _uncertainty_calibration(run, opts)
         provenance["sruncal"] = (
             "none"
@@ -383,21 +395,52 @@ def _output_meta(run, opts):
     return meta
 
 
-def _run_tiled(sr_model, x, *, tile, overlap, seed, samples, batch_size, progress, antithetic=False):
+#: The symmetries of the diffusion models' training augmentation that keep a tile's shape, as
+#: (flip rows, flip columns, reverse polarity): the four flips (none, columns, rows, both: a
+#: 180-degree rotation), then the same with the polarity reversed. Each is its own inverse.
+TILE_SYMMETRIES = tuple((bool(j & 2), bool(j & 1), bool(j & 4)) for j in range(8))
+
+
+def tile_symmetry(a, j):
+    """
+    ``a`` under symmetry ``j`` of `TILE_SYMMETRIES` (on its last two axes), or ``a`` itself for ``j = 0``.
+
+    Every symmetry is an involution, so the same call undoes it.
+    """
+    rows, cols, polarity = TILE_SYMMETRIES[j]
+    if not (rows or cols or polarity):
+        return a
+    if rows:
+        a = a[..., ::-1, :]
+    if cols:
+        a = a[..., ::-1]
+    return np.ascontiguousarray(-a if polarity else a)
+
+
+def _run_tiled(
+    sr_model, x, *, tile, overlap, seed, samples, batch_size, progress, antithetic=False, symmetric=False
+):
     """
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
 
     Returns ``(len(samples), f * ny, f * nx)`` float32. A network call takes ``batch_size`` (tile,
-    sample) pairs: every sample of as many tiles as fit. Each pair's seed follows from the sample
+    sample) pairs: every sample (of one symmetry) of as many tiles as fit. Each pair's seed follows from the sample
     number and the tile's position only, so a sample does not depend on how the pairs were batched.
-    With ``antithetic``, sample ``2k + 1`` has the seed of sample ``2k`` and the opposite sign.
+    With ``antithetic``, sample ``2k + 1`` has the seed of sample ``2k`` and the opposite sign. With
+    ``symmetric``, group ``j`` of the samples (pair ``j`` with ``antithetic``, else sample ``j``) sees
+    its tiles under `tile_symmetry` ``j``, undone on its output.
     """
     f = sr_model.factor
     ny, nx = x.shape
     tiles = plan_tiles(x.shape, tile, overlap)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float64)
     weight = np.zeros(out.shape[1:], dtype=np.float64)
-    per_call = max(1, batch_size // len(samples))
+    groups = {}  # symmetry -> positions in ``samples`` of the samples drawn under it
+    for i, k in enumerate(samples):
+        group = k // 2 if antithetic else k
+        groups.setdefault(group % len(TILE_SYMMETRIES) if symmetric else 0, []).append(i)
+    # A network call runs one symmetry's samples of every tile of a chunk.
+    per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
     with tqdm(
         total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
     ) as bar:
@@ -406,7 +449,13 @@ def _run_tiled(sr_model, x, *, tile, overlap, seed, samples, batch_size, progres
             batch = np.stack([x[t.slices] for t in chunk])
             seeds = [[tile_seed(seed, k - k % 2 if antithetic else k, t) for k in samples] for t in chunk]
             signs = [[-1 if antithetic and k % 2 else 1 for k in samples] for _ in chunk]
-            pred = sr_model.predict_samples(batch, seeds, signs=signs if antithetic else None)
+            pred = np.empty((len(chunk), len(samples), f * batch.shape[1], f * batch.shape[2]), np.float32)
+            for j, idx in groups.items():
+                pick = [[row[i] for i in idx] for row in seeds], [[row[i] for i in idx] for row in signs]
+                y = sr_model.predict_samples(
+                    tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic else None
+                )
+                pred[:, idx] = tile_symmetry(y, j)
             for t, p in zip(chunk, pred, strict=True):
                 w = blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
                 out[(slice(None), *t.scaled_slices(f))] += w * p

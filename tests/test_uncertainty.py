@@ -291,7 +291,61 @@ def test_antithetic_auto_follows_the_calibration(mdi_cutout):
     assert other.meta["sranti"] is False and other.meta["sruncal"] == "none"
 
 
+@pytest.mark.parametrize("option", ["antithetic", "symmetric"])
 @pytest.mark.parametrize("value", ["yes", 1, None])
-def test_bad_antithetic_refused(mdi_cutout, value):
-    with pytest.raises(ValueError, match=r"^antithetic must be True, False or 'auto'"):
-        superresolve(mdi_cutout, model="nearest", antithetic=value)
+def test_bad_sampling_design_refused(mdi_cutout, option, value):
+    with pytest.raises(ValueError, match=rf"^{option} must be True, False or 'auto'"):
+        superresolve(mdi_cutout, model="nearest", **{option: value})
+
+
+def _flipped(smap, j):
+    """``smap`` with its data under symmetry ``j`` of `TILE_SYMMETRIES` (same header)."""
+    from sunpy_superres.superresolve import tile_symmetry
+
+    return smap._new_instance(tile_symmetry(np.asarray(smap.data), j).copy(), smap.meta)
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_symmetric_samples_are_samples_of_the_flipped_input(mdi_cutout, antithetic):
+    """With ``symmetric=True`` group j of the samples is drawn for the input under symmetry j, undone."""
+    from sunpy_superres.superresolve import tile_symmetry
+
+    model = NoisyNearest(device="cpu")
+    kwargs = dict(model=model, samples=8, seed=5, keep_samples=True, progress=False, antithetic=antithetic)
+    kwargs["tile_size"] = 256  # one tile: a tile's symmetry is then the map's
+    sym = superresolve(mdi_cutout, symmetric=True, **kwargs).samples.value
+    for k in range(8):
+        j = k // 2 if antithetic else k  # 8 independent samples reach the polarity reversals
+        plain = superresolve(_flipped(mdi_cutout, j), symmetric=False, **kwargs).samples.value[k]
+        np.testing.assert_allclose(sym[k], tile_symmetry(plain, j), rtol=0, atol=1e-3)
+        if j:
+            assert not np.allclose(sym[k], superresolve(mdi_cutout, **kwargs).samples.value[k], atol=1e-2)
+    one = superresolve(mdi_cutout, model=model, seed=5, symmetric=True, progress=False)
+    assert "srsymm" not in one.meta  # a single sample is what it always was
+    # Many tiles: a sample does not depend on how the (tile, sample) pairs are batched.
+    tiled = dict(kwargs, tile_size=48, symmetric=True)
+    np.testing.assert_array_equal(
+        superresolve(mdi_cutout, batch_size=1, **tiled).samples.value,
+        superresolve(mdi_cutout, batch_size=64, **tiled).samples.value,
+    )
+
+
+def test_symmetric_auto_follows_the_calibration(mdi_cutout):
+    """``"auto"`` draws under flips when the calibration was fitted so; a mismatch leaves the spread raw."""
+    from sunpy_superres.conformal import StdCalibration
+
+    model = NoisyNearest(device="cpu")
+    run = dict(model=model, samples=4, seed=2, progress=False)
+    assert superresolve(mdi_cutout, **run).meta["srsymm"] is False
+    model.uncertainty_calibration = StdCalibration(
+        edges_gauss=(0.0,), scales=((2.0,),), samples=(4,), antithetic=True, symmetric=True
+    )
+    auto = superresolve(mdi_cutout, **run)
+    assert auto.meta["sranti"] is True and auto.meta["srsymm"] is True
+    assert auto.meta["sruncal"] == "conformal N=4 antithetic symmetric sm=0px >0G:2"
+    assert StdCalibration.from_dict(model.uncertainty_calibration.to_dict()).symmetric is True
+    with pytest.warns(
+        UserWarning, match=r"fitted on antithetic pairs under the input's flips, and these are "
+    ):
+        other = superresolve(mdi_cutout, symmetric=False, **run)
+    assert other.meta["srsymm"] is False and other.meta["sruncal"] == "none"

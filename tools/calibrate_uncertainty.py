@@ -185,6 +185,11 @@ def main():
         action="store_true",
         help="draw the samples in antithetic pairs and fit the factors for that design",
     )
+    parser.add_argument(
+        "--symmetric",
+        action="store_true",
+        help="draw the samples under the input's flips (superresolve's symmetric=True) and fit for that design",
+    )
     parser.add_argument("--write", action="store_true", help="store the calibration in the model's manifest")
     parser.add_argument("--save", type=Path, help="also save the samples and truths to this .npz file")
     args = parser.parse_args()
@@ -227,6 +232,7 @@ def main():
             noise_level=level,
             samples=args.samples,
             antithetic=args.antithetic,
+            symmetric=args.symmetric,
             seed=args.seed + i,
             calibrate=False,
             calibrate_uncertainty=False,
@@ -246,6 +252,7 @@ def main():
         f"{len(crops)} crops of {args.crop}^2 from {names}; "
         f"sampler {model.sampler} {model.steps} steps from t={model.start_timestep}"
         + (", antithetic pairs" if args.antithetic else "")
+        + (", under the input's flips" if args.symmetric else "")
     )
     # A noise-conditioned model's factors may follow the level asked of it: each crop's level goes in.
     cal = fit_std_calibration(
@@ -254,6 +261,7 @@ def main():
         noise_levels=levels * u.G if conditioned else None,
         source=source,
         antithetic=args.antithetic,
+        symmetric=args.symmetric,
     )
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
@@ -294,6 +302,7 @@ def main():
                 noise_level=level,
                 samples=args.samples,
                 antithetic=args.antithetic,
+                symmetric=args.symmetric,
                 seed=args.seed + 10_000 + i,
                 calibrate=False,
                 calibrate_uncertainty=False,

@@ -55,9 +55,12 @@ WHEN = {
     "SRANTI": "``samples > 1`` only: true when the samples were drawn in antithetic pairs "
     '(``antithetic=True``, or ``"auto"`` with a model calibrated on pairs: the shipped diffusion '
     "models), false for independent samples",
+    "SRSYMM": "``samples > 1`` only: true when the samples were drawn under the flips of the input "
+    '(``symmetric=True``, or ``"auto"`` with a model calibrated so: the embedded ``ldm-res``), '
+    "false otherwise",
     "SRUNCAL": "``samples > 1`` only (an `~sunpy_superres.UncertaintyMap`): the calibration applied to "
     "the standard deviation, or ``none`` with ``calibrate_uncertainty=False``, a model without "
-    "a calibration, or one calibrated for the other sample design (``SRANTI``)",
+    "a calibration, or one calibrated for another sample design (``SRANTI``, ``SRSYMM``)",
     "SRUNCERT": "primary header of a file written by `sunpy_superres.UncertaintyMap.save` (its value "
     "names the extension, ``STD``); removed again by `~sunpy_superres.UncertaintyMap.read`",
     "SRPROD": "header of the ``STD`` extension of such a file, and of "
