@@ -6,8 +6,8 @@ Per-pixel uncertainty from repeated samples
 A diffusion model draws a different plausible high-resolution map on every run. Eight samples of the
 shipped MDI active-region cut-out give an `~sunpy_superres.UncertaintyMap`: its data are the
 per-pixel mean, and it carries the per-pixel standard deviation in G as a map with the same WCS
-(Ramunno et al. 2025, section 7, Figs. 11-12). The samples are reproducible from the seed, and come
-in antithetic pairs.
+(Ramunno et al. 2025, section 7, Figs. 11-12). The samples are reproducible from the seed, come
+in antithetic pairs, and each pair sees the input under another flip.
 """
 
 import tempfile
@@ -28,7 +28,16 @@ from sunpy_superres.data import MDI_AR_CUTOUT
 
 mdi = sunpy.map.Map(MDI_AR_CUTOUT)
 um = superresolve(mdi, samples=8, seed=0, keep_samples=True, progress=False)
-print(type(um).__name__, um.data.shape, "samples:", um.meta["srsample"], "pairs:", um.meta["sranti"])
+print(
+    type(um).__name__,
+    um.data.shape,
+    "samples:",
+    um.meta["srsample"],
+    "pairs:",
+    um.meta["sranti"],
+    "flips:",
+    um.meta["srsymm"],
+)
 std = um.std.to_value(u.G)
 print(f"mean standard deviation: {np.nanmean(std):.1f} G, largest: {np.nanmax(std):.0f} G")
 
@@ -37,6 +46,10 @@ print(f"mean standard deviation: {np.nanmean(std):.1f} G, largest: {np.nanmax(st
 # of sample 0, sample 3 from that of sample 2, and so on. Each is a sample of the model, but within
 # a pair the departures from the mean nearly cancel, so the mean of eight is close to the model's
 # posterior mean (the user guide says how much that gains); across pairs they are unrelated.
+# Each pair also sees the input under another flip (``SRSYMM``): pair 1 flipped left-right, pair 2
+# upside down, pair 3 both, each output flipped back. The model was trained on flipped crops, so
+# every pair is still a sample for this input, and the mean no longer depends on the orientation
+# in which the network happens to err.
 
 departures = um.samples.to_value(u.G) - um.data
 finite = np.isfinite(departures[0])
