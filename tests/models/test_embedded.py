@@ -214,6 +214,9 @@ def test_the_default_ships_a_four_step_student_that_follows_its_samples(hmi_pair
     student = model.student("distilled")
     assert student.trajectory["teacher"] == model.revision and student.network_evaluations == 4
     assert student.uncertainty_calibration is not None and student.noise_label_map is not None
+    # Calibrated for the teacher's sample design, so "auto" draws both the same way.
+    design = lambda m: (m.uncertainty_calibration.antithetic, m.uncertainty_calibration.symmetric)  # noqa: E731
+    assert design(student) == design(model) == (True, True)
     card = (model.student_dirs["distilled"] / "MODEL_CARD.md").read_text().lower()
     for fact in ("2016-07-07", "trajectory", "ldm-res-distilled-cpu", "4 network evaluations"):
         assert fact in card
