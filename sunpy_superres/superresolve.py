@@ -424,8 +424,9 @@ def _run_tiled(
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
 
     Returns ``(len(samples), f * ny, f * nx)`` float32. A network call takes ``batch_size`` (tile,
-    sample) pairs: every sample (of one symmetry) of as many tiles as fit. Each pair's seed follows from the sample
-    number and the tile's position only, so a sample does not depend on how the pairs were batched.
+    sample) pairs: every sample (of one symmetry) of as many tiles as fit. Each pair's seed follows
+    from the sample number and the tile's position only, so a sample does not depend on how the
+    pairs were batched.
     With ``antithetic``, sample ``2k + 1`` has the seed of sample ``2k`` and the opposite sign. With
     ``symmetric``, group ``j`` of the samples (pair ``j`` with ``antithetic``, else sample ``j``) sees
     its tiles under `tile_symmetry` ``j``, undone on its output.
