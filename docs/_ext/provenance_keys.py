@@ -56,7 +56,7 @@ WHEN = {
     '(``antithetic=True``, or ``"auto"`` with a model calibrated on pairs: the shipped diffusion '
     "models), false for independent samples",
     "SRSYMM": "``samples > 1`` only: true when the samples were drawn under the flips of the input "
-    '(``symmetric=True``, or ``"auto"`` with a model calibrated so: the embedded ``ldm-res`` and its student), '
+    '(``symmetric=True``, or ``"auto"`` with a model calibrated so: every shipped diffusion model), '
     "false otherwise",
     "SRUNCAL": "``samples > 1`` only (an `~sunpy_superres.UncertaintyMap`): the calibration applied to "
     "the standard deviation, or ``none`` with ``calibrate_uncertainty=False``, a model without "
