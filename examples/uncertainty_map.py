@@ -48,8 +48,8 @@ print(f"mean standard deviation: {np.nanmean(std):.1f} G, largest: {np.nanmax(st
 # posterior mean (the user guide says how much that gains); across pairs they are unrelated.
 # Each pair also sees the input under another flip (``SRSYMM``): pair 1 flipped left-right, pair 2
 # upside down, pair 3 both, each output flipped back. The model was trained on flipped crops, so
-# every pair is still a sample for this input, and the mean no longer depends on the orientation
-# in which the network happens to err.
+# every pair is still a sample for this input, and the mean averages over the orientations in
+# which the network errs.
 
 departures = um.samples.to_value(u.G) - um.data
 finite = np.isfinite(departures[0])

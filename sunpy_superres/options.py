@@ -101,8 +101,8 @@ class Options:
         (none, columns, rows, both: a 180-degree rotation), its polarity also reversed when
         ``j % 8 >= 4``, and undoes that on the output. Each sample is still a draw of the model's
         posterior for the input, so the spread keeps its meaning; the mean, a self-ensemble, no
-        longer carries the network's orientation-dependent errors, and does not depend on whether a
-        map is stored north up (MDI) or north down (HMI). The first sample (the first pair, with
+        longer carries the network's orientation-dependent errors, and so depends far less on whether
+        a map is stored north up (MDI) or north down (HMI). The first sample (the first pair, with
         ``antithetic``) is unchanged. ``"auto"`` (default): the design the model's uncertainty
         calibration was fitted for (plain samples for a model without one); a standard deviation
         calibrated for another design is not applied (with a warning). Recorded as ``SRSYMM``.""",
