@@ -281,3 +281,95 @@ def test_apply_keeps_units_and_nan_and_round_trips():
 def test_bad_calibrations_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StdCalibration(**{"edges_gauss": (0.0,), "samples": (8,), "scales": ((1.0,),), **kwargs})
+
+
+def _heavy_tailed_draws(rng, images, df=3.0, size=48, n=8):
+    """Errors from a Student t with ``df`` degrees of freedom (heavy tails, as on the quiet Sun), the
+    samples' spread proportional to the error's scale: no scale gives +-1 and +-2 std their normal
+    coverage at once."""
+    mean = rng.normal(0, 30, (images, size, size))
+    scale = 3.0 + 0.1 * np.abs(mean)
+    truth = mean + scale * rng.standard_t(df, mean.shape)
+    samples = mean[:, None] + rng.normal(0, 1, (images, n, size, size)) * scale[:, None]
+    return samples, truth
+
+
+def _coverages(cal, samples, truth):
+    mean, std = samples.mean(axis=1), samples.std(axis=1, ddof=1)
+    z = np.abs(truth - mean) / cal.apply(mean * u.G, std * u.G, samples.shape[1]).to_value(u.G)
+    return np.mean(z <= 1), np.mean(z <= 2)
+
+
+def test_min_coverage_trades_two_sigma_for_one_sigma_on_heavy_tails():
+    """With heavy-tailed errors, fixing +-2 std at 0.9545 leaves +-1 std far above 0.683; a target
+    chosen down to min_coverage brings the two nearer their normal values together (Kuleshov et al.
+    2018's calibration error at both levels), on fresh data, and keeps +-2 std at least min_coverage."""
+    rng = np.random.default_rng(7)
+    train = _heavy_tailed_draws(rng, 16)
+    kw = dict(edges=[0, 50] * u.G, truth_ranges=[] * u.G, smoothing=0, floors=[0] * u.G)
+    fixed = fit_std_calibration(*(q * u.G for q in train), **kw)
+    traded = fit_std_calibration(*(q * u.G for q in train), min_coverage=0.9, **kw)
+    assert fixed.min_coverage is None and fixed.coverage == TWO_SIGMA_COVERAGE
+    assert traded.min_coverage == 0.9 and 0.9 <= traded.coverage < fixed.coverage - 0.01
+    fresh = _heavy_tailed_draws(rng, 8)
+    one_fixed, two_fixed = _coverages(fixed, *fresh)
+    one, two = _coverages(traded, *fresh)
+    assert one_fixed > ONE_SIGMA_COVERAGE + 0.03  # the problem
+    assert two == pytest.approx(traded.coverage, abs=0.01) and two >= 0.9 - 0.01
+    error = (one - ONE_SIGMA_COVERAGE) ** 2 + (two - TWO_SIGMA_COVERAGE) ** 2
+    error_fixed = (one_fixed - ONE_SIGMA_COVERAGE) ** 2 + (two_fixed - TWO_SIGMA_COVERAGE) ** 2
+    assert error < 0.7 * error_fixed
+    assert "cov=" in traded.describe(8) and "cov=" not in fixed.describe(8)
+    assert StdCalibration.from_dict(traded.to_dict()) == traded
+
+
+def test_min_coverage_keeps_the_normal_target_for_gaussian_errors():
+    """Where the errors are Gaussian, both levels are met at 0.9545 already: the target stays near it."""
+    rng = np.random.default_rng(8)
+    cal = fit_std_calibration(*(q * u.G for q in _posterior_draws(rng, images=16)), min_coverage=0.9)
+    assert cal.coverage >= TWO_SIGMA_COVERAGE - 0.006
+    one, two = _coverages(cal, *_posterior_draws(rng))
+    assert one == pytest.approx(ONE_SIGMA_COVERAGE, abs=0.03)
+    assert two == pytest.approx(TWO_SIGMA_COVERAGE, abs=0.015)
+
+
+def test_range_multiplier_balances_both_levels():
+    """A true range whose error mixes a few diluted pixels (large error, small spread) with many
+    ordinary ones: raising it to 0.9545 at +-2 std over-covers +-1 std; the two-level choice raises
+    it less, to no lower a target than min_coverage."""
+    rng = np.random.default_rng(9)
+
+    def draw(images):
+        # Quiet pixels, and 20 % field elements, 4 % of which the input diluted to a fifth.
+        element = rng.uniform(size=(images, 48, 48)) < 0.2
+        truth = np.where(element, rng.uniform(150, 400, element.shape), rng.normal(0, 10, element.shape))
+        diluted = element & (rng.uniform(size=element.shape) < 0.04)
+        mean = np.where(diluted, 0.2 * truth, truth + rng.normal(0, 10, truth.shape))
+        samples = mean[:, None] + rng.normal(0, 10, (images, 8, 48, 48))
+        return samples, truth
+
+    train = draw(16)
+    kw = dict(edges=[0, 60, 200] * u.G, truth_ranges=[100] * u.G, smoothing=3, floors=[0] * u.G)
+    fixed = fit_std_calibration(*(q * u.G for q in train), **kw)
+    traded = fit_std_calibration(*(q * u.G for q in train), min_coverage=0.9, **kw)
+    assert fixed.multipliers[-1][0] > 1.05 and traded.multipliers[-1][0] < fixed.multipliers[-1][0] - 0.05
+    samples, truth = draw(8)
+    element = np.abs(truth) >= 100
+    mean, std = samples.mean(axis=1), samples.std(axis=1, ddof=1)
+
+    def range_coverage(cal):
+        z = (np.abs(truth - mean) / cal.apply(mean * u.G, std * u.G, 8).to_value(u.G))[element]
+        return np.mean(z <= 1), np.mean(z <= 2)
+
+    (one_fixed, two_fixed), (one, two) = range_coverage(fixed), range_coverage(traded)
+    assert two_fixed >= TWO_SIGMA_COVERAGE - 0.01 and one_fixed > 0.74  # +-1 std far too wide
+    assert 0.9 - 0.01 <= two < two_fixed and abs(one - ONE_SIGMA_COVERAGE) < 0.03
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.96, -0.1])
+def test_min_coverage_must_lie_below_coverage(bad):
+    samples, truth = _posterior_draws(np.random.default_rng(0), images=2, size=16)
+    with pytest.raises(ValueError, match="min_coverage"):
+        fit_std_calibration(samples * u.G, truth * u.G, min_coverage=bad)
+    with pytest.raises(ValueError, match="min_coverage"):
+        StdCalibration(edges_gauss=(0.0,), samples=(2,), scales=((1.0,),), min_coverage=bad)

@@ -25,7 +25,10 @@ then, raised where needed, per range of the true field. Run from the repository 
     python tools/calibrate_uncertainty.py runs/cpu-ldm-res-s2d/model --samples 8 --write
 
 Without ``--write`` it only prints the coverage before and after (on the calibration crops
-themselves: the held-out check is ``benchmarks/evaluate_heldout.py``).
+themselves: the held-out check is ``benchmarks/evaluate_heldout.py``). ``--min-coverage`` lets the
+fit trade ``+-2 std`` (down to that coverage) for ``+-1 std`` where the errors are heavy-tailed (see
+`sunpy_superres.conformal`). ``--save`` keeps the samples (and the check crops' samples), and
+``--load`` refits from such a file with the same crops and options, without sampling again.
 """
 
 import argparse
@@ -48,6 +51,7 @@ from sunpy_superres.metrics.physics import quiet_noise_gauss, quiet_sun_noise
 from sunpy_superres.models import load_model
 from sunpy_superres.models.manifest import rewrite_manifest
 from sunpy_superres.training.data import Patch
+from sunpy_superres.uncertainty import UncertaintyMap
 
 
 def patch_crops(path, size):
@@ -152,6 +156,28 @@ def disk_crops(path, size, strong, random, seed=0):
     return crops
 
 
+def _loaded_maps(samples, truth, crops, path):
+    """The saved samples of ``crops`` as `UncertaintyMap` objects on the crops' grids, checked."""
+    kept = np.stack([(t.data * t.unit).to_value(u.G) for t in crops]).astype(np.float32)
+    if samples.shape[0] != len(crops) or not np.array_equal(truth, kept, equal_nan=True):
+        raise SystemExit(
+            f"{path} holds samples of other crops: save them with --save and the same crop options"
+        )
+    maps = []
+    for s, t in zip(samples, crops, strict=True):
+        s = (s.astype(np.float64) * u.G).to_value(t.unit)
+        maps.append(UncertaintyMap.from_map(sunpy.map.Map(s.mean(axis=0), t.meta), samples=s))
+    return maps
+
+
+def _atomic_savez(path, **arrays):
+    """Write ``arrays`` to ``path`` through a temporary file and a rename: a failed write loses nothing."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("model", help="model directory (its manifest is updated with --write)")
@@ -191,7 +217,17 @@ def main():
         help="draw the samples under the input's flips (superresolve's symmetric=True) and fit for that design",
     )
     parser.add_argument("--write", action="store_true", help="store the calibration in the model's manifest")
+    parser.add_argument(
+        "--min-coverage",
+        type=float,
+        help="lowest coverage of +-2 std the fit may choose to bring +-1 std nearer 0.683 (default: fixed 0.9545)",
+    )
     parser.add_argument("--save", type=Path, help="also save the samples and truths to this .npz file")
+    parser.add_argument(
+        "--load",
+        type=Path,
+        help="refit from the samples a --save run of the same crops and options saved, instead of sampling",
+    )
     args = parser.parse_args()
 
     files = sorted(glob.glob(args.patches)) if args.patches else []
@@ -224,27 +260,33 @@ def main():
         f"{len(files)} patches, "
         f"{args.samples} samples each, model {model.name} ({model.revision})"
     )
-    for i, (truth, level) in enumerate(zip(crops, levels, strict=True)):
-        lowres = degrade(truth)
-        um = superresolve(
-            lowres,
-            model=model,
-            noise_level=level,
-            samples=args.samples,
-            antithetic=args.antithetic,
-            symmetric=args.symmetric,
-            seed=args.seed + i,
-            calibrate=False,
-            calibrate_uncertainty=False,
-            keep_samples=True,
-            progress=False,
-        )
-        truths.append(truth)
-        preds.append(um)
+    loaded = np.load(args.load) if args.load else None
+    truths = crops
+    if loaded is not None:
+        preds = _loaded_maps(loaded["samples"], loaded["truth"], crops, args.load)
+    else:
+        preds = [
+            superresolve(
+                degrade(truth),
+                model=model,
+                noise_level=level,
+                samples=args.samples,
+                antithetic=args.antithetic,
+                symmetric=args.symmetric,
+                seed=args.seed + i,
+                calibrate=False,
+                calibrate_uncertainty=False,
+                keep_samples=True,
+                progress=False,
+            )
+            for i, (truth, level) in enumerate(zip(crops, levels, strict=True))
+        ]
     samples = np.stack([p.samples.to_value(u.G) for p in preds])
     truth = np.stack([(t.data * t.unit).to_value(u.G) for t in truths])
-    if args.save:
-        np.savez_compressed(args.save, samples=samples.astype(np.float32), truth=truth.astype(np.float32))
+    saving = args.save and loaded is None
+    arrays = {"samples": samples.astype(np.float32), "truth": truth.astype(np.float32)}
+    if saving:  # before the fit: the samples are the costly part
+        _atomic_savez(args.save, **arrays)
     names = ", ".join(
         Path(f).name.split(".")[2] if "sharp" in f else Path(f).name for f in [*args.hmi, *files]
     )
@@ -262,9 +304,12 @@ def main():
         source=source,
         antithetic=args.antithetic,
         symmetric=args.symmetric,
+        min_coverage=args.min_coverage,
     )
     print("raw spread of the samples, on the calibration crops:")
     print("\n".join(uncertainty_calibration(preds, truths).pformat(max_width=-1)))
+    if cal.min_coverage is not None:
+        print(f"target coverage of +-2 std chosen: {cal.coverage:.4f} (from {cal.min_coverage:g} to 0.9545)")
     print(f"calibration: smoothing {cal.smoothing:g} px; factors per bin at N = {cal.samples}: {cal.scales}")
     print(
         f"of which multipliers for the true ranges from {cal.truth_ranges_gauss} G, at N = {cal.samples}: "
@@ -295,25 +340,37 @@ def main():
             warnings.simplefilter("ignore")
             checks = [(c, f) for f in check_files for c in patch_crops(f, args.crop)]
         check_levels = [check_level(model, f, args, conditioned) for _, f in checks]
-        ums = [
-            superresolve(
-                degrade(t),
-                model=model,
-                noise_level=level,
-                samples=args.samples,
-                antithetic=args.antithetic,
-                symmetric=args.symmetric,
-                seed=args.seed + 10_000 + i,
-                calibrate=False,
-                calibrate_uncertainty=False,
-                progress=False,
+        if loaded is not None and "check_samples" in loaded:
+            ums = _loaded_maps(
+                loaded["check_samples"], loaded["check_truth"], [t for t, _ in checks], args.load
             )
-            for i, ((t, _), level) in enumerate(zip(checks, check_levels, strict=True))
-        ]
+        else:
+            ums = [
+                superresolve(
+                    degrade(t),
+                    model=model,
+                    noise_level=level,
+                    samples=args.samples,
+                    antithetic=args.antithetic,
+                    symmetric=args.symmetric,
+                    seed=args.seed + 10_000 + i,
+                    calibrate=False,
+                    calibrate_uncertainty=False,
+                    keep_samples=bool(args.save),
+                    progress=False,
+                )
+                for i, ((t, _), level) in enumerate(zip(checks, check_levels, strict=True))
+            ]
         checks = [t for t, _ in checks]
-        ums = [calibrated_map(p, level) for p, level in zip(ums, check_levels, strict=True)]
+        calibrated_checks = [calibrated_map(p, level) for p, level in zip(ums, check_levels, strict=True)]
         print(f"calibrated, on {len(checks)} check crops of {len(check_files)} patches (not fitted on):")
-        print("\n".join(uncertainty_calibration(ums, checks).pformat(max_width=-1)))
+        print("\n".join(uncertainty_calibration(calibrated_checks, checks).pformat(max_width=-1)))
+        if saving:
+            arrays["check_samples"] = np.stack([p.samples.to_value(u.G) for p in ums]).astype(np.float32)
+            arrays["check_truth"] = np.stack([(t.data * t.unit).to_value(u.G) for t in checks]).astype(
+                np.float32
+            )
+            _atomic_savez(args.save, **arrays)
 
 
 if __name__ == "__main__":
