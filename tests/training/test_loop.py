@@ -167,6 +167,7 @@ def test_shipped_configs():
         "gpu-ldm-res",
         "ldm-res-decoder-cpu",
         "ldm-res-distilled-cpu",
+        "ldm-res-ft256-cpu",
         "ldm-res-lcm-cpu",
         "ldm-res-s2d-cpu",
         "ldm-res-s2d-long-cpu",
@@ -201,6 +202,19 @@ def test_shipped_configs():
     run_keys = ("name", "output_dir", "max_steps", "checkpoint_every", "time_limit_minutes")
     assert {k: v for k, v in long.items() if k not in run_keys} == {
         k: v for k, v in parent.items() if k not in run_keys
+    }
+    # The default fine-tuned for its posterior mean: 256x256 crops, half the disk crops uniform over the
+    # disk; the held-out frame and the 2025 calibration patches stay out.
+    ft = load_config("ldm-res-ft256-cpu")
+    assert (ft.model.diffusion.init_from, ft.data.crop_size, ft.data.strong_field_fraction) == (
+        "ldm-res",
+        256,
+        0.5,
+    )
+    assert ft.data.validation_dates == ["2016-07-07"] and "2025" not in ft.data.patch_pattern
+    assert ft.to_dict()["model"]["diffusion"] == {
+        **noise.to_dict()["model"]["diffusion"],
+        "init_from": "ldm-res",
     }
     # The paper's comparison models share the default's recipe; only what the comparison is about
     # differs (space, residual, and the U-Net levels a pixel-space model needs at 0.5" and 1").
