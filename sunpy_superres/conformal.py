@@ -99,6 +99,7 @@ __all__ = [
     "MIN_LEVEL_PIXELS",
     "TWO_SIGMA_COVERAGE",
     "ONE_SIGMA_COVERAGE",
+    "COVERAGE_STEP",
 ]
 
 #: Lower edges of the ``|mean|`` bins of a calibration (the last bin is open). Finer than the three
@@ -476,8 +477,8 @@ def fit_std_calibration(
     0.683 are chosen on the even-numbered images, and the factors are then fitted on the
     odd-numbered ones, so that the choice does not reuse the pixels of the conformal quantile. With
     ``min_coverage``, the target of ``+-2 std`` is chosen with them, on the same images. With one
-    candidate of each and no ``min_coverage``, all images fit the factors. The multipliers of ``truth_ranges`` are fitted
-    on the same images as the factors, at each sample count.
+    candidate of each and no ``min_coverage``, all images fit the factors. The multipliers of
+    ``truth_ranges`` are fitted on the same images as the factors, at each sample count.
 
     Raises
     ------
