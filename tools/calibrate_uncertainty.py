@@ -234,7 +234,6 @@ def main():
     if any("20160707" in f for f in [*files, *args.hmi]):
         raise SystemExit("the 2016-07-07 frame is held out: never calibrate on it")
     model = load_model(args.model, device="cpu")
-    truths, preds = [], []
     conditioned = getattr(model, "noise_level", None) is not None
     crops, levels = [], []
     for i, f in enumerate(args.hmi):
