@@ -170,6 +170,29 @@ def _loaded_maps(samples, truth, crops, path):
     return maps
 
 
+def _samples_of(model, args, truths, levels, seed, loaded, prefix):
+    """``args.samples`` samples of each of ``truths`` degraded (seeds from ``seed``), or those ``loaded``
+    keeps under ``prefix`` (``""`` for the calibration crops, ``"check_"`` for the check crops)."""
+    if loaded is not None and f"{prefix}samples" in loaded:
+        return _loaded_maps(loaded[f"{prefix}samples"], loaded[f"{prefix}truth"], truths, args.load)
+    return [
+        superresolve(
+            degrade(truth),
+            model=model,
+            noise_level=level,
+            samples=args.samples,
+            antithetic=args.antithetic,
+            symmetric=args.symmetric,
+            seed=seed + i,
+            calibrate=False,
+            calibrate_uncertainty=False,
+            keep_samples=True,
+            progress=False,
+        )
+        for i, (truth, level) in enumerate(zip(truths, levels, strict=True))
+    ]
+
+
 def _atomic_savez(path, **arrays):
     """Write ``arrays`` to ``path`` through a temporary file and a rename: a failed write loses nothing."""
     path = Path(path)
@@ -261,25 +284,7 @@ def main():
     )
     loaded = np.load(args.load) if args.load else None
     truths = crops
-    if loaded is not None:
-        preds = _loaded_maps(loaded["samples"], loaded["truth"], crops, args.load)
-    else:
-        preds = [
-            superresolve(
-                degrade(truth),
-                model=model,
-                noise_level=level,
-                samples=args.samples,
-                antithetic=args.antithetic,
-                symmetric=args.symmetric,
-                seed=args.seed + i,
-                calibrate=False,
-                calibrate_uncertainty=False,
-                keep_samples=True,
-                progress=False,
-            )
-            for i, (truth, level) in enumerate(zip(crops, levels, strict=True))
-        ]
+    preds = _samples_of(model, args, crops, levels, args.seed, loaded, "")
     samples = np.stack([p.samples.to_value(u.G) for p in preds])
     truth = np.stack([(t.data * t.unit).to_value(u.G) for t in truths])
     saving = args.save and loaded is None
@@ -339,28 +344,8 @@ def main():
             warnings.simplefilter("ignore")
             checks = [(c, f) for f in check_files for c in patch_crops(f, args.crop)]
         check_levels = [check_level(model, f, args, conditioned) for _, f in checks]
-        if loaded is not None and "check_samples" in loaded:
-            ums = _loaded_maps(
-                loaded["check_samples"], loaded["check_truth"], [t for t, _ in checks], args.load
-            )
-        else:
-            ums = [
-                superresolve(
-                    degrade(t),
-                    model=model,
-                    noise_level=level,
-                    samples=args.samples,
-                    antithetic=args.antithetic,
-                    symmetric=args.symmetric,
-                    seed=args.seed + 10_000 + i,
-                    calibrate=False,
-                    calibrate_uncertainty=False,
-                    keep_samples=bool(args.save),
-                    progress=False,
-                )
-                for i, ((t, _), level) in enumerate(zip(checks, check_levels, strict=True))
-            ]
         checks = [t for t, _ in checks]
+        ums = _samples_of(model, args, checks, check_levels, args.seed + 10_000, loaded, "check_")
         calibrated_checks = [calibrated_map(p, level) for p, level in zip(ums, check_levels, strict=True)]
         print(f"calibrated, on {len(checks)} check crops of {len(check_files)} patches (not fitted on):")
         print("\n".join(uncertainty_calibration(calibrated_checks, checks).pformat(max_width=-1)))
