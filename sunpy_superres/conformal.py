@@ -406,7 +406,12 @@ def _conformal_scale(err, sd, floor, coverage, lo, hi):
             f"the bin {lo:g}-{hi:g} G has {n} calibration pixels, too few for coverage "
             f"{coverage:.4g}; use more or larger calibration crops, or other bin edges"
         )
-    return float(score[rank - 1]) / 2.0, score  # +-2 calibrated std = the conformal quantile
+    return _quantile_scale(score, coverage), score
+
+
+def _quantile_scale(score, coverage):
+    """The calibrated std in units of the score: half the conformal quantile of sorted ``score``."""
+    return float(score[math.ceil((score.size + 1) * coverage) - 1]) / 2.0  # +-2 std = the quantile
 
 
 @u.quantity_input
@@ -603,7 +608,7 @@ def _choose_smoothing_and_floors(samples, truth, widths, floor_values, edge_valu
             for c in targets:
                 best = (np.inf, 0.0, 0, 0)
                 for f, score in zip(floor_values, scores, strict=True):
-                    scale = float(score[math.ceil((score.size + 1) * c) - 1]) / 2.0
+                    scale = _quantile_scale(score, c)
                     one = int(np.searchsorted(score, scale, side="right"))
                     gap = abs(one / score.size - ONE_SIGMA_COVERAGE)
                     if gap < best[0]:
