@@ -107,7 +107,8 @@ def export_checkpoint(checkpoint, output):
         for n, p in trainable(net).items():
             p.copy_(ema[n])
     task.standalone_model(cfg, net, f"{cfg.name}-step{step}").save_pretrained(output)
-    finish_model_directory(output, cfg, step)
+    # What the run started or learnt from, as its checkpoint recorded it (older checkpoints: nothing).
+    finish_model_directory(output, cfg, step, **state.get("provenance", {}))
     return output
 
 
@@ -335,7 +336,15 @@ def _save_checkpoint(task, net, ema, optimizer, step):
         _save_optimizer(optimizer, tmp)
         # state.json is written last: a checkpoint without it is incomplete and never resumed from.
         (tmp / "state.json").write_text(
-            json.dumps({"step": step, "config": cfg.to_dict(), "package_version": __version__}, indent=2)
+            json.dumps(
+                {
+                    "step": step,
+                    "config": cfg.to_dict(),
+                    "provenance": task.provenance(),
+                    "package_version": __version__,
+                },
+                indent=2,
+            )
         )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

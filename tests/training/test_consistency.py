@@ -151,6 +151,8 @@ def test_distillation_exports_a_few_step_sampler(tmp_path, data_dir, teacher, hm
         export_checkpoint(latest_checkpoint(tmp_path / "lcm"), tmp_path / "x"), device="cpu"
     )
     assert exported.consistency == student.consistency and exported.revision == "tiny-lcm-step2"
+    record = json.loads((tmp_path / "x" / "training_config.json").read_text())
+    assert record["teacher_revision"] == "tiny-step2"
     a, b = exported.denoiser.state_dict(), student.denoiser.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -435,6 +435,29 @@ def test_init_from_continues_a_trained_denoiser(tmp_path, data_dir, trained_auto
         train(cfg, progress=False)
 
 
+def test_a_checkpoint_exported_mid_run_names_the_weights_the_run_started_from(tmp_path, data_dir):
+    # init_from may be a registry name that means other weights by the time a checkpoint is exported:
+    # the checkpoint keeps the revision the run started from, and the export records it.
+    from sunpy_superres.training.loop import export_checkpoint, latest_checkpoint
+
+    def s2d(cfg):
+        d = cfg.model.diffusion
+        d.latent_space, d.attention_levels = "space-to-depth", [False, False]
+        return cfg
+
+    base = train(s2d(tiny_config(tmp_path / "base", data_dir, steps=2)), progress=False)
+    cfg = s2d(tiny_config(tmp_path / "more", data_dir, steps=2, every=1))
+    cfg.model.diffusion.init_from = str(base)
+    train(cfg, progress=False)
+    checkpoint = latest_checkpoint(tmp_path / "more")
+    assert json.loads((checkpoint / "state.json").read_text())["provenance"] == {
+        "init_from_revision": "tiny-step2"
+    }
+    exported = export_checkpoint(checkpoint, tmp_path / "exported")
+    record = json.loads((exported / "training_config.json").read_text())
+    assert record["init_from_revision"] == "tiny-step2" and record["step"] == 2
+
+
 def test_space_to_depth_latent_trains_without_an_autoencoder_stage(tmp_path, data_dir, hmi_cutout):
     from sunpy_superres.models import load_model
     from sunpy_superres.models.spacetodepth import SpaceToDepth

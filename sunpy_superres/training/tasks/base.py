@@ -268,6 +268,13 @@ class Task:
         """Write ``model`` (the network with its EMA weights, on the CPU) as the model directory ``final``."""
         raise NotImplementedError
 
+    def provenance(self):
+        """What the exported model's ``training_config.json`` records beyond the config: the revisions
+        of the models a run started from or learnt from, since a registry name may mean other weights
+        later. Stored in each checkpoint too, so that `~sunpy_superres.training.loop.export_checkpoint`
+        records what the run used, not what the name means when it exports."""
+        return {}
+
     def export(self, net, ema, step):
         """Write the EMA weights as the run's model (``output_dir/model``); returns its path."""
         final = Path(self.cfg.output_dir) / "model"

@@ -214,9 +214,12 @@ class DiffusionTask(Task):
         """The diffusion model of the denoiser and its latent space; a continued run names its start."""
         latent = None if self.autoencoder is None else copy.deepcopy(self.autoencoder).cpu()
         self._model(self.cfg, model, latent, self.revision(step)).save_pretrained(final)
-        # A registry name may mean other weights later: record which ones the run started from.
-        record = {"init_from_revision": self.init.revision} if self.init is not None else {}
-        finish_model_directory(final, self.cfg, step, **record)
+        finish_model_directory(final, self.cfg, step, **self.provenance())
+
+    def provenance(self):
+        """The revision the run started from (``init_from``), if any."""
+        init = getattr(self, "init", None)
+        return {"init_from_revision": init.revision} if init is not None else {}
 
 
 def _load_init(d):

@@ -89,8 +89,11 @@ class StudentTask(Task):
     def write_model(self, model, final, step):
         """The teacher's model with the student as its denoiser and the kind's sampler."""
         self.student_model(self.cfg, model, self.teacher, self.revision(step)).save_pretrained(final)
-        # A registry name may mean other weights later: record which ones were the teacher.
-        finish_model_directory(final, self.cfg, step, teacher_revision=self.teacher.revision)
+        finish_model_directory(final, self.cfg, step, **self.provenance())
+
+    def provenance(self):
+        """The teacher's revision."""
+        return {"teacher_revision": self.teacher.revision}
 
     @classmethod
     def student_model(cls, cfg, network, teacher, revision):
