@@ -65,7 +65,7 @@ plt.show()
 # quiet Sun the errors are heavy-tailed (the model card finds a kurtosis of 5-20): a narrower peak,
 # wider tails. No standard deviation then gives ``+-1`` and ``+-2 std`` their Gaussian coverage at
 # once (with ``+-2 std`` at 95 %, ``+-1 std`` would cover 73 %), so the calibration splits the
-# difference: on the held-out crops of the model card, 69 % and 93 %.
+# difference: on the held-out crops of the model card, 68 % and 93 %.
 
 z = ((truth.data - um.data) / um.std.to_value(u.G)).ravel()
 fig, ax = plt.subplots()
