@@ -218,8 +218,7 @@ class DiffusionTask(Task):
 
     def provenance(self):
         """The revision the run started from (``init_from``), if any."""
-        init = getattr(self, "init", None)
-        return {"init_from_revision": init.revision} if init is not None else {}
+        return {"init_from_revision": self.init.revision} if self.init is not None else {}
 
 
 def _load_init(d):
