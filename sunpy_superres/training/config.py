@@ -29,6 +29,7 @@ from .tasks.diffusion import LATENT_SPACES
 
 __all__ = [
     "LATENT_SPACES",
+    "LR_SCHEDULES",
     "DataConfig",
     "ModelConfig",
     "FinetuneConfig",
@@ -44,6 +45,8 @@ __all__ = [
 MODEL_KINDS = tuple(TASKS)
 #: Where fine-tuning pairs come from (``[finetune] pairs``).
 PAIR_SOURCES = ("synthetic", "directory")
+#: Learning-rate schedules of ``lr_schedule`` (names of `diffusers.optimization.get_scheduler`).
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclass
@@ -224,6 +227,11 @@ class TrainConfig:
     #: Per process (the paper: 4 on one GPU).
     batch_size: int = 4
     learning_rate: float = 3e-4
+    #: How the learning rate moves over the run's ``max_steps``: ``"constant"`` (the paper),
+    #: ``"cosine"`` (down to 0 at the last step; Loshchilov & Hutter 2017) or ``"linear"`` (down to
+    #: 0), each after ``warmup_steps`` of linear warm-up from 0 (diffusers' schedules).
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.01
     #: Steps to train; 0: ``epochs * samples_per_epoch / batch_size``.
     max_steps: int = 0
@@ -291,7 +299,14 @@ class TrainConfig:
                 f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
                 f"got {finetune.pairs!r}"
             )
-        return _build(cls, d, "", data=data, model=model, finetune=finetune)
+        cfg = _build(cls, d, "", data=data, model=model, finetune=finetune)
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {cfg.lr_schedule!r}"
+            )
+        if cfg.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
+        return cfg
 
 
 def _build_model(values):

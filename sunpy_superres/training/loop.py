@@ -2,7 +2,8 @@
 One training loop for every model (rule 9 of docs/dev/design.rst), on `accelerate`.
 
 The paper's recipe (section 4): AdamW, learning rate 3e-4, batch 4, MSE, mixed precision, 30 epochs;
-plus EMA weights (its code: decay 0.995) and gradient clipping. The same code runs on one CPU, one
+plus EMA weights (its code: decay 0.995) and gradient clipping; optionally a learning-rate schedule
+(``lr_schedule``: cosine or linear decay, with warm-up). The same code runs on one CPU, one
 GPU, or several processes started by ``torchrun``/``accelerate launch``.
 
 What it trains is the task of ``[model] kind`` (`sunpy_superres.training.tasks`): the task builds the
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 from ..seeds import step_seed
 from ..version import __version__
 from .common import finish_model_directory, trainable
-from .config import FinetuneConfig, TrainConfig
+from .config import LR_SCHEDULES, FinetuneConfig, TrainConfig
 from .data import PairCrops
 from .finetune import finetune_pairs
 from .tasks import TASKS, get_task
@@ -183,6 +184,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     task_class = get_task(cfg.model.kind)
     total = cfg.total_steps()  # refuses a config with neither max_steps nor epochs before any work
+    schedule = lr_factor(cfg)  # and one with an unknown learning-rate schedule
     for stage in task_class.stages(cfg):
         train(stage, progress=progress)  # on every rank: a stage trains distributed too
     # accelerate only sets up multi-process CPU training (gloo, under torchrun) when told cpu=True.
@@ -203,7 +205,9 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
     task.ema = ema  # updated in place after every step: a task may train against it (consistency)
     module, optimizer = accelerator.prepare(task.training_module(net), optimizer)
-    done = _run(task, module, net, optimizer, ema, start, progress=progress, stop_at_step=stop_at_step)
+    done = _run(
+        task, module, net, optimizer, ema, start, schedule, progress=progress, stop_at_step=stop_at_step
+    )
     if done is None:
         return None
     if done < total:
@@ -236,7 +240,7 @@ def _network(task, checkpoint):
     return task.weights.load_network(checkpoint / "model"), int(state["step"])
 
 
-def _run(task, module, net, optimizer, ema, start, *, progress, stop_at_step):
+def _run(task, module, net, optimizer, ema, start, schedule, *, progress, stop_at_step):
     """
     The training steps from ``start`` on, with checkpoints and the time limit.
 
@@ -258,14 +262,16 @@ def _run(task, module, net, optimizer, ema, start, *, progress, stop_at_step):
     done = total
     for step in range(start, total):
         t0 = time.perf_counter()
-        loss = _step(task, module, net, optimizer, ema, step)
+        lr = cfg.learning_rate * schedule(step)
+        loss = _step(task, module, net, optimizer, ema, step, lr)
         dt = time.perf_counter() - t0
         bar.set_postfix(loss=f"{loss:.4g}", s_per_step=f"{dt:.2f}")
         bar.update(1)
         if accelerator.is_main_process:
             Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
             with open(Path(cfg.output_dir) / "log.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": step + 1, "loss": loss, "seconds": dt}) + "\n")
+                record = {"step": step + 1, "loss": loss, "seconds": dt, "lr": lr}
+                fh.write(json.dumps(record) + "\n")
         if stop_at_step is not None and step + 1 == stop_at_step:
             bar.close()
             return None
@@ -279,9 +285,42 @@ def _run(task, module, net, optimizer, ema, start, *, progress, stop_at_step):
     return done
 
 
-def _step(task, module, net, optimizer, ema, step):
-    """One optimisation step and its EMA update; returns the loss averaged over processes."""
+def lr_factor(cfg):
+    """
+    The learning-rate schedule of ``cfg``: ``factor(step)`` times ``learning_rate`` is the rate of
+    (0-based) step ``step``.
+
+    It is a function of the step alone, like the EMA decay, so a resumed run keeps to it without any
+    scheduler state in its checkpoints. The factors are diffusers' own (`diffusers.optimization`),
+    read off a scheduler built on a throw-away optimizer.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``lr_schedule`` or a negative ``warmup_steps``.
+    """
+    from diffusers.optimization import get_scheduler
+
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {cfg.lr_schedule!r}"
+        )
+    if cfg.warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    name = "constant_with_warmup" if cfg.lr_schedule == "constant" and cfg.warmup_steps else cfg.lr_schedule
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = get_scheduler(
+        name, dummy, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.total_steps()
+    )
+    return scheduler.lr_lambdas[0]
+
+
+def _step(task, module, net, optimizer, ema, step, lr):
+    """One optimisation step at learning rate ``lr`` and its EMA update; returns the loss averaged
+    over processes."""
     cfg, accelerator = task.cfg, task.accelerator
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     batch = task.batch(step)
     generator = torch.Generator().manual_seed(step_seed(cfg.seed, step, task.rank))
     with accelerator.autocast():
