@@ -299,14 +299,18 @@ class TrainConfig:
                 f"[finetune] pairs must be one of {', '.join(map(repr, PAIR_SOURCES))}, "
                 f"got {finetune.pairs!r}"
             )
-        cfg = _build(cls, d, "", data=data, model=model, finetune=finetune)
-        if cfg.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {cfg.lr_schedule!r}"
-            )
-        if cfg.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
-        return cfg
+        return check_lr_schedule(_build(cls, d, "", data=data, model=model, finetune=finetune))
+
+
+def check_lr_schedule(cfg):
+    """``cfg`` if its ``lr_schedule`` and ``warmup_steps`` are valid; else `ValueError`."""
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {cfg.lr_schedule!r}"
+        )
+    if cfg.warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    return cfg
 
 
 def _build_model(values):

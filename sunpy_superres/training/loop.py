@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..seeds import step_seed
 from ..version import __version__
 from .common import finish_model_directory, trainable
-from .config import LR_SCHEDULES, FinetuneConfig, TrainConfig
+from .config import FinetuneConfig, TrainConfig, check_lr_schedule
 from .data import PairCrops
 from .finetune import finetune_pairs
 from .tasks import TASKS, get_task
@@ -301,12 +301,7 @@ def lr_factor(cfg):
     """
     from diffusers.optimization import get_scheduler
 
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {cfg.lr_schedule!r}"
-        )
-    if cfg.warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    check_lr_schedule(cfg)  # a config built directly, not read, is checked here
     name = "constant_with_warmup" if cfg.lr_schedule == "constant" and cfg.warmup_steps else cfg.lr_schedule
     dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     scheduler = get_scheduler(
