@@ -45,6 +45,8 @@ def main():
         )
         model.uncertainty_calibration = None
         model.denoiser.half()
+        if model.regression is not None:
+            model.regression.half()  # a shipped regression is fp16 already: stored as it came
     else:
         model.network.half()
     if args.revision:

@@ -52,6 +52,8 @@ WHEN = {
     "SRSPACE": "diffusion models only",
     "SRNOISE": "diffusion models conditioned on a noise level only (``noise_level=``, or the model's own "
     "level); absent for a model without noise conditioning",
+    "SRREGREV": "diffusion models whose residual is taken to a regression's output only "
+    '(``residual_base="regression"``): the revision of that regression\'s weights',
     "SRANTI": "``samples > 1`` only: true when the samples were drawn in antithetic pairs "
     '(``antithetic=True``, or ``"auto"`` with a model calibrated on pairs: the shipped diffusion '
     "models), false for independent samples",

@@ -14,6 +14,10 @@ ddpm     pixel     no         ``HR / s``
 
 ``LR`` is the input replicated 4x (nearest), ``E`` the posterior mean of a
 `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder`, ``s`` the stored ``target_scale``.
+A residual denoiser with ``residual_base="regression"`` takes its residual to a deterministic
+regression's output instead of ``LR`` (`regression_base`, as CorrDiff does: Mardani et al. 2023):
+the regression, trained on the squared error, carries the posterior mean, and the diffusion model
+only the part of the field that the input does not determine.
 Conditioning is channel concatenation of the (encoded) LR input with the noisy target, Palette-style
 (section 3.2, Fig. 2). The backbone is a diffusers `UNet2DModel` with self-attention at the low
 resolutions (Fig. 3), trained with epsilon-prediction and MSE on a linear beta schedule of 1000
@@ -46,7 +50,9 @@ from ..options import renamed_sampler
 from .accel import CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel
+from .enhance import EnhanceNet
 from .manifest import register_kind, write_manifest
+from .progressive import ProgressiveNet
 from .spacetodepth import SpaceToDepth
 
 __all__ = [
@@ -74,6 +80,9 @@ __all__ = [
     "STUDENT_SAMPLERS",
     "estimate_scales",
     "load_latent_space",
+    "regression_base",
+    "load_regression",
+    "RESIDUAL_BASES",
 ]
 
 #: Target quiet-Sun noise level (G) of a noise-conditioned model when neither its manifest nor the
@@ -119,6 +128,10 @@ SPACINGS = ("linear", "log-snr")
 #: Range of the half log signal-to-noise ratio ``log(alpha / sigma)`` over which ``"log-snr"`` spaces
 #: the steps after the first: from noise 55 times the signal (e**4) to signal 55 times the noise.
 LOG_SNR_RANGE = (-4.0, 4.0)
+
+#: What a residual denoiser's residual is taken to (``ConditionalDenoiser(residual_base=...)``): the
+#: replicated input (the paper's), or a regression's back-projected output (`regression_base`).
+RESIDUAL_BASES = ("lr", "regression")
 
 VARIANTS = {
     ("latent", True): "ldm-res",
@@ -175,6 +188,10 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
         instead of an average of its training frames'.
     noise_level_center, noise_level_scale : float
         Offset and scale of that channel, G.
+    residual_base : {"lr", "regression"}
+        What the residual, and the conditioning, start from: the LR input replicated (the paper's),
+        or the back-projected output of a deterministic regression network that the model carries
+        (`regression_base`; `DiffusionSuperResolution` ``regression``). Residual denoisers only.
     """
 
     config_name = "config.json"
@@ -202,10 +219,17 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
         noise_conditioning=False,
         noise_level_center=4.0,
         noise_level_scale=2.0,
+        residual_base="lr",
     ):
         super().__init__()
         if space not in ("latent", "pixel"):
             raise ValueError(f"space must be 'latent' or 'pixel', got {space!r}")
+        if residual_base not in RESIDUAL_BASES:
+            raise ValueError(
+                f"residual_base must be one of {', '.join(map(repr, RESIDUAL_BASES))}, got {residual_base!r}"
+            )
+        if residual_base == "regression" and not residual:
+            raise ValueError("residual_base='regression' is for a residual denoiser (residual=True)")
         if prediction_type not in ("epsilon", "sample", "v_prediction"):
             raise ValueError(
                 f"prediction_type must be 'epsilon', 'sample' or 'v_prediction', got {prediction_type!r}"
@@ -292,6 +316,30 @@ def load_latent_space(path):
     if json.loads((path / "config.json").read_text()).get("_class_name") == SpaceToDepth.__name__:
         return SpaceToDepth.from_pretrained(path)
     return MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True)
+
+
+def load_regression(path):
+    """
+    The regression network of a ``residual_base="regression"`` model from its ``regression/`` directory.
+
+    Parameters
+    ----------
+    path : path-like
+        A directory written by the ``save_pretrained`` of an
+        `~sunpy_superres.models.enhance.EnhanceNet` or a
+        `~sunpy_superres.models.progressive.ProgressiveNet` (told apart by ``_class_name`` in its
+        ``config.json``).
+
+    Returns
+    -------
+    `~sunpy_superres.models.enhance.EnhanceNet` or `~sunpy_superres.models.progressive.ProgressiveNet`
+    """
+    path = Path(path)
+    classes = {c.__name__: c for c in (EnhanceNet, ProgressiveNet)}
+    name = json.loads((path / "config.json").read_text()).get("_class_name")
+    if name not in classes:
+        raise ValueError(f"{path} holds a {name}, not a regression network ({', '.join(classes)})")
+    return classes[name].from_pretrained(path, use_safetensors=True)
 
 
 def make_scheduler(name, config):
@@ -510,6 +558,42 @@ def set_sampler_timesteps(scheduler, name, steps, start=None, device=None, spaci
     return float(torch.sqrt(1 - scheduler.alphas_cumprod[start]))
 
 
+def regression_base(regression, lr_up, factor):
+    """
+    The image a ``residual_base="regression"`` denoiser takes its residual to: the regression's
+    output for the input, back-projected onto it.
+
+    Back-projection adds to every output pixel the difference between its input pixel and the mean
+    of the ``factor x factor`` output pixels over it, so the base's block means are the input
+    exactly: the projection onto the images consistent with the input under the block mean (the
+    operator `sunpy_superres.evaluation.degrade` applies; `sunpy_superres.consistency` does the same
+    on maps). The conditioning then still holds the whole input, which is what the paper's
+    conditioning on the replicated input gives the network.
+
+    Parameters
+    ----------
+    regression : callable or None
+        A network ``(B, 1, h, w) -> (B, 1, factor h, factor w)`` in network units (e.g. a
+        `~sunpy_superres.models.progressive.ProgressiveNet`); `None`: ``lr_up`` is the base (the
+        paper's residual).
+    lr_up : `torch.Tensor`
+        ``(B, 1, H, W)`` input replicated ``factor`` times per axis (nearest), network units.
+    factor : int
+        Super-resolution factor.
+
+    Returns
+    -------
+    `torch.Tensor`
+        ``(B, 1, H, W)``, network units.
+    """
+    if regression is None:
+        return lr_up
+    lr = F.avg_pool2d(lr_up, factor)  # exact: lr_up is the input replicated
+    with torch.no_grad():
+        out = regression(lr).to(lr_up.dtype)
+    return out + F.interpolate(lr - F.avg_pool2d(out, factor), scale_factor=factor, mode="nearest")
+
+
 def encode_pair(denoiser, autoencoder, lr_up, hr=None, noise_level=None):
     """
     Conditioning and (optionally) the diffusion target of a batch, as in Fig. 2a.
@@ -520,7 +604,8 @@ def encode_pair(denoiser, autoencoder, lr_up, hr=None, noise_level=None):
     autoencoder : `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder` or None
         Required in latent space.
     lr_up : `torch.Tensor`
-        ``(B, 1, H, W)`` LR input replicated to the HR grid, network units.
+        ``(B, 1, H, W)`` LR input replicated to the HR grid, network units; for a
+        ``residual_base="regression"`` denoiser its `regression_base` instead.
     hr : `torch.Tensor`, optional
         ``(B, 1, H, W)`` ground truth, network units.
     noise_level : `torch.Tensor` or float, optional
@@ -904,12 +989,20 @@ class DiffusionSuperResolution(SuperResolutionModel):
         architecture (25 full-disk tiles, bf16), it made a sampler step 30 % slower (0.058 s against
         0.044 s) and encoding plus decoding 30 % slower (1.96 s against 1.48 s); the diffusers U-Net
         and autoencoder are dominated by group normalisation, which runs on NCHW. Ignored on the CPU.
+    regression : `torch.nn.Module`, optional
+        The deterministic network whose back-projected output a ``residual_base="regression"``
+        denoiser takes its residual to (`regression_base`): required for such a denoiser, refused
+        for another. Saved in the model directory as ``regression/``. The halo is at least the
+        regression's (its ``halo`` attribute), so that tiling does not change its output.
+    regression_revision : str, optional
+        The weights revision of ``regression`` (the model it came from), written into output
+        headers as ``SRREGREV``.
 
     Raises
     ------
     ValueError
-        If a latent denoiser comes without an autoencoder, or the sampler or precision settings are
-        invalid.
+        If a latent denoiser comes without an autoencoder, a regression-based one without its
+        regression, or the sampler or precision settings are invalid.
     """
 
     kind = "diffusion"
@@ -943,12 +1036,19 @@ class DiffusionSuperResolution(SuperResolutionModel):
         consistency=None,
         trajectory=None,
         scheduler=None,
+        regression=None,
+        regression_revision=None,
     ):
         super().__init__(device=device)
         sampler = renamed_sampler(sampler, scheduler)
         cfg = denoiser.config
         if cfg.space == "latent" and autoencoder is None:
             raise ValueError("a latent-space denoiser needs its autoencoder")
+        if (cfg.get("residual_base", "lr") == "regression") != (regression is not None):
+            raise ValueError(
+                "a denoiser with residual_base='regression' needs its regression network, and only such "
+                f"a denoiser takes one (this one's residual_base is {cfg.get('residual_base', 'lr')!r})"
+            )
         self.precision = resolve_precision(precision, self.device)
         # NHWC is opt-in, by measurement (see channels_last above); the CPU path, the reference, keeps NCHW.
         nhwc = channels_last and self.device.type == "cuda"
@@ -957,6 +1057,11 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.autoencoder = None
         if cfg.space == "latent":
             self.autoencoder = autoencoder.to(self.device, memory_format=self._memory_format).eval()
+        self.regression = None
+        self.regression_revision = None if regression is None else str(regression_revision or "unknown")
+        if regression is not None:
+            self.regression = regression.to(self.device).eval().requires_grad_(False)
+            halo = max(int(halo), int(getattr(regression, "halo", 0)))
         self._denoise = self.denoiser
         self.compiled = False
         self.name = name or variant_name(cfg.space, cfg.residual)
@@ -1252,7 +1357,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
 
     def provenance(self):
         """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``, ``SRSPACE`` (and
-        ``SRNOISE``, the target noise level in G, for a noise-conditioned model)."""
+        ``SRNOISE``, the target noise level in G, for a noise-conditioned model, and ``SRREGREV``, the
+        regression's revision, for a ``residual_base="regression"`` one)."""
         keys = {
             "srsteps": self.network_evaluations,
             "srsched": self.sampler,
@@ -1261,6 +1367,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         }
         if self.noise_level is not None:
             keys["srnoise"] = self.noise_level
+        if self.regression is not None:
+            keys["srregrev"] = self.regression_revision
         return keys
 
     @property
@@ -1313,6 +1421,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         # Reduced precision covers the networks only; the conditioning, the sampler state and its
         # update stay float32, so the random draws and the scheduler arithmetic match the CPU path.
         with autocast(self.device, self.precision):
+            lr_up = regression_base(self.regression, lr_up, self.factor).float()
             cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=self.noise_label)
         cond, base = cond.float(), base.float()
         if repeats > 1:
@@ -1349,14 +1458,16 @@ class DiffusionSuperResolution(SuperResolutionModel):
 
     def save_pretrained(self, path):
         """
-        Write the model as a directory: ``denoiser/`` (and ``autoencoder/``) in diffusers format
-        (``config.json`` + safetensors), the student of its ``"lcm"`` sampler as ``lcm/`` (a model
+        Write the model as a directory: ``denoiser/`` (and ``autoencoder/``, ``regression/``) in
+        diffusers format (``config.json`` + safetensors), the student of its ``"lcm"`` sampler as ``lcm/`` (a model
         directory) when it has one, and a ``superres.json`` manifest with sha256 of every file.
         """
         path = Path(path)
         self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
         if self.autoencoder is not None:
             self.autoencoder.save_pretrained(path / "autoencoder", safe_serialization=True)
+        if self.regression is not None:
+            self.regression.save_pretrained(path / "regression", safe_serialization=True)
         info = {
             "kind": self.kind,
             "name": self.name,
@@ -1378,6 +1489,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
             info["consistency"] = self.consistency
         if self.trajectory is not None:
             info["trajectory"] = self.trajectory
+        if self.regression is not None:
+            info["regression"] = {"revision": self.regression_revision}
         for sampler, directory in self.student_dirs.items():
             # A student is a model directory of its own, copied whole: its manifest comes with it.
             shutil.copytree(directory, path / sampler)
@@ -1394,6 +1507,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         autoencoder = None
         if denoiser.config.space == "latent":
             autoencoder = load_latent_space(path / "autoencoder")
+        regression = None
+        if denoiser.config.get("residual_base", "lr") == "regression":
+            regression = load_regression(path / "regression")
         inference = manifest.get("inference", {})
         model = cls(
             denoiser,
@@ -1411,6 +1527,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
             noise_label_map=inference.get("noise_label_map"),
             consistency=manifest.get("consistency"),
             trajectory=manifest.get("trajectory"),
+            regression=regression,
+            regression_revision=manifest.get("regression", {}).get("revision"),
         )
         if "uncertainty_calibration" in manifest:
             from ..conformal import StdCalibration

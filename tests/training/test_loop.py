@@ -165,6 +165,7 @@ def test_shipped_configs():
         "enhance-gpu",
         "finetune-cpu",
         "gpu-ldm-res",
+        "ldm-res-corrdiff-cpu",
         "ldm-res-decoder-cpu",
         "ldm-res-distilled-cpu",
         "ldm-res-ft256-anneal-cpu",
@@ -223,6 +224,16 @@ def test_shipped_configs():
     schedule_keys = run_keys + ("lr_schedule", "warmup_steps")
     assert {k: v for k, v in anneal.items() if k not in schedule_keys} == {
         k: v for k, v in ft_d.items() if k not in schedule_keys
+    }
+    # The residual taken to progressive: the annealing's recipe at a higher rate, from the default.
+    corr = load_config("ldm-res-corrdiff-cpu").to_dict()
+    d = corr["model"]["diffusion"]
+    assert (d.pop("residual_base"), d.pop("regression")) == ("regression", "progressive")
+    d = anneal["model"]["diffusion"]
+    assert (d.pop("residual_base"), d.pop("regression")) == ("lr", "")
+    assert (corr["lr_schedule"], corr["learning_rate"]) == ("cosine", 1e-4)
+    assert {k: v for k, v in corr.items() if k not in (*run_keys, "learning_rate", "keep_checkpoints")} == {
+        k: v for k, v in anneal.items() if k not in (*run_keys, "learning_rate", "keep_checkpoints")
     }
     # The paper's comparison models share the default's recipe; only what the comparison is about
     # differs (space, residual, and the U-Net levels a pixel-space model needs at 0.5" and 1").
@@ -537,6 +548,62 @@ def test_space_to_depth_latent_trains_without_an_autoencoder_stage(tmp_path, dat
     )
     out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
     assert out.data.shape == (96, 96) and np.isfinite(out.data).all()
+
+
+def test_a_residual_to_a_regression_trains_new_or_from_a_model_to_the_input(tmp_path, data_dir, hmi_cutout):
+    from sunpy_superres.models import load_model
+    from sunpy_superres.models.progressive import ProgressiveNet, ProgressiveSuperResolution
+
+    torch.manual_seed(0)
+    net = ProgressiveNet(channels=8, growth_rate=4, layers_per_block=2, blocks_per_level=(1, 1))
+    ProgressiveSuperResolution(net, revision="tiny-prog", tile_size=32, device="cpu").save_pretrained(
+        tmp_path / "prog"
+    )
+
+    def s2d(cfg):
+        d = cfg.model.diffusion
+        d.latent_space, d.attention_levels = "space-to-depth", [False, False]
+        return cfg
+
+    base = train(s2d(tiny_config(tmp_path / "base", data_dir, steps=2)), progress=False)
+    cfg = s2d(tiny_config(tmp_path / "more", data_dir, steps=2))
+    d = cfg.model.diffusion
+    d.init_from, d.residual_base, d.regression = str(base), "regression", str(tmp_path / "prog")
+    cfg.learning_rate = 0.0  # no update: the export is the base denoiser with the new residual
+    final = train(cfg, progress=False)
+    record = json.loads((final / "training_config.json").read_text())
+    assert (record["init_from_revision"], record["regression_revision"]) == ("tiny-step2", "tiny-prog")
+    old, new = (load_model(p, device="cpu") for p in (base, final))
+    assert new.denoiser.config.residual_base == "regression" and new.regression_revision == "tiny-prog"
+    # The target scale is measured anew: the residual to the projected regression is the smaller.
+    assert 0 < new.denoiser.config.target_scale < old.denoiser.config.target_scale
+    assert new.denoiser.config.cond_scale == old.denoiser.config.cond_scale
+    a, b = (load_file(p / "denoiser" / "diffusion_pytorch_model.safetensors") for p in (base, final))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(new.regression.state_dict()[k], v, rtol=0, atol=0)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[23, 23] * u.pix
+    )
+    out = superresolve(lr, model=str(final), seed=0, steps=2, progress=False)
+    assert out.data.shape == (96, 96) and np.isfinite(out.data).all() and out.meta["srregrev"] == "tiny-prog"
+    # A new denoiser on the regression's residual; its checkpoint exports with the regression.
+    from sunpy_superres.training.loop import export_checkpoint, latest_checkpoint
+
+    cfg = s2d(tiny_config(tmp_path / "new", data_dir, steps=2, every=1))
+    cfg.model.diffusion.residual_base, cfg.model.diffusion.regression = "regression", str(tmp_path / "prog")
+    train(cfg, progress=False)
+    exported = load_model(
+        export_checkpoint(latest_checkpoint(tmp_path / "new"), tmp_path / "exp"), device="cpu"
+    )
+    assert exported.denoiser.config.residual_base == "regression" and exported.regression is not None
+
+
+def test_regression_and_residual_base_go_together():
+    with pytest.raises(ValueError, match='set residual_base = "regression" as well'):
+        TrainConfig.from_dict({"model": {"diffusion": {"regression": "progressive"}}})
+    with pytest.raises(ValueError, match='set regression to one, e.g. "progressive"'):
+        TrainConfig.from_dict({"model": {"diffusion": {"residual_base": "regression"}}})
 
 
 def test_unknown_latent_space_refused():

@@ -179,6 +179,29 @@ def test_distillation_exports_the_distilled_sampler(tmp_path, data_dir, teacher,
         load_model(shipped, device="cpu").student("lcm")
 
 
+def test_a_student_keeps_its_teachers_regression(tmp_path, data_dir, teacher, hmi_cutout):  # noqa: F811
+    from sunpy_superres.models.diffusion import DiffusionSuperResolution
+    from sunpy_superres.models.progressive import ProgressiveNet
+
+    base = load_model(teacher, device="cpu")
+    den = base.denoiser
+    den.register_to_config(residual_base="regression")
+    torch.manual_seed(0)
+    net = ProgressiveNet(channels=8, growth_rate=4, layers_per_block=2, blocks_per_level=(1, 1))
+    model = DiffusionSuperResolution(
+        den, base.autoencoder, revision="tiny-corr", sampler="dpm-solver++", steps=10, tile_size=32,
+        halo=4, device="cpu", noise_level=base.noise_level, regression=net, regression_revision="tiny-prog",
+    )  # fmt: skip
+    shipped_teacher = model.save_pretrained(tmp_path / "teacher")
+    final = train(trajectory_config(tmp_path / "run", data_dir, shipped_teacher), progress=False)
+    student = load_model(final, device="cpu")
+    assert student.regression_revision == "tiny-prog" and student.halo == model.halo == net.halo
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(student.regression.state_dict()[k], v, rtol=0, atol=0)
+    out = superresolve(_lr(hmi_cutout), model=student, seed=0, progress=False)
+    assert out.meta["srregrev"] == "tiny-prog" and np.isfinite(out.data).all()
+
+
 def test_trajectory_distillation_refuses_what_it_cannot_distil(tmp_path, data_dir, teacher):  # noqa: F811
     cfg = trajectory_config(tmp_path / "none", data_dir, "")
     with pytest.raises(ValueError, match=r"set \[model.trajectory\] teacher"):

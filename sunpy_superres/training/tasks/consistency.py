@@ -55,7 +55,7 @@ class ConsistencyTask(StudentTask):
         return consistency_loss(
             module,
             *self.frozen,
-            batch.lr_up,
+            self.base_image(batch),
             batch.hr,
             generator,
             noise_level=batch.noise_level,

@@ -17,7 +17,14 @@ with its defaults, but the channel counts (from the latent space) and the factor
     Continue training the denoiser of a trained latent or pixel model (registry name, model
     directory or pinned ``hf://`` reference), its autoencoder frozen as it is; the architecture and
     scales come from that model. With ``noise_conditioning``, a model without it gains the channel
-    with zero weights, so training starts from that model's behaviour. Empty: a new denoiser.
+    with zero weights, so training starts from that model's behaviour. With ``residual_base =
+    "regression"``, a model whose residual is to the input takes it to the regression from then on,
+    its ``target_scale`` measured anew (the config's, when not 0). Empty: a new denoiser.
+``regression``
+    With ``residual_base = "regression"``: the trained deterministic model (registry name, model
+    directory or ``hf://`` reference of an ``enhance`` or ``progressive`` model) whose back-projected
+    output the residual is taken to (`~sunpy_superres.models.diffusion.regression_base`); frozen,
+    and saved with the model. Empty: the ``init_from`` model's regression.
 
 A fine-tune (``[finetune]``) puts LoRA on the base denoiser (`~sunpy_superres.training.finetune.LoraFinetune`).
 """
@@ -36,9 +43,11 @@ from ...models.diffusion import (
     diffusion_loss,
     estimate_scales,
     make_scheduler,
+    regression_base,
 )
+from ...models.enhance import CNNSuperResolution
 from ...models.spacetodepth import SpaceToDepth
-from ..common import crop_dataset, finish_model_directory, load_reference
+from ..common import FACTOR, crop_dataset, finish_model_directory, load_reference
 from ..data import degrade
 from ..finetune import LoraFinetune
 from .base import Task, config_kwargs, signature_config
@@ -54,11 +63,11 @@ DiffusionConfig = signature_config(
     ConditionalDenoiser,
     exclude=("target_channels", "cond_channels", "factor"),
     defaults={"target_scale": 0.0, "cond_scale": 0.0},
-    extra=[("latent_space", "autoencoder"), ("autoencoder_dir", ""), ("init_from", "")],
+    extra=[("latent_space", "autoencoder"), ("autoencoder_dir", ""), ("init_from", ""), ("regression", "")],
     doc=(
         "``[model.diffusion]``: the parameters of `~sunpy_superres.models.diffusion.ConditionalDenoiser` "
         "but the channels and the factor (scales 0: measured), and ``latent_space``, ``autoencoder_dir``, "
-        "``init_from`` (see `sunpy_superres.training.tasks.diffusion`)."
+        "``init_from``, ``regression`` (see `sunpy_superres.training.tasks.diffusion`)."
     ),
 )
 
@@ -97,6 +106,17 @@ class DiffusionTask(Task):
                 f"[model.diffusion] latent_space must be one of {', '.join(map(repr, LATENT_SPACES))}, "
                 f"got {latent_space!r}"
             )
+        d = model_config.diffusion
+        if d.regression and d.residual_base != "regression":
+            raise ValueError(
+                f"[model.diffusion] regression = {d.regression!r} is the base of a residual taken to a "
+                'regression: set residual_base = "regression" as well, or leave regression out'
+            )
+        if d.residual_base == "regression" and not (d.regression or d.init_from):
+            raise ValueError(
+                '[model.diffusion] residual_base = "regression" takes the residual to a trained model\'s '
+                'output: set regression to one, e.g. "progressive"'
+            )
 
     @classmethod
     def is_standalone(cls, cfg):
@@ -107,16 +127,20 @@ class DiffusionTask(Task):
     @classmethod
     def standalone_model(cls, cfg, network, revision):
         """The diffusion model of ``network`` in pixel space or its space-to-depth latent."""
-        pixel = cfg.model.diffusion.space == "pixel"
-        latent = None if pixel else SpaceToDepth(factor=cfg.model.autoencoder.factor)
-        return cls._model(cfg, network, latent, revision)
+        d = cfg.model.diffusion
+        latent = None if d.space == "pixel" else SpaceToDepth(factor=cfg.model.autoencoder.factor)
+        regression = (None, None)
+        if network.config.get("residual_base", "lr") == "regression":
+            regression = _load_regression(d, _load_init(d) if d.init_from else None)
+        return cls._model(cfg, network, latent, revision, *regression)
 
     @staticmethod
-    def _model(cfg, denoiser, latent, revision):
+    def _model(cfg, denoiser, latent, revision, regression=None, regression_revision=None):
         m = cfg.model
         return DiffusionSuperResolution(
-            denoiser, latent, revision=revision, tile_size=m.tile_size, halo=m.halo, device="cpu"
-        )
+            denoiser, latent, revision=revision, tile_size=m.tile_size, halo=m.halo, device="cpu",
+            regression=regression, regression_revision=regression_revision,
+        )  # fmt: skip
 
     @classmethod
     def stages(cls, cfg):
@@ -154,6 +178,13 @@ class DiffusionTask(Task):
         if autoencoder is not None:
             autoencoder = autoencoder.to(self.device).requires_grad_(False).eval()
         self.autoencoder = autoencoder
+        regression = self.regression_revision = None
+        if self.weights.base is not None:
+            regression = self.weights.base.regression
+            self.regression_revision = self.weights.base.regression_revision
+        elif d.residual_base == "regression":
+            regression, self.regression_revision = _load_regression(d, self.init)
+        self.regression = None if regression is None else regression.float().to(self.device)
 
     def build_network(self):
         """The ``init_from`` denoiser, or a new one with the scales measured where the config says 0."""
@@ -162,6 +193,11 @@ class DiffusionTask(Task):
             net = copy.deepcopy(self.init.denoiser).float()
             if d.noise_conditioning and not net.config.noise_conditioning:
                 net = add_noise_conditioning(net)
+            if d.residual_base == "regression" and net.config.get("residual_base", "lr") != "regression":
+                # The conditioning keeps its scale (the base holds the input's field); the residual
+                # to the regression is smaller than to the input.
+                target_scale = d.target_scale if d.target_scale > 0 else self._measure_scales()[1]
+                net.register_to_config(residual_base="regression", target_scale=target_scale)
             return net
         torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's definition
         cond_scale, target_scale = d.cond_scale, d.target_scale
@@ -185,7 +221,8 @@ class DiffusionTask(Task):
         if self.autoencoder is not None:
             # On the autoencoder's device; a space-to-depth latent has no weights, and no device.
             hr = hr.to(next(self.autoencoder.parameters(), hr).device)
-        return estimate_scales(d.space, d.residual, self.autoencoder, degrade(hr), hr)
+        base = regression_base(self.regression, degrade(hr), FACTOR)
+        return estimate_scales(d.space, d.residual, self.autoencoder, base, hr)
 
     def training_module(self, net):
         """``net`` itself; keeps its config and a noise scheduler of its forward process."""
@@ -204,7 +241,7 @@ class DiffusionTask(Task):
             self.denoiser_config,
             self.autoencoder,
             self.noise_scheduler,
-            batch.lr_up,
+            regression_base(self.regression, batch.lr_up, FACTOR),
             batch.hr,
             generator,
             noise_level=batch.noise_level,
@@ -213,12 +250,18 @@ class DiffusionTask(Task):
     def write_model(self, model, final, step):
         """The diffusion model of the denoiser and its latent space; a continued run names its start."""
         latent = None if self.autoencoder is None else copy.deepcopy(self.autoencoder).cpu()
-        self._model(self.cfg, model, latent, self.revision(step)).save_pretrained(final)
+        regression = None if self.regression is None else copy.deepcopy(self.regression).cpu()
+        self._model(
+            self.cfg, model, latent, self.revision(step), regression, self.regression_revision
+        ).save_pretrained(final)
         finish_model_directory(final, self.cfg, step, **self.provenance())
 
     def provenance(self):
-        """The revision the run started from (``init_from``), if any."""
-        return {"init_from_revision": self.init.revision} if self.init is not None else {}
+        """The revision the run started from (``init_from``) and the regression's, if any."""
+        out = {"init_from_revision": self.init.revision} if self.init is not None else {}
+        if self.regression is not None:
+            out["regression_revision"] = self.regression_revision
+        return out
 
 
 def _load_init(d):
@@ -233,6 +276,23 @@ def _load_init(d):
             f"the config asks for space={d.space!r}, residual={d.residual}"
         )
     return base
+
+
+def _load_regression(d, init):
+    """The frozen regression network of a ``residual_base = "regression"`` denoiser, and its revision."""
+    if d.regression:
+        ref, model = load_reference(d.regression)
+        if not isinstance(model, CNNSuperResolution):
+            raise ValueError(
+                f"[model.diffusion] regression {ref!r} is not a deterministic CNN model (enhance, progressive)"
+            )
+        return model.network.eval().requires_grad_(False), model.revision
+    if init is None or init.regression is None:
+        raise ValueError(
+            '[model.diffusion] residual_base = "regression" needs a regression: the init_from model has '
+            'none, so set regression, e.g. "progressive"'
+        )
+    return copy.deepcopy(init.regression), init.regression_revision
 
 
 def _autoencoder_stage(cfg):

@@ -10,8 +10,8 @@ sampler as its own.
 
 import copy
 
-from ...models.diffusion import ConditionalDenoiser, DiffusionSuperResolution, make_scheduler
-from ..common import finish_model_directory, load_reference
+from ...models.diffusion import ConditionalDenoiser, DiffusionSuperResolution, make_scheduler, regression_base
+from ..common import FACTOR, finish_model_directory, load_reference
 from .base import Task
 
 __all__ = ["StudentTask"]
@@ -65,6 +65,8 @@ class StudentTask(Task):
         latent = self.teacher.autoencoder
         self.autoencoder = None if latent is None else latent.float().to(self.device).requires_grad_(False)
         self.alphas_cumprod = make_scheduler("ddpm", self.teacher_net.config).alphas_cumprod.to(self.device)
+        regression = self.teacher.regression
+        self.regression = None if regression is None else regression.float().to(self.device)
         #: What both distillation losses take after the student: teacher, its config, latent space, alpha-bar.
         self.frozen = (self.teacher_net, self.teacher_net.config, self.autoencoder, self.alphas_cumprod)
 
@@ -75,6 +77,10 @@ class StudentTask(Task):
     def batch(self, step):
         """HR crops, with noise levels for a noise-conditioned teacher."""
         return self.data(step, with_noise=self.noise_labels)
+
+    def base_image(self, batch):
+        """What the teacher's residual is taken to: the replicated input or its regression's base."""
+        return regression_base(self.regression, batch.lr_up, FACTOR)
 
     @classmethod
     def is_standalone(cls, cfg):
@@ -111,4 +117,8 @@ class StudentTask(Task):
             halo=teacher.halo,
             device="cpu",
             noise_level=teacher.noise_level,
+            regression=None
+            if teacher.regression is None
+            else copy.deepcopy(teacher.regression).cpu().float(),
+            regression_revision=teacher.regression_revision,
         )

@@ -142,7 +142,7 @@ class TrajectoryTask(StudentTask):
         return trajectory_loss(
             module,
             *self.frozen,
-            batch.lr_up,
+            self.base_image(batch),
             generator,
             sampler=self.sampler,
             timesteps=self.student_steps,
