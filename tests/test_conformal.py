@@ -373,3 +373,30 @@ def test_min_coverage_must_lie_below_coverage(bad):
         fit_std_calibration(samples * u.G, truth * u.G, min_coverage=bad)
     with pytest.raises(ValueError, match="min_coverage"):
         StdCalibration(edges_gauss=(0.0,), samples=(2,), scales=((1.0,),), min_coverage=bad)
+
+
+def test_truth_ranges_hold_for_the_factors_each_noise_level_gets():
+    """The ranges are raised with the factors applied at each image's level, not the pooled ones."""
+    rng = np.random.default_rng(12)
+    images, size, n = 24, 48, 8
+    level = np.where(np.arange(images) % 2, 5.0, 3.0)[:, None, None]
+    mean = rng.uniform(-90, 90, (images, size, size))
+    # At 3 G the samples spread twice as wide than the error (that level's factors are below the
+    # pooled ones), and only there do elements the input diluted hide (3 % of the pixels with a mean of
+    # 50-90 G, 60 G stronger): all of the true field above 100 G.
+    diluted = (level == 3.0) & (rng.random(mean.shape) < 0.03) & (np.abs(mean) > 50)
+    truth = mean + rng.normal(0, 5.0, mean.shape) + np.where(diluted, 60.0 * np.sign(mean), 0.0)
+    spread = np.where(level == 3.0, 10.0, 5.0)
+    samples = mean[:, None] + rng.normal(0, 1, (images, n, size, size)) * spread[:, None]
+    kw = {"edges": [0, 50] * u.G, "smoothing": 0, "floors": [0] * u.G, "counts": [n]}
+    cal = fit_std_calibration(
+        samples * u.G, truth * u.G, truth_ranges=[100] * u.G, noise_levels=level.ravel() * u.G, **kw
+    )
+    assert cal.noise_ratios[0][0][0] < 0.85  # the 3 G images' factors are well below the pooled ones
+    strong = np.abs(truth) >= 100
+    covered = 0
+    for i in range(images):
+        m, s = samples[i].mean(axis=0), samples[i].std(axis=0, ddof=1)
+        z = np.abs(truth[i] - m) / cal.apply(m * u.G, s * u.G, n, level.ravel()[i]).to_value(u.G)
+        covered += int(np.sum(z[strong[i]] <= 2))
+    assert covered >= math.ceil((strong.sum() + 1) * TWO_SIGMA_COVERAGE)

@@ -334,6 +334,15 @@ def main():
     print("(odd-numbered crops fit the factors, even-numbered ones chose the smoothing)")
     print("calibrated, on the calibration crops (in-sample):")
     print("\n".join(uncertainty_calibration(calibrated, truths).pformat(max_width=-1)))
+    # The even-numbered crops chose the smoothing, floors and target and, with the odd ones, fitted
+    # the multipliers of the true ranges; the per-bin factors were fitted on the odd ones only.
+    halves = (
+        ("odd-numbered (the per-bin factors fitted on them)", slice(1, None, 2)),
+        ("even-numbered (the per-bin factors not fitted on them)", slice(0, None, 2)),
+    )
+    for name, part in halves:
+        print(f"calibrated, on the {name} calibration crops:")
+        print("\n".join(uncertainty_calibration(calibrated[part], truths[part]).pformat(max_width=-1)))
     if args.write:
         path = Path(args.model)
         rewrite_manifest(path, {"uncertainty_calibration": cal.to_dict()})
