@@ -593,7 +593,9 @@ def regression_base(regression, lr_up, factor):
         return lr_up
     lr = F.avg_pool2d(lr_up, factor)  # exact: lr_up is the input replicated
     with torch.no_grad():
-        out = regression(lr).to(lr_up.dtype)
+        # NHWC: progressive's dense blocks ran 1.6 times faster so on the 2-core CPU (256x256 in:
+        # 1.7 s against 2.7 s), the denoiser not (see channels_last in DiffusionSuperResolution).
+        out = regression(lr.contiguous(memory_format=torch.channels_last)).to(lr_up.dtype).contiguous()
     return out + F.interpolate(lr - F.avg_pool2d(out, factor), scale_factor=factor, mode="nearest")
 
 
@@ -1063,7 +1065,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.regression = None
         self.regression_revision = None if regression is None else str(regression_revision or "unknown")
         if regression is not None:
-            self.regression = regression.to(self.device).eval().requires_grad_(False)
+            self.regression = (
+                regression.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False)
+            )
             halo = max(int(halo), int(getattr(regression, "halo", 0)))
         self._denoise = self.denoiser
         self.compiled = False
