@@ -443,6 +443,9 @@ def load_adapter(base_model_or_dir, adapter_dir, *, merge=True, device="auto", s
         tile_size=base.tile_size,
         halo=base.halo,
         device=device,
+        # A residual to a regression keeps the base's (frozen, not adapted) regression.
+        regression=None if base.regression is None else copy.deepcopy(base.regression).cpu(),
+        regression_revision=base.regression_revision,
     )
     if merge:
         with torch.no_grad():

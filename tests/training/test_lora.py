@@ -118,6 +118,21 @@ def test_trainable_parameter_counts():
         torch.testing.assert_close(model(x, c, t), denoiser(x, c, t), rtol=0, atol=0)
 
 
+def test_a_residual_to_a_regression_keeps_its_regression_through_lora(tmp_path, hmi_dir):
+    # The regression is frozen and not adapted: the merged, unmerged and exported models all carry it.
+    base_dir = tiny_model("latent", residual_base="regression").save_pretrained(tmp_path / "base" / "ldm-res")
+    out = tmp_path / "ft"
+    model_dir = train(finetune_config(out, hmi_dir, base_dir, steps=2, every=2), progress=False)
+    merged = load_adapter(base_dir, out / "adapter", device="cpu")
+    unmerged = load_adapter(base_dir, out / "adapter", merge=False, device="cpu")
+    exported = load_model(str(model_dir), device="cpu")
+    for model in (merged, unmerged, exported):
+        assert model.regression is not None and model.regression_revision == "tiny-progressive"
+    x = np.random.default_rng(0).normal(0, 0.1, (1, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(merged.predict(x, seeds=[1]), unmerged.predict(x, seeds=[1]), atol=1e-5)
+    np.testing.assert_allclose(exported.predict(x, seeds=[1]), merged.predict(x, seeds=[1]), atol=1e-5)
+
+
 def test_adapter_directory_is_safetensors_only(finetuned, base_dir, tmp_path):
     _, out = finetuned
     adapter = out / "adapter"
