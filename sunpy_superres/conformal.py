@@ -306,8 +306,7 @@ class StdCalibration:
         if noise_level is None or not self.noise_levels_gauss:
             return factors
         level = u.Quantity(noise_level, u.G).to_value(u.G)
-        ratios = np.asarray([r[k] for r in self.noise_ratios], dtype=np.float64)  # (levels, bins)
-        return factors * np.array([np.interp(level, self.noise_levels_gauss, col) for col in ratios.T])
+        return factors * _level_ratios(self.noise_levels_gauss, self.noise_ratios, k, level)
 
     def apply(self, mean, std, samples, noise_level=None):
         """
@@ -663,16 +662,21 @@ def _fit_scales(samples, truth, counts, width, floors, edge_values, coverage):
     return tuple(all_plain), pixels
 
 
+def _level_ratios(levels, ratios, count_index, level):
+    """The ratio of each bin at ``level`` (G): linear between the fitted levels, the nearest outside."""
+    table = np.asarray([r[count_index] for r in ratios], dtype=np.float64)  # (levels, bins)
+    return np.array([np.interp(level, levels, col) for col in table.T])
+
+
 def _image_ratios(levels, ratios, noise_levels, images, count_index, n_bins):
     """
     ``(len(images), n_bins)``: the noise-level ratio of each bin for each of ``images`` at its own
-    level, as `StdCalibration.factors` interpolates it (ones without fitted levels).
+    level, as `StdCalibration.factors` applies it (ones without fitted levels).
     """
     if not levels:
         return np.ones((len(images), n_bins))
     per_image = np.asarray(u.Quantity(noise_levels, u.G).to_value(u.G), dtype=np.float64).ravel()[images]
-    table = np.asarray([r[count_index] for r in ratios], dtype=np.float64)  # (levels, bins)
-    return np.array([[np.interp(level, levels, col) for col in table.T] for level in per_image])
+    return np.array([_level_ratios(levels, ratios, count_index, level) for level in per_image])
 
 
 def _fit_noise_ratios(
@@ -713,7 +717,7 @@ def _fit_noise_ratios(
     return tuple(float(x) for x in levels), tuple(ratios)
 
 
-def _raise_for_truth_ranges(mean, sd, truth, edge_values, floors, scales, range_values, targets, ratios=None):
+def _raise_for_truth_ranges(mean, sd, truth, edge_values, floors, scales, range_values, targets, ratios):
     """
     The factors raised so that each range of the true ``|B|`` reaches its target (module notes).
 
@@ -722,12 +726,10 @@ def _raise_for_truth_ranges(mean, sd, truth, edge_values, floors, scales, range_
     ``ceil((n + 1) * target)`` of its ``n`` pixels, within ``+-2`` calibrated std. With several
     candidate targets, the multiplier whose coverages of the range at ``+-1`` and ``+-2 std`` have the
     smallest two-level calibration error wins (the first target, the highest, on ties). ``ratios``,
-    ``(n_images, n_bins)``, are the noise-level ratios each image's factors get at run time (none:
-    ones). Written here: it is specific to this calibration's bins.
+    ``(n_images, n_bins)``, are the noise-level ratios each image's factors get at run time.
+    Written here: it is specific to this calibration's bins.
     """
     scales = np.asarray(scales, dtype=np.float64)
-    if ratios is None:
-        ratios = np.ones((mean.shape[0], len(edge_values)))
     ok = np.isfinite(mean) & np.isfinite(sd) & np.isfinite(truth)
     absb, abst, err = np.abs(mean[ok]), np.abs(truth[ok]), np.abs(truth[ok] - mean[ok])
     index = np.clip(np.searchsorted(edge_values, absb, side="right") - 1, 0, len(edge_values) - 1)
