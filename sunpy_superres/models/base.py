@@ -15,6 +15,31 @@ from .manifest import load_directory
 __all__ = ["SuperResolutionModel", "resolve_device"]
 
 
+def load_network(cls, path):
+    """
+    A diffusers network class's ``from_pretrained(path)``, from safetensors only.
+
+    Where accelerate is not installed (a base install: it comes with the ``train`` extra), diffusers
+    would try ``low_cpu_mem_usage``, then warn at every load that it falls back and advise
+    installing accelerate; the fallback is asked for here instead, with the same result.
+
+    Parameters
+    ----------
+    cls : type
+        A `diffusers.ModelMixin` subclass (e.g. `~sunpy_superres.models.enhance.EnhanceNet`).
+    path : path-like
+        A directory written by its ``save_pretrained``.
+
+    Returns
+    -------
+    `torch.nn.Module`
+        An instance of ``cls``.
+    """
+    from diffusers.utils import is_accelerate_available
+
+    return cls.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=is_accelerate_available())
+
+
 def resolve_device(device="auto"):
     """
     Turn a device request into a `torch.device`.

@@ -49,7 +49,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..options import renamed_sampler
 from .accel import CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
-from .base import SuperResolutionModel
+from .base import SuperResolutionModel, load_network
 from .enhance import EnhanceNet
 from .manifest import register_kind, write_manifest
 from .progressive import ProgressiveNet
@@ -315,7 +315,7 @@ def load_latent_space(path):
     path = Path(path)
     if json.loads((path / "config.json").read_text()).get("_class_name") == SpaceToDepth.__name__:
         return SpaceToDepth.from_pretrained(path)
-    return MagnetogramAutoencoder.from_pretrained(path, use_safetensors=True)
+    return load_network(MagnetogramAutoencoder, path)
 
 
 def load_regression(path):
@@ -339,7 +339,7 @@ def load_regression(path):
     name = json.loads((path / "config.json").read_text()).get("_class_name")
     if name not in classes:
         raise ValueError(f"{path} holds a {name}, not a regression network ({', '.join(classes)})")
-    return classes[name].from_pretrained(path, use_safetensors=True)
+    return load_network(classes[name], path)
 
 
 def make_scheduler(name, config):
@@ -1510,7 +1510,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
     @classmethod
     def from_verified(cls, path, manifest, *, device="auto", revision=None):
         """Build the model from a directory whose files were checked (see `from_pretrained`)."""
-        denoiser = ConditionalDenoiser.from_pretrained(path / "denoiser", use_safetensors=True)
+        denoiser = load_network(ConditionalDenoiser, path / "denoiser")
         autoencoder = None
         if denoiser.config.space == "latent":
             autoencoder = load_latent_space(path / "autoencoder")

@@ -62,7 +62,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .base import SuperResolutionModel
+from .base import SuperResolutionModel, load_network
 from .manifest import register_kind, write_manifest
 
 __all__ = [
@@ -399,7 +399,7 @@ class CNNSuperResolution(SuperResolutionModel):
     @classmethod
     def from_verified(cls, path, manifest, *, device="auto", revision=None):
         """Build the model from a directory whose files were checked (see `from_pretrained`)."""
-        network = cls.network_class.from_pretrained(path / "network", use_safetensors=True)
+        network = load_network(cls.network_class, path / "network")
         inference = manifest.get("inference", {})
         return cls(
             network,

@@ -65,6 +65,29 @@ def test_every_embedded_file_is_package_data():
     assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
 
 
+@pytest.mark.parametrize("name", ["ldm-res", "enhance"])
+def test_a_base_install_loads_without_advice_to_install_accelerate(monkeypatch, name):
+    """accelerate comes with the train extra; without it diffusers warned at every network a load built."""
+    import logging
+
+    import diffusers.models.modeling_utils
+    import diffusers.utils
+
+    for module in (diffusers.models.modeling_utils, diffusers.utils):
+        monkeypatch.setattr(module, "is_accelerate_available", lambda: False)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("diffusers")  # diffusers' loggers do not propagate to the root
+    logger.addHandler(handler)
+    try:
+        model = load_model(name, device="cpu")
+    finally:
+        logger.removeHandler(handler)
+    assert model.name == name
+    assert not [r.getMessage() for r in records if "accelerate" in r.getMessage()]
+
+
 def test_every_registered_model_super_resolves_the_shipped_mdi_cutout(mdi_cutout):
     """The paper's eight models by name, offline: 128x128 real MDI pixels in, 512x512 out.
 
