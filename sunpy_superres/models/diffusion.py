@@ -1435,8 +1435,28 @@ class DiffusionSuperResolution(SuperResolutionModel):
             cond = cond.repeat_interleave(repeats, dim=0).contiguous(memory_format=self._memory_format)
             base = base.repeat_interleave(repeats, dim=0)
         b = cond.shape[0]
-        shape = (b, self.denoiser.config.target_channels, *cond.shape[2:])
         gens = self._generators(seeds, b)
+        # On a CPU a batch of samples costs more per sample than one sample at a time (the default, a
+        # 252x252 tile, 2 threads: 5.9 s per sample in a batch of 10, 4.2 s alone), so there the samples
+        # run one by one after sharing the tile's regression and encoding; elsewhere together. Each
+        # sample draws from its own generator, so the split leaves the result as it is.
+        step = 1 if self.device.type == "cpu" else b
+        y = torch.cat(
+            [
+                self._sample(
+                    cond[i : i + step],
+                    base[i : i + step],
+                    gens[i : i + step],
+                    None if signs is None else signs[i : i + step],
+                )
+                for i in range(0, b, step)
+            ]
+        )
+        return y[:, :, : self.factor * h, : self.factor * w].float()
+
+    def _sample(self, cond, base, gens, signs):
+        """Samples of an encoded batch: the sampler from its noise (``gens``, one per item) to the image."""
+        shape = (cond.shape[0], self.denoiser.config.target_channels, *cond.shape[2:])
         sched = make_scheduler(self.sampler, self.denoiser.config)
         sigma = set_sampler_timesteps(
             sched,
@@ -1459,7 +1479,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             z = sched.step(out.float(), t, z, generator=gens).prev_sample
         with autocast(self.device, self.precision):
             y = decode_sample(self.denoiser, self.autoencoder, z, base)
-        return y[:, :, : self.factor * h, : self.factor * w].float()
+        return y
 
     # -- weights -------------------------------------------------------------------------------------
 

@@ -294,10 +294,14 @@ def test_spacing_reaches_sampler_header_and_manifest(tmp_path, hmi_cutout):
 
 @pytest.mark.parametrize(("space", "residual", "name"), VARIANTS)
 def test_samples_of_a_tile_run_together_and_match_one_at_a_time(space, residual, name):
-    """`predict_samples`: the samples of a tile share one batch and one encoding, and are the samples of `predict`."""
+    """`predict_samples`: the samples of a tile share one encoding and are the samples of `predict`; on a
+    CPU the sampler then runs them one at a time (a batch of samples costs more per sample there)."""
     model = tiny_model(space, residual, noise_conditioning=True).configure_sampler(steps=3)
     x = lr_input()
     seeds = [[1, 2, 3], [4, 5, 6]]
+    sizes = []
+    denoise = model._denoise
+    model._denoise = lambda z, cond, t: sizes.append(z.shape[0]) or denoise(z, cond, t)
     calls = []
     encode = model.autoencoder.encode_mean if model.autoencoder is not None else None
     if encode is not None:
@@ -306,10 +310,12 @@ def test_samples_of_a_tile_run_together_and_match_one_at_a_time(space, residual,
     assert together.shape == (2, 3, 40, 48) and together.dtype == np.float32
     if encode is not None:
         assert calls == [2]  # two tiles encoded once, not six
+    assert sizes == [1] * 6 * 3  # six samples, three steps each, one sample per network call
     for i, row in enumerate(seeds):
         for j, s in enumerate(row):
             alone = model.predict(x[i : i + 1], seeds=[s])[0]
-            # A larger batch changes only the float32 rounding of the network (rule 7 of docs/dev/design.rst).
+            # The two tiles' encoding in one batch changes only the float32 rounding (rule 7 of
+            # docs/dev/design.rst).
             np.testing.assert_allclose(together[i, j], alone, rtol=0, atol=2e-5 * together.std())
     assert not np.allclose(
         together[0, 0], together[0, 1], atol=1e-2 * together.std()
