@@ -1415,7 +1415,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return self._forward_samples(x, seeds=seeds, repeats=1)
 
     def _forward_samples(self, x, *, seeds, repeats, signs=None):
-        # Each tile is padded, replicated and encoded once, then its `repeats` samples run together.
+        # Each tile is padded, replicated and encoded once, then its `repeats` samples are sampled (below).
         _, _, h, w = x.shape
         m = self._lr_multiple()
         ph, pw = (-h) % m, (-w) % m
