@@ -47,7 +47,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..options import renamed_sampler
-from .accel import CompiledForward, autocast, resolve_precision
+from .accel import CPU_BATCH_SIZE, CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel, load_network
 from .enhance import EnhanceNet
@@ -1436,11 +1436,11 @@ class DiffusionSuperResolution(SuperResolutionModel):
             base = base.repeat_interleave(repeats, dim=0)
         b = cond.shape[0]
         gens = self._generators(seeds, b)
-        # On a CPU a batch of samples costs more per sample than one sample at a time (the default, a
-        # 252x252 tile, 2 threads: 5.9 s per sample in a batch of 10, 4.2 s alone), so there the samples
-        # run one by one after sharing the tile's regression and encoding; elsewhere together. Each
-        # sample draws from its own generator, so the split leaves the result as it is.
-        step = 1 if self.device.type == "cpu" else b
+        # On a CPU a larger batch costs more per item (`CPU_BATCH_SIZE`; the default's 252x252 tile, 10
+        # samples: 5.9 s each in one batch, 4.2 s alone), so there the sampler runs that many items at a
+        # time after the shared regression and encoding; elsewhere all together. Each item draws from
+        # its own generator, so the split leaves the result as it is.
+        step = CPU_BATCH_SIZE if self.device.type == "cpu" else b
         y = torch.cat(
             [
                 self._sample(
