@@ -217,7 +217,7 @@ class ProgressiveNet(ModelMixin, ConfigMixin):
         return outputs if all_levels else outputs[-1]
 
 
-def progressive_mse(network, lr, hr, *, level_weights=None):
+def progressive_mse(network, lr, hr, *, level_weights=None, projected=False):
     """
     Pixel MSE of every pyramid level against the HR image averaged to that level's grid.
 
@@ -234,6 +234,11 @@ def progressive_mse(network, lr, hr, *, level_weights=None):
         ``(B, 1, factor * H, factor * W)`` target, network units.
     level_weights : sequence of float, optional
         One weight per level, coarsest first; all ones by default.
+    projected : bool, optional
+        Take the last level's error after its output is projected onto the input's block means
+        (`~sunpy_superres.models.diffusion.regression_base`): what a network trains for when it is the
+        regression of a ``residual_base="regression"`` diffusion model, whose base is that
+        projection. The error is then the within-block part alone; the block means are the input's.
 
     Returns
     -------
@@ -255,6 +260,8 @@ def progressive_mse(network, lr, hr, *, level_weights=None):
     loss = 0.0
     for i, (out, w) in enumerate(zip(outputs, weights, strict=True)):
         target = F.avg_pool2d(hr, 2 ** (len(outputs) - 1 - i)) if i < len(outputs) - 1 else hr
+        if projected and i == len(outputs) - 1:
+            out = out + F.interpolate(lr - F.avg_pool2d(out, factor), scale_factor=factor, mode="nearest")
         loss = loss + w * F.mse_loss(out, target)
     return loss
 

@@ -13,6 +13,7 @@ from sunpy_superres.calibration import MDI_TO_HMI
 from sunpy_superres.models.enhance import EnhanceNet, EnhanceSuperResolution, dependency_halo
 from sunpy_superres.models.interpolation import BicubicModel, NearestModel
 from sunpy_superres.models.manifest import ChecksumError
+from sunpy_superres.consistency import project_block_means
 from sunpy_superres.models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
 
 # Values recorded on CPU (torch 2.13) from tiny_net(kind, seed=0) on lr_input(); they guard the layer
@@ -298,6 +299,31 @@ def test_progressive_mse_supervises_every_level(hmi_cutout):
         progressive_mse(net, lr, hr, level_weights=(1,))
     with pytest.raises(ValueError, match="not 4 x"):
         progressive_mse(net, lr, hr[..., :24])
+
+
+def test_projected_progressive_mse_scores_the_output_after_projection_onto_the_input(hmi_cutout):
+    """``projected``: the x4 error after the block-mean projection the diffusion default's base makes."""
+    lr, hr = hmi_crops(hmi_cutout, n=2)
+    offsets = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+
+    class Fake(torch.nn.Module):
+        """The truth plus a constant per 4x4 block (x4); the truth's 2x2 means (x2)."""
+
+        def forward(self, x, all_levels=False):
+            return [F.avg_pool2d(hr, 2), hr + F.interpolate(offsets, scale_factor=4, mode="nearest")]
+
+    # Block constants are what the projection removes: nothing is left of the error.
+    assert progressive_mse(Fake(), lr, hr, projected=True) < 1e-12
+    assert torch.isclose(progressive_mse(Fake(), lr, hr), (offsets**2).mean())
+    # On a real network: the MSE of the output projected as `regression_base` and
+    # `project_block_means(method="block")` (NumPy, an independent implementation) do it.
+    net = tiny_net("progressive")
+    x2, x4 = net(lr, all_levels=True)
+    projected = np.stack(
+        [project_block_means(o[0].detach().numpy(), t[0].numpy(), 4, method="block") for o, t in zip(x4, lr)]
+    )
+    expected = F.mse_loss(x2, F.avg_pool2d(hr, 2)) + F.mse_loss(torch.from_numpy(projected), hr[:, 0])
+    torch.testing.assert_close(progressive_mse(net, lr, hr, projected=True), expected)
 
 
 def test_invalid_configs():

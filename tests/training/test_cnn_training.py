@@ -99,6 +99,27 @@ def test_cnn_finetunes_all_weights_on_pairs(tmp_path, hmi_dir):
         train(cnn_config(tmp_path / "wrong", hmi_dir, "enhance", base=base), progress=False)
 
 
+def test_a_progressive_run_starts_from_its_init_from_model(tmp_path, hmi_dir):
+    base = train(cnn_config(tmp_path / "base", hmi_dir, "progressive", steps=1), progress=False)
+    enhance = train(cnn_config(tmp_path / "enhance", hmi_dir, "enhance", steps=1), progress=False)
+
+    def run(name, learning_rate, init_from=base):
+        cfg = cnn_config(tmp_path / name, hmi_dir, "progressive", steps=1)
+        table = cfg.model.progressive
+        # Another architecture in the table: init_from's network replaces it.
+        table.init_from, table.projected_loss, table.channels = str(init_from), True, 4
+        cfg.learning_rate = learning_rate
+        return load_file(train(cfg, progress=False) / "network" / "diffusion_pytorch_model.safetensors")
+
+    a = load_file(base / "network" / "diffusion_pytorch_model.safetensors")
+    kept, moved = run("rate0", 0.0), run("rate1e-3", 1e-3)
+    assert a.keys() == kept.keys() == moved.keys()
+    assert all(torch.equal(a[k], kept[k]) for k in a)  # a rate of 0 keeps the base's weights
+    assert any(not torch.equal(a[k], moved[k]) for k in a)  # and it trains from them
+    with pytest.raises(ValueError, match="is not a progressive model"):
+        run("wrong", 1e-3, init_from=enhance)
+
+
 def test_pair_crops_are_aligned_and_valid():
     rng = np.random.default_rng(0)
     lr = rng.normal(size=(16, 16)).astype(np.float32)

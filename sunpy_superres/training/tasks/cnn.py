@@ -2,7 +2,7 @@
 
 import torch
 
-from ..common import FACTOR, finish_model_directory
+from ..common import FACTOR, finish_model_directory, load_reference
 from ..finetune import FullFinetune
 from .base import Task, config_kwargs
 
@@ -30,9 +30,23 @@ class CNNTask(Task):
         return cls.model_class(network, revision=revision, tile_size=cfg.model.tile_size, device="cpu")
 
     def build_network(self):
-        """A new network from the kind's table (`signature_config` of `network_class`), seeded."""
-        torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's definition
+        """
+        The network of the table's ``init_from`` model, if it has that key and it is set; else a new
+        one from the kind's table (`signature_config` of `network_class`), seeded.
+        """
         table = getattr(self.cfg.model, self.kind)
+        if getattr(table, "init_from", ""):
+            ref, base = load_reference(table.init_from)
+            if not isinstance(base, self.model_class):
+                raise ValueError(
+                    f"[model.{self.kind}] init_from {ref!r} is not a {self.kind} model "
+                    f"({type(base).__name__})"
+                )
+            # A fresh float32 network with the base's weights (stored in float16, held channels-last).
+            network = self.network_class.from_config(base.network.config)
+            network.load_state_dict({k: v.float() for k, v in base.network.state_dict().items()})
+            return network
+        torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's definition
         return self.network_class(factor=FACTOR, **config_kwargs(table, self.network_class))
 
     def write_model(self, model, final, step):

@@ -3,8 +3,17 @@ The progressive x2 -> x4 CNN (Rahman et al. 2020; `sunpy_superres.models.progres
 pixel MSE on both pyramid levels (`~sunpy_superres.models.progressive.progressive_mse`).
 
 ``[model.progressive]`` holds the parameters of `~sunpy_superres.models.progressive.ProgressiveNet`
-but the factor (4), with its defaults, and ``level_weights``: the weights of the x2 and x4 levels in
-the loss (empty: all ones).
+but the factor (4), with its defaults, and three keys of the run:
+
+``level_weights``
+    The weights of the x2 and x4 levels in the loss (empty: all ones).
+``projected_loss``
+    Take the x4 level's error after projection onto the input's block means (``projected`` of
+    `~sunpy_superres.models.progressive.progressive_mse`): trains the regression of a
+    ``residual_base = "regression"`` diffusion model for the base it is used as.
+``init_from``
+    A trained progressive model (registry name, model directory or ``hf://`` reference) whose
+    network the run starts from, instead of new weights; its architecture replaces the table's.
 """
 
 from ...models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
@@ -18,10 +27,10 @@ ProgressiveConfig = signature_config(
     "ProgressiveConfig",
     ProgressiveNet,
     exclude=("factor",),
-    extra=[("level_weights", [])],
+    extra=[("level_weights", []), ("projected_loss", False), ("init_from", "")],
     doc=(
         "``[model.progressive]``: the parameters of `~sunpy_superres.models.progressive.ProgressiveNet` "
-        "but ``factor``, and ``level_weights`` of the loss."
+        "but ``factor``, ``level_weights`` and ``projected_loss`` of the loss, and ``init_from``."
     ),
 )
 
@@ -43,6 +52,8 @@ class ProgressiveTask(CNNTask):
     }
 
     def loss(self, module, batch, generator):
-        """`~sunpy_superres.models.progressive.progressive_mse` with ``level_weights``."""
-        weights = self.cfg.model.progressive.level_weights or None
-        return progressive_mse(module, batch.lr, batch.hr, level_weights=weights)
+        """`~sunpy_superres.models.progressive.progressive_mse` with ``level_weights`` and ``projected_loss``."""
+        table = self.cfg.model.progressive
+        return progressive_mse(
+            module, batch.lr, batch.hr, level_weights=table.level_weights or None, projected=table.projected_loss
+        )
