@@ -11,7 +11,8 @@ Run from the repository root::
 ``--model`` takes registry names, model directories (e.g. an earlier default checked out of git
 history) or Hub references, optionally ``:SAMPLER:STEPS`` (``default:distilled:4``) and
 ``@PRECISION`` (``default@bf16``: the networks under bfloat16 autocast; as in
-``bench_archive.py``).
+``bench_archive.py``). ``--samples N`` also times ``samples=N`` of each diffusion model (its
+calibrated sampling design, ``batch_size="auto"``) against its one sample: the issue-18 check.
 """
 
 import argparse
@@ -43,10 +44,11 @@ def mdi_crop(path, size):
     return mdi.submap([x0, y0] * u.pix, top_right=[x0 + size - 1, y0 + size - 1] * u.pix)
 
 
-def best_time(smap, model, repeats):
-    """Seconds of the best of ``repeats`` whole ``superresolve`` calls (one sample) after a warm-up."""
-    call = dict(model=model, seed=0, progress=False)
-    superresolve(smap, **call)  # warm-up
+def best_time(smap, model, repeats, samples=1, warm_up=True):
+    """Seconds of the best of ``repeats`` whole ``superresolve`` calls after a warm-up."""
+    call = dict(model=model, seed=0, progress=False, samples=samples)
+    if warm_up:
+        superresolve(smap, **call)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -67,6 +69,9 @@ def main():
     )
     parser.add_argument("--size", type=int, default=256, help="input side in MDI pixels")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--samples", type=int, default=0, help="also time this many samples of each diffusion model (once)"
+    )
     args = parser.parse_args()
     specs = args.model or ["default", "enhance"]
     smap = mdi_crop(args.mdi, args.size)
@@ -78,13 +83,24 @@ def main():
     for spec in specs:
         model = load(spec, "cpu")
         steps = getattr(model, "network_evaluations", "")
-        rows.append((spec, model.name, model.revision, steps, best_time(smap, model, args.repeats)))
+        one = best_time(smap, model, args.repeats)
+        many = None
+        if args.samples > 1 and model.stochastic:
+            many = best_time(smap, model, 1, samples=args.samples, warm_up=False)  # warm after one sample
+        rows.append((spec, model.name, model.revision, steps, one, many))
     reference = next((r[4] for r in rows if r[1] == "enhance"), None)
-    print("| model | name | revision | network evaluations | seconds | / enhance |")
-    print("|---|---|---|---|---|---|")
-    for spec, name, revision, steps, seconds in rows:
+    n = args.samples
+    print(
+        "| model | name | revision | network evaluations | seconds | / enhance |"
+        + (f" {n} samples, seconds | / one sample |" if n > 1 else "")
+    )
+    print("|---|---|---|---|---|---|" + ("---|---|" if n > 1 else ""))
+    for spec, name, revision, steps, seconds, many in rows:
         ratio = f"{seconds / reference:.2f}" if reference else ""
-        print(f"| {spec} | {name} | {revision} | {steps} | {seconds:.2f} | {ratio} |")
+        line = f"| {spec} | {name} | {revision} | {steps} | {seconds:.2f} | {ratio} |"
+        if n > 1:
+            line += f" {many:.1f} | {many / seconds:.1f} |" if many is not None else " | |"
+        print(line)
 
 
 if __name__ == "__main__":

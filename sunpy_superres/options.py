@@ -255,8 +255,9 @@ class Options:
         """Tiles per model call; with ``samples > 1``, (tile, sample) pairs per call: the samples
         of a tile run side by side, the tile encoded once. ``"auto"`` (default): on a GPU, as many
         as fit in 70% of the free memory (one tile's peak memory is measured first, see
-        `sunpy_superres.models.accel.auto_batch_size`), at most 64; on the CPU, 1. The result does
-        not depend on it beyond floating-point rounding.""",
+        `sunpy_superres.models.accel.auto_batch_size`), at most 64; on the CPU, one tile's samples
+        (those drawn under one flip, with ``symmetric``). The result does not depend on it beyond
+        floating-point rounding.""",
         output=False,
     )
     check_scale: bool = _option(

@@ -186,8 +186,16 @@ def _prepare(smap, opts):
         tiles = plan_tiles(x.shape, tile, overlap)
         from .models.accel import auto_batch_size  # torch: imported with the first model, not the package
 
-        # The batch holds (tile, sample) pairs: a tile's samples run together.
-        batch_size = auto_batch_size(model, (tiles[0].size_y, tiles[0].size_x), len(tiles) * opts.samples)
+        shape = (tiles[0].size_y, tiles[0].size_x)
+        if model.device.type == "cuda":
+            # The batch holds (tile, sample) pairs: a tile's samples run together.
+            batch_size = auto_batch_size(model, shape, len(tiles) * opts.samples)
+        else:
+            # On a CPU, one tile's samples of one symmetry per call: they share the tile's encoding
+            # (and regression pass), and a diffusion model's sampler takes them one at a time, as it
+            # runs fastest there (`~sunpy_superres.models.accel.CPU_BATCH_SIZE`).
+            groups = _symmetry_groups(range(opts.samples), antithetic, symmetric)
+            batch_size = auto_batch_size(model, shape, len(tiles)) * max(map(len, groups.values()))
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
         antithetic, symmetric, tile, overlap, batch_size,
@@ -436,10 +444,7 @@ def _run_tiled(
     tiles = plan_tiles(x.shape, tile, overlap)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float64)
     weight = np.zeros(out.shape[1:], dtype=np.float64)
-    groups = {}  # symmetry -> positions in ``samples`` of the samples drawn under it
-    for i, k in enumerate(samples):
-        group = k // 2 if antithetic else k
-        groups.setdefault(group % len(TILE_SYMMETRIES) if symmetric else 0, []).append(i)
+    groups = _symmetry_groups(samples, antithetic, symmetric)
     # A network call runs one symmetry's samples of every tile of a chunk.
     per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
     with tqdm(
@@ -464,6 +469,15 @@ def _run_tiled(
             bar.update(len(chunk))
     out /= weight
     return out.astype(np.float32)
+
+
+def _symmetry_groups(samples, antithetic, symmetric):
+    """``{symmetry: positions in samples}``: the samples drawn under each `tile_symmetry` (see `_run_tiled`)."""
+    groups = {}
+    for i, k in enumerate(samples):
+        group = k // 2 if antithetic else k
+        groups.setdefault(group % len(TILE_SYMMETRIES) if symmetric else 0, []).append(i)
+    return groups
 
 
 def _warn_if_long(seconds_each, samples, done):

@@ -124,6 +124,23 @@ def test_samples_share_network_calls_and_keep_their_values(small_mdi, monkeypatc
     assert not np.allclose(alone.samples[0].value, alone.samples[1].value, atol=1e-2 * scale)
 
 
+def test_auto_on_a_cpu_runs_the_samples_of_one_tile_and_flip_per_call(small_mdi, monkeypatch):
+    """On a CPU, batch_size="auto" gives a call one tile's samples of one symmetry (they share its encoding)."""
+    model, calls = tiny_model(), spy_on_predict_samples(monkeypatch)
+    plain = run(small_mdi, model, samples=3, keep_samples=True)
+    assert calls == [(1, 3)] * 4  # 4 tiles, each with its 3 samples
+    calls.clear()
+    design = run(small_mdi, model, samples=4, keep_samples=True, antithetic=True, symmetric=True)
+    assert calls == [(1, 2)] * 8  # an antithetic pair per flip: 2 flips of 4 tiles
+    calls.clear()
+    for auto, kwargs in ((plain, {}), (design, dict(antithetic=True, symmetric=True))):
+        n = auto.samples.shape[0]
+        alone = run(small_mdi, model, samples=n, keep_samples=True, batch_size=1, **kwargs)
+        scale = np.std(alone.data)
+        np.testing.assert_allclose(auto.samples.value, alone.samples.value, rtol=0, atol=1e-4 * scale)
+    assert calls == [(1, 1)] * 28  # 4 tiles x (3 + 4) samples
+
+
 def test_sample_groups_fit_in_memory(small_mdi, monkeypatch):
     """Samples blended at once stay within SAMPLE_GROUP_BYTES: a smaller budget, smaller groups, same samples."""
     sr_module = sys.modules["sunpy_superres.superresolve"]
