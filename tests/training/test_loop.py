@@ -178,6 +178,7 @@ def test_shipped_configs():
         "paper-gpu",
         "progressive-cpu",
         "progressive-gpu",
+        "progressive-regression-cpu",
     ]
     s2d = load_config("ldm-res-s2d-cpu")
     assert (s2d.model.diffusion.latent_space, s2d.model.autoencoder.factor, s2d.data.validation_dates) == (
@@ -190,6 +191,11 @@ def test_shipped_configs():
     noise = load_config("ldm-res-s2d-noise-cpu")
     assert noise.model.diffusion.noise_conditioning and noise.data.noise_augment_gauss > 0
     assert noise.data.validation_dates == ["2016-07-07"] and "2025" not in noise.data.patch_pattern
+    # The default's regression trains on from the embedded progressive, never on the held-out frame or
+    # the calibration patches.
+    reg = load_config("progressive-regression-cpu")
+    assert (reg.model.progressive.init_from, reg.model.progressive.projected_loss) == ("progressive", True)
+    assert reg.data.validation_dates == ["2016-07-07"] and "2025" not in reg.data.patch_pattern
     # The few-step student of the default learns from the default's data.
     lcm = load_config("ldm-res-lcm-cpu")
     assert (lcm.model.kind, lcm.model.consistency.teacher) == ("consistency", "ldm-res")
