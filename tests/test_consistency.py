@@ -26,6 +26,26 @@ def test_block_means_become_the_target(pair, method):
     np.testing.assert_allclose(block_means(out, 4), target, atol=1e-4 * np.abs(target).max())
 
 
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (64, 256)])
+def test_block_means_are_numpys_mean_over_the_blocks(factor, shape):
+    """OpenCV's area resampling (powers of two) against an independent NumPy reduction."""
+    rng = np.random.default_rng(factor)
+    image = rng.normal(0, 1000, (shape[0] * factor, shape[1] * factor)).astype(np.float32)
+    expected = image.astype(np.float64).reshape(shape[0], factor, shape[1], factor).mean(axis=(1, 3))
+    got = block_means(image[::1, ::1], factor)
+    assert got.dtype == np.float64 and got.shape == shape
+    if factor & (factor - 1) == 0:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # A view that is not contiguous (every other row of a larger image) gives the same.
+    tall = np.repeat(image, 2, axis=0)
+    np.testing.assert_array_equal(block_means(tall[::2], factor), got)
+    with pytest.raises(ValueError, match="whole"):
+        block_means(np.zeros((5, 8)), 4)
+
+
 def test_consistent_image_is_left_alone(pair):
     guess, target = pair
     exact = project_block_means(guess, target, 4)
@@ -108,7 +128,8 @@ def resize_calls(monkeypatch):
 
     def recording(error, *args, **kwargs):
         added = resize(error, *args, **kwargs)
-        calls.append((np.abs(error).max(), added))
+        if added.size > error.size:  # an upsampled error, not the block means (`block_means`)
+            calls.append((np.abs(error).max(), added))
         return added
 
     monkeypatch.setattr(cv2, "resize", recording)
