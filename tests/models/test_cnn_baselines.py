@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from sunpy_superres import superresolve
 from sunpy_superres.calibration import MDI_TO_HMI
+from sunpy_superres.consistency import project_block_means
 from sunpy_superres.models.enhance import EnhanceNet, EnhanceSuperResolution, dependency_halo
 from sunpy_superres.models.interpolation import BicubicModel, NearestModel
 from sunpy_superres.models.manifest import ChecksumError
-from sunpy_superres.consistency import project_block_means
 from sunpy_superres.models.progressive import ProgressiveNet, ProgressiveSuperResolution, progressive_mse
 
 # Values recorded on CPU (torch 2.13) from tiny_net(kind, seed=0) on lr_input(); they guard the layer
@@ -320,7 +320,10 @@ def test_projected_progressive_mse_scores_the_output_after_projection_onto_the_i
     net = tiny_net("progressive")
     x2, x4 = net(lr, all_levels=True)
     projected = np.stack(
-        [project_block_means(o[0].detach().numpy(), t[0].numpy(), 4, method="block") for o, t in zip(x4, lr)]
+        [
+            project_block_means(o[0].detach().numpy(), t[0].numpy(), 4, method="block")
+            for o, t in zip(x4, lr, strict=True)
+        ]
     )
     expected = F.mse_loss(x2, F.avg_pool2d(hr, 2)) + F.mse_loss(torch.from_numpy(projected), hr[:, 0])
     torch.testing.assert_close(progressive_mse(net, lr, hr, projected=True), expected)

@@ -55,5 +55,9 @@ class ProgressiveTask(CNNTask):
         """`~sunpy_superres.models.progressive.progressive_mse` with ``level_weights`` and ``projected_loss``."""
         table = self.cfg.model.progressive
         return progressive_mse(
-            module, batch.lr, batch.hr, level_weights=table.level_weights or None, projected=table.projected_loss
+            module,
+            batch.lr,
+            batch.hr,
+            level_weights=table.level_weights or None,
+            projected=table.projected_loss,
         )
