@@ -316,7 +316,7 @@ def test_projected_progressive_mse_scores_the_output_after_projection_onto_the_i
     assert progressive_mse(Fake(), lr, hr, projected=True) < 1e-12
     assert torch.isclose(progressive_mse(Fake(), lr, hr), (offsets**2).mean())
     # On a real network: the MSE of the output projected as `regression_base` and
-    # `project_block_means(method="block")` (NumPy, an independent implementation) do it.
+    # `project_block_means(method="block")` (NumPy and OpenCV, an independent implementation) do it.
     net = tiny_net("progressive")
     x2, x4 = net(lr, all_levels=True)
     projected = np.stack(
