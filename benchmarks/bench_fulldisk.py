@@ -42,6 +42,7 @@ from sunpy_superres.models.autoencoder import build_autoencoder
 from sunpy_superres.models.base import resolve_device
 from sunpy_superres.models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
 from sunpy_superres.models.interpolation import NearestModel
+from sunpy_superres.superresolve import _symmetry_groups, tile_symmetry  # superresolve's own sample groups
 from sunpy_superres.tiling import plan_tiles, tile_seed
 from sunpy_superres.training import load_config
 
@@ -133,13 +134,28 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def sampling_design(model, samples):
+    """``(antithetic, symmetric)`` as ``superresolve``'s "auto" draws ``samples``: the model's calibrated design."""
+    calibration = getattr(model, "uncertainty_calibration", None)
+    if samples < 2 or not model.stochastic or calibration is None:
+        return False, False
+    return bool(calibration.antithetic), bool(calibration.symmetric)
+
+
 def time_tiles(model, batches, samples):
-    """Seconds to run ``model.predict`` over ``batches`` of (tiles, seeds) for every sample."""
+    """
+    Seconds to run ``model`` over ``batches`` of (tiles, seeds) for ``samples`` samples, as
+    ``superresolve`` calls it: each call takes the samples drawn under one flip of its tiles.
+    """
+    antithetic, symmetric = sampling_design(model, samples)
+    groups = _symmetry_groups(range(samples), antithetic, symmetric)
     sync(model.device)
     t0 = time.perf_counter()
-    for k in range(samples):
-        for x, tiles in batches:
-            model.predict(x, seeds=[tile_seed(0, k, t) for t in tiles])
+    for x, tiles in batches:
+        for j, ks in groups.items():
+            seeds = [[tile_seed(0, k - k % 2 if antithetic else k, t) for k in ks] for t in tiles]
+            signs = [[-1 if k % 2 else 1 for k in ks] for _ in tiles] if antithetic else None
+            model.predict_samples(tile_symmetry(x, j), seeds, signs=signs)
     sync(model.device)
     return time.perf_counter() - t0
 
@@ -261,7 +277,7 @@ def main():
                 model=model,
                 samples=samples,
                 seed=0,
-                batch_size=bs,
+                batch_size="auto" if args.batch_size == "auto" else bs,
                 tile_size=tile,
                 overlap=overlap,
                 progress=False,
