@@ -40,7 +40,7 @@ print(mdi.date.isot, mdi.data.shape, mdi.scale.axis1)
 
 ###############################################################################
 # Ten samples. ``batch_size="auto"`` (the default) fills a GPU with tiles when there is one; on a CPU
-# each call takes one tile's samples, which share its regression pass (about 20 minutes on two cores).
+# each call takes a tile's samples of one flip, which share its regression pass (about 20 minutes on two cores).
 
 um = superresolve(mdi, samples=10, seed=0)
 print(type(um).__name__, um.data.shape, um.scale.axis1)
