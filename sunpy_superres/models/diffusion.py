@@ -50,7 +50,7 @@ from ..options import renamed_sampler
 from .accel import CPU_BATCH_SIZE, CompiledForward, autocast, resolve_precision
 from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel, load_network
-from .enhance import EnhanceNet
+from .enhance import EnhanceNet, block_project
 from .manifest import register_kind, write_manifest
 from .progressive import ProgressiveNet
 from .spacetodepth import SpaceToDepth
@@ -596,7 +596,7 @@ def regression_base(regression, lr_up, factor):
         # NHWC: progressive's dense blocks ran 1.6 times faster so on the 2-core CPU (256x256 in:
         # 1.7 s against 2.7 s), the denoiser not (see channels_last in DiffusionSuperResolution).
         out = regression(lr.contiguous(memory_format=torch.channels_last)).to(lr_up.dtype).contiguous()
-    return out + F.interpolate(lr - F.avg_pool2d(out, factor), scale_factor=factor, mode="nearest")
+    return block_project(out, lr, factor)
 
 
 def encode_pair(denoiser, autoencoder, lr_up, hr=None, noise_level=None):

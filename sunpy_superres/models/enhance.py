@@ -126,6 +126,17 @@ def interpolate_input(x, skip, factor):
     return None
 
 
+def block_project(image, lr, factor):
+    """
+    ``image`` with each ``factor x factor`` block shifted so that its mean is the input pixel ``lr``.
+
+    The projection onto the images whose block means are the input, as a constant per block: the
+    tensor form of `sunpy_superres.consistency.project_block_means` with ``method="block"``, differentiable.
+    ``image`` is ``(B, C, factor H, factor W)``, ``lr`` ``(B, C, H, W)``, in the same units.
+    """
+    return image + F.interpolate(lr - F.avg_pool2d(image, factor), scale_factor=factor, mode="nearest")
+
+
 def dependency_halo(paths, factor):
     """
     Input pixels of context an output pixel depends on, per side, from the layers of a network.

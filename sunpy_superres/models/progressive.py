@@ -48,6 +48,7 @@ from torch import nn
 
 from .enhance import (
     CNNSuperResolution,
+    block_project,
     check_factor,
     check_skip,
     dependency_halo,
@@ -261,7 +262,7 @@ def progressive_mse(network, lr, hr, *, level_weights=None, projected=False):
     for i, (out, w) in enumerate(zip(outputs, weights, strict=True)):
         target = F.avg_pool2d(hr, 2 ** (len(outputs) - 1 - i)) if i < len(outputs) - 1 else hr
         if projected and i == len(outputs) - 1:
-            out = out + F.interpolate(lr - F.avg_pool2d(out, factor), scale_factor=factor, mode="nearest")
+            out = block_project(out, lr, factor)
         loss = loss + w * F.mse_loss(out, target)
     return loss
 
