@@ -5,9 +5,10 @@ The issue-18 check is ``python -c "from sunpy_superres.models import load_model;
 against ``python -c "import sunpy.map"``. Each command runs in a new interpreter ``--repeats``
 times, the commands taking turns so that a busy machine slows all of them alike; the table gives
 the median and its ratio to ``import sunpy.map``. The other rows say where the time goes: the
-package alone, torch alone, torch with the diffusers modules a model needs (the floor of any model
-load), and a whole first call (Map read, model load, one 2-step sample of the shipped 128x128 MDI
-cut-out). Run from the repository root::
+package alone, torch alone (the floor of any model load: the networks, their loading and the
+default's DPM-Solver++ are the package's own), torch with diffusers' DPM-Solver (what a model load
+and its first sample imported before), and a whole first call (Map read, model load, one 2-step
+sample of the shipped 128x128 MDI cut-out). Run from the repository root::
 
     python benchmarks/bench_coldstart.py --repeats 5
 """
@@ -22,8 +23,8 @@ COMMANDS = {
     "import sunpy.map": "import sunpy.map",
     "import sunpy_superres": "import sunpy_superres",
     "import torch": "import torch",
-    "import torch + the diffusers a model needs": (
-        "import torch, diffusers.models.unets.unet_2d, diffusers.schedulers.scheduling_dpmsolver_multistep"
+    "import torch + diffusers' DPM-Solver (no longer needed)": (
+        "import torch, diffusers.schedulers.scheduling_dpmsolver_multistep"
     ),
     "load_model('default')": "from sunpy_superres.models import load_model; load_model('default')",
     "first call (Map, model, 2-step sample)": (

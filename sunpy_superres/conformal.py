@@ -94,7 +94,7 @@ from dataclasses import asdict, dataclass
 
 import astropy.units as u
 import numpy as np
-from scipy import ndimage, stats
+from scipy import ndimage
 
 __all__ = [
     "StdCalibration",
@@ -122,10 +122,10 @@ TRUTH_RANGES = (0.0, 100.0, 500.0) * u.G
 #: conformal rank at 0.9545 needs only 22, but its quantile must be steady, and a bin of a quiet
 #: frame's strong field holds a few hundred pixels.
 MIN_LEVEL_PIXELS = 2000
-#: Coverage of ``+-2`` standard deviations of a normal distribution.
-TWO_SIGMA_COVERAGE = float(stats.norm.cdf(2) - stats.norm.cdf(-2))
+#: Coverage of ``+-2`` standard deviations of a normal distribution: ``erf(2 / sqrt(2))``.
+TWO_SIGMA_COVERAGE = math.erf(2 / math.sqrt(2))
 #: Coverage of ``+-1`` standard deviation of a normal distribution.
-ONE_SIGMA_COVERAGE = float(stats.norm.cdf(1) - stats.norm.cdf(-1))
+ONE_SIGMA_COVERAGE = math.erf(1 / math.sqrt(2))
 #: Spacing of the candidate targets of ``+-2 std`` between ``min_coverage`` and ``coverage``.
 COVERAGE_STEP = 0.0025
 
@@ -147,6 +147,8 @@ def _coverage_candidates(coverage, min_coverage):
 
 def _t_half_width(samples, coverage):
     """Half-width, in sample standard deviations, of the Gaussian-posterior predictive interval."""
+    from scipy import stats  # half a second to import: only when a calibration is fitted
+
     return float(stats.t.ppf(0.5 + coverage / 2, samples - 1) * math.sqrt(1 + 1 / samples))
 
 

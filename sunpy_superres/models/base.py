@@ -17,16 +17,19 @@ __all__ = ["SuperResolutionModel", "resolve_device"]
 
 def load_network(cls, path):
     """
-    A diffusers network class's ``from_pretrained(path)``, from safetensors only.
+    A network class's ``from_pretrained(path)``, from safetensors only.
 
-    Where accelerate is not installed (a base install: it comes with the ``train`` extra), diffusers
-    would try ``low_cpu_mem_usage``, then warn at every load that it falls back and advise
-    installing accelerate; the fallback is asked for here instead, with the same result.
+    The package's networks (`~sunpy_superres.models.network.Network`) load without diffusers. For
+    a diffusers class (the learnt autoencoder), where accelerate is not installed (a base install:
+    it comes with the ``train`` extra), diffusers would try ``low_cpu_mem_usage``, then warn at
+    every load that it falls back and advise installing accelerate; the fallback is asked for
+    here instead, with the same result.
 
     Parameters
     ----------
     cls : type
-        A `diffusers.ModelMixin` subclass (e.g. `~sunpy_superres.models.enhance.EnhanceNet`).
+        A `~sunpy_superres.models.network.Network` or `diffusers.ModelMixin` subclass (e.g.
+        `~sunpy_superres.models.enhance.EnhanceNet`).
     path : path-like
         A directory written by its ``save_pretrained``.
 
@@ -35,6 +38,10 @@ def load_network(cls, path):
     `torch.nn.Module`
         An instance of ``cls``.
     """
+    from .network import Network
+
+    if issubclass(cls, Network):
+        return cls.from_pretrained(path)
     from diffusers.utils import is_accelerate_available
 
     return cls.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=is_accelerate_available())

@@ -19,7 +19,8 @@ regression's output instead of ``LR`` (`regression_base`, as CorrDiff does: Mard
 the regression, trained on the squared error, carries the posterior mean, and the diffusion model
 only the part of the field that the input does not determine.
 Conditioning is channel concatenation of the (encoded) LR input with the noisy target, Palette-style
-(section 3.2, Fig. 2). The backbone is a diffusers `UNet2DModel` with self-attention at the low
+(section 3.2, Fig. 2). The backbone is diffusers' `UNet2DModel` (`~sunpy_superres.models.unet.UNet2D`,
+its subset written out so that inference does not import diffusers) with self-attention at the low
 resolutions (Fig. 3), trained with epsilon-prediction and MSE on a linear beta schedule of 1000
 steps (section 4, Ho et al. 2020).
 
@@ -41,19 +42,17 @@ import astropy.units as u
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler, UNet2DModel
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..options import renamed_sampler
 from .accel import CPU_BATCH_SIZE, CompiledForward, autocast, resolve_precision
-from .autoencoder import MagnetogramAutoencoder
 from .base import SuperResolutionModel, load_network
+from .dpmsolver import DPMSolverPlusPlus
 from .enhance import EnhanceNet, block_project
 from .manifest import register_kind, write_manifest
+from .network import Network, register_to_config
 from .progressive import ProgressiveNet
 from .spacetodepth import SpaceToDepth
+from .unet import UNet2D
 
 __all__ = [
     "ConditionalDenoiser",
@@ -146,9 +145,9 @@ def variant_name(space, residual):
     return VARIANTS[(space, bool(residual))]
 
 
-class ConditionalDenoiser(ModelMixin, ConfigMixin):
+class ConditionalDenoiser(Network):
     """
-    The denoising U-Net with its diffusion settings, saved and loaded as one diffusers model.
+    The denoising U-Net with its diffusion settings, saved and loaded as one network directory.
 
     Parameters
     ----------
@@ -194,8 +193,6 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
         (`regression_base`; `DiffusionSuperResolution` ``regression``). Residual denoisers only.
     """
 
-    config_name = "config.json"
-
     @register_to_config
     def __init__(
         self,
@@ -237,16 +234,14 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
         attention_levels = tuple(bool(a) for a in attention_levels)
         if len(attention_levels) != len(block_out_channels):
             raise ValueError("attention_levels needs one entry per level of block_out_channels")
-        self.unet = UNet2DModel(
+        self.unet = UNet2D(
             in_channels=target_channels + cond_channels + int(bool(noise_conditioning)),
             out_channels=target_channels,
-            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels),
-            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels)),
             block_out_channels=tuple(block_out_channels),
             layers_per_block=layers_per_block,
+            attention_levels=attention_levels,
             attention_head_dim=attention_head_dim,
             norm_num_groups=norm_num_groups,
-            add_attention=any(attention_levels),
         )
 
     @property
@@ -256,7 +251,18 @@ class ConditionalDenoiser(ModelMixin, ConfigMixin):
 
     def forward(self, sample, cond, timestep):
         """Network output for the noisy ``sample`` given the conditioning ``cond`` at ``timestep``."""
-        return self.unet(torch.cat([sample, cond], dim=1), timestep).sample
+        return self.unet(torch.cat([sample, cond], dim=1), timestep)
+
+
+def initial_noise(shape, generators, device):
+    """
+    Standard normal noise of ``shape``, item ``i`` drawn on the CPU from ``generators[i]``.
+
+    diffusers' ``randn_tensor`` for a list of CPU generators, draw for draw (so a seed gives the
+    same samples on every device): one ``(1, ...)`` draw per generator, then moved to ``device``.
+    """
+    draws = [torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generators]
+    return torch.cat(draws).to(device)
 
 
 def noise_channel(config, noise_level, like):
@@ -286,9 +292,7 @@ def add_noise_conditioning(denoiser):
     """
     if denoiser.config.noise_conditioning:
         raise ValueError("this denoiser is already conditioned on the noise level")
-    # diffusers resets the keys listed in ``_use_default_values`` (those a saved config lacked).
-    config = {k: v for k, v in denoiser.config.items() if k != "_use_default_values"}
-    new = ConditionalDenoiser.from_config({**config, "noise_conditioning": True})
+    new = ConditionalDenoiser.from_config(denoiser.config, noise_conditioning=True)
     state = denoiser.state_dict()
     weight = state["unet.conv_in.weight"]
     state["unet.conv_in.weight"] = torch.cat([weight, torch.zeros_like(weight[:, :1])], dim=1)
@@ -315,6 +319,8 @@ def load_latent_space(path):
     path = Path(path)
     if json.loads((path / "config.json").read_text()).get("_class_name") == SpaceToDepth.__name__:
         return SpaceToDepth.from_pretrained(path)
+    from .autoencoder import MagnetogramAutoencoder  # diffusers' AutoencoderKL: imported when a model has one
+
     return load_network(MagnetogramAutoencoder, path)
 
 
@@ -346,6 +352,11 @@ def make_scheduler(name, config):
     """
     A fresh diffusers scheduler for a denoiser's forward process.
 
+    The DPM-Solver++ samplers of the default (``"dpm-solver++"``, ``"distilled"``) are the package's
+    `~sunpy_superres.models.dpmsolver.DPMSolverPlusPlus`, diffusers' to the bit; the others are
+    diffusers' own, imported here, at the first one made, not with the package (diffusers' import
+    costs about 1.5 s: `~sunpy_superres.models.dpmsolver`).
+
     Parameters
     ----------
     name : {"ddpm", "ddim", "dpm-solver++", "sde-dpm-solver++", "lcm"}
@@ -364,6 +375,10 @@ def make_scheduler(name, config):
     ValueError
         If ``name`` is not one of `SAMPLERS`.
     """
+    if name not in SAMPLERS:
+        raise ValueError(
+            f"unknown sampler {name!r}; available samplers are {', '.join(map(repr, SAMPLERS))}."
+        )
     common = dict(
         num_train_timesteps=config["num_train_timesteps"],
         beta_start=config["beta_start"],
@@ -371,23 +386,23 @@ def make_scheduler(name, config):
         beta_schedule=config["beta_schedule"],
         prediction_type=config["prediction_type"],
     )
+    if name == "dpm-solver++":
+        return DPMSolverPlusPlus(**common, solver_order=2)
+    if name == "distilled":
+        # First-order DPM-Solver++ is DDIM (eta = 0) in its data-prediction form (Lu et al. 2022,
+        # DPM-Solver++, sec. 4), on any timesteps and with a last step to the clean end: the update a
+        # trajectory-distilled student was trained to take (`trajectory_loss`).
+        return DPMSolverPlusPlus(**common, solver_order=1)
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler
+
     # The targets are unit-variance, not images in [-1, 1]: the diffusers default clip_sample=True of
     # DDPM/DDIM would clip their x0 estimates to +-1 and truncate strong residuals.
     if name == "ddpm":
         return DDPMScheduler(**common, clip_sample=False)
     if name == "ddim":
         return DDIMScheduler(**common, clip_sample=False)
-    if name == "dpm-solver++":
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
     if name == "sde-dpm-solver++":
         return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
-    if name == "distilled":
-        # First-order DPM-Solver++ is DDIM (eta = 0) in its data-prediction form (Lu et al. 2022,
-        # DPM-Solver++, sec. 4), on any timesteps and with a last step to the clean end: the update a
-        # trajectory-distilled student was trained to take (`trajectory_loss`).
-        return DPMSolverMultistepScheduler(
-            **common, algorithm_type="dpmsolver++", solver_order=1, final_sigmas_type="zero"
-        )
     if name == "lcm":
         return LCMScheduler(
             **common,
@@ -395,7 +410,6 @@ def make_scheduler(name, config):
             original_inference_steps=CONSISTENCY["original_steps"],
             timestep_scaling=CONSISTENCY["timestep_scaling"],
         )
-    raise ValueError(f"unknown sampler {name!r}; available samplers are {', '.join(map(repr, SAMPLERS))}.")
 
 
 _DPM_SOLVERS = ("dpm-solver++", "sde-dpm-solver++")
@@ -730,6 +744,8 @@ def consistency_boundary(t):
     diffusers' `LCMScheduler` scalings at `CONSISTENCY`'s ``timestep_scaling``, the ones its sampler
     applies; ``t < 0`` (the clean end) gives 1 and 0, the identity.
     """
+    from diffusers import LCMScheduler
+
     lcm = LCMScheduler(timestep_scaling=CONSISTENCY["timestep_scaling"])
     c_skip, c_out = lcm.get_scalings_for_boundary_condition_discrete(t.clamp(min=0).double())
     clean = t < 0
@@ -1467,7 +1483,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
             spacing=self.spacing,
             timesteps=self.trajectory["timesteps"] if self.sampler == "distilled" else None,
         )
-        z = randn_tensor(shape, generator=gens, device=self.device, dtype=torch.float32)
+        z = initial_noise(shape, gens, self.device)
         if signs is not None:
             # Antithetic pairs: a sample of sign -1 starts from the negated noise of its seed.
             z = z * torch.tensor(signs, dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)

@@ -58,12 +58,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .base import SuperResolutionModel, load_network
 from .manifest import register_kind, write_manifest
+from .network import Network, register_to_config
 
 __all__ = [
     "EnhanceNet",
@@ -229,7 +228,7 @@ class _ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class EnhanceNet(ModelMixin, ConfigMixin):
+class EnhanceNet(Network):
     """
     The Enhance network for ``factor``-times super-resolution (a diffusers model: config + safetensors).
 
@@ -262,8 +261,6 @@ class EnhanceNet(ModelMixin, ConfigMixin):
     ----------
     .. [1] Díaz Baso & Asensio Ramos 2018, A&A 614, A5, Fig. 3.
     """
-
-    config_name = "config.json"
 
     @register_to_config
     def __init__(

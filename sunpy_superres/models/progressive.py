@@ -42,8 +42,6 @@ References
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .enhance import (
@@ -57,6 +55,7 @@ from .enhance import (
     skip_path,
 )
 from .manifest import register_kind
+from .network import Network, register_to_config
 
 __all__ = ["ProgressiveNet", "ProgressiveSuperResolution", "progressive_mse"]
 
@@ -105,7 +104,7 @@ class _PyramidLevel(nn.Module):
         return feat, self.reconstruct(feat)
 
 
-class ProgressiveNet(ModelMixin, ConfigMixin):
+class ProgressiveNet(Network):
     """
     The progressive super-resolution network (a diffusers model: config + safetensors).
 
@@ -141,8 +140,6 @@ class ProgressiveNet(ModelMixin, ConfigMixin):
     ----------
     .. [1] Rahman et al. 2020, ApJL 897, L32, Fig. 1; Wang et al. 2018 (ProSR).
     """
-
-    config_name = "config.json"
 
     @register_to_config
     def __init__(

@@ -17,19 +17,19 @@ residual ``E(HR) - E(LR)``, conditioned on ``E(LR)`` by concatenation.
 """
 
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+
+from .network import Network, register_to_config
 
 __all__ = ["SpaceToDepth"]
 
 
-class SpaceToDepth(ModelMixin, ConfigMixin):
+class SpaceToDepth(Network):
     """
     Space-to-depth "autoencoder": ``(B, 1, H, W) <-> (B, factor**2, H / factor, W / factor)``.
 
     It has the interface of `~sunpy_superres.models.autoencoder.MagnetogramAutoencoder` that
     latent diffusion uses (`factor`, `latent_channels`, `encode_mean`, `decode_latent`) and
-    no weights; it is saved as a diffusers ``config.json`` so that a model directory says which
+    no weights; it is saved as a ``config.json`` alone so that a model directory says which
     latent space its denoiser works in.
 
     Parameters
@@ -43,7 +43,7 @@ class SpaceToDepth(ModelMixin, ConfigMixin):
         If ``factor`` is not an integer of at least 2.
     """
 
-    config_name = "config.json"
+    has_weights = False
 
     @register_to_config
     def __init__(self, factor=4):
@@ -60,15 +60,6 @@ class SpaceToDepth(ModelMixin, ConfigMixin):
     def factor(self):
         """Spatial downsampling factor between image and latent grid."""
         return int(self.config.factor)
-
-    def save_pretrained(self, save_directory, safe_serialization=True):
-        """Write ``config.json`` to ``save_directory`` (there are no weights to write)."""
-        self.save_config(save_directory)
-
-    @classmethod
-    def from_pretrained(cls, path, use_safetensors=True):
-        """Read a directory written by `save_pretrained`."""
-        return cls.from_config(cls.load_config(path))
 
     def encode_mean(self, x):
         """
