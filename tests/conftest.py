@@ -21,6 +21,16 @@ HMI_FULL_DISK = {
 }
 
 
+@pytest.fixture(autouse=True)
+def float32_on_every_cpu(request, monkeypatch):
+    """``precision="auto"`` is bfloat16 on a CPU with AMX (`~sunpy_superres.models.accel.cpu_has_native_bf16`):
+    the suite runs the reference float32 arithmetic on every CPU, so that recorded values and
+    comparisons between two runs do not depend on the machine. Tests of the bfloat16 path mark
+    themselves ``native_bf16``."""
+    if "native_bf16" not in request.keywords:
+        monkeypatch.setattr("sunpy_superres.models.accel.cpu_has_native_bf16", lambda: False)
+
+
 def read_map(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # metadata notes of real instrument headers

@@ -88,8 +88,10 @@ def test_batch_size_does_not_change_the_result(small_mdi):
     np.testing.assert_array_equal(run(small_mdi, model, batch_size=4).data, four.data)
     one = run(small_mdi, model, batch_size=1).data
     np.testing.assert_array_equal(run(small_mdi, model).data, one)  # "auto" on the CPU: one tile per call
-    # Measured: up to 1e-5 of the field's spread (CPU convolutions block a batch of 1 and of 4 differently).
-    np.testing.assert_allclose(one, four.data, rtol=0, atol=1e-4 * np.std(four.data))
+    # CPU convolutions block a batch of 1 and of 4 differently: float32 rounding, which this random
+    # network's sampler steps amplify (measured: up to 1e-5 of the field's spread on NCHW tensors, up
+    # to 3.4e-4 on the NHWC ones the CPU now runs; each convolution itself stays within 1e-6 of float64).
+    np.testing.assert_allclose(one, four.data, rtol=0, atol=1e-3 * np.std(four.data))
     assert not np.allclose(run(small_mdi, model, seed=4).data, four.data, atol=1e-2 * np.std(four.data))
 
 
@@ -119,8 +121,10 @@ def test_samples_share_network_calls_and_keep_their_values(small_mdi, monkeypatc
     scale = np.std(alone.data)
     for other in (together, two):
         assert other.samples.shape == (3, 192, 160)
-        np.testing.assert_allclose(other.samples.value, alone.samples.value, rtol=0, atol=1e-4 * scale)
-        np.testing.assert_allclose(other.std.value, alone.std.value, rtol=0, atol=1e-4 * scale)
+        # Batch-dependent float32 rounding (see test_batch_size_does_not_change_the_result): up to
+        # 6.5e-4 of the spread measured.
+        np.testing.assert_allclose(other.samples.value, alone.samples.value, rtol=0, atol=1e-3 * scale)
+        np.testing.assert_allclose(other.std.value, alone.std.value, rtol=0, atol=1e-3 * scale)
     assert not np.allclose(alone.samples[0].value, alone.samples[1].value, atol=1e-2 * scale)
 
 
@@ -172,6 +176,27 @@ def test_resolve_precision():
         assert resolve_precision(p, cpu) == p
     with pytest.raises(ValueError, match="unknown precision 'fp64'"):
         resolve_precision("fp64", cpu)
+
+
+@pytest.mark.native_bf16
+def test_auto_is_bfloat16_on_a_cpu_with_amx_only(monkeypatch):
+    from sunpy_superres.models import accel
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert accel.cpu_has_native_bf16() and resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
+    assert not accel.cpu_has_native_bf16() and resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("fp32", cpu) == "fp32"  # asked for by name: always
+
+
+def test_the_cpu_runs_the_networks_channels_last():
+    """oneDNN's bfloat16 convolutions need NHWC for their speed; float32 differs by rounding only."""
+    model = _tiny_on("cpu")
+    assert model._memory_format == torch.channels_last
+    assert model.denoiser.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_bf16_autocast_is_close_to_fp32(small_mdi):

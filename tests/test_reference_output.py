@@ -32,7 +32,8 @@ def _default_output():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        out = superresolve(sunpy.map.Map(MDI_AR_CUTOUT), seed=SEED, progress=False)
+        # float32 named, not "auto": auto is bfloat16 on a CPU with AMX, and the record is float32's.
+        out = superresolve(sunpy.map.Map(MDI_AR_CUTOUT), seed=SEED, progress=False, precision="fp32")
     finally:
         torch.set_num_threads(threads)
     meta = {k: v for k, v in out.meta.items() if k not in _VOLATILE and not k.startswith("keycomments")}

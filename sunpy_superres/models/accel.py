@@ -17,6 +17,7 @@ import torch
 __all__ = [
     "PRECISIONS",
     "resolve_precision",
+    "cpu_has_native_bf16",
     "autocast",
     "tiles_per_batch",
     "free_memory",
@@ -50,9 +51,10 @@ def resolve_precision(precision, device):
     Parameters
     ----------
     precision : {"auto", "fp32", "bf16", "fp16"}
-        ``"auto"`` is bfloat16 on a CUDA GPU with native bfloat16 (compute capability 8.0 or later:
-        A100, H100, RTX 30xx and newer) and float32 otherwise, the CPU included. ``"bf16"`` and
-        ``"fp16"`` run the networks under `torch.autocast` with that type on any device.
+        ``"auto"`` is bfloat16 where the hardware multiplies bfloat16 matrices natively: a CUDA GPU
+        of compute capability 8.0 or later (A100, H100, RTX 30xx and newer) or a CPU with Intel AMX
+        (`cpu_has_native_bf16`); float32 elsewhere. ``"bf16"`` and ``"fp16"`` run the networks
+        under `torch.autocast` with that type on any device.
     device : `torch.device`
         Device the model runs on.
 
@@ -72,7 +74,26 @@ def resolve_precision(precision, device):
         return precision
     if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
         return "bf16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
     return "fp32"
+
+
+def cpu_has_native_bf16():
+    """
+    Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles).
+
+    There, oneDNN runs the denoiser's convolutions in bfloat16 on channels-last tensors 3.2 times as
+    fast as in float32 (the default's U-Net on a 256x256 latent, 2 threads of a Xeon with AMX: 0.106 s
+    against 0.341 s; 0.214 s in bfloat16 on channels-first tensors), and the default's samples move
+    by 0.18 G rms (median of 12 training crops; 15 G between two seeds, 3.5-5 G of HMI's noise):
+    the speed is kept, the result is the same to well within the noise. Without AMX, bfloat16 on a
+    CPU is emulated or runs on vector units and is not measured here, so float32 stays the default.
+    Asked of torch's own CPU probe (``torch.cpu._is_amx_tile_supported``, private; `False` where a
+    torch version lacks it).
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe())
 
 
 def autocast(device, precision):
