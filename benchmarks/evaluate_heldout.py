@@ -70,6 +70,12 @@ def main():
         action="store_true",
         help="also score deterministic models with the consistency step (back-projection)",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="arithmetic of the diffusion models' networks (auto: bfloat16 where the device has it natively)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
@@ -78,6 +84,9 @@ def main():
 
     rows, calibrations = [], []
     models = [(spec, load_model(spec, device="cpu")) for spec in ["nearest", "bicubic", *args.model]]
+    models = [
+        (spec, m.configure_runtime(precision=args.precision) if m.stochastic else m) for spec, m in models
+    ]
     names = [m.name for _, m in models]
     for spec, model in models:
         ddpm_samples = args.ddpm_samples or args.samples
