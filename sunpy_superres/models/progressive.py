@@ -75,10 +75,22 @@ class _DenseCompressionUnit(nn.Module):
         self.residual_scale = residual_scale
 
     def forward(self, x):
-        feats = [x]
+        # Each feature is padded once, when it is made, rather than the whole growing concatenation
+        # before every convolution: the same numbers (padding acts channel by channel, and the 1x1
+        # compression commutes with the crop), with a third of the padding. Profiled on the default's
+        # regression (256x256 in, bfloat16, 2 threads), padding and its copies took most of the time,
+        # the convolutions an eighth.
+        conv = self.layers[0][0]
+        mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+
+        def pad(t):
+            return F.pad(t, (1, 1, 1, 1), mode=mode)
+
+        feats = [pad(x)]
         for layer in self.layers:
-            feats.append(layer(torch.cat(feats, dim=1)))
-        return x + self.residual_scale * self.compress(torch.cat(feats, dim=1))
+            conv, act = layer
+            feats.append(pad(act(F.conv2d(torch.cat(feats, dim=1), conv.weight, conv.bias))))
+        return x + self.residual_scale * self.compress(torch.cat(feats, dim=1))[..., 1:-1, 1:-1]
 
 
 class _PyramidLevel(nn.Module):
@@ -99,9 +111,10 @@ class _PyramidLevel(nn.Module):
         )
         self.reconstruct = nn.Conv2d(channels, 1, 3, **pad)
 
-    def forward(self, feat):
+    def forward(self, feat, image=True):
+        """The level's features and, if ``image``, its image (the last level's only, at inference)."""
         feat = self.upsample(feat + self.fuse(self.units(feat)))
-        return feat, self.reconstruct(feat)
+        return feat, self.reconstruct(feat) if image else None
 
 
 class ProgressiveNet(Network):
@@ -208,8 +221,9 @@ class ProgressiveNet(Network):
         feat = self.head(x)
         outputs = []
         for i, level in enumerate(self.levels):
-            feat, image = level(feat)
-            if all_levels or i == len(self.levels) - 1:
+            wanted = all_levels or i == len(self.levels) - 1
+            feat, image = level(feat, image=wanted)
+            if wanted:
                 base = interpolate_input(x, self.config.skip, 2 ** (i + 1))
                 outputs.append(image if base is None else image + base)
         return outputs if all_levels else outputs[-1]
