@@ -230,7 +230,8 @@ class _ResidualBlock(nn.Module):
 
 class EnhanceNet(Network):
     """
-    The Enhance network for ``factor``-times super-resolution (a diffusers model: config + safetensors).
+    The Enhance network for ``factor``-times super-resolution (a `~sunpy_superres.models.network.Network`:
+    config + safetensors).
 
     Input and output are in network units (field / 3000 G), shapes ``(B, 1, H, W)`` and
     ``(B, 1, factor * H, factor * W)``; any ``H, W >= 2`` work (no downsampling inside).

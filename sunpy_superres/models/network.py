@@ -19,6 +19,7 @@ package uses: ``config`` (a read-only mapping whose keys are also attributes),
 
 import functools
 import inspect
+import itertools
 import json
 import os
 from pathlib import Path
@@ -104,16 +105,14 @@ class Network(torch.nn.Module):
     @property
     def device(self):
         """Device of the first parameter or buffer (CPU for a network without either)."""
-        tensor = next(iter([*self.parameters(), *self.buffers()]), None)
+        tensor = next(itertools.chain(self.parameters(), self.buffers()), None)
         return torch.device("cpu") if tensor is None else tensor.device
 
     @property
     def dtype(self):
         """Data type of the first floating-point parameter or buffer (float32 for a network without)."""
-        for tensor in [*self.parameters(), *self.buffers()]:
-            if tensor.is_floating_point():
-                return tensor.dtype
-        return torch.float32
+        tensors = itertools.chain(self.parameters(), self.buffers())
+        return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
 
     @classmethod
     def from_config(cls, config=None, **settings):

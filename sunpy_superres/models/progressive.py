@@ -119,7 +119,7 @@ class _PyramidLevel(nn.Module):
 
 class ProgressiveNet(Network):
     """
-    The progressive super-resolution network (a diffusers model: config + safetensors).
+    The progressive super-resolution network (a `~sunpy_superres.models.network.Network`: config + safetensors).
 
     Input and output are in network units (field / 3000 G): ``(B, 1, H, W)`` ->
     ``(B, 1, factor * H, factor * W)``; any ``H, W >= 2``.

@@ -5,8 +5,8 @@ The paper fine-tunes its pre-trained residual LDM with "Low-Rank Adaption (LoRA)
 attention layers and we unfreeze the bottleneck layers of the U-Net". Here that is:
 
 * LoRA (Hu et al. 2021) on the attention projections ``to_q``, ``to_k``, ``to_v``, ``to_out.0`` of
-  the denoiser's diffusers `UNet2DModel`, through `peft` (diffusers' ``UNet2DModel`` has no
-  ``add_adapter``, so `peft.get_peft_model` wraps the `ConditionalDenoiser` directly);
+  the denoiser's U-Net (`~sunpy_superres.models.unet.UNet2D`, diffusers' ``UNet2DModel`` with its
+  module names), through `peft` (`peft.get_peft_model` wraps the `ConditionalDenoiser` directly);
 * the bottleneck, ``unet.mid_block``, fully trainable (peft ``modules_to_save``). peft then trains a
   copy of the whole mid block, its own self-attention included, and puts no LoRA inside it;
 * everything else frozen.
