@@ -350,7 +350,7 @@ def load_regression(path):
 
 def make_scheduler(name, config):
     """
-    A fresh diffusers scheduler for a denoiser's forward process.
+    A fresh scheduler (diffusers' name for a sampler's state and update) for a denoiser's forward process.
 
     The DPM-Solver++ samplers of the default (``"dpm-solver++"``, ``"distilled"``) are the package's
     `~sunpy_superres.models.dpmsolver.DPMSolverPlusPlus`, diffusers' to the bit; the others are
