@@ -119,33 +119,40 @@ class Upsample2D(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class DownBlock(nn.Module):
+class _Level(nn.Module):
+    """ResNet blocks, each followed by self-attention where the level has it: one level of the U-Net."""
+
+    def _make_layers(self, in_channels, out_channels, temb_channels, attention, head_dim, groups, eps):
+        # Made in diffusers' order (ResNet, its attention, the next ResNet, ...), so that a seeded
+        # initialisation draws the same weights; ``in_channels`` holds each ResNet block's input channels.
+        resnets, attentions = [], []
+        for channels in in_channels:
+            resnets.append(ResnetBlock2D(channels, out_channels, temb_channels, groups, eps))
+            if attention:
+                attentions.append(Attention(out_channels, head_dim, groups, eps))
+        if attention:  # registered first, as diffusers does: parameters() in its order
+            self.attentions = nn.ModuleList(attentions)
+        self.resnets = nn.ModuleList(resnets)
+
+    def _layers(self):
+        """(ResNet block, its attention or `None`) pairs."""
+        return zip(self.resnets, getattr(self, "attentions", [None] * len(self.resnets)), strict=True)
+
+
+class DownBlock(_Level):
     """One level on the way down: ResNet blocks (each followed by attention if asked), then halving."""
 
     def __init__(
         self, in_channels, out_channels, temb_channels, layers, attention, head_dim, groups, eps, down
     ):
         super().__init__()
-        # Made in diffusers' order (ResNet, its attention, the next ResNet, ...), so that a seeded
-        # initialisation draws the same weights.
-        resnets, attentions = [], []
-        for i in range(layers):
-            resnets.append(
-                ResnetBlock2D(
-                    in_channels if i == 0 else out_channels, out_channels, temb_channels, groups, eps
-                )
-            )
-            if attention:
-                attentions.append(Attention(out_channels, head_dim, groups, eps))
-        if attention:  # registered first, as diffusers does: parameters() in its order
-            self.attentions = nn.ModuleList(attentions)
-        self.resnets = nn.ModuleList(resnets)
+        ins = [in_channels] + [out_channels] * (layers - 1)
+        self._make_layers(ins, out_channels, temb_channels, attention, head_dim, groups, eps)
         self.downsamplers = nn.ModuleList([Downsample2D(out_channels)]) if down else None
 
     def forward(self, x, temb):
         skips = []
-        attentions = getattr(self, "attentions", [None] * len(self.resnets))
-        for resnet, attn in zip(self.resnets, attentions, strict=True):
+        for resnet, attn in self._layers():
             x = resnet(x, temb)
             if attn is not None:
                 x = attn(x)
@@ -156,7 +163,7 @@ class DownBlock(nn.Module):
         return x, skips
 
 
-class UpBlock(nn.Module):
+class UpBlock(_Level):
     """One level on the way up: ResNet blocks on the input and a skip each, then doubling."""
 
     def __init__(
@@ -173,28 +180,17 @@ class UpBlock(nn.Module):
         up,
     ):
         super().__init__()
-        resnets, attentions = [], []
-        for i in range(layers):
-            skip = in_channels if i == layers - 1 else out_channels
-            resnets.append(
-                ResnetBlock2D(
-                    (prev_channels if i == 0 else out_channels) + skip,
-                    out_channels,
-                    temb_channels,
-                    groups,
-                    eps,
-                )
-            )
-            if attention:
-                attentions.append(Attention(out_channels, head_dim, groups, eps))
-        if attention:  # registered first, as diffusers does: parameters() in its order
-            self.attentions = nn.ModuleList(attentions)
-        self.resnets = nn.ModuleList(resnets)
+        # Layer i takes the previous output (the level below's for the first) and a skip (the level
+        # above's output for the last).
+        ins = [
+            (prev_channels if i == 0 else out_channels) + (in_channels if i == layers - 1 else out_channels)
+            for i in range(layers)
+        ]
+        self._make_layers(ins, out_channels, temb_channels, attention, head_dim, groups, eps)
         self.upsamplers = nn.ModuleList([Upsample2D(out_channels)]) if up else None
 
     def forward(self, x, skips, temb):
-        attentions = getattr(self, "attentions", [None] * len(self.resnets))
-        for resnet, attn in zip(self.resnets, attentions, strict=True):
+        for resnet, attn in self._layers():
             x = resnet(torch.cat([x, skips.pop()], dim=1), temb)
             if attn is not None:
                 x = attn(x)
