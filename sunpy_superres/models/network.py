@@ -21,11 +21,12 @@ import functools
 import inspect
 import itertools
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..io import atomic_output
 
 __all__ = ["Config", "Network", "register_to_config"]
 
@@ -69,17 +70,6 @@ def register_to_config(init):
         self.register_to_config(**settings)
 
     return wrapper
-
-
-def _write_atomic(path, write):
-    """Write ``path`` through a temporary file beside it and a rename, so no reader sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class Network(torch.nn.Module):
@@ -134,11 +124,11 @@ class Network(torch.nn.Module):
     def save_config(self, directory):
         """Write ``config.json``, with ``_class_name``, to ``directory`` (made if missing)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         text = (
             json.dumps({"_class_name": type(self).__name__, **self.config}, indent=2, sort_keys=True) + "\n"
         )
-        _write_atomic(directory / self.config_name, lambda p: p.write_text(text))
+        with atomic_output(directory / self.config_name, overwrite=True) as tmp:
+            tmp.write_text(text)
 
     def save_pretrained(self, save_directory, safe_serialization=True):
         """
@@ -156,9 +146,8 @@ class Network(torch.nn.Module):
         self.save_config(save_directory)
         if self.has_weights:
             state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-            _write_atomic(
-                Path(save_directory) / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"})
-            )
+            with atomic_output(Path(save_directory) / WEIGHTS_NAME, overwrite=True) as tmp:
+                save_file(state, tmp, metadata={"format": "pt"})
 
     @classmethod
     def from_pretrained(cls, path, use_safetensors=True):
