@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SuperResolutionModel, load_network
+from .conv import PaddedConv2d
 from .manifest import register_kind, write_manifest
 from .network import Network, register_to_config
 
@@ -217,10 +218,10 @@ class _ResidualBlock(nn.Module):
         norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
         pad = dict(padding=1, padding_mode=padding_mode)
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, **pad),
+            PaddedConv2d(channels, channels, 3, **pad),
             norm(),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, **pad),
+            PaddedConv2d(channels, channels, 3, **pad),
             norm(),
         )
 
@@ -282,19 +283,20 @@ class EnhanceNet(Network):
         if min(channels, upsample_channels) < 1 or num_residual_blocks < 0:
             raise ValueError("channels and upsample_channels must be positive, num_residual_blocks >= 0")
         pad = dict(padding=1, padding_mode=padding_mode)
-        self.head = nn.Sequential(nn.Conv2d(1, channels, 3, **pad), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(PaddedConv2d(1, channels, 3, **pad), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(
             *[_ResidualBlock(channels, batch_norm, padding_mode) for _ in range(num_residual_blocks)]
         )
         self.body_end = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, **pad), nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+            PaddedConv2d(channels, channels, 3, **pad),
+            nn.BatchNorm2d(channels) if batch_norm else nn.Identity(),
         )
         ups = []
         c = channels
         for _ in range(stages):
             ups += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv2d(c, upsample_channels, 3, **pad),
+                PaddedConv2d(c, upsample_channels, 3, **pad),
                 nn.ReLU(inplace=True),
             ]
             c = upsample_channels

@@ -129,34 +129,6 @@ def test_exact_seeded_slice(kind):
     np.testing.assert_allclose(out[0, 20, 20:24], EXPECTED_SLICE[kind], rtol=1e-4, atol=1e-6)
 
 
-def _dense_unit_as_defined(unit, x):
-    """A residual dense block by its definition: every convolution (with its own padding) on the
-    concatenation of all previous features, then the 1x1 compression and the scaled skip."""
-    feats = [x]
-    for layer in unit.layers:
-        feats.append(layer(torch.cat(feats, dim=1)))
-    return x + unit.residual_scale * unit.compress(torch.cat(feats, dim=1))
-
-
-@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "zeros"])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_a_dense_block_pads_each_feature_once_and_computes_the_same(padding_mode, memory_format):
-    net = tiny_net("progressive", padding_mode=padding_mode).to(memory_format=memory_format)
-    unit = net.levels[0].units[0]
-    x = torch.randn(2, 8, 11, 13, generator=torch.Generator().manual_seed(0)).contiguous(
-        memory_format=memory_format
-    )
-    x.requires_grad_(True)
-    ours, expected = unit(x), _dense_unit_as_defined(unit, x)
-    if padding_mode == "zeros":  # explicit zeros against the convolution's own: rounding may differ
-        torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)
-    else:
-        assert torch.equal(ours, expected)
-    (grad,) = torch.autograd.grad(ours.square().sum(), x)
-    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
-
-
 def test_inference_skips_the_images_of_the_coarser_levels(monkeypatch):
     net = tiny_net("progressive").eval()
     calls = []
