@@ -23,7 +23,8 @@ HMI_FULL_DISK = {
 
 @pytest.fixture(autouse=True)
 def float32_on_every_cpu(request, monkeypatch):
-    """``precision="auto"`` is bfloat16 on a CPU with AMX (`~sunpy_superres.models.accel.cpu_has_native_bf16`):
+    """``precision="auto"`` is bfloat16 on a CPU with AMX or AVX-512 BF16
+    (`~sunpy_superres.models.accel.cpu_has_native_bf16`):
     the suite runs the reference float32 arithmetic on every CPU, so that recorded values and
     comparisons between two runs do not depend on the machine. Tests of the bfloat16 path mark
     themselves ``native_bf16``."""

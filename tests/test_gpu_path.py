@@ -179,17 +179,28 @@ def test_resolve_precision():
 
 
 @pytest.mark.native_bf16
-def test_auto_is_bfloat16_on_a_cpu_with_amx_only(monkeypatch):
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected"),
+    [(True, False, "bf16"), (False, True, "bf16"), (True, True, "bf16"), (False, False, "fp32")],
+)
+def test_auto_is_bfloat16_on_a_cpu_with_bfloat16_instructions_only(monkeypatch, amx, avx512_bf16, expected):
     from sunpy_superres.models import accel
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert accel.cpu_has_native_bf16() and resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
-    assert not accel.cpu_has_native_bf16() and resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert accel.cpu_has_native_bf16() == (expected == "bf16")
+    assert resolve_precision("auto", cpu) == expected
     assert resolve_precision("fp32", cpu) == "fp32"  # asked for by name: always
+
+
+@pytest.mark.native_bf16
+def test_auto_is_float32_with_a_torch_without_the_probes(monkeypatch):
+    from sunpy_superres.models import accel
+
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert not accel.cpu_has_native_bf16() and resolve_precision("auto", torch.device("cpu")) == "fp32"
 
 
 def test_the_cpu_runs_the_networks_channels_last():

@@ -979,7 +979,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
     precision : {"auto", "fp32", "bf16", "fp16"}, optional
         Arithmetic of the denoiser and the autoencoder, run under `torch.autocast`; the sampler's
         update and the conditioning stay in float32. ``"auto"`` (default) is bfloat16 on a CUDA GPU
-        or a CPU (Intel AMX) that has it natively and float32 elsewhere (see
+        or a CPU (Intel AMX, AVX-512 BF16) that has it natively and float32 elsewhere (see
         `sunpy_superres.models.accel.resolve_precision`).
     compile : bool, optional
         Compile the denoiser's forward with ``torch.compile`` (default `False`; see `compile`).

@@ -63,8 +63,12 @@ def test_added_channel_changes_nothing_until_trained():
     )
     x = torch.from_numpy(np.random.default_rng(1).normal(0, 0.1, (1, 1, 8, 8)).astype(np.float32))
     reference = model._forward(x, seeds=[3])
-    for level in (2.0, 3.5, 9.0):
-        assert torch.equal(new.configure_sampler(noise_level=level)._forward(x, seeds=[3]), reference)
+    outputs = [new.configure_sampler(noise_level=level)._forward(x, seeds=[3]) for level in (2.0, 3.5, 9.0)]
+    # The level's channel meets zero weights: every level gives the same numbers to the bit. Against
+    # the network without that channel only to rounding: a convolution with one more input channel
+    # may block its sums differently (oneDNN on an AMD EPYC does; on a Xeon it summed alike).
+    assert all(torch.equal(out, outputs[0]) for out in outputs)
+    torch.testing.assert_close(outputs[0], reference, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="already conditioned"):
         add_noise_conditioning(conditioned)
 
