@@ -232,7 +232,8 @@ class Options:
         """Arithmetic of a diffusion model's networks (`torch.autocast`); the sampler update, the
         blending and the consistency projection stay in float32 or float64. ``"auto"`` is bfloat16 on
         a CUDA GPU that has it natively (compute capability 8.0+) or a CPU with Intel AMX or AVX-512
-        BF16, and float32 elsewhere (`sunpy_superres.models.accel.resolve_precision`). `None` (default) keeps the model's own setting, which is ``"auto"`` for a model loaded by name or
+        BF16, and float32 elsewhere (`sunpy_superres.models.accel.resolve_precision`). `None`
+        (default) keeps the model's own setting, which is ``"auto"`` for a model loaded by name or
         directory. The baselines run in float32 only. Recorded as ``SRPREC``.""",
         output=False,
         cli={

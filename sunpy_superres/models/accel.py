@@ -94,7 +94,9 @@ def cpu_has_native_bf16():
     Asked of torch's own CPU probes (``torch.cpu._is_amx_tile_supported`` and
     ``torch.cpu._is_avx512_bf16_supported``, private; `False` where a torch version lacks them).
     """
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    probes = [
+        getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    ]
     return any(probe is not None and probe() for probe in probes)
 
 
