@@ -50,13 +50,14 @@ def _default_output():
     }
 
 
+# torch's CPU probes (``torch.cpu._is_<name>_supported``) that tell the kinds of AVX-512 CPU apart.
+_FLAGS = ("amx_tile", "avx512_bf16", "vnni")
+
+
 def _platform():
     """The kind of CPU, as far as it decides oneDNN's float32 sums."""
     flags = {name: bool(getattr(torch.cpu, f"_is_{name}_supported", lambda: False)()) for name in _FLAGS}
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), **flags}
-
-
-_FLAGS = ("amx_tile", "avx512_bf16", "vnni")
 
 
 def test_default_output_is_unchanged():
