@@ -24,24 +24,29 @@ def _pair(cin, cout, k, mode, groups=1, seed=0):
 @pytest.mark.parametrize(
     ("cin", "cout", "k", "groups", "hw"), [(8, 5, 3, 1, (11, 13)), (6, 4, 5, 2, (9, 12))]
 )
-def test_padded_conv_equals_torchs_to_the_bit(mode, memory_format, dtype, cin, cout, k, groups, hw):
+def test_padded_conv_equals_torchs(mode, memory_format, dtype, cin, cout, k, groups, hw):
     ref, ours = (c.to(dtype=dtype, memory_format=memory_format) for c in _pair(cin, cout, k, mode, groups))
     x = torch.randn(2, cin, *hw, generator=torch.Generator().manual_seed(1)).to(dtype)
     x = x.contiguous(memory_format=memory_format)
     with torch.no_grad():
         expected, got = ref(x), ours(x)
-    assert torch.equal(got, expected)
     assert got.shape == expected.shape and got.dtype == expected.dtype
+    # Equal to the bit where measured (an AMD EPYC, both layouts and both types, and the default's
+    # whole output: tests/test_reference_output.py). oneDNN chooses its kernel by shape and CPU, and
+    # another kernel may sum in another order, so elsewhere this allows a difference in the last bit.
+    last_bit = {torch.float32: 1e-6, torch.bfloat16: 1e-2}[dtype]
+    torch.testing.assert_close(got, expected, rtol=last_bit, atol=last_bit)
 
 
 def test_the_border_is_not_the_zero_padded_convolution():
-    # The test above could pass with both sides zero-padded; the border must carry the reflection.
+    # The test above could pass with both sides zero-padded: the border must carry the reflection,
+    # far beyond rounding, and the interior be the zero-padded convolution's.
     ref, ours = _pair(4, 3, 3, "reflect")
     x = torch.randn(1, 4, 7, 9, generator=torch.Generator().manual_seed(2)) + 3.0
     with torch.no_grad():
         zero = nn.functional.conv2d(x, ref.weight, ref.bias, padding=1)
         got = ours(x)
-    assert not torch.equal(got[..., 0, :], zero[..., 0, :])
+    assert (got[..., 0, :] - zero[..., 0, :]).abs().max() > 0.1
     assert torch.equal(got[..., 1:-1, 1:-1], zero[..., 1:-1, 1:-1])
 
 
