@@ -76,12 +76,12 @@ class PaddedConv2d(nn.Conv2d):
 
     def _conv_forward(self, input, weight, bias):
         k = self.kernel_size[0]
-        p = self.padding[0] if isinstance(self.padding, tuple) else None
+        p = k // 2
         if (
             self.padding_mode in ("reflect", "replicate")
             and self.kernel_size == (k, k)
             and k % 2 == 1
-            and self.padding == (k // 2, k // 2)
+            and self.padding == (p, p)
             and self.stride == (1, 1)
             and self.dilation == (1, 1)
             and input.dim() == 4
