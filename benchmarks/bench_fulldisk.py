@@ -3,8 +3,8 @@ Full-disk speed: one 1024x1024 MDI magnetogram to 4096x4096, ours against the pa
 
 A benchmark, not a test. It times ``superresolve`` on the real MDI full disk of ``../shared/data`` (or a
 synthetic 1024x1024 disk on an MDI header when that file is absent) with the model's fast sampler
-(DPM-Solver++, 20 steps, by default), and in the same run the paper's pipeline: the same network with
-1000 steps of ancestral DDPM (Ramunno et al. 2025, section 4). The 1000-step chain is timed over a few
+(by default the model's own; ``--sampler distilled`` its distilled student), and in the same run the
+paper's pipeline: the model's network with 1000 steps of ancestral DDPM (Ramunno et al. 2025, section 4). The 1000-step chain is timed over a few
 steps on one batch of tiles and extrapolated linearly in steps and tiles (marked "est."). Timing does
 not depend on the weights, so without ``--model`` the model is built with random weights from a
 training config's architecture, as ``bench_samplers.py`` does. Run from the repository root::
@@ -12,6 +12,10 @@ training config's architecture, as ``bench_samplers.py`` does. Run from the repo
     python benchmarks/bench_fulldisk.py --device cpu --max-tiles 2 --samples 1     # minutes on a CPU
     python benchmarks/bench_fulldisk.py --device cuda --config paper-gpu --samples 1 10
     python benchmarks/bench_fulldisk.py --device cuda --config paper-gpu --compile --precision bf16
+    python benchmarks/bench_fulldisk.py --device cuda --model default --sampler distilled --samples 1 10
+
+The last lines extrapolate the MDI archive (80,000 full disks) over ``--workers`` such devices.
+``benchmarks/gpu_check.sh`` runs the GPU timings of the shipped default in one go.
 
 ``--max-tiles N`` times only the first N tiles and extrapolates to the full disk (also "est."); the
 CPU-side work of a whole map (calibration, blending, consistency projection) is then measured with
@@ -40,14 +44,14 @@ from sunpy_superres.models import load_model
 from sunpy_superres.models.accel import auto_batch_size
 from sunpy_superres.models.autoencoder import build_autoencoder
 from sunpy_superres.models.base import resolve_device
-from sunpy_superres.models.diffusion import ConditionalDenoiser, DiffusionSuperResolution
+from sunpy_superres.models.diffusion import STUDENT_SAMPLERS, ConditionalDenoiser, DiffusionSuperResolution
 from sunpy_superres.models.interpolation import NearestModel
 from sunpy_superres.superresolve import _symmetry_groups, tile_symmetry  # superresolve's own sample groups
 from sunpy_superres.tiling import plan_tiles, tile_seed
 from sunpy_superres.training import load_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_archive import peak_memory_mb  # noqa: E402
+from bench_archive import MDI_ARCHIVE, peak_memory_mb  # noqa: E402
 
 MDI_FULL_DISK = (
     Path(__file__).resolve().parents[2]
@@ -165,6 +169,22 @@ def fmt(seconds, est):
     return f"{seconds:.1f}{mark}", f"{3600 / seconds:.1f}{mark}"
 
 
+def timed_models(loaded, sampler, steps, precision, compile):
+    """
+    The model as ``superresolve`` runs it with these settings, and the paper's 1000-step chain.
+
+    The sampler first, then precision and compilation, as ``superresolve`` does: a distilled student
+    (``sampler="distilled"``) is another network. The paper's chain runs the loaded model's own network.
+    """
+    model = loaded.configure_sampler(steps=steps, sampler=sampler)
+    model = model.configure_runtime(precision=precision, compile=compile)
+    if model.sampler in STUDENT_SAMPLERS:
+        loaded = loaded.configure_runtime(precision=precision, compile=compile)
+    else:
+        loaded = model
+    return model, loaded.configure_sampler(sampler=PAPER[0], steps=PAPER[1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--input", help="full-disk FITS file (default: the shared MDI file, else synthetic)")
@@ -197,6 +217,9 @@ def main():
         metavar=("K1", "K2"),
         help="DDPM steps timed to extrapolate the 1000-step chain (cost linear in steps)",
     )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 8], help="devices like this one for the archive line"
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -211,9 +234,7 @@ def main():
     else:
         model = model_from_config(args.config, device, args.channels_last)
         label = f"random weights, config {args.config}"
-    model = model.configure_sampler(steps=args.steps, sampler=args.sampler)
-    model = model.configure_runtime(precision=args.precision, compile=args.compile or None)
-    paper = model.configure_sampler(sampler=PAPER[0], steps=PAPER[1])
+    model, paper = timed_models(model, args.sampler, args.steps, args.precision, args.compile or None)
     label = f"{model.name} ({label})"
 
     # The tiles superresolve() cuts (same defaults), on the calibrated, normalised, clipped input.
@@ -234,7 +255,8 @@ def main():
 
     # Warm-up: kernel selection, and with --compile one graph per batch shape (timed apart).
     t0 = time.perf_counter()
-    warm = model.configure_sampler(steps=2)
+    # (A distilled student takes its own steps only: it warms up on them.)
+    warm = model if model.sampler in STUDENT_SAMPLERS else model.configure_sampler(steps=2)
     for xb, tb in {len(tb): (xb, tb) for xb, tb in batches}.values():
         warm.predict(xb, seeds=[0] * len(tb))
     sync(device)
@@ -320,6 +342,10 @@ def main():
         print(
             f"| {dev_name} | {label}, paper pipeline | {PAPER[0]} ({PAPER[1]}) | {samples} | {s} | {h} | 1 |"
         )
+    print(f"\nThe MDI archive ({MDI_ARCHIVE:,} full disks) on devices like this one, one process each:")
+    for samples, ours, _ in rows:
+        days = ", ".join(f"{n}: {MDI_ARCHIVE * ours / n / 86400:.1f} days" for n in args.workers)
+        print(f"- {samples} sample(s) per disk{' (est.)' if partial else ''}: {days}")
 
 
 if __name__ == "__main__":

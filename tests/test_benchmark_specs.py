@@ -33,3 +33,24 @@ def test_a_spec_sets_the_sampler_and_the_precision(load):
     assert load("ldm-res:ddim:5", "cpu").steps == 5
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         load("default@fp8", "cpu")
+
+
+def test_the_full_disk_benchmark_times_a_student_beside_its_teachers_paper_chain():
+    """bench_fulldisk.py --sampler distilled: the student runs, the paper's chain is the teacher's network."""
+    if not BENCHMARKS.is_dir():
+        pytest.skip("not a source checkout")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from bench_fulldisk import timed_models
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from sunpy_superres.models import load_model
+
+    teacher = load_model("default", device="cpu")
+    model, paper = timed_models(teacher, "distilled", None, "bf16", None)
+    assert (model.sampler, model.network_evaluations, model.precision) == ("distilled", 4, "bf16")
+    assert (paper.sampler, paper.steps, paper.precision) == ("ddpm", 1000, "bf16")
+    assert paper.denoiser is teacher.denoiser and model.denoiser is not teacher.denoiser
+    model, paper = timed_models(teacher, None, 5, "fp32", None)
+    assert (model.sampler, model.steps, paper.steps) == ("dpm-solver++", 5, 1000)
+    assert paper.denoiser is model.denoiser is teacher.denoiser
