@@ -168,6 +168,7 @@ def test_shipped_configs():
         "ldm-res-corrdiff-cpu",
         "ldm-res-decoder-cpu",
         "ldm-res-distilled-cpu",
+        "ldm-res-distilled-x0-cpu",
         "ldm-res-ft256-anneal-cpu",
         "ldm-res-ft256-cpu",
         "ldm-res-lcm-cpu",
@@ -201,13 +202,24 @@ def test_shipped_configs():
     assert (lcm.model.kind, lcm.model.consistency.teacher) == ("consistency", "ldm-res")
     assert lcm.to_dict()["data"] == noise.to_dict()["data"]
     distilled = load_config("ldm-res-distilled-cpu")
+    run_keys = ("name", "output_dir", "max_steps", "checkpoint_every", "time_limit_minutes")
     assert (distilled.model.kind, distilled.model.trajectory.teacher) == ("trajectory", "ldm-res")
     assert distilled.to_dict()["data"] == noise.to_dict()["data"]
+    # Its continuation with every step weighted alike changes only the weighting, the start and the run.
+    x0, first = load_config("ldm-res-distilled-x0-cpu").to_dict(), distilled.to_dict()
+    assert (x0["model"]["trajectory"].pop("weighting"), first["model"]["trajectory"].pop("weighting")) == (
+        "x0",
+        "snr+1",
+    )
+    assert x0["model"]["trajectory"].pop("init_from") == "sunpy_superres/data/models/ldm-res/distilled"
+    first["model"]["trajectory"].pop("init_from")
+    assert {k: v for k, v in x0.items() if k not in run_keys} == {
+        k: v for k, v in first.items() if k not in run_keys
+    }
     # The default trained longer is its second run continued, nothing else changed.
     long, parent = load_config("ldm-res-s2d-long-cpu").to_dict(), noise.to_dict()
     assert long["model"]["diffusion"].pop("init_from") == "ldm-res"
     parent["model"]["diffusion"].pop("init_from")
-    run_keys = ("name", "output_dir", "max_steps", "checkpoint_every", "time_limit_minutes")
     assert {k: v for k, v in long.items() if k not in run_keys} == {
         k: v for k, v in parent.items() if k not in run_keys
     }

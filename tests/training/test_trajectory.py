@@ -114,6 +114,48 @@ def test_the_loss_trains_the_student_and_refuses_a_stochastic_teacher():
         )  # fmt: skip
 
 
+def test_the_x0_weighting_weighs_every_steps_target_estimate_alike():
+    """Both weightings against the per-step errors written out: "snr+1" divides by b_t^2, "x0" does not."""
+    den = _pixel_denoiser("v_prediction")
+    teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
+    cfg = den.config
+    abar = make_scheduler("ddpm", cfg).alphas_cumprod
+    sampler = {"name": "ddim", "steps": 8, "start_timestep": None, "spacing": "linear"}
+    sched = make_scheduler("ddim", cfg)
+    set_sampler_timesteps(sched, "ddim", 8)
+    ts = [int(t) for t in sched.timesteps][::3]
+    lr_up = _batch()
+    losses = {
+        w: trajectory_loss(
+            den, teacher_net, cfg, None, abar, lr_up, torch.Generator().manual_seed(4), sampler=sampler,
+            timesteps=ts, weighting=w,
+        ).item()
+        for w in ("snr+1", "x0")
+    }  # fmt: skip
+    # The same draw, step by step: DDIM from the teacher's state at t lands on its state at s for x0_aim.
+    gen = torch.Generator().manual_seed(4)
+    cond = lr_up / cfg.cond_scale
+    noise = torch.randn((3, 1, 16, 16), generator=gen)
+    states = teacher_states(teacher_net, cfg, cond, noise, sampler, ts)
+    per_x0, per_v = [], []
+    for k, t in enumerate(ts):
+        s = ts[k + 1] if k + 1 < len(ts) else None
+        a_t, b_t = abar[t].sqrt(), (1 - abar[t]).sqrt()
+        a_s, b_s = (abar[s].sqrt(), (1 - abar[s]).sqrt()) if s is not None else (1.0, 0.0)
+        aim = (states[k + 1] - (b_s / b_t) * states[k]) / (a_s - b_s * a_t / b_t)
+        x0, _ = _x0_and_eps(den(states[k], cond, torch.full((3,), t)), states[k], abar[t], "v_prediction")
+        per_x0.append(((x0 - aim) ** 2).mean().item())
+        per_v.append(per_x0[-1] / (1 - abar[t]).item())
+    assert losses["x0"] == pytest.approx(np.mean(per_x0), rel=1e-4)
+    assert losses["snr+1"] == pytest.approx(np.mean(per_v), rel=1e-4)
+    assert losses["snr+1"] > losses["x0"] > 0  # 1 / b_t^2 > 1 at every step
+    with pytest.raises(ValueError, match=r"unknown trajectory weighting 'eps'; use one of 'snr\+1', 'x0'"):
+        trajectory_loss(
+            den, teacher_net, cfg, None, abar, lr_up, torch.Generator(), sampler=sampler, timesteps=ts,
+            weighting="eps",
+        )  # fmt: skip
+
+
 def trajectory_config(out, data_dir, teacher, steps=2, timesteps=None):  # noqa: F811
     cfg = tiny_config(out, data_dir, steps=steps, every=2)
     cfg.name, cfg.model.kind = "tiny-distilled", "trajectory"
@@ -251,3 +293,31 @@ def test_a_student_record_must_describe_a_sampler_from_the_last_timestep(timeste
         )
     with pytest.raises(ValueError, match="trajectory needs a list 'timesteps'"):
         DiffusionSuperResolution(_pixel_denoiser("v_prediction"), device="cpu", trajectory={"steps": 4})
+
+
+def test_a_student_continues_from_one_of_its_teacher_with_another_weighting(tmp_path, data_dir, teacher):  # noqa: F811
+    first = train(trajectory_config(tmp_path / "first", data_dir, teacher, steps=1), progress=False)
+    cfg = trajectory_config(tmp_path / "more", data_dir, teacher, steps=1)
+    cfg.model.trajectory.init_from, cfg.model.trajectory.weighting = str(first), "x0"
+    from accelerate import Accelerator
+
+    from sunpy_superres.training.tasks.trajectory import TrajectoryTask
+
+    task = TrajectoryTask(cfg, Accelerator(cpu=True), progress=False)
+    start = task.build_network().state_dict()
+    for k, v in load_model(first, device="cpu").denoiser.state_dict().items():
+        torch.testing.assert_close(start[k], v.float(), rtol=0, atol=0)
+    final = train(cfg, progress=False)
+    record = json.loads((final / "training_config.json").read_text())
+    assert record["init_from_revision"] == load_model(first, device="cpu").revision
+    assert record["teacher_revision"] == load_model(teacher, device="cpu").revision
+    assert load_model(final, device="cpu").trajectory["timesteps"] == load_model(first).trajectory["timesteps"]
+    cfg = trajectory_config(tmp_path / "bad", data_dir, teacher, steps=1)
+    cfg.model.trajectory.init_from = str(teacher)
+    with pytest.raises(ValueError, match="is not a trajectory-distilled student"):
+        train(cfg, progress=False)
+    fewer = load_model(first).trajectory["timesteps"][:2]
+    cfg = trajectory_config(tmp_path / "other", data_dir, teacher, steps=1, timesteps=fewer)
+    cfg.model.trajectory.init_from = str(first)
+    with pytest.raises(ValueError, match=rf"for timesteps \[999, .*\]; this run distils 'tiny-step2' for \[999, {fewer[1]}\]$"):
+        train(cfg, progress=False)

@@ -24,6 +24,7 @@ from ...models.diffusion import (
     sampler_schedule,
     trajectory_loss,
 )
+from ..common import load_reference
 from .registry import register
 from .student import StudentTask
 
@@ -46,6 +47,12 @@ class TrajectoryConfig:
     #: the teacher's noise-label map, the labels its ``noise_level`` can ask for (the crops' own
     #: levels, if it has no map).
     noise_labels: list = dataclasses.field(default_factory=list)
+    #: The squared error of each step in v (``"snr+1"``) or of its target estimate, every step alike
+    #: (``"x0"``; see `~sunpy_superres.models.diffusion.trajectory_loss`).
+    weighting: str = "snr+1"
+    #: A trained student of the same teacher (model directory) to continue from; empty: a copy of
+    #: the teacher's denoiser.
+    init_from: str = ""
 
 
 def student_timesteps(teacher_schedule, steps):
@@ -147,7 +154,38 @@ class TrajectoryTask(StudentTask):
             sampler=self.sampler,
             timesteps=self.student_steps,
             noise_level=self._labels(batch, generator),
+            weighting=self.section(self.cfg.model).weighting,
         )
+
+    def build_network(self):
+        """A copy of the teacher's denoiser, or of the ``init_from`` student's."""
+        net = super().build_network()
+        ref = self.section(self.cfg.model).init_from
+        if ref:
+            self.init = self.load_init(ref, self.teacher, self.student_steps)
+            net.load_state_dict(self.init.denoiser.float().state_dict())
+        return net
+
+    @staticmethod
+    def load_init(ref, teacher, timesteps):
+        """The ``init_from`` student, refused unless it was distilled from ``teacher`` for ``timesteps``."""
+        ref, init = load_reference(ref)
+        trajectory = getattr(init, "trajectory", None)
+        if trajectory is None:
+            raise ValueError(f"[model.trajectory] init_from {ref!r} is not a trajectory-distilled student")
+        if trajectory.get("teacher") != teacher.revision or list(trajectory["timesteps"]) != list(timesteps):
+            raise ValueError(
+                f"[model.trajectory] init_from {ref!r} was distilled from {trajectory.get('teacher')!r} for "
+                f"timesteps {trajectory['timesteps']}; this run distils {teacher.revision!r} for {timesteps}"
+            )
+        return init
+
+    def provenance(self):
+        """The teacher's revision, and the student's the run continued, if any."""
+        out = super().provenance()
+        if getattr(self, "init", None) is not None:
+            out["init_from_revision"] = self.init.revision
+        return out
 
     @classmethod
     def student_model(cls, cfg, network, teacher, revision):
