@@ -311,7 +311,9 @@ def test_a_student_continues_from_one_of_its_teacher_with_another_weighting(tmp_
     record = json.loads((final / "training_config.json").read_text())
     assert record["init_from_revision"] == load_model(first, device="cpu").revision
     assert record["teacher_revision"] == load_model(teacher, device="cpu").revision
-    assert load_model(final, device="cpu").trajectory["timesteps"] == load_model(first).trajectory["timesteps"]
+    assert (
+        load_model(final, device="cpu").trajectory["timesteps"] == load_model(first).trajectory["timesteps"]
+    )
     cfg = trajectory_config(tmp_path / "bad", data_dir, teacher, steps=1)
     cfg.model.trajectory.init_from = str(teacher)
     with pytest.raises(ValueError, match="is not a trajectory-distilled student"):
@@ -319,5 +321,8 @@ def test_a_student_continues_from_one_of_its_teacher_with_another_weighting(tmp_
     fewer = load_model(first).trajectory["timesteps"][:2]
     cfg = trajectory_config(tmp_path / "other", data_dir, teacher, steps=1, timesteps=fewer)
     cfg.model.trajectory.init_from = str(first)
-    with pytest.raises(ValueError, match=rf"for timesteps \[999, .*\]; this run distils 'tiny-step2' for \[999, {fewer[1]}\]$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"for timesteps \[999, .*\]; this run distils 'tiny-step2' for \[999, {fewer[1]}\]$",
+    ):
         train(cfg, progress=False)
