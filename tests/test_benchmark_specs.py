@@ -8,16 +8,20 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def load():
+def _from_benchmark(script, name):
+    """``name`` from ``benchmarks/<script>.py`` (skipped outside a source checkout)."""
     if not BENCHMARKS.is_dir():
         pytest.skip("not a source checkout")
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from bench_archive import load
+        return getattr(__import__(script), name)
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return load
+
+
+@pytest.fixture(scope="module")
+def load():
+    return _from_benchmark("bench_archive", "load")
 
 
 def test_a_spec_sets_the_sampler_and_the_precision(load):
@@ -37,13 +41,7 @@ def test_a_spec_sets_the_sampler_and_the_precision(load):
 
 def test_the_full_disk_benchmark_times_a_student_beside_its_teachers_paper_chain():
     """bench_fulldisk.py --sampler distilled: the student runs, the paper's chain is the teacher's network."""
-    if not BENCHMARKS.is_dir():
-        pytest.skip("not a source checkout")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from bench_fulldisk import timed_models
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    timed_models = _from_benchmark("bench_fulldisk", "timed_models")
     from sunpy_superres.models import load_model
 
     teacher = load_model("default", device="cpu")
