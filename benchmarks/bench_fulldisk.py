@@ -6,9 +6,9 @@ synthetic 1024x1024 disk on an MDI header when that file is absent) with the mod
 (by default the model's own; ``--sampler distilled`` its distilled student), and in the same run the
 paper's pipeline: the model's network with 1000 steps of ancestral DDPM (Ramunno et al. 2025, section
 4). The 1000-step chain is timed over a few steps on one batch of tiles and extrapolated linearly in
-steps and tiles (marked "est."). Timing does
-not depend on the weights, so without ``--model`` the model is built with random weights from a
-training config's architecture, as ``bench_samplers.py`` does. Run from the repository root::
+steps and tiles (marked "est."). Timing does not depend on the weights, so without ``--model`` the
+model is built with random weights from a training config's architecture, as ``bench_samplers.py``
+does. Run from the repository root::
 
     python benchmarks/bench_fulldisk.py --device cpu --max-tiles 2 --samples 1     # minutes on a CPU
     python benchmarks/bench_fulldisk.py --device cuda --config paper-gpu --samples 1 10

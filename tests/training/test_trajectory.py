@@ -314,6 +314,10 @@ def test_a_student_continues_from_one_of_its_teacher_with_another_weighting(tmp_
     assert (
         load_model(final, device="cpu").trajectory["timesteps"] == load_model(first).trajectory["timesteps"]
     )
+    cfg = trajectory_config(tmp_path / "eps", data_dir, teacher, steps=1)
+    cfg.model.trajectory.weighting = "eps"
+    with pytest.raises(ValueError, match=r"weighting must be one of 'snr\+1', 'x0', got 'eps'"):
+        train(cfg, progress=False)
     cfg = trajectory_config(tmp_path / "bad", data_dir, teacher, steps=1)
     cfg.model.trajectory.init_from = str(teacher)
     with pytest.raises(ValueError, match="is not a trajectory-distilled student"):

@@ -20,6 +20,7 @@ import torch
 
 from ...models.diffusion import (
     DETERMINISTIC_SAMPLERS,
+    TRAJECTORY_WEIGHTINGS,
     DiffusionSuperResolution,
     sampler_schedule,
     trajectory_loss,
@@ -123,6 +124,12 @@ class TrajectoryTask(StudentTask):
         """The frozen teacher, its sampler, the student's timesteps and the range of noise labels."""
         super().setup(progress)
         self.sampler = self.teacher_sampler(self.teacher)
+        weighting = self.section(self.cfg.model).weighting
+        if weighting not in TRAJECTORY_WEIGHTINGS:
+            raise ValueError(
+                f"[model.trajectory] weighting must be one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}, "
+                f"got {weighting!r}"
+            )
         self.student_steps = self.timesteps(self.cfg, self.teacher)
         self.label_range = None
         if self.noise_labels:
