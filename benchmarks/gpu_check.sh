@@ -8,9 +8,10 @@
 #
 #     bash benchmarks/gpu_check.sh [OUTPUT_DIR]
 #
-# Environment: PYTHON (default python3), DEVICE (default cuda), MDI (the full disk's FITS file; default: the shared MDI file,
-# else a synthetic disk), LIMIT (seconds per step, default 240), EXTRA (more bench_fulldisk.py
-# arguments: EXTRA="--max-tiles 1" DEVICE=cpu is a dry run of a few minutes on a CPU).
+# Environment: PYTHON (default python3), DEVICE (default cuda), MDI (the full disk's FITS file;
+# default: the shared MDI file, else a synthetic disk), LIMIT (seconds per step, default 240), EXTRA
+# (more bench_fulldisk.py arguments: EXTRA="--max-tiles 1" DEVICE=cpu is a dry run of a few minutes
+# on a CPU).
 set -u -o pipefail
 out=${1:-gpu-check}
 device=${DEVICE:-cuda}

@@ -907,8 +907,9 @@ def trajectory_loss(
     Why ``"x0"``: an error ``e`` in the estimate of the step from ``t`` to ``s`` moves the state at
     ``s`` by ``(a_s - b_s a_t / b_t) e``, that is its clean part by 0.86 to 1 times ``e`` for the
     default's student (timesteps 999, 773, 217, 24 on the cosine schedule), while "SNR+1" weighs it
-    by ``1 / b_t^2``: 402 for the step from t = 24, 1.14 for the one from t = 773. Under "SNR+1" the early, coarse
-    steps, where a few-step student of the default lost its finest scales, get little of the fit.
+    by ``1 / b_t^2``: 402 for the step from t = 24, 1.14 for the one from t = 773. Under "SNR+1" the
+    early, coarse steps, where a few-step student of the default lost its finest scales, get little
+    of the fit.
 
     Parameters
     ----------
