@@ -53,8 +53,8 @@ def resolve_precision(precision, device):
     precision : {"auto", "fp32", "bf16", "fp16"}
         ``"auto"`` is bfloat16 where the hardware multiplies bfloat16 matrices natively: a CUDA GPU
         of compute capability 8.0 or later (A100, H100, RTX 30xx and newer) or a CPU with Intel AMX
-        or AVX-512 BF16 (`cpu_has_native_bf16`); float32 elsewhere. ``"bf16"`` and ``"fp16"`` run the networks
-        under `torch.autocast` with that type on any device.
+        or AVX-512 BF16 (`cpu_has_native_bf16`); float32 elsewhere. ``"bf16"`` and ``"fp16"`` run
+        the networks under `torch.autocast` with that type on any device.
     device : `torch.device`
         Device the model runs on.
 
