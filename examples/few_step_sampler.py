@@ -56,7 +56,8 @@ print(f"teacher vs truth:              {rms(teacher, truth):.1f} G rms")
 ###############################################################################
 # The samples side by side, and each one's radial power spectrum relative to the truth's (1 is
 # right). Right of the dashed line (MDI's Nyquist frequency) lies what a 2"/pixel map cannot hold;
-# there the student keeps a little less power than its teacher.
+# there the student keeps about as much power as its teacher (its model card has the held-out
+# numbers).
 
 fig = plt.figure(figsize=(10, 7))
 for i, (name, smap) in enumerate((("truth (HMI)", truth), *runs.items())):
