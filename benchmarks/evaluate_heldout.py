@@ -138,9 +138,11 @@ def main():
         "psnr",
         "ssim",
         "flux_error",
+        "flux_bias",
         "ar_area_error",
         "spectral_error",
         "small_scale",
+        "noise_ratio",
         "coverage_1sd",
         "coverage_2sd",
     ]

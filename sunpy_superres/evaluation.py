@@ -12,13 +12,22 @@ column              meaning
 ``psnr``            peak signal-to-noise ratio over +-3000 G [dB] (higher is better)
 ``ssim``            structural similarity over +-3000 G (higher is better)
 ``flux_error``      \\|unsigned-flux difference\\| [%]
+``flux_bias``       signed unsigned-flux difference [%] (positive: the output has more flux)
 ``ar_area_error``   \\|active-region area difference\\| at 300 G [%] (NaN where the truth has none)
 ``spectral_error``  mean \\|ln(P_pred / P_true)\\| between the input's and the output's Nyquist
 ``small_scale``     power at scales below 2" relative to the truth (1 is right)
+``noise_ratio``     quiet-Sun noise of the output over the truth's, both on the blocks whose truth
+                    is quiet (`~sunpy_superres.metrics.physics.quiet_sun_noise`; 1 is right, NaN
+                    where the crop has too little quiet Sun)
 ``lpips``           LPIPS distance, when LPIPS weights are given (lower is better)
 ``coverage_1sd``    fraction of true pixels within the mean +- 1 std (0.683 when calibrated)
 ``coverage_2sd``    fraction of true pixels within the mean +- 2 std (0.954 when calibrated)
 ==================  ==========================================================================
+
+The two signed columns tell where a flux error comes from: weak-field pixels carry most of the
+unsigned flux of a quiet or plage crop, so an output whose noise is a few per cent above the truth's
+adds a few per cent of flux without any change in structure (``flux_bias`` follows ``noise_ratio``);
+a flux bias with the noise right (``noise_ratio`` near 1) is an error in the field's structure.
 
 A stochastic model scored with ``samples > 1`` has one row per sample and one for the mean of its
 samples (``"<name> (mean of N)"``), which carries the coverage of its standard deviation (see
@@ -66,9 +75,11 @@ METRICS = {
     "psnr": ("dB", False),
     "ssim": ("", False),
     "flux_error": ("%", True),
+    "flux_bias": ("%", None),
     "ar_area_error": ("%", True),
     "spectral_error": ("", True),
     "small_scale": ("", None),
+    "noise_ratio": ("", None),
     "lpips": ("", True),
     "coverage_1sd": ("", None),
     "coverage_2sd": ("", None),
@@ -322,15 +333,26 @@ def _crop(smap, crop, center, srs):
     return regions.region_crop(smap, center, size, srs=srs)
 
 
+def _noise_ratio(pred, truth):
+    """Quiet-Sun noise of ``pred`` over ``truth``'s on the truth's quiet blocks; NaN without enough of them."""
+    try:
+        truth_noise = physics.quiet_sun_noise(truth)
+    except ValueError:  # too little quiet Sun in the crop (a plage- or spot-filled field of view)
+        return np.nan
+    return (physics.quiet_sun_noise(pred, reference=truth) / truth_noise).to_value(u.one)
+
+
 def _score(pred, truth, lowres, threshold, lpips_weights):
     flux_pred = physics.unsigned_flux(pred)
     flux_true = physics.unsigned_flux(truth)
+    flux_bias = physics.percentage_difference(flux_pred, flux_true).to_value(u.percent)
     area_true = physics.active_region_area(truth, threshold).area
     area_pred = physics.active_region_area(pred, threshold).area
     row = {
         "psnr": image.psnr(pred, truth),
         "ssim": image.ssim(pred, truth),
-        "flux_error": abs(physics.percentage_difference(flux_pred, flux_true).to_value(u.percent)),
+        "flux_error": abs(flux_bias),
+        "flux_bias": flux_bias,
         "ar_area_error": (
             abs(physics.percentage_difference(area_pred, area_true).to_value(u.percent))
             if area_true > 0 * u.Mm**2
@@ -338,6 +360,7 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
         ),
         "spectral_error": spectra.spectral_error(pred, truth, lowres.scale.axis1),
         "small_scale": spectra.small_scale_power_fraction(pred, truth),
+        "noise_ratio": _noise_ratio(pred, truth),
         "lpips": image.lpips(pred, truth, weights=lpips_weights) if lpips_weights is not None else np.nan,
     }
     return {k: float(v) for k, v in row.items()}

@@ -30,7 +30,8 @@ def test_summary_table(result):
     summary = result.summary
     assert list(summary["model"]) == ["nearest", "bicubic", "noisy-nearest", "noisy-nearest (mean of 3)"]
     assert list(summary["n"]) == [1, 1, 3, 1]
-    for metric in ("psnr", "ssim", "flux_error", "ar_area_error", "spectral_error", "small_scale"):
+    metrics = ("psnr", "ssim", "flux_error", "flux_bias", "ar_area_error", "spectral_error", "small_scale")
+    for metric in (*metrics, "noise_ratio"):
         assert f"{metric}_mean" in summary.colnames and f"{metric}_std" in summary.colnames
         assert np.all(np.isfinite(summary[f"{metric}_mean"]))
     assert "lpips_mean" not in summary.colnames  # no LPIPS weights given
@@ -53,9 +54,11 @@ def test_summary_is_the_metric_functions_on_the_outputs(result):
             "psnr": image.psnr(pred, truth),
             "ssim": image.ssim(pred, truth),
             "flux_error": abs(flux.to_value(u.percent)),
+            "flux_bias": flux.to_value(u.percent),
             "ar_area_error": abs(area.to_value(u.percent)),
             "spectral_error": spectra.spectral_error(pred, truth, lowres.scale.axis1),
             "small_scale": spectra.small_scale_power_fraction(pred, truth),
+            "noise_ratio": physics.quiet_sun_noise(pred, reference=truth) / physics.quiet_sun_noise(truth),
         }
         for metric, value in expected.items():
             assert row[f"{metric}_mean"] == pytest.approx(float(value), rel=1e-12), (name, metric)
@@ -66,6 +69,21 @@ def test_summary_is_the_metric_functions_on_the_outputs(result):
     assert row["psnr_mean"] == pytest.approx(np.mean(scores)) and row["psnr_std"] == pytest.approx(
         np.std(scores)
     )
+
+
+def test_noise_ratio_and_flux_bias_of_known_outputs(result):
+    """Nearest replication has no noise within a block; noisy-nearest has its own, 0.01 x 3000 G."""
+    from sunpy_superres.metrics import physics
+
+    summary = result.summary
+    row = {name: summary[list(summary["model"]).index(name)] for name in summary["model"]}
+    assert row["nearest"]["noise_ratio_mean"] == 0
+    truth_noise = physics.quiet_sun_noise(result.examples["truth"]).to_value(u.G)
+    assert row["noisy-nearest"]["noise_ratio_mean"] * truth_noise == pytest.approx(30.0, rel=0.03)
+    # That noise adds unsigned flux, so its signed error is a bias, the size of its |error|.
+    rec = result.records[result.records["model"] == "noisy-nearest"]
+    assert np.all(rec["flux_bias"] > 0)
+    np.testing.assert_array_equal(rec["flux_error"], np.abs(rec["flux_bias"]))
 
 
 def test_deterministic_baselines_lack_small_scales(result):

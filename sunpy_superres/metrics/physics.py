@@ -361,9 +361,20 @@ def percentage_difference(predicted, truth):
 QUIET_BLOCK_GAUSS = 5.0
 
 
-def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixels=1000):
+def _block_means(field, factor):
+    """``field`` (trimmed to whole blocks) and its ``factor`` x ``factor`` block means, replicated."""
+    ny, nx = (s - s % factor for s in field.shape)
+    field = field[:ny, :nx]
+    blocks = field.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+    return field, np.repeat(np.repeat(blocks, factor, axis=0), factor, axis=1)
+
+
+def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixels=1000, reference=None):
     """
     `quiet_sun_noise` on an array in G (NaN ignored); the training data use it on crops and patches.
+
+    ``reference`` (an array of the same shape, in G), when given, chooses the quiet blocks by its
+    block means instead of ``field``'s: the noise of an output on the blocks its truth calls quiet.
 
     Returns
     -------
@@ -371,11 +382,13 @@ def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixel
         The noise estimate in G.
     """
     field = np.asarray(field, dtype=np.float64)
-    ny, nx = (s - s % factor for s in field.shape)
-    field = field[:ny, :nx]
-    blocks = field.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
-    mean = np.repeat(np.repeat(blocks, factor, axis=0), factor, axis=1)
-    quiet = np.abs(mean) < threshold  # False for NaN
+    if reference is not None and np.shape(reference) != field.shape:
+        raise ValueError(
+            f"reference has shape {np.shape(reference)} and the field {field.shape}; give arrays of one shape"
+        )
+    field, mean = _block_means(field, factor)
+    selector = mean if reference is None else _block_means(np.asarray(reference, dtype=np.float64), factor)[1]
+    quiet = (np.abs(selector) < threshold) & np.isfinite(mean)  # False for NaN
     residual = (field - mean)[quiet]
     if residual.size < min_pixels:
         raise ValueError(
@@ -387,7 +400,7 @@ def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixel
     return float(median_abs_deviation(residual, scale="normal") / np.sqrt(1 - 1 / factor**2))
 
 
-def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4) -> u.G:
+def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4, reference=None) -> u.G:
     """
     Per-pixel noise of a magnetogram, estimated on its quiet Sun.
 
@@ -411,6 +424,10 @@ def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4)
         Largest ``|block mean|`` of a quiet block. Default 5 G.
     factor : int, optional
         Block size in pixels. Default 4.
+    reference : `~sunpy.map.GenericMap`, optional
+        A magnetogram on the same pixel grid whose block means choose the quiet blocks instead of
+        ``smap``'s: a super-resolved map's noise on the blocks its HMI truth calls quiet, so that
+        both are measured on the same pixels.
 
     Returns
     -------
@@ -420,10 +437,13 @@ def quiet_sun_noise(smap, *, threshold: u.G = QUIET_BLOCK_GAUSS * u.G, factor=4)
     Raises
     ------
     ValueError
-        If the map is not a magnetic field, or has too few quiet pixels.
+        If a map is not a magnetic field, ``reference`` has another shape, or there are too few
+        quiet pixels.
     """
     if not threshold > 0 * u.G:
         raise ValueError(f"threshold must be positive, got {threshold}")
+    ref = None if reference is None else _field_in_gauss(reference)
+    field = _field_in_gauss(smap)
     return (
-        quiet_noise_gauss(_field_in_gauss(smap), threshold=threshold.to_value(u.G), factor=int(factor)) * u.G
+        quiet_noise_gauss(field, threshold=threshold.to_value(u.G), factor=int(factor), reference=ref) * u.G
     )

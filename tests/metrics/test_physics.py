@@ -305,6 +305,44 @@ def test_quiet_noise_needs_enough_quiet_pixels():
         quiet_noise_gauss(white_noise(3.0) + 50, factor=2, threshold=1.0)
 
 
+def block_residual_mad(field, factor=4):
+    """All of ``field``'s pixels about their block means: the normal-scaled MAD, block share undone."""
+    from scipy.stats import median_abs_deviation
+
+    ny, nx = field.shape
+    means = field.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3), keepdims=True)
+    residual = (field.reshape(ny // factor, factor, nx // factor, factor) - means).ravel()
+    return median_abs_deviation(residual, scale="normal") / np.sqrt(1 - 1 / factor**2)
+
+
+def test_quiet_noise_on_the_blocks_a_reference_calls_quiet():
+    # The reference is quiet in its lower half only; the field is noise everywhere but 40 G strong
+    # (a uniform 40 G, so not quiet by its own block means) in its lower half.
+    reference = white_noise(3.0, seed=1)
+    reference[:128] += 50.0
+    field = white_noise(6.0, seed=2)
+    field[128:] += 40.0
+    # Measured on the reference's quiet half, which the field's own means would have left out.
+    assert quiet_noise_gauss(field, reference=reference) == pytest.approx(
+        block_residual_mad(field[128:]), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="only 0 pixels"):
+        quiet_noise_gauss(field[128:], reference=reference[:128])
+    # Where the field is NaN the block does not count, however quiet the reference.
+    holed = field.copy()
+    holed[200:] = np.nan
+    expected = block_residual_mad(field[128:200])
+    assert quiet_noise_gauss(holed, reference=reference) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match=r"reference has shape \(256, 255\) and the field \(256, 256\)"):
+        quiet_noise_gauss(field, reference=reference[:, 1:])
+    # The same through maps, in any field unit.
+    on_ref = quiet_sun_noise(
+        full_disk_map(field, shape=field.shape),
+        reference=full_disk_map(reference * 1e-4, shape=field.shape, unit=u.T),
+    )
+    assert on_ref.unit == u.G and on_ref.value == pytest.approx(quiet_noise_gauss(field, reference=reference))
+
+
 def test_quiet_sun_noise_of_a_map_in_any_field_unit():
     field = white_noise(4.0, shape=(1024, 1024))
     in_gauss = full_disk_map(field)
