@@ -74,6 +74,7 @@ __all__ = [
     "consistency_loss",
     "consistency_boundary",
     "trajectory_loss",
+    "student_sample",
     "TRAJECTORY_WEIGHTINGS",
     "teacher_states",
     "sampler_schedule",
@@ -767,6 +768,12 @@ def consistency_loss(
     target. At the first grid point ``t - k`` is the clean end, where the output is the teacher's
     DDIM estimate. Pseudo-Huber distance with ``huber_c``.
 
+    With ``sample_weight > 0`` the student also runs its own sampler from the same noise, each step
+    from the state its previous step reached (as at inference, where a step's error moves every
+    later step's input), and the squared error of its sample against the teacher's, in target units,
+    is added with that weight: knowledge distillation of the whole sampler (Luhman & Luhman 2021),
+    which the per-step objective only approaches through its steps.
+
     Parameters
     ----------
     student, teacher : callable
@@ -886,7 +893,7 @@ TRAJECTORY_WEIGHTINGS = ("snr+1", "x0")
 
 def trajectory_loss(
     student, teacher, denoiser_config, autoencoder, alphas_cumprod, lr_up, generator, *, sampler, timesteps,
-    noise_level=None, weighting="snr+1",
+    noise_level=None, weighting="snr+1", sample_weight=0.0,
 ):  # fmt: skip
     """
     Trajectory-distillation loss of one batch: one student DDIM step for several teacher steps.
@@ -911,6 +918,12 @@ def trajectory_loss(
     early, coarse steps, where a few-step student of the default lost its finest scales, get little
     of the fit.
 
+    With ``sample_weight > 0`` the student also runs its own sampler from the same noise, each step
+    from the state its previous step reached (as at inference, where a step's error moves every
+    later step's input), and the squared error of its sample against the teacher's, in target units,
+    is added with that weight: knowledge distillation of the whole sampler (Luhman & Luhman 2021),
+    which the per-step objective only approaches through its steps.
+
     Parameters
     ----------
     student, teacher : callable
@@ -932,13 +945,18 @@ def trajectory_loss(
         ``(B,)`` quiet-Sun noise levels, G (noise-conditioned denoisers only).
     weighting : {"snr+1", "x0"}, optional
         The squared error in v (``"snr+1"``, the default) or of the target estimate (``"x0"``).
+    sample_weight : float, optional
+        Weight of the squared error of the student's own sample against the teacher's (default 0:
+        the per-step objective alone).
 
     Raises
     ------
     ValueError
-        If the teacher's sampler is stochastic, a timestep is not one of its steps, or
-        ``weighting`` is unknown.
+        If the teacher's sampler is stochastic, a timestep is not one of its steps, ``weighting``
+        is unknown or ``sample_weight`` is negative.
     """
+    if not sample_weight >= 0:
+        raise ValueError(f"sample_weight must be 0 or more, got {sample_weight}")
     if weighting not in TRAJECTORY_WEIGHTINGS:
         raise ValueError(
             f"unknown trajectory weighting {weighting!r}; use one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}"
@@ -965,8 +983,33 @@ def trajectory_loss(
     x0_aim = (x_s - (b_s / b_t) * x_t) / (a_s - b_s * a_t / b_t)
     x0, _ = _x0_and_eps(student(x_t, cond, t).float(), x_t, abar_t, denoiser_config.prediction_type)
     if weighting == "x0":
-        return ((x0 - x0_aim) ** 2).mean()
-    return (((x0 - x0_aim) / b_t) ** 2).mean()
+        loss = ((x0 - x0_aim) ** 2).mean()
+    else:
+        loss = (((x0 - x0_aim) / b_t) ** 2).mean()
+    if sample_weight:
+        sample = student_sample(
+            student, cond[: shape[0]], states[0], alphas_cumprod, timesteps, denoiser_config
+        )
+        loss = loss + sample_weight * ((sample - states[-1]) ** 2).mean()
+    return loss
+
+
+def student_sample(student, cond, x, alphas_cumprod, timesteps, denoiser_config):
+    """
+    The ``"distilled"`` sampler: one DDIM step (deterministic) from each of ``timesteps``, from ``x``.
+
+    The last step lands on the target estimate (alpha-bar 1), as `trajectory_loss` assumes; gradients
+    flow through every step.
+    """
+    batch = x.shape[0]
+    for k, step in enumerate(timesteps):
+        abar_t = alphas_cumprod[step]
+        t = torch.full((batch,), int(step), device=x.device, dtype=torch.long)
+        x0, eps = _x0_and_eps(student(x, cond, t).float(), x, abar_t, denoiser_config.prediction_type)
+        if k + 1 == len(timesteps):
+            return x0
+        abar_s = alphas_cumprod[timesteps[k + 1]]
+        x = abar_s.sqrt() * x0 + (1 - abar_s).sqrt() * eps
 
 
 @register_kind("diffusion")

@@ -13,6 +13,7 @@ from sunpy_superres.models.diffusion import (
     _x0_and_eps,
     make_scheduler,
     set_sampler_timesteps,
+    student_sample,
     teacher_states,
     trajectory_loss,
 )
@@ -154,6 +155,55 @@ def test_the_x0_weighting_weighs_every_steps_target_estimate_alike():
             den, teacher_net, cfg, None, abar, lr_up, torch.Generator(), sampler=sampler, timesteps=ts,
             weighting="eps",
         )  # fmt: skip
+
+
+def test_the_sample_term_is_the_students_own_sampler_against_the_teachers_sample():
+    """student_sample is the "distilled" sampler run by its scheduler; the loss adds its squared error."""
+    den = _pixel_denoiser("v_prediction")
+    teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
+    cfg = den.config
+    abar = make_scheduler("ddpm", cfg).alphas_cumprod
+    sampler = {"name": "dpm-solver++", "steps": 8, "start_timestep": None, "spacing": "log-snr"}
+    sched = make_scheduler("dpm-solver++", cfg)
+    set_sampler_timesteps(sched, "dpm-solver++", 8, spacing="log-snr")
+    ts = student_timesteps([int(t) for t in sched.timesteps], 3)
+    lr_up = _batch()
+    cond = lr_up / cfg.cond_scale
+    # The student's own steps, each from where the previous one landed, as the sampler runs them.
+    x = torch.randn((3, 1, 16, 16), generator=torch.Generator().manual_seed(6))
+    run = make_scheduler("distilled", cfg)
+    set_sampler_timesteps(run, "distilled", 3, timesteps=ts)
+    z = x
+    for t in run.timesteps:
+        z = run.step(den(z, cond, t), t, z).prev_sample
+    with torch.no_grad():
+        torch.testing.assert_close(student_sample(den, cond, x, abar, ts, cfg), z, rtol=1e-4, atol=1e-5)
+    # The loss: the per-step objective plus the weighted squared error against the teacher's sample.
+    args = (den, teacher_net, cfg, None, abar, lr_up)
+    kwargs = {"sampler": sampler, "timesteps": ts, "weighting": "x0"}
+    steps_only = trajectory_loss(*args, torch.Generator().manual_seed(7), **kwargs)
+    both = trajectory_loss(*args, torch.Generator().manual_seed(7), sample_weight=0.5, **kwargs)
+    noise = torch.randn((3, 1, 16, 16), generator=torch.Generator().manual_seed(7))
+    states = teacher_states(teacher_net, cfg, cond, noise, sampler, ts)
+    with torch.no_grad():
+        end = ((student_sample(den, cond, states[0], abar, ts, cfg) - states[-1]) ** 2).mean()
+    assert end > 0
+    assert both.item() == pytest.approx(steps_only.item() + 0.5 * end.item(), rel=1e-5)
+    both.backward()
+    assert all(p.grad is None for p in teacher_net.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
+    # The teacher against itself on its own steps: both terms vanish.
+    ddim = {"name": "ddim", "steps": 8, "start_timestep": None, "spacing": "linear"}
+    sched = make_scheduler("ddim", cfg)
+    set_sampler_timesteps(sched, "ddim", 8)
+    own = [int(t) for t in sched.timesteps]
+    exact = trajectory_loss(
+        den, den, cfg, None, abar, lr_up, torch.Generator().manual_seed(2), sampler=ddim, timesteps=own,
+        sample_weight=1.0,
+    )  # fmt: skip
+    assert exact.item() < 1e-8
+    with pytest.raises(ValueError, match="sample_weight must be 0 or more, got -1"):
+        trajectory_loss(*args, torch.Generator(), sample_weight=-1, **kwargs)
 
 
 def trajectory_config(out, data_dir, teacher, steps=2, timesteps=None):  # noqa: F811

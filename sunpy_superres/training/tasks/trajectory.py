@@ -6,7 +6,8 @@ pinned ``hf://`` reference); its own sampler, which must be deterministic (DPM-S
 the one distilled. The student starts as a copy of the teacher's denoiser and learns, with
 `~sunpy_superres.models.diffusion.trajectory_loss`, to take in one DDIM step what the teacher's
 sampler does between two of the student's ``timesteps`` (progressive distillation's objective,
-Salimans & Ho 2022, for a chosen subset of the teacher's steps rather than their halves). Unlike a
+Salimans & Ho 2022, for a chosen subset of the teacher's steps rather than their halves), and, with
+``sample_weight``, to end its own run of steps on the teacher's sample. Unlike a
 consistency model it keeps the sampler's deterministic map from noise to sample, so the sample's
 texture and the meaning of the noise label carry over (the student's own noise-label map and
 uncertainty calibration, measured again, come out close to the teacher's). The export
@@ -51,6 +52,10 @@ class TrajectoryConfig:
     #: The squared error of each step in v (``"snr+1"``) or of its target estimate, every step alike
     #: (``"x0"``; see `~sunpy_superres.models.diffusion.trajectory_loss`).
     weighting: str = "snr+1"
+    #: Weight of the squared error of the student's own sample (its steps from its own states) against
+    #: the teacher's sample from the same noise, added to the per-step objective (0: none; see
+    #: `~sunpy_superres.models.diffusion.trajectory_loss`).
+    sample_weight: float = 0.0
     #: A trained student of the same teacher (model directory) to continue from; empty: a copy of
     #: the teacher's denoiser.
     init_from: str = ""
@@ -130,6 +135,10 @@ class TrajectoryTask(StudentTask):
                 f"[model.trajectory] weighting must be one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}, "
                 f"got {weighting!r}"
             )
+        if not self.section(self.cfg.model).sample_weight >= 0:
+            raise ValueError(
+                f"[model.trajectory] sample_weight must be 0 or more, got {self.section(self.cfg.model).sample_weight}"
+            )
         self.student_steps = self.timesteps(self.cfg, self.teacher)
         self.label_range = None
         if self.noise_labels:
@@ -162,6 +171,7 @@ class TrajectoryTask(StudentTask):
             timesteps=self.student_steps,
             noise_level=self._labels(batch, generator),
             weighting=self.section(self.cfg.model).weighting,
+            sample_weight=self.section(self.cfg.model).sample_weight,
         )
 
     def build_network(self):
