@@ -339,6 +339,8 @@ def _noise_ratio(pred, truth):
         truth_noise = physics.quiet_sun_noise(truth)
     except ValueError:  # too little quiet Sun in the crop (a plage- or spot-filled field of view)
         return np.nan
+    if truth_noise == 0 * u.G:  # a noise-free (synthetic) truth: no ratio to take
+        return np.nan
     return (physics.quiet_sun_noise(pred, reference=truth) / truth_noise).to_value(u.one)
 
 

@@ -86,6 +86,17 @@ def test_noise_ratio_and_flux_bias_of_known_outputs(result):
     np.testing.assert_array_equal(rec["flux_error"], np.abs(rec["flux_bias"]))
 
 
+def test_noise_ratio_is_nan_without_quiet_sun_or_truth_noise(result):
+    from sunpy_superres.evaluation import _noise_ratio
+
+    truth = result.examples["truth"]
+    strong = truth._new_instance(np.full(truth.data.shape, 800.0), truth.meta)  # no quiet block
+    assert np.isnan(_noise_ratio(truth, strong))
+    flat = truth._new_instance(np.zeros(truth.data.shape), truth.meta)  # quiet, but noise-free
+    assert np.isnan(_noise_ratio(truth, flat))
+    assert _noise_ratio(truth, truth) == 1
+
+
 def test_deterministic_baselines_lack_small_scales(result):
     """The paper's point: interpolation has far less power below 2" than the truth."""
     row = result.summary[result.summary["model"] == "bicubic"][0]
