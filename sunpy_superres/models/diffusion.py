@@ -768,12 +768,6 @@ def consistency_loss(
     target. At the first grid point ``t - k`` is the clean end, where the output is the teacher's
     DDIM estimate. Pseudo-Huber distance with ``huber_c``.
 
-    With ``sample_weight > 0`` the student also runs its own sampler from the same noise, each step
-    from the state its previous step reached (as at inference, where a step's error moves every
-    later step's input), and the squared error of its sample against the teacher's, in target units,
-    is added with that weight: knowledge distillation of the whole sampler (Luhman & Luhman 2021),
-    which the per-step objective only approaches through its steps.
-
     Parameters
     ----------
     student, teacher : callable
