@@ -219,12 +219,12 @@ def test_shipped_configs():
         k: v for k, v in first.items() if k not in run_keys
     }
     # The next continuation adds the student's own sample to the loss, at a lower learning rate, from
-    # the shipped student; nothing else changes.
+    # the previous config's export; nothing else changes.
     sample = load_config("ldm-res-distilled-sample-cpu").to_dict()
     x0 = load_config("ldm-res-distilled-x0-cpu").to_dict()
     assert sample["model"]["trajectory"].pop("sample_weight") == 1.0
     assert x0["model"]["trajectory"].pop("sample_weight") == 0.0
-    assert sample["model"]["trajectory"].pop("init_from") == "sunpy_superres/data/models/ldm-res/distilled"
+    assert sample["model"]["trajectory"].pop("init_from") == f"{x0['output_dir']}/model"
     x0["model"]["trajectory"].pop("init_from")
     assert (sample.pop("learning_rate"), x0.pop("learning_rate")) == (2e-5, 5e-5)
     assert {k: v for k, v in sample.items() if k not in run_keys} == {
