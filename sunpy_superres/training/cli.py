@@ -39,7 +39,9 @@ def main(argv=None):
             else "Train a sunpy-superres model (autoencoder, diffusion variant, Enhance or Progressive "
             "CNN); `sunpy-superres-train finetune CONFIG` fine-tunes one on MDI/HMI pairs. "
         )
-        + "Resumes from the newest checkpoint in the output directory. Run several processes with `torchrun "
+        + "Resumes from the newest checkpoint in the output directory; a run at a constant learning rate "
+        "continues past its end when --max-steps (or the config's max_steps) is raised. Run several "
+        "processes with `torchrun "
         "--nproc_per_node=N -m sunpy_superres.training.cli [finetune] CONFIG` or `accelerate launch`.",
     )
     parser.add_argument(

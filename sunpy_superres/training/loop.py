@@ -334,11 +334,16 @@ def _step(task, module, net, optimizer, ema, step, lr):
 
 
 def _resumable(cfg):
-    """``cfg`` without the fields a resumed run may change (its time limits) or never reads (the
-    ``[finetune]`` table of a run that does not fine-tune, the ``[model]`` tables of other kinds:
-    their defaults may change between releases)."""
+    """``cfg`` without the fields a resumed run may change (its time limits; its length, where the
+    learning rate does not depend on it) or never reads (the ``[finetune]`` table of a run that does
+    not fine-tune, the ``[model]`` tables of other kinds: their defaults may change between
+    releases)."""
     cfg = copy.deepcopy(cfg)
     cfg.time_limit_minutes = cfg.autoencoder_time_limit_minutes = 0.0
+    if cfg.lr_schedule == "constant":
+        # Every step of a constant-rate run is the same whatever its length (steps are seeded by
+        # their number), so a finished run continues when its max_steps (or epochs) is raised.
+        cfg.max_steps, cfg.epochs = 0, 0.0
     if not cfg.finetune.enabled:
         cfg.finetune = FinetuneConfig()
     read = get_task(cfg.model.kind).config_tables()

@@ -141,6 +141,23 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, data_dir):
         train(cfg, progress=False)
 
 
+def test_a_finished_constant_rate_run_continues_when_made_longer(tmp_path, data_dir):
+    """Raising max_steps continues a run at a constant learning rate, to the weights of one that had
+    the longer length from the start; where the schedule depends on the length, it is refused."""
+    straight = train(tiny_config(tmp_path / "a", data_dir, space="pixel", steps=3), progress=False)
+    train(tiny_config(tmp_path / "b", data_dir, space="pixel", steps=2), progress=False)
+    longer = train(tiny_config(tmp_path / "b", data_dir, space="pixel", steps=3), progress=False)
+    assert logged_steps(tmp_path / "b") == [1, 2, 3]
+    denoiser = "denoiser/diffusion_pytorch_model.safetensors"
+    assert differing_tensors(straight / denoiser, longer / denoiser) == []
+    cosine = tiny_config(tmp_path / "c", data_dir, space="pixel", steps=2)
+    cosine.lr_schedule = "cosine"
+    train(cosine, progress=False)
+    cosine.max_steps = 3
+    with pytest.raises(ValueError, match="different config"):
+        train(cosine, progress=False)
+
+
 def test_a_finetune_default_that_changed_does_not_block_resuming_a_pretraining(tmp_path, data_dir):
     """A release changed a [finetune] default; a pre-training checkpoint never reads that table."""
     from sunpy_superres.training.loop import _resumable
