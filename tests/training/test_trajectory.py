@@ -30,6 +30,14 @@ def _batch(n=3, seed=1):
     return hr.reshape(n, 1, 4, 4, 4, 4).mean(dim=(3, 5)).repeat_interleave(4, -2).repeat_interleave(4, -1)
 
 
+def _teacher_sampler(cfg, name, steps, spacing="linear"):
+    """A teacher's sampler as trajectory_loss takes it, and that sampler's timesteps."""
+    sched = make_scheduler(name, cfg)
+    set_sampler_timesteps(sched, name, steps, spacing=spacing)
+    sampler = {"name": name, "steps": steps, "start_timestep": None, "spacing": spacing}
+    return sampler, [int(t) for t in sched.timesteps]
+
+
 def test_the_distilled_sampler_takes_ddim_steps_to_the_clean_end():
     """The scheduler of "distilled" (first-order DPM-Solver++) against DDIM written out: x_s = a_s x0 + b_s eps."""
     den = _pixel_denoiser("v_prediction")
@@ -86,12 +94,8 @@ def test_the_loss_trains_the_student_and_refuses_a_stochastic_teacher():
     den = _pixel_denoiser("v_prediction")
     teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
     abar = make_scheduler("ddpm", den.config).alphas_cumprod
-    sampler = {"name": "dpm-solver++", "steps": 6, "start_timestep": None, "spacing": "log-snr"}
-    ts = student_timesteps([999, 900, 700, 400, 100, 10], 3)
-    assert ts == [999, 700, 100]
-    sched = make_scheduler("dpm-solver++", den.config)
-    set_sampler_timesteps(sched, "dpm-solver++", 6, spacing="log-snr")
-    schedule = [int(t) for t in sched.timesteps]
+    assert student_timesteps([999, 900, 700, 400, 100, 10], 3) == [999, 700, 100]
+    sampler, schedule = _teacher_sampler(den.config, "dpm-solver++", 6, spacing="log-snr")
     ts = student_timesteps(schedule, 3)
     loss = trajectory_loss(
         den, teacher_net, den.config, None, abar, _batch(), torch.Generator().manual_seed(3),
@@ -121,10 +125,8 @@ def test_the_x0_weighting_weighs_every_steps_target_estimate_alike():
     teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
     cfg = den.config
     abar = make_scheduler("ddpm", cfg).alphas_cumprod
-    sampler = {"name": "ddim", "steps": 8, "start_timestep": None, "spacing": "linear"}
-    sched = make_scheduler("ddim", cfg)
-    set_sampler_timesteps(sched, "ddim", 8)
-    ts = [int(t) for t in sched.timesteps][::3]
+    sampler, schedule = _teacher_sampler(cfg, "ddim", 8)
+    ts = schedule[::3]
     lr_up = _batch()
     losses = {
         w: trajectory_loss(
@@ -163,10 +165,8 @@ def test_the_sample_term_is_the_students_own_sampler_against_the_teachers_sample
     teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
     cfg = den.config
     abar = make_scheduler("ddpm", cfg).alphas_cumprod
-    sampler = {"name": "dpm-solver++", "steps": 8, "start_timestep": None, "spacing": "log-snr"}
-    sched = make_scheduler("dpm-solver++", cfg)
-    set_sampler_timesteps(sched, "dpm-solver++", 8, spacing="log-snr")
-    ts = student_timesteps([int(t) for t in sched.timesteps], 3)
+    sampler, schedule = _teacher_sampler(cfg, "dpm-solver++", 8, spacing="log-snr")
+    ts = student_timesteps(schedule, 3)
     lr_up = _batch()
     cond = lr_up / cfg.cond_scale
     # The student's own steps, each from where the previous one landed, as the sampler runs them.
@@ -193,10 +193,7 @@ def test_the_sample_term_is_the_students_own_sampler_against_the_teachers_sample
     assert all(p.grad is None for p in teacher_net.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
     # The teacher against itself on its own steps: both terms vanish.
-    ddim = {"name": "ddim", "steps": 8, "start_timestep": None, "spacing": "linear"}
-    sched = make_scheduler("ddim", cfg)
-    set_sampler_timesteps(sched, "ddim", 8)
-    own = [int(t) for t in sched.timesteps]
+    ddim, own = _teacher_sampler(cfg, "ddim", 8)
     exact = trajectory_loss(
         den, den, cfg, None, abar, lr_up, torch.Generator().manual_seed(2), sampler=ddim, timesteps=own,
         sample_weight=1.0,
