@@ -82,7 +82,7 @@ def main():
     hmi, crops = heldout_crops(args.hmi, args.crop, args.regions)
     print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}")
 
-    rows, calibrations = [], []
+    rows, calibrations, designs = [], [], {}
     models = [(spec, load_model(spec, device="cpu")) for spec in ["nearest", "bicubic", *args.model]]
     models = [
         (spec, m.configure_runtime(precision=args.precision) if m.stochastic else m) for spec, m in models
@@ -129,6 +129,8 @@ def main():
                 rows.append((label + suffix, row, seconds))
             for table in result.calibration.values():
                 calibrations.append((label, table))
+            for design in result.summary.meta["sample_designs"].values():  # one model per call
+                designs[label] = design
             if args.output:
                 result.write(
                     args.output / "".join(c if c.isalnum() or c in "-+." else "_" for c in label),
@@ -156,6 +158,11 @@ def main():
             for m in metrics
         ]
         print(f"| {label} | {row['n']} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    if designs:
+        # "auto" draws each model's samples as its uncertainty calibration was fitted: say how.
+        print("\nSamples drawn as: " + "; ".join(f"{label}: {d}" for label, d in designs.items()))
+        if len(set(designs.values())) > 1:
+            print("(not alike: their scores differ by the design too)")
     for label, table in calibrations:
         print(
             f"\nCalibration of the uncertainty of {label} ({args.samples} samples), pixels of all crops pooled, "

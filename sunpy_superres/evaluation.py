@@ -39,6 +39,7 @@ The summary has the mean and standard deviation of each column per model, like t
 
 import dataclasses
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,7 @@ from .metrics import image, physics, regions, spectra
 from .models import load_model
 from .options import Options, fill_doc
 from .seeds import evaluation_seed
-from .superresolve import configured_model, superresolve
+from .superresolve import _design_name, configured_model, superresolve
 
 __all__ = [
     "Evaluation",
@@ -188,14 +189,19 @@ class Evaluation:
         Returns
         -------
         `Evaluation`
-            Summaries and records stacked in order, the examples and calibrations merged, the
-            summary's metadata of the first.
+            Summaries and records stacked in order, the examples, calibrations and sample designs
+            merged, the rest of the summary's metadata the first's.
 
         Raises
         ------
         ValueError
             If there is nothing to concatenate, a model appears twice, or the evaluations were made
             on different images.
+
+        Warns
+        -----
+        UserWarning
+            When the stochastic models' samples were drawn in different designs.
         """
         evaluations = list(evaluations)
         if not evaluations:
@@ -212,7 +218,9 @@ class Evaluation:
                     "seed differ); concatenate only results of evaluate() on the same maps"
                 )
         summary = vstack([ev.summary for ev in evaluations], metadata_conflicts="silent")
-        summary.meta = dict(first)
+        designs = {k: v for ev in evaluations for k, v in ev.summary.meta.get("sample_designs", {}).items()}
+        _warn_of_mixed_designs(designs, stacklevel=2)
+        summary.meta = {**first, "sample_designs": designs}
         for name in summary.colnames:
             # A metric only some models have (coverage, FID) is NaN for the others, as in `evaluate`.
             if getattr(summary[name], "mask", None) is not None and summary[name].dtype.kind == "f":
@@ -429,6 +437,13 @@ def evaluate(
     -------
     `Evaluation`
         ``summary`` (mean and std per metric per model), ``records`` (every output) and ``examples``.
+        ``summary.meta["sample_designs"]`` says how each stochastic model's samples were drawn.
+
+    Warns
+    -----
+    UserWarning
+        When the samples of the stochastic models were drawn in different designs (``"auto"``
+        follows each model's uncertainty calibration), so that their scores are not alike.
 
     Raises
     ------
@@ -454,7 +469,7 @@ def evaluate(
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
 
-    rows, uncertain, truths, examples = [], {}, [], {}
+    rows, uncertain, truths, examples, designs = [], {}, [], {}, {}
     outputs = {name: [] for name in names}
     for i, item in enumerate(hr_maps):
         truth = _crop(_as_map(item), crop, None if centers is None else centers[i], srs)
@@ -473,12 +488,14 @@ def evaluate(
             if um is not None:
                 # The mean of the samples as its own row, with the coverage of its uncertainty.
                 uncertain.setdefault(model.name, []).append((um, truth))
+                designs[model.name] = _design_name(bool(um.meta.get("sranti")), bool(um.meta.get("srsymm")))
                 if i == 0:
                     examples[mean_name(model.name, samples)] = um.mean_map
                 rows.append(
                     _mean_row(um, truth, lowres, mean_name(model.name, samples), i, threshold, lpips_weights)
                 )
 
+    _warn_of_mixed_designs(designs, stacklevel=3)
     names += [mean_name(m.name, samples) for m in loaded if m.stochastic and samples > 1]
     records = _records(rows)
     summary = _summarise(records, names)
@@ -494,12 +511,26 @@ def evaluate(
             "consistency": str(opts.consistency),
             "images": len(hr_maps),
             "dates": sorted({t.date.isot for t in truths}),
+            "sample_designs": designs,
         }
     )
     calibration = {
         name: uncertainty_calibration(*zip(*pairs, strict=True)) for name, pairs in uncertain.items()
     }
     return Evaluation(summary=summary, records=records, examples=examples, calibration=calibration)
+
+
+def _warn_of_mixed_designs(designs, stacklevel):
+    """Warn when the stochastic models of one table had their samples drawn in different designs."""
+    if len(set(designs.values())) > 1:
+        drawn = "; ".join(f"{name}: {design}" for name, design in designs.items())
+        warnings.warn(
+            f"the models' samples were drawn in different designs ({drawn}), which changes their "
+            "scores; antithetic='auto' and symmetric='auto' follow each model's uncertainty "
+            "calibration: pass antithetic= and symmetric= to draw them alike",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _evaluation_options(options, kwargs, progress):

@@ -313,3 +313,55 @@ def test_uncertainty_calibration_sees_a_spread_too_wide(hmi_cutout):
         uncertainty_calibration([pred], [])
     with pytest.raises(ValueError, match="UncertaintyMaps"):
         uncertainty_calibration([truth], [truth])
+
+
+class _CalibratedNoisy(NoisyNearest):
+    """A stochastic stand-in whose uncertainty calibration was fitted on antithetic pairs."""
+
+    name = "calibrated-noisy"
+
+    class uncertainty_calibration:  # noqa: N801  (duck-types the design of a conformal calibration)
+        antithetic, symmetric = True, False
+
+        @staticmethod
+        def apply(out, std, samples, level):
+            return std
+
+        @staticmethod
+        def describe(samples, level):
+            return "identity"
+
+
+def test_sample_designs_are_recorded_and_mixed_ones_warned_of(result):
+    """ "auto" draws each model's samples as its calibration was fitted; the summary says how, and a
+    table of models drawn differently warns, in one call or concatenated."""
+    from sunpy_superres.evaluation import Evaluation
+
+    assert result.summary.meta["sample_designs"] == {"noisy-nearest": "independent samples"}
+    truth = [result.examples["truth"]]
+    flipped = evaluate(
+        [NoisyNearest(device="cpu")], truth, samples=2, crop=None, seed=1, antithetic=True, symmetric=True
+    )
+    assert flipped.summary.meta["sample_designs"] == {
+        "noisy-nearest": "antithetic pairs under the input's flips"
+    }
+    with pytest.warns(UserWarning, match="drawn in different designs .*calibrated-noisy: antithetic pairs"):
+        both = evaluate(
+            [NoisyNearest(device="cpu"), _CalibratedNoisy(device="cpu")], truth, samples=2, crop=None
+        )
+    assert set(both.summary.meta["sample_designs"].values()) == {"independent samples", "antithetic pairs"}
+    alike = evaluate(
+        [NoisyNearest(device="cpu"), _CalibratedNoisy(device="cpu")],
+        truth,
+        samples=2,
+        crop=None,
+        antithetic=True,
+    )
+    assert set(alike.summary.meta["sample_designs"].values()) == {"antithetic pairs"}
+    calibrated = evaluate([_CalibratedNoisy(device="cpu")], truth, samples=2, crop=None, seed=1)
+    with pytest.warns(UserWarning, match="different designs"):
+        joined = Evaluation.concatenate([flipped, calibrated])
+    assert joined.summary.meta["sample_designs"] == {
+        "noisy-nearest": "antithetic pairs under the input's flips",
+        "calibrated-noisy": "antithetic pairs",
+    }
