@@ -7,7 +7,8 @@ held-out 2016-07-07 frame (``evaluate_heldout.py``'s crops: training never saw t
 stochastic model gets a row per sample ("one sample": mean and spread over all its samples, as the
 paper's Table 1) and a row for the mean of its samples with the coverage of ``mean +- 2 std``.
 ``seconds`` is the wall time of one output (one sample of one crop, scoring included) on this
-machine. LPIPS and FID columns are filled when their pretrained feature weights are given (see
+machine. The diffusion models run in float32 unless ``--precision`` says otherwise, so that the table
+comes out the same on any CPU (bfloat16, ``"auto"`` on a CPU that has it, moves the last digits). LPIPS and FID columns are filled when their pretrained feature weights are given (see
 `sunpy_superres.metrics.image`), blank otherwise. Run from the repository root::
 
     python benchmarks/paper_table1.py --samples 8 --output docs/paper
@@ -126,6 +127,13 @@ def main():
         metavar="NAME[=SOURCE]",
         help="score SOURCE under NAME (repeatable); default: the eight registered models",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="fp32",
+        help="arithmetic of the diffusion models' networks (default fp32: the table comes out the same "
+        "on any CPU; auto is bfloat16 where the CPU has it natively)",
+    )
     parser.add_argument("--lpips-weights", type=Path, default=None)
     parser.add_argument("--fid-weights", type=Path, default=None)
     parser.add_argument("--output", type=Path, default=None, help="write table1.csv, tables and figures here")
@@ -163,6 +171,7 @@ def main():
                 crop=None,
                 seed=0,
                 samples=samples,
+                precision=args.precision,
                 lpips_weights=args.lpips_weights,
                 fid_weights=args.fid_weights,
             )
