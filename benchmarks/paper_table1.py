@@ -7,8 +7,9 @@ held-out 2016-07-07 frame (``evaluate_heldout.py``'s crops: training never saw t
 stochastic model gets a row per sample ("one sample": mean and spread over all its samples, as the
 paper's Table 1) and a row for the mean of its samples with the coverage of ``mean +- 2 std``.
 ``seconds`` is the wall time of one output (one sample of one crop, scoring included) on this
-machine. The diffusion models run in float32 unless ``--precision`` says otherwise, so that the table
-comes out the same on any CPU (bfloat16, ``"auto"`` on a CPU that has it, moves the last digits). LPIPS and FID columns are filled when their pretrained feature weights are given (see
+machine. The diffusion models run in float32 unless ``--precision`` says otherwise, so that the
+table comes out the same on any CPU (bfloat16, ``"auto"`` on a CPU that has it, moves the last
+digits). LPIPS and FID columns are filled when their pretrained feature weights are given (see
 `sunpy_superres.metrics.image`), blank otherwise. Run from the repository root::
 
     python benchmarks/paper_table1.py --samples 8 --output docs/paper
