@@ -47,7 +47,11 @@ from sunpy_superres.models.autoencoder import build_autoencoder
 from sunpy_superres.models.base import resolve_device
 from sunpy_superres.models.diffusion import STUDENT_SAMPLERS, ConditionalDenoiser, DiffusionSuperResolution
 from sunpy_superres.models.interpolation import NearestModel
-from sunpy_superres.superresolve import _symmetry_groups, tile_symmetry  # superresolve's own sample groups
+from sunpy_superres.superresolve import (  # superresolve's own design
+    _symmetry_groups,
+    sample_plan,
+    tile_symmetry,
+)
 from sunpy_superres.tiling import plan_tiles, tile_seed
 from sunpy_superres.training import load_config
 
@@ -144,7 +148,7 @@ def sampling_design(model, samples):
     calibration = getattr(model, "uncertainty_calibration", None)
     if samples < 2 or not model.stochastic or calibration is None:
         return False, False
-    return bool(calibration.antithetic), bool(calibration.symmetric)
+    return calibration.antithetic, bool(calibration.symmetric)
 
 
 def time_tiles(model, batches, samples):
@@ -158,8 +162,9 @@ def time_tiles(model, batches, samples):
     t0 = time.perf_counter()
     for x, tiles in batches:
         for j, ks in groups.items():
-            seeds = [[tile_seed(0, k - k % 2 if antithetic else k, t) for k in ks] for t in tiles]
-            signs = [[-1 if k % 2 else 1 for k in ks] for _ in tiles] if antithetic else None
+            plan = [sample_plan(k, antithetic, symmetric) for k in ks]
+            seeds = [[tile_seed(0, number, t) for number, _, _ in plan] for t in tiles]
+            signs = [[sign for _, sign, _ in plan] for _ in tiles] if antithetic is True else None
             model.predict_samples(tile_symmetry(x, j), seeds, signs=signs)
     sync(model.device)
     return time.perf_counter() - t0

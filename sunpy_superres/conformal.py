@@ -218,10 +218,11 @@ class StdCalibration:
         What the calibration was fitted on (free text, recorded in model manifests).
     method : str
         ``"split-conformal"``.
-    antithetic : bool
+    antithetic : bool or str
         Whether the samples it was fitted on were drawn in antithetic pairs (the ``antithetic``
-        option of `~sunpy_superres.superresolve`): the spread of such samples, and the error of their
-        mean, differ from those of independent ones, so the factors hold for that design only.
+        option of `~sunpy_superres.superresolve`: `True`, or ``"polarity"`` for pairs formed by
+        reversing the input's polarity): the spread of such samples, and the error of their mean,
+        differ from those of independent ones, so the factors hold for that design only.
     symmetric : bool
         Whether they were drawn under the input's flips (the ``symmetric`` option of
         `~sunpy_superres.superresolve`): the factors hold for that design only, too.
@@ -243,11 +244,13 @@ class StdCalibration:
     noise_ratios: tuple = ()
     source: str = ""
     method: str = "split-conformal"
-    antithetic: bool = False
+    antithetic: bool | str = False
     symmetric: bool = False
     min_coverage: float | None = None
 
     def __post_init__(self):
+        if not (isinstance(self.antithetic, bool) or self.antithetic == "polarity"):
+            raise ValueError(f"antithetic must be True, False or 'polarity', got {self.antithetic!r}")
         if not 0 < self.coverage < 1 or (
             self.min_coverage is not None and not 0 < self.min_coverage <= self.coverage
         ):
@@ -384,7 +387,8 @@ class StdCalibration:
         level = ""
         if noise_level is not None and self.noise_levels_gauss:
             level = f"noise={u.Quantity(noise_level, u.G).to_value(u.G):.3g}G "
-        design = ("antithetic " if self.antithetic else "") + ("symmetric " if self.symmetric else "")
+        pairs = {True: "antithetic ", "polarity": "antithetic=polarity "}.get(self.antithetic, "")
+        design = pairs + ("symmetric " if self.symmetric else "")
         target = f"cov={self.coverage:.4g} " if self.min_coverage is not None else ""
         return f"conformal N={samples} {design}{target}sm={self.smoothing:g}px {level}" + " ".join(
             f"{b}:{s:.3g}" + (f"+{f:g}G" if f else "")
@@ -471,9 +475,11 @@ def fit_std_calibration(
         the module notes).
     source : str, optional
         What the calibration images are, for the record.
-    antithetic : bool, optional
+    antithetic : bool or str, optional
         Whether each image's samples were drawn in antithetic pairs (samples ``2k`` and ``2k + 1``
-        from opposite initial noise); recorded, so that the factors are applied to that design only.
+        from opposite initial noise; ``"polarity"``: from the same noise, the second for the input
+        with its polarity reversed, see `~sunpy_superres.superresolve`); recorded, so that the
+        factors are applied to that design only.
     symmetric : bool, optional
         Whether they were drawn under the input's flips (``superresolve(..., symmetric=True)``);
         recorded likewise.
@@ -555,7 +561,7 @@ def fit_std_calibration(
         noise_levels_gauss=levels,
         noise_ratios=ratios,
         source=str(source),
-        antithetic=bool(antithetic),
+        antithetic=antithetic if isinstance(antithetic, str) else bool(antithetic),
         symmetric=bool(symmetric),
         min_coverage=None if min_coverage is None else float(min_coverage),
     )

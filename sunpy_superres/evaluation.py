@@ -488,7 +488,7 @@ def evaluate(
             if um is not None:
                 # The mean of the samples as its own row, with the coverage of its uncertainty.
                 uncertain.setdefault(model.name, []).append((um, truth))
-                designs[model.name] = _design_name(bool(um.meta.get("sranti")), bool(um.meta.get("srsymm")))
+                designs[model.name] = _design_name(um.meta.get("sranti", False), bool(um.meta.get("srsymm")))
                 if i == 0:
                     examples[mean_name(model.name, samples)] = um.mean_map
                 rows.append(

@@ -104,7 +104,7 @@ PROVENANCE_KEYS = {
     "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
     "SRREGREV": "regression weights revision",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
-    "SRANTI": "samples drawn in antithetic pairs",
+    "SRANTI": "antithetic pairs (T: noise negated, polarity)",
     "SRSYMM": "samples drawn under flips of the input",
 }
 

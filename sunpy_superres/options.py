@@ -82,15 +82,20 @@ class Options:
     )
     antithetic: object = _option(
         "auto",
-        'bool or "auto"',
+        'bool, "polarity" or "auto"',
         """With ``samples > 1``, draw the samples in antithetic pairs: sample ``2k + 1`` starts from
         the negated initial noise of sample ``2k`` (Jia et al. 2025, "Antithetic noise in diffusion
         models", arXiv:2506.06185). Each sample is still a draw of the model's posterior, but a
         deterministic sampler maps opposite noise to nearly opposite departures from the posterior
         mean, so the mean of the samples is far closer to it than the mean of as many independent
-        samples. ``"auto"`` (default): the design the model's uncertainty calibration was fitted for
-        (independent samples for a model without one); a standard deviation calibrated for the other
-        design is not applied (with a warning). Recorded as ``SRANTI``.""",
+        samples. ``"polarity"``: sample ``2k + 1`` starts from the same noise as sample ``2k``, for
+        the input with its polarity reversed, and is reversed back. Nothing in the physics depends
+        on the field's sign, and the training augmentation reverses it, so a model maps a reversed
+        input and the same noise to the reversed sample of the negated noise: the same pair, but its
+        mean also averages out the networks' sign-dependent errors. ``"auto"`` (default): the design
+        the model's uncertainty calibration was fitted for (independent samples for a model without
+        one); a standard deviation calibrated for another design is not applied (with a warning).
+        Recorded as ``SRANTI`` (``T``, ``F`` or ``'polarity'``).""",
     )
     symmetric: object = _option(
         "auto",
@@ -285,10 +290,11 @@ class Options:
                 raise ValueError(
                     f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}"
                 ) from None
-        for name in ("antithetic", "symmetric"):
+        for name, words in (("antithetic", ("auto", "polarity")), ("symmetric", ("auto",))):
             value = getattr(self, name)
-            if not (isinstance(value, bool | np.bool_) or (isinstance(value, str) and value == "auto")):
-                raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
+            if not (isinstance(value, bool | np.bool_) or (isinstance(value, str) and value in words)):
+                allowed = ["True", "False", *map(repr, words)]
+                raise ValueError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}")
         if not (
             isinstance(self.consistency, bool | np.bool_)
             or (isinstance(self.consistency, str) and self.consistency in ("auto", *_CONSISTENCY))

@@ -139,7 +139,7 @@ class _Run:
     cal_factor: float
     cal_reference: str
     consistency: str | None  # "backprojection", "block" or None
-    antithetic: bool  # samples drawn in antithetic pairs
+    antithetic: bool | str  # samples drawn in antithetic pairs: False, True (noise negated) or "polarity"
     symmetric: bool  # samples drawn under the tile-shape-keeping symmetries of the training augmentation
     tile: int
     overlap: int
@@ -229,14 +229,15 @@ def _consistency_method(consistency, model):
 
 def _sampling_design(opts, model, name):
     """Option ``name`` (``"antithetic"`` or ``"symmetric"``) of the sampling design: asked, or
-    (``"auto"``) as the model's uncertainty calibration was fitted."""
+    (``"auto"``) as the model's uncertainty calibration was fitted. ``False``, ``True``, or for
+    ``antithetic`` also ``"polarity"``."""
     if opts.samples < 2 or not model.stochastic:
         return False
     value = getattr(opts, name)
-    if isinstance(value, str):  # "auto"
+    if isinstance(value, str) and value == "auto":
         calibration = getattr(model, "uncertainty_calibration", None)
-        return bool(calibration is not None and getattr(calibration, name))
-    return bool(value)
+        value = False if calibration is None else getattr(calibration, name)
+    return value if isinstance(value, str) else bool(value)
 
 
 def _tiling(model, opts):
@@ -353,7 +354,10 @@ def _uncertainty_calibration(run, opts, *, warn=False):
 
 def _design_name(antithetic, symmetric):
     """How samples were drawn, in words."""
-    name = "antithetic pairs" if antithetic else "independent samples"
+    if antithetic == POLARITY_PAIRS:
+        name = "antithetic pairs by polarity reversal"
+    else:
+        name = "antithetic pairs" if antithetic else "independent samples"
     return name + (" under the input's flips" if symmetric else "")
 
 
@@ -409,6 +413,37 @@ def _output_meta(run, opts):
 TILE_SYMMETRIES = tuple((bool(j & 2), bool(j & 1), bool(j & 4)) for j in range(8))
 
 
+#: The ``antithetic`` design whose pairs are formed by reversing the input's polarity.
+POLARITY_PAIRS = "polarity"
+#: The bit of a `TILE_SYMMETRIES` index that reverses the polarity.
+_POLARITY_BIT = 4
+
+
+def sample_plan(k, antithetic=False, symmetric=False):
+    """
+    How sample ``k`` of a sampling design is drawn: ``(seed number, noise sign, symmetry)``.
+
+    The seed number is the ``k`` of `tile_seed`; the sign (``1`` or ``-1``) multiplies the initial
+    noise that seed draws; the symmetry, an index into `TILE_SYMMETRIES`, is applied to the input
+    and undone on the output.
+
+    - ``antithetic=False``: each sample its own seed, sign 1.
+    - ``antithetic=True``: sample ``2k + 1`` has the seed of sample ``2k`` and sign -1.
+    - ``antithetic="polarity"``: sample ``2k + 1`` has the seed of sample ``2k`` and sign 1, and
+      the input's polarity reversed (then reversed back). A model whose samples do not depend on
+      the field's sign, ``S(-x, z) = -S(x, -z)``, gives it the negated noise's sample: the same pair.
+    - ``symmetric``: group ``j`` (pair ``j`` with ``antithetic``, else sample ``j``) is drawn under
+      symmetry ``j % 8``; with ``"polarity"`` the pair's second sample has its polarity bit flipped.
+    """
+    pair = k // 2 if antithetic else k
+    number = k - k % 2 if antithetic else k
+    sign = -1 if antithetic is True and k % 2 else 1
+    symmetry = pair % len(TILE_SYMMETRIES) if symmetric else 0
+    if antithetic == POLARITY_PAIRS and k % 2:
+        symmetry ^= _POLARITY_BIT
+    return number, sign, symmetry
+
+
 def tile_symmetry(a, j):
     """
     ``a`` under symmetry ``j`` of `TILE_SYMMETRIES` (on its last two axes), or ``a`` itself for ``j = 0``.
@@ -435,9 +470,8 @@ def _run_tiled(
     sample) pairs: every sample (of one symmetry) of as many tiles as fit. Each pair's seed follows
     from the sample number and the tile's position only, so a sample does not depend on how the
     pairs were batched.
-    With ``antithetic``, sample ``2k + 1`` has the seed of sample ``2k`` and the opposite sign. With
-    ``symmetric``, group ``j`` of the samples (pair ``j`` with ``antithetic``, else sample ``j``) sees
-    its tiles under `tile_symmetry` ``j``, undone on its output.
+    Sample ``k`` is drawn with the seed, noise sign and `tile_symmetry` of `sample_plan`, the
+    symmetry undone on its output.
     """
     f = sr_model.factor
     ny, nx = x.shape
@@ -453,13 +487,14 @@ def _run_tiled(
         for start in range(0, len(tiles), per_call):
             chunk = tiles[start : start + per_call]
             batch = np.stack([x[t.slices] for t in chunk])
-            seeds = [[tile_seed(seed, k - k % 2 if antithetic else k, t) for k in samples] for t in chunk]
-            signs = [[-1 if antithetic and k % 2 else 1 for k in samples] for _ in chunk]
+            plan = [sample_plan(k, antithetic, symmetric) for k in samples]
+            seeds = [[tile_seed(seed, number, t) for number, _, _ in plan] for t in chunk]
+            signs = [[sign for _, sign, _ in plan] for _ in chunk]
             pred = np.empty((len(chunk), len(samples), f * batch.shape[1], f * batch.shape[2]), np.float32)
             for j, idx in groups.items():
                 pick = [[row[i] for i in idx] for row in seeds], [[row[i] for i in idx] for row in signs]
                 y = sr_model.predict_samples(
-                    tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic else None
+                    tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic is True else None
                 )
                 pred[:, idx] = tile_symmetry(y, j)
             for t, p in zip(chunk, pred, strict=True):
@@ -472,11 +507,10 @@ def _run_tiled(
 
 
 def _symmetry_groups(samples, antithetic, symmetric):
-    """``{symmetry: positions in samples}``: the samples drawn under each `tile_symmetry` (see `_run_tiled`)."""
+    """``{symmetry: positions in samples}``: the samples drawn under each `tile_symmetry` (see `sample_plan`)."""
     groups = {}
     for i, k in enumerate(samples):
-        group = k // 2 if antithetic else k
-        groups.setdefault(group % len(TILE_SYMMETRIES) if symmetric else 0, []).append(i)
+        groups.setdefault(sample_plan(k, antithetic, symmetric)[2], []).append(i)
     return groups
 
 

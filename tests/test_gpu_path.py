@@ -143,6 +143,9 @@ def test_auto_on_a_cpu_runs_the_samples_of_one_tile_and_flip_per_call(small_mdi,
         scale = np.std(alone.data)
         np.testing.assert_allclose(auto.samples.value, alone.samples.value, rtol=0, atol=1e-4 * scale)
     assert calls == [(1, 1)] * 28  # 4 tiles x (3 + 4) samples
+    calls.clear()
+    run(small_mdi, model, samples=4, antithetic="polarity", symmetric=True)
+    assert calls == [(1, 1)] * 16  # pairs by polarity reversal: every sample has a symmetry of its own
 
 
 def test_sample_groups_fit_in_memory(small_mdi, monkeypatch):

@@ -294,8 +294,75 @@ def test_antithetic_auto_follows_the_calibration(mdi_cutout):
 @pytest.mark.parametrize("option", ["antithetic", "symmetric"])
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_bad_sampling_design_refused(mdi_cutout, option, value):
-    with pytest.raises(ValueError, match=rf"^{option} must be True, False or 'auto'"):
+    allowed = "True, False, 'auto' or 'polarity'" if option == "antithetic" else "True, False or 'auto'"
+    with pytest.raises(ValueError, match=rf"^{option} must be {allowed}, got"):
         superresolve(mdi_cutout, model="nearest", **{option: value})
+
+
+def test_polarity_is_no_design_of_symmetric(mdi_cutout):
+    with pytest.raises(ValueError, match=r"^symmetric must be True, False or 'auto', got 'polarity'"):
+        superresolve(mdi_cutout, model="nearest", symmetric="polarity")
+
+
+class _OffsetNoisyNearest(NoisyNearest):
+    """`NoisyNearest` with an error that does not reverse with the field's polarity: an offset."""
+
+    offset = 0.01  # network units (30 G)
+
+    def _forward(self, x, *, seeds, signs=None):
+        return super()._forward(x, seeds=seeds, signs=signs) + self.offset
+
+
+def test_polarity_pairs(mdi_cutout):
+    """``antithetic="polarity"``: sample 2k + 1 is sample 2k's noise on the reversed input, reversed back."""
+    kwargs = dict(samples=4, seed=5, consistency=False, keep_samples=True, progress=False)
+    # A model whose samples reverse with the field, S(-x, z) = -S(x, -z): the pairs of negated noise.
+    model = NoisyNearest(device="cpu")
+    noise = superresolve(mdi_cutout, model=model, antithetic=True, **kwargs)
+    polar = superresolve(mdi_cutout, model=model, antithetic="polarity", **kwargs)
+    np.testing.assert_allclose(polar.samples.value, noise.samples.value, rtol=0, atol=1e-3)
+    assert polar.meta["sranti"] == "polarity" and noise.meta["sranti"] is True
+    # Each sample is still a draw of the model: a pair's spread is the noise's.
+    assert 0.8 * model.sigma * 3000 < np.median(polar.std.value) < 1.4 * model.sigma * 3000
+    # One whose error does not reverse: the pairs of negated noise keep it, those of reversed polarity
+    # cancel it, and their second samples are the first ones' for the reversed input.
+    biased = _OffsetNoisyNearest(device="cpu")
+    exact = superresolve(mdi_cutout, model="nearest", progress=False).data
+    bias = biased.offset * 3000  # G
+    noise = superresolve(mdi_cutout, model=biased, antithetic=True, **kwargs)
+    polar = superresolve(mdi_cutout, model=biased, antithetic="polarity", **kwargs)
+    np.testing.assert_allclose(noise.data - exact, bias, atol=1e-2)
+    np.testing.assert_allclose(polar.data, exact, atol=1e-2)
+    reversed_first = superresolve(
+        _flipped(mdi_cutout, 4), model=biased, seed=5, consistency=False, progress=False
+    )
+    np.testing.assert_allclose(polar.samples.value[0], noise.samples.value[0], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(polar.samples.value[1], -reversed_first.data, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("antithetic", "symmetric", "numbers", "signs", "symmetries"),
+    [
+        (False, False, [0, 1, 2, 3, 4, 5, 6, 7], [1] * 8, [0] * 8),
+        (True, False, [0, 0, 2, 2, 4, 4, 6, 6], [1, -1] * 4, [0] * 8),
+        ("polarity", False, [0, 0, 2, 2, 4, 4, 6, 6], [1] * 8, [0, 4] * 4),
+        (False, True, [0, 1, 2, 3, 4, 5, 6, 7], [1] * 8, [0, 1, 2, 3, 4, 5, 6, 7]),
+        (True, True, [0, 0, 2, 2, 4, 4, 6, 6], [1, -1] * 4, [0, 0, 1, 1, 2, 2, 3, 3]),
+        ("polarity", True, [0, 0, 2, 2, 4, 4, 6, 6], [1] * 8, [0, 4, 1, 5, 2, 6, 3, 7]),
+    ],
+)
+def test_sample_plan(antithetic, symmetric, numbers, signs, symmetries):
+    """The seed number, noise sign and symmetry of each of 8 samples, per design (as documented)."""
+    from sunpy_superres.superresolve import TILE_SYMMETRIES, sample_plan
+
+    plan = [sample_plan(k, antithetic, symmetric) for k in range(8)]
+    assert [p[0] for p in plan] == numbers
+    assert [p[1] for p in plan] == signs
+    assert [p[2] for p in plan] == symmetries
+    # Under flips, pairs 4-7 (samples 8-15) are drawn as pairs 0-3 with the polarity reversed.
+    if symmetric and antithetic:
+        later = [TILE_SYMMETRIES[sample_plan(k, antithetic, True)[2]] for k in range(8, 16)]
+        assert later == [(*TILE_SYMMETRIES[j][:2], not TILE_SYMMETRIES[j][2]) for j in symmetries]
 
 
 def _flipped(smap, j):
@@ -349,3 +416,27 @@ def test_symmetric_auto_follows_the_calibration(mdi_cutout):
     ):
         other = superresolve(mdi_cutout, symmetric=False, **run)
     assert other.meta["srsymm"] is False and other.meta["sruncal"] == "none"
+
+
+def test_polarity_pairs_auto_follow_the_calibration(mdi_cutout):
+    """A calibration fitted on pairs by polarity reversal is drawn so by "auto", and only applied to them."""
+    from sunpy_superres.conformal import StdCalibration
+
+    model = NoisyNearest(device="cpu")
+    run = dict(model=model, samples=4, seed=2, progress=False)
+    model.uncertainty_calibration = StdCalibration(
+        edges_gauss=(0.0,), scales=((2.0,),), samples=(4,), antithetic="polarity", symmetric=True
+    )
+    auto = superresolve(mdi_cutout, **run)
+    assert auto.meta["sranti"] == "polarity" and auto.meta["srsymm"] is True
+    assert auto.meta["sruncal"] == "conformal N=4 antithetic=polarity symmetric sm=0px >0G:2"
+    assert StdCalibration.from_dict(model.uncertainty_calibration.to_dict()).antithetic == "polarity"
+    with pytest.warns(
+        UserWarning,
+        match=r"fitted on antithetic pairs by polarity reversal under the input's flips, and these are "
+        r"antithetic pairs under the input's flips",
+    ):
+        other = superresolve(mdi_cutout, antithetic=True, **run)
+    assert other.meta["sranti"] is True and other.meta["sruncal"] == "none"
+    with pytest.raises(ValueError, match=r"antithetic must be True, False or 'polarity', got 'yes'"):
+        StdCalibration(edges_gauss=(0.0,), scales=((2.0,),), samples=(4,), antithetic="yes")

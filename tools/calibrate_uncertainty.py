@@ -231,8 +231,11 @@ def main():
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument(
         "--antithetic",
-        action="store_true",
-        help="draw the samples in antithetic pairs and fit the factors for that design",
+        nargs="?",
+        const="noise",
+        choices=["noise", "polarity"],
+        help="draw the samples in antithetic pairs (of negated noise; 'polarity': of the input's polarity "
+        "reversed, superresolve's antithetic='polarity') and fit the factors for that design",
     )
     parser.add_argument(
         "--symmetric",
@@ -252,6 +255,8 @@ def main():
         help="refit from the samples a --save run of the same crops and options saved, instead of sampling",
     )
     args = parser.parse_args()
+    # superresolve's values of the option: False, True (negated noise) or "polarity".
+    args.antithetic = {None: False, "noise": True, "polarity": "polarity"}[args.antithetic]
 
     files = sorted(glob.glob(args.patches)) if args.patches else []
     if any("20160707" in f for f in [*files, *args.hmi]):
@@ -297,7 +302,9 @@ def main():
     source = (
         f"{len(crops)} crops of {args.crop}^2 from {names}; "
         f"sampler {model.sampler} {model.steps} steps from t={model.start_timestep}"
-        + (", antithetic pairs" if args.antithetic else "")
+        + {True: ", antithetic pairs", "polarity": ", antithetic pairs by polarity reversal"}.get(
+            args.antithetic, ""
+        )
         + (", under the input's flips" if args.symmetric else "")
     )
     # A noise-conditioned model's factors may follow the level asked of it: each crop's level goes in.
