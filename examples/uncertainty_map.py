@@ -42,14 +42,15 @@ std = um.std.to_value(u.G)
 print(f"mean standard deviation: {np.nanmean(std):.1f} G, largest: {np.nanmax(std):.0f} G")
 
 ###############################################################################
-# The samples come in antithetic pairs (``SRANTI``): sample 1 starts from the negated initial noise
-# of sample 0, sample 3 from that of sample 2, and so on. Each is a sample of the model, but within
-# a pair the departures from the mean nearly cancel, so the mean of eight is close to the model's
+# The samples come in antithetic pairs (``SRANTI = 'polarity'``): sample 1 starts from the same
+# initial noise as sample 0, but for the input with its polarity reversed, and is reversed back;
+# sample 3 likewise from sample 2's, and so on. The model was trained with reversed polarities, so
+# this is the sample of sample 0's negated noise: each is a sample of the model, but within a pair
+# the departures from the mean nearly cancel, so the mean of eight is close to the model's
 # posterior mean (the user guide says how much that gains); across pairs they are unrelated.
 # Each pair also sees the input under another flip (``SRSYMM``): pair 1 flipped left-right, pair 2
-# upside down, pair 3 both, each output flipped back. The model was trained on flipped crops, so
-# every pair is still a sample for this input, and the mean averages over the orientations in
-# which the network errs.
+# upside down, pair 3 both, each output flipped back. Every sample is still a sample for this
+# input, and the mean averages over the orientations and polarities in which the networks err.
 
 departures = um.samples.to_value(u.G) - um.data
 finite = np.isfinite(departures[0])
