@@ -1443,8 +1443,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         return self
 
     def memory_probe(self):
-        """One eager sampler step: the same memory peak as any number of steps, at a fraction of the time."""
-        return self.configure_sampler(steps=1).configure_runtime(compile=False)
+        """
+        One eager sampler step: the same memory peak as any number of steps, at a fraction of the time.
+
+        A trajectory-distilled student takes its own steps only (4): it is probed on those, eagerly.
+        """
+        probe = self if self.sampler == "distilled" else self.configure_sampler(steps=1)
+        return probe.configure_runtime(compile=False)
 
     def provenance(self):
         """Sampler keys for the output header: ``SRSTEPS``, ``SRSCHED``, ``SRTSTART``, ``SRSPACE`` (and

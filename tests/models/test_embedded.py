@@ -251,6 +251,10 @@ def test_the_default_ships_a_four_step_student_that_follows_its_samples(hmi_pair
     assert sorted(model.student_dirs) == ["distilled"]
     student = model.student("distilled")
     assert student.trajectory["teacher"] == model.revision and student.network_evaluations == 4
+    # batch_size="auto" on a GPU probes one tile's memory on a copy that runs the student's own steps
+    # (a one-step copy, as for other samplers, is refused: found on the first GPU run, 2026-12-04).
+    probe = model.configure_sampler(sampler="distilled").configure_runtime(compile=True).memory_probe()
+    assert (probe.sampler, probe.steps, probe.compiled) == ("distilled", 4, False)
     assert student.uncertainty_calibration is not None and student.noise_label_map is not None
     # Calibrated for the teacher's sample design, so "auto" draws both the same way, and by the same rule.
     cal = lambda m: m.uncertainty_calibration  # noqa: E731
