@@ -8,6 +8,7 @@ model -> blended tiles -> denormalise -> Map with a derived header and provenanc
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -15,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
-from .consistency import project_block_means
+from .consistency import project_block_means, repeat_blocks
 from .models import load_model
 from .options import Options, fill_doc
 from .seeds import MAX_SEED, fresh_seed, tile_seed
@@ -44,9 +45,12 @@ class LongRunWarning(UserWarning):
 #: Estimated remaining seconds of a sampling run above which `superresolve` says how long it will take.
 LONG_RUN_SECONDS = 600.0
 
-#: Most memory for the samples that are blended at once (float64 maps on the output grid): the
+#: Most memory for the samples that are blended at once (float32 maps on the output grid): the
 #: samples of a group share every network call (see ``_sample_groups``).
 SAMPLE_GROUP_BYTES = 2**30
+#: Most threads that finish a group's samples at once (excess restored, projection, units). Each
+#: holds a few float64 maps of the output grid (about 0.4 GB for a full disk).
+MAX_FINISH_THREADS = 8
 
 
 @fill_doc()
@@ -268,7 +272,7 @@ def _sample_groups(run, opts):
     A group's samples share every network call (a tile's samples side by side in the batch, encoded
     once), and its maps are blended at once: at most `SAMPLE_GROUP_BYTES` of them.
     """
-    per_map = run.x.size * run.model.factor**2 * np.dtype(np.float64).itemsize
+    per_map = run.x.size * run.model.factor**2 * np.dtype(np.float32).itemsize
     size = max(1, min(opts.samples, run.batch_size, SAMPLE_GROUP_BYTES // per_map))
     return [range(k, min(k + size, opts.samples)) for k in range(0, opts.samples, size)]
 
@@ -276,7 +280,6 @@ def _sample_groups(run, opts):
 def _samples(run, opts, ks):
     """Samples ``ks``: tiles run and blended, clipped excess restored, projected, in the output unit."""
     f = run.model.factor
-    block = np.ones((f, f), dtype=np.float32)
     blended = _run_tiled(
         run.model,
         run.x,
@@ -290,9 +293,10 @@ def _samples(run, opts, ks):
         progress=opts.progress,
     )
     _, unit_scale = _unit_scale(run.smap)
-    missing = np.kron(run.missing, block.astype(bool))
-    excess = np.kron(run.excess, block) if run.n_clipped else None
-    for out in blended:
+    missing = repeat_blocks(run.missing, f)
+    excess = repeat_blocks(run.excess, f) if run.n_clipped else None
+
+    def finish(out):
         if excess is not None:
             out += excess
         if run.consistency:
@@ -300,7 +304,16 @@ def _samples(run, opts, ks):
             out = project_block_means(out, run.target, f, method=run.consistency)
         out = denormalise(out)
         out[missing] = np.nan
-        yield out * np.float32(unit_scale) if unit_scale != 1 else out
+        return out * np.float32(unit_scale) if unit_scale != 1 else out
+
+    # Each sample is finished on its own thread: NumPy and OpenCV release the GIL, and on a GPU this
+    # work on the output grid would otherwise take longer than the network (issue 18).
+    workers = min(len(blended), os.cpu_count() or 1, MAX_FINISH_THREADS)
+    if workers < 2:
+        yield from map(finish, blended)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="superresolve") as pool:
+        yield from pool.map(finish, blended)
 
 
 def _sample_statistics(run, opts):
@@ -476,8 +489,12 @@ def _run_tiled(
     f = sr_model.factor
     ny, nx = x.shape
     tiles = plan_tiles(x.shape, tile, overlap)
-    out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float64)
-    weight = np.zeros(out.shape[1:], dtype=np.float64)
+    # Blended in float32, each tile's window divided by the windows' sum first: the maps of many
+    # samples, in half the memory and time of float64 (a full disk's 10 samples, 1.3 GB less).
+    weight = np.zeros((f * ny, f * nx), dtype=np.float64)
+    for t in tiles:
+        weight[t.scaled_slices(f)] += blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
+    out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
     groups = _symmetry_groups(samples, antithetic, symmetric)
     # A network call runs one symmetry's samples of every tile of a chunk.
     per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
@@ -499,11 +516,9 @@ def _run_tiled(
                 pred[:, idx] = tile_symmetry(y, j)
             for t, p in zip(chunk, pred, strict=True):
                 w = blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
-                out[(slice(None), *t.scaled_slices(f))] += w * p
-                weight[t.scaled_slices(f)] += w
+                out[(slice(None), *t.scaled_slices(f))] += (w / weight[t.scaled_slices(f)]).astype(np.float32) * p
             bar.update(len(chunk))
-    out /= weight
-    return out.astype(np.float32)
+    return out
 
 
 def _symmetry_groups(samples, antithetic, symmetric):

@@ -153,7 +153,7 @@ def test_sample_groups_fit_in_memory(small_mdi, monkeypatch):
     sr_module = sys.modules["sunpy_superres.superresolve"]
     model = tiny_model()
     together = run(small_mdi, model, samples=3, keep_samples=True, batch_size=12)
-    one_map = 192 * 160 * 8  # a float64 map on the output grid
+    one_map = 192 * 160 * 4  # a float32 map on the output grid
     monkeypatch.setattr(sr_module, "SAMPLE_GROUP_BYTES", 2 * one_map)
     calls = spy_on_predict_samples(monkeypatch)
     pairs = run(small_mdi, model, samples=3, keep_samples=True, batch_size=12)
