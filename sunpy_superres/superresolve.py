@@ -5,6 +5,8 @@ Data flow: Map -> validate -> calibrate (MDI 1/1.4) -> normalise (/3000 G) -> ov
 model -> blended tiles -> denormalise -> Map with a derived header and provenance keys.
 """
 
+import contextlib
+import functools
 import os
 import time
 import warnings
@@ -322,18 +324,22 @@ def _sample_statistics(run, opts):
     kept = [] if opts.keep_samples else None
     mean = m2 = None
     started = time.perf_counter()
-    for group in _sample_groups(run, opts):
-        for k, s in zip(group, _samples(run, opts, group), strict=True):
-            if k == 0:
-                mean = np.zeros(s.shape, dtype=np.float64)
-                m2 = np.zeros_like(mean)
-            if kept is not None:
-                kept.append(s)
-            delta = s - mean
-            mean += delta / (k + 1)
-            m2 += delta * (s - mean)
-        if group.start == 0:
-            _warn_if_long((time.perf_counter() - started) / len(group), opts.samples, len(group))
+    workers = min(os.cpu_count() or 1, MAX_FINISH_THREADS)
+    with ThreadPoolExecutor(workers, thread_name_prefix="superresolve-statistics") as pool:
+        for group in _sample_groups(run, opts):
+            for k, s in zip(group, _samples(run, opts, group), strict=True):
+                if k == 0:
+                    mean = np.zeros(s.shape, dtype=np.float64)
+                    m2 = np.zeros_like(mean)
+                    # Row blocks updated on threads (NumPy releases the GIL): the same arithmetic.
+                    blocks = [
+                        slice(a[0], a[-1] + 1) for a in np.array_split(np.arange(len(s)), workers) if a.size
+                    ]
+                if kept is not None:
+                    kept.append(s)
+                list(pool.map(functools.partial(_welford_update, mean, m2, s, k), blocks))
+            if group.start == 0:
+                _warn_if_long((time.perf_counter() - started) / len(group), opts.samples, len(group))
     out = mean.astype(np.float32)
     std = np.sqrt(m2 / (opts.samples - 1)).astype(np.float32)
     calibration = _uncertainty_calibration(run, opts, warn=True)
@@ -343,6 +349,13 @@ def _sample_statistics(run, opts):
         std = calibration.apply(out * out_unit, std * out_unit, opts.samples, level).to_value(out_unit)
         std = std.astype(np.float32)
     return out, std, None if kept is None else np.stack(kept)
+
+
+def _welford_update(mean, m2, sample, k, rows):
+    """Welford's update of the running ``mean`` and ``m2`` by sample number ``k`` (from 0), in place, on ``rows``."""
+    delta = sample[rows] - mean[rows]
+    mean[rows] += delta / (k + 1)
+    m2[rows] += delta * (sample[rows] - mean[rows])
 
 
 def _uncertainty_calibration(run, opts, *, warn=False):
@@ -491,16 +504,22 @@ def _run_tiled(
     tiles = plan_tiles(x.shape, tile, overlap)
     # Blended in float32, each tile's window divided by the windows' sum first: the maps of many
     # samples, in half the memory and time of float64 (a full disk's 10 samples, 1.3 GB less).
+    shape = dict(factor=f, halo=sr_model.halo, overlap=overlap)
     weight = np.zeros((f * ny, f * nx), dtype=np.float64)
     for t in tiles:
-        weight[t.scaled_slices(f)] += blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
+        weight[t.scaled_slices(f)] += blend_window(t, x.shape, **shape)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
+    workers = min(len(samples), os.cpu_count() or 1, MAX_FINISH_THREADS)
+    threads = ThreadPoolExecutor(workers, thread_name_prefix="superresolve-blend") if workers > 1 else None
     groups = _symmetry_groups(samples, antithetic, symmetric)
     # A network call runs one symmetry's samples of every tile of a chunk.
     per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
-    with tqdm(
-        total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
-    ) as bar:
+    with (
+        tqdm(
+            total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
+        ) as bar,
+        threads or contextlib.nullcontext() as pool,
+    ):
         for start in range(0, len(tiles), per_call):
             chunk = tiles[start : start + per_call]
             batch = np.stack([x[t.slices] for t in chunk])
@@ -514,11 +533,23 @@ def _run_tiled(
                     tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic is True else None
                 )
                 pred[:, idx] = tile_symmetry(y, j)
-            for t, p in zip(chunk, pred, strict=True):
-                w = blend_window(t, x.shape, factor=f, halo=sr_model.halo, overlap=overlap)
-                out[(slice(None), *t.scaled_slices(f))] += (w / weight[t.scaled_slices(f)]).astype(np.float32) * p
+            where = [t.scaled_slices(f) for t in chunk]
+            windows = [
+                (blend_window(t, x.shape, **shape) / weight[w]).astype(np.float32)
+                for t, w in zip(chunk, where, strict=True)
+            ]
+            blend = functools.partial(_blend_sample, out, pred, where, windows)
+            # Each sample blended on a thread of its own (NumPy releases the GIL): the same sums.
+            list((pool.map if pool else map)(blend, range(len(samples))))
             bar.update(len(chunk))
     return out
+
+
+def _blend_sample(out, pred, where, windows, i):
+    """Add sample ``i`` of each tile of ``pred``, weighted by its window, to ``out`` at ``where``."""
+    for w, window, p in zip(where, windows, pred[:, i], strict=True):
+        p *= window  # in place: the prediction is the caller's own
+        out[(i, *w)] += p
 
 
 def _symmetry_groups(samples, antithetic, symmetric):

@@ -400,3 +400,16 @@ def test_truth_ranges_hold_for_the_factors_each_noise_level_gets():
         z = np.abs(truth[i] - m) / cal.apply(m * u.G, s * u.G, n, level.ravel()[i]).to_value(u.G)
         covered += int(np.sum(z[strong[i]] <= 2))
     assert covered >= math.ceil((strong.sum() + 1) * TWO_SIGMA_COVERAGE)
+
+
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 2.5])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 40, 33)])
+def test_gaussian_filter_is_scipys_nearest_mode(sigma, shape):
+    from scipy import ndimage
+
+    from sunpy_superres.conformal import gaussian_filter
+
+    image = np.random.default_rng(5).normal(size=shape)
+    sigmas = (0,) * (len(shape) - 2) + (sigma, sigma)
+    expected = ndimage.gaussian_filter(image, sigmas, mode="nearest")
+    np.testing.assert_allclose(gaussian_filter(image, sigma), expected, rtol=0, atol=1e-14)

@@ -163,6 +163,23 @@ def test_sample_groups_fit_in_memory(small_mdi, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("cores", [1, 3])
+def test_threads_do_not_change_the_result(small_mdi, monkeypatch, cores):
+    """Blending, finishing and the running statistics of several samples: on threads or not, bit for bit."""
+    sr_module = sys.modules["sunpy_superres.superresolve"]
+    model = tiny_model()
+    kw = dict(samples=3, keep_samples=True, batch_size=12, consistency=True)
+    serial, used = run(small_mdi, model, **kw), []
+    monkeypatch.setattr(sr_module.os, "cpu_count", lambda: cores)
+    pool = sr_module.ThreadPoolExecutor
+    monkeypatch.setattr(sr_module, "ThreadPoolExecutor", lambda n, **k: used.append(n) or pool(n, **k))
+    threaded = run(small_mdi, model, **kw)
+    assert used == ([1] if cores == 1 else [3, 3, 3])  # statistics; blending and finishing: none on one core
+    for a, b in ((threaded.data, serial.data), (threaded.samples.value, serial.samples.value)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(threaded.std.value, serial.std.value)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "big"])
 def test_batch_size_errors(small_mdi, bad):
     with pytest.raises(ValueError, match="batch_size must be a positive integer or 'auto'"):

@@ -33,9 +33,12 @@ The factors are config fields measured on training data, frozen into the checkpo
 
 import copy
 import json
+import math
 import numbers
+import os
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import astropy.units as u
@@ -256,15 +259,29 @@ class ConditionalDenoiser(Network):
         return self.unet(torch.cat([sample, cond], dim=1), timestep)
 
 
+#: Most threads that draw initial noise at once, and the smallest draw (values per tile) worth a thread.
+MAX_NOISE_THREADS = 16
+THREADED_NOISE_SIZE = 2**16
+
+
 def initial_noise(shape, generators, device):
     """
     Standard normal noise of ``shape``, item ``i`` drawn on the CPU from ``generators[i]``.
 
     diffusers' ``randn_tensor`` for a list of CPU generators, draw for draw (so a seed gives the
     same samples on every device): one ``(1, ...)`` draw per generator, then moved to ``device``.
+    Large draws run on threads, one generator each (a CPU draw is single-threaded: on a GPU the
+    draws of a full disk's ten samples took 2.3 s one after the other, a sixth of the run).
     """
-    draws = [torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generators]
-    return torch.cat(draws).to(device)
+
+    def draw(generator):
+        return torch.randn((1, *shape[1:]), generator=generator, dtype=torch.float32)
+
+    workers = min(len(generators), os.cpu_count() or 1, MAX_NOISE_THREADS)
+    if workers < 2 or math.prod(shape[1:]) < THREADED_NOISE_SIZE:
+        return torch.cat([draw(g) for g in generators]).to(device)
+    with ThreadPoolExecutor(workers, thread_name_prefix="initial-noise") as pool:
+        return torch.cat(list(pool.map(draw, generators))).to(device)
 
 
 def noise_channel(config, noise_level, like):

@@ -75,9 +75,17 @@ def test_a_seeded_denoiser_draws_the_weights_it_drew_with_diffusers_unet_inside(
     assert all(torch.equal(v, state[k]) for k, v in reference.state_dict().items())
 
 
-def test_initial_noise_is_diffusers_randn_tensor_draw_for_draw():
-    shape = (3, 4, 6, 5)
-    generators = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
-    again = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+@pytest.mark.parametrize("shape", [(3, 4, 6, 5), (5, 2, 160, 208)])  # the second drawn on threads
+def test_initial_noise_is_diffusers_randn_tensor_draw_for_draw(shape, monkeypatch):
+    from sunpy_superres.models import diffusion
+
+    monkeypatch.setattr(diffusion.os, "cpu_count", lambda: 4)  # threads even on a one-core runner
+    pools = []
+    pool = diffusion.ThreadPoolExecutor
+    monkeypatch.setattr(diffusion, "ThreadPoolExecutor", lambda *a, **k: pools.append(a) or pool(*a, **k))
+    seeds = range(1, shape[0] + 1)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    again = [torch.Generator().manual_seed(s) for s in seeds]
     expected = randn_tensor(shape, generator=again, device=torch.device("cpu"), dtype=torch.float32)
     assert torch.equal(initial_noise(shape, generators, torch.device("cpu")), expected)
+    assert pools == ([] if shape[2] < 100 else [(4,)])
