@@ -55,6 +55,18 @@ SAMPLE_GROUP_BYTES = 2**30
 MAX_FINISH_THREADS = 8
 
 
+def worker_threads():
+    """
+    Threads for the work on the output grid (blending, finishing, statistics): torch's own count.
+
+    That is ``OMP_NUM_THREADS`` where it is set (`sunpy_superres.batch` gives each worker its share
+    of the cores so), else the cores torch uses; at most `MAX_FINISH_THREADS`.
+    """
+    import torch  # imported by then: the models need it
+
+    return max(1, min(torch.get_num_threads(), MAX_FINISH_THREADS))
+
+
 @fill_doc()
 def superresolve(smap, *, options=None, **kwargs):
     """
@@ -310,7 +322,7 @@ def _samples(run, opts, ks):
 
     # Each sample is finished on its own thread: NumPy and OpenCV release the GIL, and on a GPU this
     # work on the output grid would otherwise take longer than the network (issue 18).
-    workers = min(len(blended), os.cpu_count() or 1, MAX_FINISH_THREADS)
+    workers = min(len(blended), worker_threads())
     if workers < 2:
         yield from map(finish, blended)
         return
@@ -324,7 +336,7 @@ def _sample_statistics(run, opts):
     kept = [] if opts.keep_samples else None
     mean = m2 = None
     started = time.perf_counter()
-    workers = min(os.cpu_count() or 1, MAX_FINISH_THREADS)
+    workers = worker_threads()
     with ThreadPoolExecutor(workers, thread_name_prefix="superresolve-statistics") as pool:
         for group in _sample_groups(run, opts):
             for k, s in zip(group, _samples(run, opts, group), strict=True):
@@ -509,7 +521,7 @@ def _run_tiled(
     for t in tiles:
         weight[t.scaled_slices(f)] += blend_window(t, x.shape, **shape)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
-    workers = min(len(samples), os.cpu_count() or 1, MAX_FINISH_THREADS)
+    workers = min(len(samples), worker_threads())
     threads = ThreadPoolExecutor(workers, thread_name_prefix="superresolve-blend") if workers > 1 else None
     groups = _symmetry_groups(samples, antithetic, symmetric)
     # A network call runs one symmetry's samples of every tile of a chunk.

@@ -170,7 +170,7 @@ def test_threads_do_not_change_the_result(small_mdi, monkeypatch, cores):
     model = tiny_model()
     kw = dict(samples=3, keep_samples=True, batch_size=12, consistency=True)
     serial, used = run(small_mdi, model, **kw), []
-    monkeypatch.setattr(sr_module.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(sr_module, "worker_threads", lambda: cores)
     pool = sr_module.ThreadPoolExecutor
     monkeypatch.setattr(sr_module, "ThreadPoolExecutor", lambda n, **k: used.append(n) or pool(n, **k))
     threaded = run(small_mdi, model, **kw)
@@ -178,6 +178,14 @@ def test_threads_do_not_change_the_result(small_mdi, monkeypatch, cores):
     for a, b in ((threaded.data, serial.data), (threaded.samples.value, serial.samples.value)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(threaded.std.value, serial.std.value)
+
+
+@pytest.mark.parametrize(("torch_threads", "expected"), [(1, 1), (3, 3), (64, 8)])
+def test_threads_follow_torchs_count(monkeypatch, torch_threads, expected):
+    """The output-grid work uses torch's threads (OMP_NUM_THREADS: a batch worker's share), at most 8."""
+    sr_module = sys.modules["sunpy_superres.superresolve"]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    assert sr_module.worker_threads() == expected == min(torch_threads, sr_module.MAX_FINISH_THREADS)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "big"])

@@ -35,7 +35,6 @@ import copy
 import json
 import math
 import numbers
-import os
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -277,7 +276,7 @@ def initial_noise(shape, generators, device):
     def draw(generator):
         return torch.randn((1, *shape[1:]), generator=generator, dtype=torch.float32)
 
-    workers = min(len(generators), os.cpu_count() or 1, MAX_NOISE_THREADS)
+    workers = min(len(generators), torch.get_num_threads(), MAX_NOISE_THREADS)
     if workers < 2 or math.prod(shape[1:]) < THREADED_NOISE_SIZE:
         return torch.cat([draw(g) for g in generators]).to(device)
     with ThreadPoolExecutor(workers, thread_name_prefix="initial-noise") as pool:

@@ -79,7 +79,7 @@ def test_a_seeded_denoiser_draws_the_weights_it_drew_with_diffusers_unet_inside(
 def test_initial_noise_is_diffusers_randn_tensor_draw_for_draw(shape, monkeypatch):
     from sunpy_superres.models import diffusion
 
-    monkeypatch.setattr(diffusion.os, "cpu_count", lambda: 4)  # threads even on a one-core runner
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # threads even on a one-core runner
     pools = []
     pool = diffusion.ThreadPoolExecutor
     monkeypatch.setattr(diffusion, "ThreadPoolExecutor", lambda *a, **k: pools.append(a) or pool(*a, **k))
