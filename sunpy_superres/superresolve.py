@@ -516,10 +516,10 @@ def _run_tiled(
     tiles = plan_tiles(x.shape, tile, overlap)
     # Blended in float32, each tile's window divided by the windows' sum first: the maps of many
     # samples, in half the memory and time of float64 (a full disk's 10 samples, 1.3 GB less).
-    shape = dict(factor=f, halo=sr_model.halo, overlap=overlap)
+    window = dict(factor=f, halo=sr_model.halo, overlap=overlap)
     weight = np.zeros((f * ny, f * nx), dtype=np.float64)
     for t in tiles:
-        weight[t.scaled_slices(f)] += blend_window(t, x.shape, **shape)
+        weight[t.scaled_slices(f)] += blend_window(t, x.shape, **window)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
     workers = min(len(samples), worker_threads())
     threads = ThreadPoolExecutor(workers, thread_name_prefix="superresolve-blend") if workers > 1 else None
@@ -547,7 +547,7 @@ def _run_tiled(
                 pred[:, idx] = tile_symmetry(y, j)
             where = [t.scaled_slices(f) for t in chunk]
             windows = [
-                (blend_window(t, x.shape, **shape) / weight[w]).astype(np.float32)
+                (blend_window(t, x.shape, **window) / weight[w]).astype(np.float32)
                 for t, w in zip(chunk, where, strict=True)
             ]
             blend = functools.partial(_blend_sample, out, pred, where, windows)
