@@ -2,8 +2,9 @@
 # The GPU timings of the shipped default in one run (issue 18): the MDI full disk (1024x1024 ->
 # 4096x4096) with 1 and 10 samples, in bfloat16, then compiled, then with the 4-step distilled
 # sampler, and in float32 for reference; each table ends with the MDI archive extrapolated over 1 and
-# 8 such GPUs. Every step has its own time limit, so one that hangs costs only its share; the tables
-# are also written to OUTPUT_DIR. Run from the repository root on a CUDA machine with the package
+# 8 such GPUs. Last, profile_fulldisk.py says where the time goes (the network, the work around
+# it). Every step has its own time limit, so one that hangs costs only its share; the tables are
+# also written to OUTPUT_DIR. Run from the repository root on a CUDA machine with the package
 # importable:
 #
 #     bash benchmarks/gpu_check.sh [OUTPUT_DIR]
@@ -38,3 +39,8 @@ step default-bf16 --samples 1 10 --precision bf16
 step default-bf16-compiled --samples 1 10 --precision bf16 --compile
 step distilled-bf16 --sampler distilled --samples 1 10 --precision bf16
 step default-fp32 --samples 1 --precision fp32
+
+echo "== profile: profile_fulldisk.py (where the time of 1 and 10 samples goes)"
+timeout "$limit" "$python" benchmarks/profile_fulldisk.py --device "$device" "${input[@]}" --precision bf16 \
+    2>&1 | grep -v -i warning | tee "$out/profile.txt"
+echo "== profile: exit ${PIPESTATUS[0]}"
