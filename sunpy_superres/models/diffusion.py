@@ -270,7 +270,7 @@ def initial_noise(shape, generators, device):
     diffusers' ``randn_tensor`` for a list of CPU generators, draw for draw (so a seed gives the
     same samples on every device): one ``(1, ...)`` draw per generator, then moved to ``device``.
     Large draws run on threads, one generator each (a CPU draw is single-threaded: on a GPU the
-    draws of a full disk's ten samples took 2.3 s one after the other, a sixth of the run).
+    draws of a full disk took 0.23 s a sample one after the other, a seventh of the run).
     """
 
     def draw(generator):
