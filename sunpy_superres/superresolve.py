@@ -322,12 +322,8 @@ def _samples(run, opts, ks):
 
     # Each sample is finished on its own thread: NumPy and OpenCV release the GIL, and on a GPU this
     # work on the output grid would otherwise take longer than the network (issue 18).
-    workers = min(len(blended), worker_threads())
-    if workers < 2:
-        yield from map(finish, blended)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="superresolve") as pool:
-        yield from pool.map(finish, blended)
+    with _thread_map(min(len(blended), worker_threads()), "superresolve") as thread_map:
+        yield from thread_map(finish, blended)
 
 
 def _sample_statistics(run, opts):
@@ -361,6 +357,16 @@ def _sample_statistics(run, opts):
         std = calibration.apply(out * out_unit, std * out_unit, opts.samples, level).to_value(out_unit)
         std = std.astype(np.float32)
     return out, std, None if kept is None else np.stack(kept)
+
+
+@contextlib.contextmanager
+def _thread_map(workers, name):
+    """``map`` on a pool of ``workers`` threads named ``name``, or the built-in ``map`` below 2."""
+    if workers < 2:
+        yield map
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+        yield pool.map
 
 
 def _welford_update(mean, m2, sample, k, rows):
@@ -521,8 +527,6 @@ def _run_tiled(
     for t in tiles:
         weight[t.scaled_slices(f)] += blend_window(t, x.shape, **window)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
-    workers = min(len(samples), worker_threads())
-    threads = ThreadPoolExecutor(workers, thread_name_prefix="superresolve-blend") if workers > 1 else None
     groups = _symmetry_groups(samples, antithetic, symmetric)
     # A network call runs one symmetry's samples of every tile of a chunk.
     per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
@@ -530,7 +534,7 @@ def _run_tiled(
         tqdm(
             total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
         ) as bar,
-        threads or contextlib.nullcontext() as pool,
+        _thread_map(min(len(samples), worker_threads()), "superresolve-blend") as thread_map,
     ):
         for start in range(0, len(tiles), per_call):
             chunk = tiles[start : start + per_call]
@@ -552,7 +556,7 @@ def _run_tiled(
             ]
             blend = functools.partial(_blend_sample, out, pred, where, windows)
             # Each sample blended on a thread of its own (NumPy releases the GIL): the same sums.
-            list((pool.map if pool else map)(blend, range(len(samples))))
+            list(thread_map(blend, range(len(samples))))
             bar.update(len(chunk))
     return out
 
