@@ -268,19 +268,28 @@ def initial_noise(shape, generators, device):
     Standard normal noise of ``shape``, item ``i`` drawn on the CPU from ``generators[i]``.
 
     diffusers' ``randn_tensor`` for a list of CPU generators, draw for draw (so a seed gives the
-    same samples on every device): one ``(1, ...)`` draw per generator, then moved to ``device``.
-    Large draws run on threads, one generator each (a CPU draw is single-threaded: on a GPU the
-    draws of a full disk took 0.23 s a sample one after the other, a seventh of the run).
+    same samples on every device): item ``i`` is ``generators[i]``'s draw of one item (``randn`` is
+    ``normal_`` on a new tensor, so filling the item in place draws the same values), then the
+    whole moves to ``device``. The items are filled in place in one tensor, page-locked when it goes
+    to a GPU (one asynchronous copy, no concatenation), and large draws run on threads, one
+    generator each (a CPU draw is single-threaded: on an H200's host a full disk's 25 tiles took
+    0.28 s a sample, drawn and concatenated one after the other).
     """
+    device = torch.device(device)
+    pinned = device.type == "cuda"
+    z = torch.empty(shape, dtype=torch.float32, pin_memory=pinned)
 
-    def draw(generator):
-        return torch.randn((1, *shape[1:]), generator=generator, dtype=torch.float32)
+    def draw(i):
+        z[i].normal_(generator=generators[i])
 
     workers = min(len(generators), torch.get_num_threads(), MAX_NOISE_THREADS)
     if workers < 2 or math.prod(shape[1:]) < THREADED_NOISE_SIZE:
-        return torch.cat([draw(g) for g in generators]).to(device)
-    with ThreadPoolExecutor(workers, thread_name_prefix="initial-noise") as pool:
-        return torch.cat(list(pool.map(draw, generators))).to(device)
+        for i in range(len(generators)):
+            draw(i)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="initial-noise") as pool:
+            list(pool.map(draw, range(len(generators))))
+    return z.to(device, non_blocking=pinned)
 
 
 def noise_channel(config, noise_level, like):
