@@ -137,7 +137,7 @@ def superresolve(smap, *, options=None, **kwargs):
     opts = Options.from_kwargs(options, **kwargs)
     run = _prepare(smap, opts)
     if opts.samples == 1:
-        out, std, kept = next(_samples(run, opts, range(1))), None, None
+        out, std, kept = _samples(run, opts, range(1))[0], None, None
     else:
         out, std, kept = _sample_statistics(run, opts)
     result = type(run.smap)(out, _output_meta(run, opts), plot_settings=dict(run.smap.plot_settings))
@@ -298,18 +298,6 @@ def _sample_groups(run, opts):
 def _samples(run, opts, ks):
     """Samples ``ks``: tiles run and blended, clipped excess restored, projected, in the output unit."""
     f = run.model.factor
-    blended = _run_tiled(
-        run.model,
-        run.x,
-        tile=run.tile,
-        overlap=run.overlap,
-        seed=run.seed,
-        samples=ks,
-        antithetic=run.antithetic,
-        symmetric=run.symmetric,
-        batch_size=run.batch_size,
-        progress=opts.progress,
-    )
     _, unit_scale = _unit_scale(run.smap)
     missing = repeat_blocks(run.missing, f)
     excess = repeat_blocks(run.excess, f) if run.n_clipped else None
@@ -324,10 +312,19 @@ def _samples(run, opts, ks):
         out[missing] = np.nan
         return out * np.float32(unit_scale) if unit_scale != 1 else out
 
-    # Each sample is finished on its own thread: NumPy and OpenCV release the GIL, and on a GPU this
-    # work on the output grid would otherwise take longer than the network (issue 18).
-    with _thread_map(min(len(blended), worker_threads()), "superresolve") as thread_map:
-        yield from thread_map(finish, blended)
+    return _run_tiled(
+        run.model,
+        run.x,
+        tile=run.tile,
+        overlap=run.overlap,
+        seed=run.seed,
+        samples=ks,
+        antithetic=run.antithetic,
+        symmetric=run.symmetric,
+        batch_size=run.batch_size,
+        progress=opts.progress,
+        finish=finish,
+    )
 
 
 def _sample_statistics(run, opts):
@@ -340,7 +337,7 @@ def _sample_statistics(run, opts):
     started = time.perf_counter()
     with _thread_map(worker_threads(), "superresolve-statistics") as thread_map:
         for group in _sample_groups(run, opts):
-            samples = list(_samples(run, opts, group))
+            samples = _samples(run, opts, group)
             if mean is None:
                 mean = np.zeros(samples[0].shape, dtype=np.float64)
                 m2 = np.zeros_like(mean)
@@ -534,17 +531,34 @@ def tile_symmetry(a, j):
 
 
 def _run_tiled(
-    sr_model, x, *, tile, overlap, seed, samples, batch_size, progress, antithetic=False, symmetric=False
+    sr_model,
+    x,
+    *,
+    tile,
+    overlap,
+    seed,
+    samples,
+    batch_size,
+    progress,
+    antithetic=False,
+    symmetric=False,
+    finish=None,
 ):
     """
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
 
-    Returns ``(len(samples), f * ny, f * nx)`` float32. A network call takes ``batch_size`` (tile,
-    sample) pairs: every sample (of one symmetry) of as many tiles as fit. Each pair's seed follows
-    from the sample number and the tile's position only, so a sample does not depend on how the
-    pairs were batched.
+    Returns a list of ``len(samples)`` float32 maps ``(f * ny, f * nx)``, each passed through
+    ``finish`` (a function of the blended map that returns the finished one) when it is given. A
+    network call takes ``batch_size`` (tile, sample) pairs: every sample (of one symmetry) of as many
+    tiles as fit. Each pair's seed follows from the sample number and the tile's position only, so a
+    sample does not depend on how the pairs were batched.
     Sample ``k`` is drawn with the seed, noise sign and `tile_symmetry` of `sample_plan`, the
     symmetry undone on its output.
+
+    The work on the output grid is a pipeline beside the network: each call's samples are blended
+    (and, after the last chunk of tiles, finished) on threads while the next call runs, since NumPy,
+    OpenCV and torch release the GIL. On a GPU that work would otherwise add to the network's time;
+    a sample's blends keep their order, so the sums are those of one thread.
     """
     f = sr_model.factor
     ny, nx = x.shape
@@ -556,45 +570,57 @@ def _run_tiled(
     for t in tiles:
         weight[t.scaled_slices(f)] += blend_window(t, x.shape, **window)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
+    finished = list(out)
     groups = _symmetry_groups(samples, antithetic, symmetric)
+    plan = [sample_plan(k, antithetic, symmetric) for k in samples]
     # A network call runs one symmetry's samples of every tile of a chunk.
     per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
+    last = {}  # sample position -> the future of its latest blend (and finishing)
+
+    def blend(y, j, pos, i, where, windows, done):
+        _blend_sample(out[i], tile_symmetry(y[:, pos], j), where, windows)
+        if done and finish is not None:
+            finished[i] = finish(out[i])
+
     with (
         tqdm(
             total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
         ) as bar,
-        _thread_map(min(len(samples), worker_threads()), "superresolve-blend") as thread_map,
+        ThreadPoolExecutor(min(len(samples), worker_threads()), thread_name_prefix="superresolve") as pool,
     ):
         for start in range(0, len(tiles), per_call):
             chunk = tiles[start : start + per_call]
+            done = start + per_call >= len(tiles)
             batch = np.stack([x[t.slices] for t in chunk])
-            plan = [sample_plan(k, antithetic, symmetric) for k in samples]
             seeds = [[tile_seed(seed, number, t) for number, _, _ in plan] for t in chunk]
             signs = [[sign for _, sign, _ in plan] for _ in chunk]
-            pred = np.empty((len(chunk), len(samples), f * batch.shape[1], f * batch.shape[2]), np.float32)
-            for j, idx in groups.items():
-                pick = [[row[i] for i in idx] for row in seeds], [[row[i] for i in idx] for row in signs]
-                y = sr_model.predict_samples(
-                    tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic is True else None
-                )
-                pred[:, idx] = tile_symmetry(y, j)
             where = [t.scaled_slices(f) for t in chunk]
             windows = [
                 (blend_window(t, x.shape, **window) / weight[w]).astype(np.float32)
                 for t, w in zip(chunk, where, strict=True)
             ]
-            blend = functools.partial(_blend_sample, out, pred, where, windows)
-            # Each sample blended on a thread of its own (NumPy releases the GIL): the same sums.
-            list(thread_map(blend, range(len(samples))))
+            for j, idx in groups.items():
+                pick = [[row[i] for i in idx] for row in seeds], [[row[i] for i in idx] for row in signs]
+                y = sr_model.predict_samples(
+                    tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic is True else None
+                )
+                for pos, i in enumerate(idx):
+                    if i in last:
+                        last[i].result()  # the previous chunk's blend of this sample first
+                    last[i] = pool.submit(blend, y, j, pos, i, where, windows, done)
             bar.update(len(chunk))
-    return out
+        for future in last.values():
+            future.result()
+    return finished
 
 
-def _blend_sample(out, pred, where, windows, i):
-    """Add sample ``i`` of each tile of ``pred``, weighted by its window, to ``out`` at ``where``."""
-    for w, window, p in zip(where, windows, pred[:, i], strict=True):
-        p *= window  # in place: the prediction is the caller's own
-        out[(i, *w)] += p
+def _blend_sample(out, pred, where, windows):
+    """Add each tile's prediction ``pred[n]``, weighted by its window, to the map ``out`` at ``where``."""
+    weighted = {}  # one buffer per tile shape: the predictions are the model's, not changed here
+    for w, window, p in zip(where, windows, pred, strict=True):
+        if window.shape not in weighted:
+            weighted[window.shape] = np.empty(window.shape, dtype=np.float32)
+        out[w] += np.multiply(p, window, out=weighted[window.shape])
 
 
 def _symmetry_groups(samples, antithetic, symmetric):

@@ -1,6 +1,7 @@
 """The fast path (issue 7): tile batch from free memory, autocast precision, torch.compile, CUDA vs CPU."""
 
 import sys
+import threading
 
 import astropy.units as u
 import numpy as np
@@ -193,10 +194,29 @@ def test_threads_do_not_change_the_result(small_mdi, monkeypatch, cores):
     pool = sr_module.ThreadPoolExecutor
     monkeypatch.setattr(sr_module, "ThreadPoolExecutor", lambda n, **k: used.append(n) or pool(n, **k))
     threaded = run(small_mdi, model, **kw)
-    assert used == ([] if cores == 1 else [3, 3, 3])  # statistics, blending, finishing: none on one core
+    # The statistics' pool (none on one core), then the pipeline's, which blends and finishes the
+    # samples beside the network (one thread on one core: it still overlaps a GPU's work).
+    assert used == ([1] if cores == 1 else [3, 3])
     for a, b in ((threaded.data, serial.data), (threaded.samples.value, serial.samples.value)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(threaded.std.value, serial.std.value)
+
+
+def test_blending_runs_beside_the_next_network_call(small_mdi, monkeypatch):
+    """The first call's samples are blended on a thread while the second call runs (a GPU's pipeline)."""
+    sr_module = sys.modules["sunpy_superres.superresolve"]
+    blending, blend = threading.Event(), sr_module._blend_sample
+    monkeypatch.setattr(sr_module, "_blend_sample", lambda *a: blending.set() or blend(*a))
+    seen, original = [], DiffusionSuperResolution.predict_samples
+
+    def spy(self, batch, seeds, **kwargs):
+        # The second call waits for the first call's blending: it would time out if that came after.
+        seen.append(blending.wait(timeout=20) if seen else blending.is_set())
+        return original(self, batch, seeds, **kwargs)
+
+    monkeypatch.setattr(DiffusionSuperResolution, "predict_samples", spy)
+    run(small_mdi, tiny_model(), samples=2, symmetric=True, batch_size=12)  # two symmetries: two calls
+    assert seen == [False, True]
 
 
 @pytest.mark.parametrize(("torch_threads", "expected"), [(1, 1), (3, 3), (64, 8)])
