@@ -20,12 +20,15 @@ The last lines extrapolate the MDI archive (80,000 full disks) over ``--workers`
 
 ``--max-tiles N`` times only the first N tiles and extrapolates to the full disk (also "est."); the
 CPU-side work of a whole map (calibration, blending, consistency projection) is then measured with
-the nearest-neighbour model and added. Without it every map is super-resolved in full.
+the nearest-neighbour model and added. Without it every map is super-resolved in full, and the
+table also gives the seconds spent waiting on the network's calls (noise draws and transfers
+included): the rest of a map's time is the work on the output grid that ran beside no network call.
 ``--tile-size`` and ``--overlap`` time another tiling than the model's (larger tiles overlap less of
 the disk but hold more in memory); the peak resident memory of the process is printed with the table.
 """
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -170,6 +173,36 @@ def time_tiles(model, batches, samples):
     return time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def network_time(model):
+    """
+    The seconds ``superresolve`` spends waiting on ``model``'s network calls, as a one-item list.
+
+    Every ``predict_samples`` call of the model's class is timed (noise draws and transfers included);
+    the rest of a map's time is the work on the output grid that the pipeline did not overlap.
+    """
+    cls = type(model)
+    own = cls.__dict__.get("predict_samples")
+    original = cls.predict_samples
+    spent = [0.0]
+
+    def timed(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    cls.predict_samples = timed
+    try:
+        yield spent
+    finally:
+        if own is None:
+            del cls.predict_samples
+        else:
+            cls.predict_samples = own
+
+
 def fmt(seconds, est):
     mark = " (est.)" if est else ""
     return f"{seconds:.1f}{mark}", f"{3600 / seconds:.1f}{mark}"
@@ -295,23 +328,25 @@ def main():
 
     rows = []
     for samples in args.samples:
+        network = None
         if partial:
             ours = time_tiles(model, batches, samples) / len(timed) * n_tiles + samples * map_overhead
         else:
             sync(device)
             t0 = time.perf_counter()
-            superresolve(
-                smap,
-                model=model,
-                samples=samples,
-                seed=0,
-                batch_size="auto" if args.batch_size == "auto" else bs,
-                tile_size=tile,
-                overlap=overlap,
-                progress=False,
-            )
-            ours = time.perf_counter() - t0
-        rows.append((samples, ours, samples * paper_map))
+            with network_time(model) as spent:
+                superresolve(
+                    smap,
+                    model=model,
+                    samples=samples,
+                    seed=0,
+                    batch_size="auto" if args.batch_size == "auto" else bs,
+                    tile_size=tile,
+                    overlap=overlap,
+                    progress=False,
+                )
+            ours, network = time.perf_counter() - t0, spent[0]
+        rows.append((samples, ours, network, samples * paper_map))
 
     if device.type == "cuda":
         dev_name = torch.cuda.get_device_name(device)
@@ -336,20 +371,24 @@ def main():
         f"(timed {k1} and {k2} steps)"
     )
     print()
-    print("| device | model | sampler (steps) | samples | s / map | maps / hour | ours / paper |")
-    print("|---|---|---|---|---|---|---|")
-    for samples, ours, paper_s in rows:
+    print(
+        "| device | model | sampler (steps) | samples | s / map | in network calls, s | maps / hour "
+        "| ours / paper |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for samples, ours, network, paper_s in rows:
         s, h = fmt(ours, partial)
+        inside = "" if network is None else f"{network:.1f}"
         print(
-            f"| {dev_name} | {label} | {model.sampler} ({model.steps}) | {samples} | {s} | {h} | "
+            f"| {dev_name} | {label} | {model.sampler} ({model.steps}) | {samples} | {s} | {inside} | {h} | "
             f"{ours / paper_s:.3f} |"
         )
         s, h = fmt(paper_s, True)
         print(
-            f"| {dev_name} | {label}, paper pipeline | {PAPER[0]} ({PAPER[1]}) | {samples} | {s} | {h} | 1 |"
+            f"| {dev_name} | {label}, paper pipeline | {PAPER[0]} ({PAPER[1]}) | {samples} | {s} | | {h} | 1 |"
         )
     print(f"\nThe MDI archive ({MDI_ARCHIVE:,} full disks) on devices like this one, one process each:")
-    for samples, ours, _ in rows:
+    for samples, ours, _, _ in rows:
         days = ", ".join(f"{n}: {MDI_ARCHIVE * ours / n / 86400:.1f} days" for n in args.workers)
         print(f"- {samples} sample(s) per disk{' (est.)' if partial else ''}: {days}")
 
