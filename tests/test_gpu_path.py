@@ -202,21 +202,27 @@ def test_threads_do_not_change_the_result(small_mdi, monkeypatch, cores):
     np.testing.assert_array_equal(threaded.std.value, serial.std.value)
 
 
-def test_blending_runs_beside_the_next_network_call(small_mdi, monkeypatch):
-    """The first call's samples are blended on a thread while the second call runs (a GPU's pipeline)."""
+@pytest.mark.parametrize("beside", [True, False])
+def test_blending_runs_beside_the_next_network_call(small_mdi, monkeypatch, beside):
+    """
+    On an accelerator the first call's samples are blended on a thread while the second call runs;
+    on the CPU (``beside=False``, where the blends would take the network's cores) after the calls.
+    """
     sr_module = sys.modules["sunpy_superres.superresolve"]
+    assert not sr_module._blends_beside_network(tiny_model())  # the tiny model is on the CPU
+    monkeypatch.setattr(sr_module, "_blends_beside_network", lambda model: beside)
     blending, blend = threading.Event(), sr_module._blend_sample
     monkeypatch.setattr(sr_module, "_blend_sample", lambda *a: blending.set() or blend(*a))
     seen, original = [], DiffusionSuperResolution.predict_samples
 
     def spy(self, batch, seeds, **kwargs):
         # The second call waits for the first call's blending: it would time out if that came after.
-        seen.append(blending.wait(timeout=20) if seen else blending.is_set())
+        seen.append(blending.wait(timeout=20 if beside else 1) if seen else blending.is_set())
         return original(self, batch, seeds, **kwargs)
 
     monkeypatch.setattr(DiffusionSuperResolution, "predict_samples", spy)
     run(small_mdi, tiny_model(), samples=2, symmetric=True, batch_size=12)  # two symmetries: two calls
-    assert seen == [False, True]
+    assert seen == [False, beside]
 
 
 @pytest.mark.parametrize(("torch_threads", "expected"), [(1, 1), (3, 3), (64, 8)])
