@@ -413,3 +413,16 @@ def test_gaussian_filter_is_scipys_nearest_mode(sigma, shape):
     sigmas = (0,) * (len(shape) - 2) + (sigma, sigma)
     expected = ndimage.gaussian_filter(image, sigmas, mode="nearest")
     np.testing.assert_allclose(gaussian_filter(image, sigma), expected, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "edges", [(0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0), (5.0, 100.0), (0.0,)]
+)
+def test_bin_index_is_the_sorted_search(edges):
+    """The per-edge count of `_bin_index` is NumPy's sorted search clipped to the bins, edges and NaN included."""
+    from sunpy_superres.conformal import _bin_index
+
+    rng = np.random.default_rng(len(edges))
+    absb = np.concatenate([np.abs(rng.normal(0, 400, 5000)), edges, [np.nan, np.inf, 0.0, 1e6]])
+    expected = np.clip(np.searchsorted(edges, np.nan_to_num(absb), side="right") - 1, 0, len(edges) - 1)
+    np.testing.assert_array_equal(_bin_index(absb, edges), expected)
