@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU timings of the shipped default in one run (issue 18): the MDI full disk (1024x1024 ->
 # 4096x4096) with 1 and 10 samples, in bfloat16, then compiled, then with the 4-step distilled
-# sampler, and in float32 for reference; each table ends with the MDI archive extrapolated over 1 and
+# sampler, in float32 for reference, and with the denoiser's weights cast to bfloat16 (an experiment:
+# bench_fulldisk.py's LowPrecisionDenoiser); each table ends with the MDI archive extrapolated over 1 and
 # 8 such GPUs. Last, profile_fulldisk.py says where the time goes (the network, the work around
 # it). Every step has its own time limit, so one that hangs costs only its share; the tables are
 # also written to OUTPUT_DIR. Run from the repository root on a CUDA machine with the package
@@ -39,6 +40,7 @@ step default-bf16 --samples 1 10 --precision bf16
 step default-bf16-compiled --samples 1 10 --precision bf16 --compile
 step distilled-bf16 --sampler distilled --samples 1 10 --precision bf16
 step default-fp32 --samples 1 --precision fp32
+step default-bf16-cast --samples 1 10 --precision bf16 --cast-denoiser
 
 echo "== profile: profile_fulldisk.py (where the time of 1 and 10 samples goes)"
 timeout "$limit" "$python" benchmarks/profile_fulldisk.py --device "$device" "${input[@]}" --precision bf16 \
