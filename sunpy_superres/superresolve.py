@@ -540,15 +540,15 @@ def _run_tiled(
     samples,
     batch_size,
     progress,
+    finish,
     antithetic=False,
     symmetric=False,
-    finish=None,
 ):
     """
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
 
-    Returns a list of ``len(samples)`` float32 maps ``(f * ny, f * nx)``, each passed through
-    ``finish`` (a function of the blended map that returns the finished one) when it is given. A
+    Returns the list of ``len(samples)`` maps ``finish`` makes of the blended float32 maps
+    ``(f * ny, f * nx)`` (a function of one blended map that returns the finished one). A
     network call takes ``batch_size`` (tile, sample) pairs: every sample (of one symmetry) of as many
     tiles as fit. Each pair's seed follows from the sample number and the tile's position only, so a
     sample does not depend on how the pairs were batched.
@@ -572,7 +572,7 @@ def _run_tiled(
     for t in tiles:
         weight[t.scaled_slices(f)] += blend_window(t, x.shape, **window)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
-    finished = list(out)
+    finished = [None] * len(samples)
     groups = _symmetry_groups(samples, antithetic, symmetric)
     plan = [sample_plan(k, antithetic, symmetric) for k in samples]
     # A network call runs one symmetry's samples of every tile of a chunk.
@@ -582,7 +582,7 @@ def _run_tiled(
 
     def blend(y, j, pos, i, where, windows, done):
         _blend_sample(out[i], tile_symmetry(y[:, pos], j), where, windows)
-        if done and finish is not None:
+        if done:
             finished[i] = finish(out[i])
 
     with (

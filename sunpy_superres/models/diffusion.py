@@ -275,6 +275,8 @@ def initial_noise(shape, generators, device):
     generator each (a CPU draw is single-threaded: on an H200's host a full disk's 25 tiles took
     0.28 s a sample, drawn and concatenated one after the other).
     """
+    if len(generators) != shape[0]:
+        raise ValueError(f"got {len(generators)} generators for {shape[0]} items of noise")
     device = torch.device(device)
     pinned = device.type == "cuda"
     z = torch.empty(shape, dtype=torch.float32, pin_memory=pinned)
@@ -284,11 +286,11 @@ def initial_noise(shape, generators, device):
 
     workers = min(len(generators), torch.get_num_threads(), MAX_NOISE_THREADS)
     if workers < 2 or math.prod(shape[1:]) < THREADED_NOISE_SIZE:
-        for i in range(len(generators)):
+        for i in range(shape[0]):
             draw(i)
     else:
         with ThreadPoolExecutor(workers, thread_name_prefix="initial-noise") as pool:
-            list(pool.map(draw, range(len(generators))))
+            list(pool.map(draw, range(shape[0])))
     return z.to(device, non_blocking=pinned)
 
 

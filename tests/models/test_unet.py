@@ -89,3 +89,9 @@ def test_initial_noise_is_diffusers_randn_tensor_draw_for_draw(shape, monkeypatc
     expected = randn_tensor(shape, generator=again, device=torch.device("cpu"), dtype=torch.float32)
     assert torch.equal(initial_noise(shape, generators, torch.device("cpu")), expected)
     assert pools == ([] if shape[2] < 100 else [(4,)])
+
+
+def test_initial_noise_needs_one_generator_per_item():
+    generators = [torch.Generator().manual_seed(s) for s in range(2)]
+    with pytest.raises(ValueError, match="got 2 generators for 3 items of noise"):
+        initial_noise((3, 4, 6, 5), generators, torch.device("cpu"))
