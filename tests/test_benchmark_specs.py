@@ -52,3 +52,22 @@ def test_the_full_disk_benchmark_times_a_student_beside_its_teachers_paper_chain
     model, paper = timed_models(teacher, None, 5, "fp32", None)
     assert (model.sampler, model.steps, paper.steps) == ("dpm-solver++", 5, 1000)
     assert paper.denoiser is model.denoiser is teacher.denoiser
+
+
+def test_the_full_disk_benchmark_times_the_network_calls_and_puts_the_method_back(monkeypatch):
+    """bench_fulldisk.py's network column: the seconds inside predict_samples; the class as it was after."""
+    import time
+
+    import numpy as np
+
+    from sunpy_superres.models.interpolation import NearestModel
+
+    network_time = _from_benchmark("bench_fulldisk", "network_time")
+    model = NearestModel(device="cpu")
+    original, own = type(model).predict_samples, dict(vars(type(model)))
+    monkeypatch.setattr(time, "perf_counter", iter([10.0, 12.5, 20.0, 20.25]).__next__)
+    with network_time(model) as spent:
+        for _ in range(2):
+            model.predict_samples(np.zeros((1, 2, 2), np.float32), [[0]])
+    assert spent == [2.75]
+    assert type(model).predict_samples is original and dict(vars(type(model))) == own
