@@ -24,6 +24,7 @@ from astropy.wcs.utils import proj_plane_pixel_area
 from scipy.stats import median_abs_deviation
 from sunpy.coordinates import Helioprojective
 
+from ..consistency import repeat_blocks
 from ..maps import map_data, map_unit
 
 __all__ = [
@@ -366,7 +367,7 @@ def _block_means(field, factor):
     ny, nx = (s - s % factor for s in field.shape)
     field = field[:ny, :nx]
     blocks = field.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
-    return field, np.repeat(np.repeat(blocks, factor, axis=0), factor, axis=1)
+    return field, repeat_blocks(blocks, factor)
 
 
 def quiet_noise_gauss(field, *, threshold=QUIET_BLOCK_GAUSS, factor=4, min_pixels=1000, reference=None):

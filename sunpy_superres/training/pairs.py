@@ -65,6 +65,7 @@ from sunpy.map import GenericMap
 from sunpy.time import parse_time
 
 from ..calibration import LIU_2012, MDI_TO_HMI, NORMALISATION_RANGE
+from ..consistency import repeat_blocks
 from ..maps import (
     _PIXEL_LENGTH_KEYS,
     _PIXEL_SCALE_KEYS,
@@ -319,7 +320,7 @@ class MagnetogramPair:
         norm = NORMALISATION_RANGE.to_value(u.G)
         lr = _field_gauss(self.lr, "lr") / norm
         hr = _field_gauss(self.hr, "hr") / norm
-        valid = np.isfinite(hr) & np.kron(np.isfinite(lr), np.ones((f, f), bool))
+        valid = np.isfinite(hr) & repeat_blocks(np.isfinite(lr), f)
         if clip:
             lr, hr = np.clip(lr, -1, 1), np.clip(hr, -1, 1)
         lr = np.where(np.isfinite(lr), lr, fill).astype(np.float32)
