@@ -60,6 +60,7 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_wo
 from tqdm.auto import tqdm
 
 from .io import atomic_output, read_map, save_map
+from .memory import keep_freed_memory
 from .models import available_models, load_model
 from .models.base import SuperResolutionModel
 from .options import Options, fill_doc
@@ -271,11 +272,14 @@ class _ModelPlugin(WorkerPlugin):
 
     ``setup`` runs when the plugin is registered and on every worker that joins later (a restarted
     one included). Where it fails on a late worker, that worker's files fail with a reason saying so.
+    Until ``teardown`` the worker keeps freed memory for reuse (`keep_freed_memory`), so that each
+    file's networks reuse the pages of the file before instead of faulting in new ones.
     """
 
     def __init__(self, options):
         self.options = options
         self.model = None
+        self._kept = None  # made on the worker: the plugin travels pickled
 
     async def setup(self, worker):
         device = _worker_device(self.options.device, worker.name)
@@ -283,6 +287,8 @@ class _ModelPlugin(WorkerPlugin):
         # scheduler meanwhile. An error raised here reaches Client.register_plugin: the run stops
         # before any file is touched.
         self.model = await asyncio.to_thread(self._load, device)
+        self._kept = contextlib.ExitStack()
+        self._kept.enter_context(keep_freed_memory())
 
     def _load(self, device):
         from .superresolve import configured_model
@@ -297,6 +303,9 @@ class _ModelPlugin(WorkerPlugin):
 
     def teardown(self, worker):
         self.model = None
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
         if "torch" in sys.modules:  # give the GPU memory back to other processes
             import torch
 
@@ -421,7 +430,11 @@ def _connect(*, address, client, n_workers, cluster_kwargs):
             "dashboard_address": "127.0.0.1:8787",
             **(cluster_kwargs or {}),
         }
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": threads}):
+        # MALLOC_ARENA_MAX=1: the worker's task thread allocates from glibc's main arena, where
+        # keep_freed_memory lets the networks reuse freed pages (sunpy_superres.memory); glibc reads
+        # it when the worker process starts.
+        environ = {"OMP_NUM_THREADS": threads, "MALLOC_ARENA_MAX": 1}
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
             with warnings.catch_warnings():
                 # Dask serves the dashboard on another port when 8787 is taken, and says so with a
                 # warning; the link printed at the start of the run has the port actually used.

@@ -49,6 +49,7 @@ import sunpy.map
 from astropy.table import Table, vstack
 
 from .maps import _STALE_KEYS
+from .memory import keep_freed_memory
 from .metrics import image, physics, regions, spectra
 from .models import load_model
 from .options import Options, fill_doc
@@ -381,6 +382,7 @@ _OWN_OPTIONS = ("model", "samples", "seed", "keep_samples", "calibrate", "progre
 
 
 @fill_doc(exclude=_OWN_OPTIONS)
+@keep_freed_memory()  # each call reuses the pages the call before freed (see sunpy_superres.memory)
 def evaluate(
     models,
     hr_maps,

@@ -564,3 +564,33 @@ def test_a_manifest_of_0_1_is_read_with_the_options_it_had(tmp_path):
            "spacing": None, "noise_level": None, "calibrate": True, "tile_size": None, "overlap": None}  # fmt: skip
     assert _recorded_settings(old) == _settings(Options(model="nearest", seed=3, sampler="ddim"))
     assert _recorded_settings(old) != _settings(Options(model="nearest", seed=3))
+
+
+def test_local_cluster_workers_keep_freed_memory(monkeypatch):
+    """The workers of a run's own cluster allocate from one glibc arena, and the model plugin keeps
+    freed memory for reuse from its setup to its teardown (sunpy_superres.memory)."""
+    import asyncio
+    import types
+
+    from sunpy_superres import memory
+    from sunpy_superres.batch import _connect, _ModelPlugin
+    from sunpy_superres.options import Options
+
+    environ = dict(os.environ)
+    with _connect(
+        address=None, client=None, n_workers=1, cluster_kwargs={"dashboard_address": LOCAL_DASHBOARD}
+    ) as client:
+        client.wait_for_workers(1, timeout=WAIT)
+        assert list(client.run(lambda: os.environ.get("MALLOC_ARENA_MAX")).values()) == ["1"]
+    assert dict(os.environ) == environ
+
+    entered = []
+    monkeypatch.setattr(
+        memory, "_glibc", lambda: types.SimpleNamespace(mallopt=lambda *a: 1, malloc_trim=lambda p: 1)
+    )
+    plugin = _ModelPlugin(Options(model="nearest"))
+    depth = memory._depth
+    asyncio.run(plugin.setup(types.SimpleNamespace(name=0)))
+    entered.append(memory._depth)
+    plugin.teardown(None)
+    assert entered == [depth + 1] and memory._depth == depth and plugin.model is None

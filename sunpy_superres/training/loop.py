@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..memory import keep_freed_memory
 from ..seeds import step_seed
 from ..version import __version__
 from .common import finish_model_directory, trainable
@@ -205,9 +206,11 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
     task.ema = ema  # updated in place after every step: a task may train against it (consistency)
     module, optimizer = accelerator.prepare(task.training_module(net), optimizer)
-    done = _run(
-        task, module, net, optimizer, ema, start, schedule, progress=progress, stop_at_step=stop_at_step
-    )
+    # Every step's activations reuse the last step's pages (on a CPU, 17 % of a step otherwise).
+    with keep_freed_memory():
+        done = _run(
+            task, module, net, optimizer, ema, start, schedule, progress=progress, stop_at_step=stop_at_step
+        )
     if done is None:
         return None
     if done < total:
