@@ -1,12 +1,12 @@
 """
 Freed memory kept for reuse while networks run on the CPU (Linux with glibc).
 
-glibc gives every allocation of more than 32 MiB (and, until its thresholds adapt, of more than 128
-KiB) fresh pages of its own from the system, and returns them when the block is freed. A network on
-a 256x256 tile makes and frees such blocks at every layer (one concatenation of the regression's
-features at 512x512 holds 67 MB), so each of their pages is faulted in, zeroed by the kernel, and
-given back, at every layer of every tile. `keep_freed_memory` lets glibc keep them for the next
-tile instead.
+A large block that glibc's heap cannot serve (above its mmap threshold: 128 KiB at first, up to
+32 MiB as the threshold adapts) gets fresh pages of its own from the system, which go back when the
+block is freed. A network on a 256x256 tile makes and frees such blocks at every layer (one
+concatenation of the regression's features at 512x512 holds 67 MB), so each of their pages is
+faulted in, zeroed by the kernel, and given back, at every layer of every tile.
+`keep_freed_memory` lets glibc keep them for the next layer and tile instead.
 
 Written by hand: neither torch nor the standard library exposes ``mallopt``, and torch has no
 caching allocator for CPU tensors.
