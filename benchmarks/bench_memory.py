@@ -78,7 +78,9 @@ def main():
     specs = args.model or ["default", "enhance"]
     if args.child:
         return child(specs[0], args.mdi, args.size, args.repeats, args.across)
-    print(f"input {args.size}x{args.size} MDI pixels, best of {args.repeats} after a warm-up, {args.rounds} rounds")
+    print(
+        f"input {args.size}x{args.size} MDI pixels, best of {args.repeats} after a warm-up, {args.rounds} rounds"
+    )
     print("| model | freed memory | seconds | / not kept | page faults a call | peak GiB |")
     print("|---|---|---|---|---|---|")
     for spec in specs:

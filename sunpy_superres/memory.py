@@ -88,11 +88,11 @@ def keep_freed_memory():
 
     The arithmetic is untouched, so the results are the same to the bit. The price is the memory
     kept during the block (a full MDI disk with the default: 1.59 GiB at the peak against 1.15 GiB,
-    42.5 s against 58.5 s on the 2-core EPYC; ``benchmarks/bench_memory.py``). A thread other than the main one allocates from an arena of its own, whose
-    heaps take blocks of at most 64 MiB, so there the gain is partial unless the process runs with
-    the environment variable ``MALLOC_ARENA_MAX=1`` (`sunpy_superres.batch` starts its worker
-    processes so). Blocks nest and may be entered from several threads at once: the outermost exit
-    restores.
+    42.5 s against 58.5 s on the 2-core EPYC; ``benchmarks/bench_memory.py``). A thread other than
+    the main one allocates from an arena of its own, whose heaps take blocks of at most 64 MiB, so
+    there the gain is partial unless the process runs with the environment variable
+    ``MALLOC_ARENA_MAX=1`` (`sunpy_superres.batch` starts its worker processes so). Blocks nest and
+    may be entered from several threads at once: the outermost exit restores.
 
     Elsewhere (macOS, Windows, another C library), or with the environment variable
     ``SUNPY_SUPERRES_KEEP_FREED_MEMORY=0``, it does nothing.

@@ -78,7 +78,12 @@ def libc(monkeypatch):
 def test_outermost_block_sets_and_restores(libc):
     """The first entry keeps, a nested entry does nothing, the last exit restores and trims."""
     keep = [("mallopt", -4, 0), ("mallopt", -1, 2**31 - 1)]
-    after = [("mallopt", -3, 32 * 2**20), ("mallopt", -1, 64 * 2**20), ("mallopt", -4, 65536), ("malloc_trim", 0)]
+    after = [
+        ("mallopt", -3, 32 * 2**20),
+        ("mallopt", -1, 64 * 2**20),
+        ("mallopt", -4, 65536),
+        ("malloc_trim", 0),
+    ]
     with keep_freed_memory():
         assert libc.calls == keep
         with keep_freed_memory():
