@@ -137,8 +137,8 @@ def superresolve(smap, *, options=None, **kwargs):
 
     opts = Options.from_kwargs(options, **kwargs)
     run = _prepare(smap, opts)
-    # The tiles' networks reuse the pages the last tile freed: on a CPU, a third of the time or
-    # more otherwise went on faulting in fresh ones (see sunpy_superres.memory).
+    # The tiles' networks reuse the pages the last layer and tile freed: faulting in fresh ones took
+    # a quarter of a full disk's time on a 2-core CPU (see sunpy_superres.memory).
     with keep_freed_memory():
         if opts.samples == 1:
             out, std, kept = _samples(run, opts, range(1))[0], None, None

@@ -206,7 +206,7 @@ def train(config, *, resume=True, progress=True, stop_at_step=None):
     ema = {n: t.to(accelerator.device) for n, t in ema.items()}
     task.ema = ema  # updated in place after every step: a task may train against it (consistency)
     module, optimizer = accelerator.prepare(task.training_module(net), optimizer)
-    # Every step's activations reuse the last step's pages (on a CPU, 17 % of a step otherwise).
+    # Every step's activations reuse the last step's pages (on a 2-core CPU, 18 % of a step otherwise).
     with keep_freed_memory():
         done = _run(
             task, module, net, optimizer, ema, start, schedule, progress=progress, stop_at_step=stop_at_step
