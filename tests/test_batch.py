@@ -584,13 +584,12 @@ def test_local_cluster_workers_keep_freed_memory(monkeypatch):
         assert list(client.run(lambda: os.environ.get("MALLOC_ARENA_MAX")).values()) == ["1"]
     assert dict(os.environ) == environ
 
-    entered = []
     monkeypatch.setattr(
         memory, "_glibc", lambda: types.SimpleNamespace(mallopt=lambda *a: 1, malloc_trim=lambda p: 1)
     )
     plugin = _ModelPlugin(Options(model="nearest"))
     depth = memory._depth
     asyncio.run(plugin.setup(types.SimpleNamespace(name=0)))
-    entered.append(memory._depth)
+    during = memory._depth
     plugin.teardown(None)
-    assert entered == [depth + 1] and memory._depth == depth and plugin.model is None
+    assert during == depth + 1 and memory._depth == depth and plugin.model is None
