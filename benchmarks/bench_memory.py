@@ -24,7 +24,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from sunpy_superres.memory import KEEP_FREED_MEMORY_ENV, keep_freed_memory
@@ -37,22 +36,16 @@ def child(spec, mdi, size, repeats, across):
     """Time one model in this process; print seconds, faults per call and peak memory as JSON."""
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_archive import load
-    from bench_default import mdi_crop
+    from bench_default import best_time, mdi_crop
 
-    from sunpy_superres import superresolve
-
-    smap = mdi_crop(mdi, size)
-    call = dict(model=load(spec, "cpu"), seed=0, progress=False)
+    smap, model = mdi_crop(mdi, size), load(spec, "cpu")
     with keep_freed_memory() if across else contextlib.nullcontext():
-        superresolve(smap, **call)
-        times, faults = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            superresolve(smap, **call)
-            times.append(time.perf_counter() - t0)
+        best_time(smap, model, 1, warm_up=False)  # the warm-up call, outside the count of faults
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        seconds = best_time(smap, model, repeats, warm_up=False)
         faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps({"seconds": min(times), "faults": faults, "peak": peak}))
+    print(json.dumps({"seconds": seconds, "faults": faults, "peak": peak}))
 
 
 def measure(spec, mdi, size, repeats, setting):
