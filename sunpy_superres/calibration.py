@@ -10,6 +10,10 @@ output header:
 2. **Normalisation.** Networks work in [-1, 1] units over +-3000 G (Ramunno et al. 2025, section 2).
    The scaling is linear and exactly invertible; values beyond +-3000 G are *not* clipped here, see
    `sunpy_superres.superresolve` for how the excess is carried past a network.
+
+One fact about the target instrument is kept here too: the quiet-Sun noise of HMI's 720 s
+magnetograms changed with its observing sequence in April 2016 (`hmi_noise_level`), and a
+noise-conditioned model told the noise of the HMI data a map stands for makes that map's texture.
 """
 
 import astropy.units as u
@@ -20,6 +24,10 @@ __all__ = [
     "NORMALISATION_RANGE",
     "calibration_factor",
     "instrument_known",
+    "HMI_NOISE_LEVELS",
+    "MOD_L_START",
+    "hmi_observing_sequence",
+    "hmi_noise_level",
     "normalise",
     "denormalise",
 ]
@@ -58,6 +66,75 @@ def instrument_known(smap):
     from sunpy.map.sources import HMIMap, MDIMap
 
     return isinstance(smap, MDIMap | HMIMap) or any(_header_instrument(smap))
+
+
+def is_hmi(smap):
+    """Whether ``smap`` is an SDO/HMI map (by map class or by its TELESCOP/INSTRUME keys)."""
+    from sunpy.map.sources import HMIMap
+
+    if isinstance(smap, HMIMap):
+        return True
+    telescope, instrument = _header_instrument(smap)
+    return telescope == "SDO/HMI" or instrument.startswith("HMI")
+
+
+#: When HMI's mod-L observing sequence began (JSOC, "Mod-C and Mod-L Processing": 2016.04.13_19:12:55,
+#: FSN 104683793). Since then its 720 s products combine the filtergrams of both cameras (header
+#: ``CAMERA = 3``, ``INSTRUME = 'HMI_COMBINED'``); before, the mod-C sequence took them from one
+#: (``CAMERA = 1``, ``INSTRUME = 'HMI_SIDE1'``).
+MOD_L_START = "2016-04-13T19:12:55"
+
+#: Quiet-Sun noise of HMI 720 s line-of-sight magnetograms per observing sequence, as
+#: `sunpy_superres.metrics.physics.quiet_sun_noise` measures it within 0.9 solar radii on the
+#: training frames: 4.84 G on 2011-12-17 (mod-C) and 3.53 G on 2019-06-21 (mod-L).
+HMI_NOISE_LEVELS = {"mod-C": 4.8 * u.G, "mod-L": 3.5 * u.G}
+
+_COMBINED = ("HMI_COMBINED",)
+_ONE_CAMERA = ("HMI_SIDE1", "HMI_FRONT2")
+
+
+def hmi_observing_sequence(smap):
+    """
+    The observing sequence (``"mod-C"`` or ``"mod-L"``) of an HMI map; `None` for another instrument.
+
+    Read from the header's camera (``CAMERA`` 3 or ``INSTRUME = 'HMI_COMBINED'``: both cameras,
+    mod-L; ``CAMERA`` 1 or 2, ``HMI_SIDE1`` or ``HMI_FRONT2``: one camera, mod-C); a header that
+    says neither (a map written by other software, say) goes by its date against `MOD_L_START`.
+    """
+    if not is_hmi(smap):
+        return None
+    _, instrument = _header_instrument(smap)
+    camera = smap.meta.get("camera")
+    if camera == 3 or instrument in _COMBINED:
+        return "mod-L"
+    if camera in (1, 2) or instrument in _ONE_CAMERA:
+        return "mod-C"
+    from astropy.time import Time  # here: the package's import stays light (issue 18, cold start)
+
+    return "mod-L" if smap.date >= Time(MOD_L_START, scale="utc") else "mod-C"
+
+
+def hmi_noise_level(smap):
+    """
+    The quiet-Sun noise of the HMI data ``smap`` is, or was made from (`HMI_NOISE_LEVELS`).
+
+    What ``superresolve(..., noise_level="auto")`` asks of a noise-conditioned model for an HMI map,
+    such as one degraded to MDI's resolution to test a model against its original: the output then
+    has the texture, and so the weak-field unsigned flux, of the HMI data it is compared with.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        A line-of-sight magnetogram.
+
+    Returns
+    -------
+    `~astropy.units.Quantity` or None
+        The level in G of its observing sequence (`hmi_observing_sequence`); `None` for a map of
+        another instrument.
+    """
+    sequence = hmi_observing_sequence(smap)
+    return None if sequence is None else HMI_NOISE_LEVELS[sequence]
 
 
 def calibration_factor(smap, calibrate=True):

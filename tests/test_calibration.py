@@ -1,13 +1,17 @@
 """The instrument calibration: which maps are MDI, which name an instrument, and the factor applied."""
 
+import astropy.units as u
 import numpy as np
 import pytest
 
 from sunpy_superres.calibration import (
+    HMI_NOISE_LEVELS,
     LIU_2012,
     MDI_TO_HMI,
     calibration_factor,
     denormalise,
+    hmi_noise_level,
+    hmi_observing_sequence,
     instrument_known,
     is_mdi,
     normalise,
@@ -59,6 +63,40 @@ def test_calibration_factor_follows_the_instrument(mdi_cutout, hmi_cutout):
             ValueError, match=r"is not a positive finite factor; pass True \(MDI 1/1.4\), False"
         ):
             calibration_factor(mdi_cutout, calibrate=bad)
+
+
+HMI = {"telescop": "SDO/HMI"}
+
+
+@pytest.mark.parametrize(
+    ("keys", "sequence"),
+    [
+        ({**HMI, "instrume": "HMI_SIDE1", "camera": 1, "date-obs": "2011-12-17T05:58:10"}, "mod-C"),
+        ({**HMI, "instrume": "HMI_COMBINED", "camera": 3, "date-obs": "2019-06-21T05:58:46"}, "mod-L"),
+        # The camera decides, not the date (HMI has taken data with one camera since, at times).
+        ({**HMI, "instrume": "HMI_SIDE1", "camera": 1, "date-obs": "2019-06-21T05:58:46"}, "mod-C"),
+        ({**HMI, "camera": 3, "date-obs": "2015-01-01T00:00:00"}, "mod-L"),
+        ({**HMI, "instrume": "HMI_FRONT2", "date-obs": "2019-06-21T05:58:46"}, "mod-C"),
+        # A header that says neither goes by the date against the start of mod-L.
+        ({**HMI, "date-obs": "2016-04-13T19:00:00"}, "mod-C"),
+        ({**HMI, "date-obs": "2016-04-13T19:20:00"}, "mod-L"),
+        ({"instrume": "HMI", "date-obs": "2010-06-01T00:00:00"}, "mod-C"),
+        ({"telescop": "SOHO", "instrume": "MDI", "date-obs": "2010-06-01T00:00:00"}, None),
+        ({"date-obs": "2019-06-21T05:58:46"}, None),
+    ],
+)
+def test_the_hmi_noise_follows_the_observing_sequence(keys, sequence):
+    smap = with_keys(**keys)
+    assert hmi_observing_sequence(smap) == sequence
+    level = hmi_noise_level(smap)
+    assert level is None if sequence is None else level == HMI_NOISE_LEVELS[sequence]
+
+
+def test_the_hmi_noise_levels_are_the_training_frames(hmi_cutout):
+    # Both cameras' filtergrams (mod-L) average down the noise of one (mod-C): 4.84 and 3.53 G measured.
+    assert HMI_NOISE_LEVELS == {"mod-C": 4.8 * u.G, "mod-L": 3.5 * u.G}
+    assert hmi_observing_sequence(hmi_cutout) == "mod-C"  # the shipped cut-out: 2011-12-17, HMI_SIDE1
+    assert hmi_noise_level(hmi_cutout) == 4.8 * u.G
 
 
 def test_normalisation_to_network_units_and_back():
