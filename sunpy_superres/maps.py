@@ -102,6 +102,7 @@ PROVENANCE_KEYS = {
     "SRTSTART": "timestep at which sampling starts (999: all)",
     "SRSPACE": "spacing of the sampler steps (linear, log-snr)",
     "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
+    "SRNOISRC": "source of SRNOISE (model, asked, HMI mod-C/L)",
     "SRREGREV": "regression weights revision",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
     "SRANTI": "antithetic pairs (T: noise negated, polarity)",

@@ -166,13 +166,18 @@ class Options:
         "`~astropy.units.Quantity`",
         """For a model conditioned on the noise level: the quiet-Sun noise (G) of the output's
         small-scale texture, as `sunpy_superres.metrics.physics.quiet_sun_noise` measures it on an
-        HMI map (HMI's changed over the mission; match the HMI data you compare with). The model's
-        own by default; refused for other models. Recorded as ``SRNOISE``.""",
+        HMI map (HMI's changed over the mission; match the HMI data you compare with). By default,
+        for an HMI map (one degraded to MDI's resolution to test a model against its original, say)
+        the noise of HMI's data at the time (`sunpy_superres.calibration.hmi_noise_level`: 4.8 G
+        before April 2016, 3.5 G since), or the nearest level the model makes; for any other map,
+        and for a model given a level with ``configure_sampler``, the model's own. Refused for
+        models without noise conditioning. Recorded as ``SRNOISE``, and where it came from as
+        ``SRNOISRC``.""",
         cli={
             "type": float,
             "metavar": "G",
             "help": "quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
-            "(default: the model's)",
+            "(default: for an HMI map HMI's own at the time, else the model's)",
         },
     )
     calibrate: object = _option(

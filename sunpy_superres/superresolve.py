@@ -17,7 +17,14 @@ import astropy.units as u
 import numpy as np
 from tqdm.auto import tqdm
 
-from .calibration import NORMALISATION_RANGE, calibration_factor, denormalise, normalise
+from .calibration import (
+    NORMALISATION_RANGE,
+    calibration_factor,
+    denormalise,
+    hmi_noise_level,
+    hmi_observing_sequence,
+    normalise,
+)
 from .consistency import project_block_means, repeat_blocks
 from .memory import keep_freed_memory
 from .models import load_model
@@ -170,6 +177,7 @@ class _Run:
     tile: int
     overlap: int
     batch_size: int
+    noise_source: str | None  # SRNOISRC: where the noise level came from (a noise-conditioned model)
 
 
 def _prepare(smap, opts):
@@ -178,7 +186,7 @@ def _prepare(smap, opts):
 
     validate_map(smap, check_scale=opts.check_scale)
     smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
-    model = configured_model(opts)
+    model, noise_source = _with_noise_level(configured_model(opts), smap)
     seed = opts.seed
     if seed is None and model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
@@ -224,7 +232,7 @@ def _prepare(smap, opts):
             batch_size = auto_batch_size(model, shape, len(tiles)) * max(map(len, groups.values()))
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
-        antithetic, symmetric, tile, overlap, batch_size,
+        antithetic, symmetric, tile, overlap, batch_size, noise_source,
     )  # fmt: skip
 
 
@@ -242,6 +250,28 @@ def configured_model(opts):
     # Only the settings given: a model written for 0.1 takes ``scheduler=``, not ``sampler=``.
     model = model.configure_sampler(**{k: v for k, v in opts.sampler_settings().items() if v is not None})
     return model.configure_runtime(precision=opts.precision, compile=opts.compile)
+
+
+def _with_noise_level(model, smap):
+    """
+    ``(model, source)``: the model with the noise level it takes for ``smap``, and where that level
+    comes from (``SRNOISRC``; `None` for a model without noise conditioning).
+
+    A level given (``noise_level=``, applied by `configured_model`, or ``configure_sampler``) is
+    kept; otherwise an HMI map gets the noise of HMI's data at the time, the nearest level the model
+    makes (`sunpy_superres.calibration.hmi_noise_level`), and any other map the model's own level.
+    """
+    if getattr(model, "noise_level", None) is None:
+        return model, None
+    if getattr(model, "noise_level_asked", False):
+        return model, "asked"
+    level = hmi_noise_level(smap)
+    if level is None or getattr(model, "noise_level_range", None) is None:
+        return model, "model"
+    low, high = model.noise_level_range
+    made = np.clip(level, low, high)
+    source = f"HMI {hmi_observing_sequence(smap)}" + ("" if made == level else " (nearest made)")
+    return model.configure_sampler(noise_level=made), source
 
 
 def _consistency_method(consistency, model):
@@ -457,6 +487,8 @@ def _output_meta(run, opts):
         "srprec": model.precision,
         **model.provenance(),
     }
+    if run.noise_source is not None:
+        provenance["srnoisrc"] = run.noise_source
     if opts.samples > 1:
         provenance["sranti"] = run.antithetic
         provenance["srsymm"] = run.symmetric

@@ -41,6 +41,7 @@ def output_noise(model, crops, label, seed):
     """Median over crops of the quiet-Sun noise of one sample at conditioning ``label``."""
     raw = copy.copy(model)
     raw.noise_label_map, raw.noise_level = None, float(label)  # the label itself, not a mapped level
+    raw.noise_level_asked = True  # kept for the HMI crops, which would otherwise take their HMI level
     values = []
     for i, crop in enumerate(crops):
         out = superresolve(degrade(crop), model=raw, seed=seed + i, calibrate=False, progress=False)

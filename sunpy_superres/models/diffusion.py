@@ -1201,6 +1201,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         self.spacing = _check_spacing("linear" if spacing is None else spacing, self.sampler)
         self.noise_label_map = self._check_label_map(noise_label_map, cfg)
         self.noise_level = self._check_noise_level(noise_level, cfg)
+        # Whether `configure_sampler` was given the level: `superresolve` then keeps it for an HMI map too.
+        self.noise_level_asked = False
         if compile:
             self.compile()
 
@@ -1322,7 +1324,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
                 "sunpy_superres.metrics.physics.quiet_sun_noise)"
             )
         if self.noise_label_map is not None:
-            low, high = self.noise_label_map["output_gauss"][0], self.noise_label_map["output_gauss"][-1]
+            low, high = self.noise_level_range.to_value(u.G)
             if not low <= level <= high:
                 raise ValueError(
                     f"noise_level {level:g} G is outside what {self.name} ({self.revision}) makes with its "
@@ -1330,6 +1332,17 @@ class DiffusionSuperResolution(SuperResolutionModel):
                     f"{self.noise_label_map['source'] or 'see its manifest'}); choose a level inside"
                 )
         return float(level)
+
+    @property
+    def noise_level_range(self):
+        """The noise levels (G) this noise-conditioned model's sampler makes: ``[lowest, highest]``.
+
+        `None` for an unconditioned model."""
+        if not self.denoiser.config.get("noise_conditioning", False):
+            return None
+        if self.noise_label_map is None:
+            return [0, MAX_NOISE_LEVEL] * u.G
+        return [self.noise_label_map["output_gauss"][0], self.noise_label_map["output_gauss"][-1]] * u.G
 
     @property
     def noise_label(self):
@@ -1373,6 +1386,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         new = copy.copy(self)
         if noise_level is not None:
             new.noise_level = self._check_noise_level(noise_level, self.denoiser.config)
+            new.noise_level_asked = True
         if steps is not None or sampler is not None:
             if steps is None and (sampler or self.sampler) == "distilled" and self.trajectory is not None:
                 steps = len(self.trajectory["timesteps"])

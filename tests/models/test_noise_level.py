@@ -147,8 +147,31 @@ def test_superresolve_records_the_level(hmi_cutout):
         [0, 0] * u.pix, top_right=[15, 15] * u.pix
     )
     out = superresolve(small, model=model, seed=1, noise_level=4.5 * u.G, progress=False)
-    assert out.meta["srnoise"] == 4.5
-    assert superresolve(small, model=model, seed=1, progress=False).meta["srnoise"] == DEFAULT_NOISE_LEVEL
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.5, "asked")
+    out = superresolve(small, model=model.configure_sampler(noise_level=4.0), seed=1, progress=False)
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.0, "asked")
+    # Not told: an HMI map takes the noise of HMI's data at the time (2011: one camera, mod-C), ...
+    out = superresolve(small, model=model, seed=1, progress=False)
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.8, "HMI mod-C")
+    combined = sunpy.map.Map(small.data, {**small.meta, "camera": 3, "instrume": "HMI_COMBINED"})
+    out = superresolve(combined, model=model, seed=1, progress=False)
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (3.5, "HMI mod-L")
+    # ... and any other map the model's own level.
+    other = sunpy.map.Map(small.data, {**small.meta, "telescop": "SOLIS", "instrume": "VSM"})
+    out = superresolve(other, model=model, seed=1, progress=False)
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (DEFAULT_NOISE_LEVEL, "model")
+    assert model.noise_level == DEFAULT_NOISE_LEVEL and not model.noise_level_asked  # the model unchanged
+    # A model that cannot make the level of the HMI data makes the nearest it can.
+    mapped = _conditioned(noise_label_map=LABEL_MAP, noise_level=3.5)
+    out = superresolve(small, model=mapped, seed=1, progress=False)
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.8, "HMI mod-C")
+    out = superresolve(
+        combined,
+        model=_conditioned(noise_label_map=LABEL_MAP | {"output_gauss": [4, 5, 6]}, noise_level=4.5),
+        seed=1,
+        progress=False,
+    )
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.0, "HMI mod-L (nearest made)")
     with pytest.raises(ValueError, match="noise_level"):
         superresolve(small, model="bicubic", noise_level=4.5 * u.G, progress=False)
 
