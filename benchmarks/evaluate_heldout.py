@@ -12,6 +12,9 @@ and "bicubic" are always included. A stochastic model with ``--samples`` above 1
 sample and a row for the mean of its samples with the coverage of its uncertainty, and a table of
 `sunpy_superres.evaluation.uncertainty_calibration` (coverage per bin of the true ``|B|``). A
 stochastic model is also scored with the paper's 1000-step DDPM sampler when ``--ddpm`` is given.
+``--noise-level`` asks noise-conditioned models for a quiet-Sun noise level; without it they make
+the noise of HMI's data at the frame's time (`sunpy_superres.calibration.hmi_noise_level`).
+``--hmi`` scores another frame: a training frame, for checks that are not the held-out report.
 """
 
 import argparse
@@ -19,6 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import sunpy.map
 
@@ -76,6 +80,12 @@ def main():
         choices=["auto", "fp32", "bf16", "fp16"],
         help="arithmetic of the diffusion models' networks (auto: bfloat16 where the device has it natively)",
     )
+    parser.add_argument(
+        "--noise-level",
+        type=float,
+        default=None,
+        help="quiet-Sun noise (G) asked of noise-conditioned models (default: HMI's own for the frame)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
@@ -121,6 +131,8 @@ def main():
         for variant, kwargs, label in settings:
             t0 = time.perf_counter()
             kwargs = {"samples": args.samples, **kwargs}
+            if args.noise_level is not None and getattr(variant, "noise_level", None) is not None:
+                kwargs["noise_level"] = args.noise_level * u.G
             result = evaluate([variant], crops, crop=None, seed=0, **kwargs)
             seconds = time.perf_counter() - t0
             for row in result.summary:

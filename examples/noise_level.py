@@ -8,7 +8,10 @@ epoch: HMI's 720 s magnetograms have about 4.8 G of quiet-Sun noise in 2011 and 
 observing sequence changed in April 2016 (`sunpy_superres.metrics.physics.quiet_sun_noise`). A
 generative model has to make *some* small-scale texture, and that texture sets the weak-field
 unsigned flux of its output. So the default ``ldm-res`` is told which noise to make:
-``superresolve(..., noise_level=...)``, by default 3.5 G (today's HMI), recorded as ``SRNOISE``.
+``superresolve(..., noise_level=...)``, recorded as ``SRNOISE``. Without it, an HMI map (one
+degraded to test a model against its original) gets the noise of HMI's data at the time
+(`sunpy_superres.calibration.hmi_noise_level`), and any other map, MDI's among them, 3.5 G (today's
+HMI); ``SRNOISRC`` says which.
 
 Here an HMI cut-out of the held-out 2016-07-07 frame, degraded to 2"/pixel by 4x4 block means, is
 super-resolved with the same seed at three levels, and compared with the truth: the measured noise
@@ -21,7 +24,8 @@ import numpy as np
 import sunpy.map
 
 from sunpy_superres import superresolve
-from sunpy_superres.data import HMI_HELDOUT_CUTOUT, MDI_AR_CUTOUT
+from sunpy_superres.calibration import hmi_noise_level, hmi_observing_sequence
+from sunpy_superres.data import HMI_AR_CUTOUT, HMI_HELDOUT_CUTOUT, MDI_AR_CUTOUT
 from sunpy_superres.evaluation import degrade
 from sunpy_superres.metrics.physics import percentage_difference, quiet_sun_noise, unsigned_flux
 
@@ -78,6 +82,21 @@ fig.suptitle(
     f"{outputs[0].meta['srmodel']}, seed 7, grey scale +-40 G"
 )
 plt.show()
+
+###############################################################################
+# Without ``noise_level`` the level follows the HMI data: the header's camera tells HMI's observing
+# sequences apart (one camera until April 2016, both since), and each has its own noise. The shipped
+# 2011 cut-out and this 2016 one:
+
+for name, smap in [("2011-12-17", sunpy.map.Map(HMI_AR_CUTOUT)), ("2016-07-07", truth)]:
+    print(
+        f"HMI {name}: INSTRUME {smap.meta['instrume']}, CAMERA {smap.meta.get('camera')}: "
+        f"{hmi_observing_sequence(smap)}, {hmi_noise_level(smap)}"
+    )
+out = superresolve(lowres, seed=7, progress=False)
+print(
+    f"2016-07-07 degraded, no noise_level: SRNOISE {out.meta['srnoise']}, SRNOISRC {out.meta['srnoisrc']!r}"
+)
 
 ###############################################################################
 # On real MDI input the texture comes out stronger than the level asked for: MDI's own noise at 2"
