@@ -50,8 +50,12 @@ WHEN = {
     "SRSCHED": "diffusion models only",
     "SRTSTART": "diffusion models only",
     "SRSPACE": "diffusion models only",
-    "SRNOISE": "diffusion models conditioned on a noise level only (``noise_level=``, or the model's own "
-    "level); absent for a model without noise conditioning",
+    "SRNOISE": "diffusion models conditioned on a noise level only (``noise_level=``, an HMI map's own "
+    "(`sunpy_superres.calibration.hmi_noise_level`), or the model's own level); absent for a model "
+    "without noise conditioning",
+    "SRNOISRC": "with ``SRNOISE``: ``'asked'`` (a level given), ``'model'`` (the model's own), or for an "
+    "HMI map given none ``'HMI mod-C'`` or ``'HMI mod-L'``, HMI's observing sequence, with "
+    "``' (nearest made)'`` where the model cannot make that sequence's noise",
     "SRREGREV": "diffusion models whose residual is taken to a regression's output only "
     '(``residual_base="regression"``): the revision of that regression\'s weights',
     "SRANTI": "``samples > 1`` only: true when the samples were drawn in antithetic pairs "
