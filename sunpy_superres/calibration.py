@@ -89,7 +89,6 @@ MOD_L_START = "2016-04-13T19:12:55"
 #: training frames: 4.84 G on 2011-12-17 (mod-C) and 3.53 G on 2019-06-21 (mod-L).
 HMI_NOISE_LEVELS = {"mod-C": 4.8 * u.G, "mod-L": 3.5 * u.G}
 
-_COMBINED = ("HMI_COMBINED",)
 _ONE_CAMERA = ("HMI_SIDE1", "HMI_FRONT2")
 
 
@@ -105,7 +104,7 @@ def hmi_observing_sequence(smap):
         return None
     _, instrument = _header_instrument(smap)
     camera = smap.meta.get("camera")
-    if camera == 3 or instrument in _COMBINED:
+    if camera == 3 or instrument == "HMI_COMBINED":
         return "mod-L"
     if camera in (1, 2) or instrument in _ONE_CAMERA:
         return "mod-C"
@@ -118,9 +117,10 @@ def hmi_noise_level(smap):
     """
     The quiet-Sun noise of the HMI data ``smap`` is, or was made from (`HMI_NOISE_LEVELS`).
 
-    What ``superresolve(..., noise_level="auto")`` asks of a noise-conditioned model for an HMI map,
-    such as one degraded to MDI's resolution to test a model against its original: the output then
-    has the texture, and so the weak-field unsigned flux, of the HMI data it is compared with.
+    What `~sunpy_superres.superresolve` asks of a noise-conditioned model for an HMI map given
+    without ``noise_level``, such as one degraded to MDI's resolution to test a model against its
+    original: the output then has the texture, and so the weak-field unsigned flux, of the HMI data
+    it is compared with.
 
     Parameters
     ----------
