@@ -169,9 +169,9 @@ class Options:
         HMI map (HMI's changed over the mission; match the HMI data you compare with). By default,
         for an HMI map (one degraded to MDI's resolution to test a model against its original, say)
         the noise of HMI's data at the time (`sunpy_superres.calibration.hmi_noise_level`: 4.8 G
-        before April 2016, 3.5 G since), or the nearest level the model makes; for any other map,
-        and for a model given a level with ``configure_sampler``, the model's own. Refused for
-        models without noise conditioning. Recorded as ``SRNOISE``, and where it came from as
+        before April 2016, 3.5 G since), or the nearest level the model makes; for a model given a
+        level with ``configure_sampler``, that level; for any other map, the model's own. Refused
+        for models without noise conditioning. Recorded as ``SRNOISE``, and where it came from as
         ``SRNOISRC``.""",
         cli={
             "type": float,
