@@ -103,7 +103,10 @@ def hmi_observing_sequence(smap):
     if not is_hmi(smap):
         return None
     _, instrument = _header_instrument(smap)
-    camera = smap.meta.get("camera")
+    try:
+        camera = int(smap.meta.get("camera"))  # a FITS integer, or a string from other writers
+    except (TypeError, ValueError):
+        camera = None
     if camera == 3 or instrument == "HMI_COMBINED":
         return "mod-L"
     if camera in (1, 2) or instrument in _ONE_CAMERA:

@@ -77,6 +77,8 @@ HMI = {"telescop": "SDO/HMI"}
         # The camera decides, not the date: the header says how the data were taken.
         ({**HMI, "instrume": "HMI_SIDE1", "camera": 1, "date-obs": "2019-06-21T05:58:46"}, "mod-C"),
         ({**HMI, "camera": 3, "date-obs": "2015-01-01T00:00:00"}, "mod-L"),
+        ({**HMI, "camera": "1", "date-obs": "2019-06-21T05:58:46"}, "mod-C"),  # written as a string
+        ({**HMI, "camera": "none", "date-obs": "2019-06-21T05:58:46"}, "mod-L"),  # unreadable: the date
         ({**HMI, "instrume": "HMI_FRONT2", "date-obs": "2019-06-21T05:58:46"}, "mod-C"),
         # A header that says neither goes by the date against the start of mod-L.
         ({**HMI, "date-obs": "2016-04-13T19:00:00"}, "mod-C"),
