@@ -432,7 +432,9 @@ def evaluate(
         ``model``, ``samples``, ``seed``, ``keep_samples``, ``calibrate`` and ``progress`` are the
         evaluation's own (the degraded ground truth is at HMI levels already: no calibration). The
         sampler, adapter and runtime options apply to stochastic models only; each model is loaded
-        and configured once.
+        and configured once. Without ``noise_level`` a noise-conditioned model makes each HMI map's
+        own noise (`sunpy_superres.calibration.hmi_noise_level`: 4.8 G before April 2016, 3.5 G
+        since), so that its texture is that of the truth it is scored against.
     {options}
 
     Returns
