@@ -18,10 +18,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .calibration import (
+    HMI_NOISE_LEVELS,
     NORMALISATION_RANGE,
     calibration_factor,
     denormalise,
-    hmi_noise_level,
     hmi_observing_sequence,
     normalise,
 )
@@ -265,12 +265,13 @@ def _with_noise_level(model, smap):
         return model, None
     if getattr(model, "noise_level_asked", False):
         return model, "asked"
-    level = hmi_noise_level(smap)
-    if level is None or getattr(model, "noise_level_range", None) is None:
+    sequence = hmi_observing_sequence(smap)
+    if sequence is None or getattr(model, "noise_level_range", None) is None:
         return model, "model"
+    level = HMI_NOISE_LEVELS[sequence]
     low, high = model.noise_level_range
     made = np.clip(level, low, high)
-    source = f"HMI {hmi_observing_sequence(smap)}" + ("" if made == level else " (nearest made)")
+    source = f"HMI {sequence}" + ("" if made == level else " (nearest made)")
     return model.configure_sampler(noise_level=made), source
 
 

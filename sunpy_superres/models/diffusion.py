@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..calibration import HMI_NOISE_LEVELS
 from ..options import renamed_sampler
 from .accel import CPU_BATCH_SIZE, CompiledForward, autocast, resolve_precision
 from .base import SuperResolutionModel, load_network
@@ -89,10 +90,9 @@ __all__ = [
 ]
 
 #: Target quiet-Sun noise level (G) of a noise-conditioned model when neither its manifest nor the
-#: call gives one: HMI 720 s magnetograms since the observing-sequence change of April 2016, as
-#: `sunpy_superres.metrics.physics.quiet_sun_noise` measures the 2019-06-21 training frame within
-#: 0.9 solar radii (3.5 G; the 2011-12-17 frame: 4.8 G).
-DEFAULT_NOISE_LEVEL = 3.5
+#: call gives one: that of HMI's 720 s magnetograms since the observing-sequence change of April
+#: 2016 (3.5 G, `sunpy_superres.calibration.HMI_NOISE_LEVELS`).
+DEFAULT_NOISE_LEVEL = float(HMI_NOISE_LEVELS["mod-L"].to_value(u.G))
 #: Largest target noise level accepted, G (ten times any HMI level).
 MAX_NOISE_LEVEL = 50.0
 #: Sampler names accepted by ``superresolve(..., sampler=...)``. ``"lcm"`` is the multistep sampler of a
