@@ -73,21 +73,24 @@ if __name__ == "__main__":
 ###############################################################################
 # The output folder holds one ``_sr.fits`` per input and the manifest, an ECSV table with one row
 # per file: its output, ``done`` or ``failed`` (with the reason), the seconds it took on its
-# worker, the output's size and the worker. The run's settings are in its header.
+# worker, the output's size, the worker, and what made it (the model and weights,
+# ``name@revision``, and the sunpy-superres version). The run's settings are in its header.
 
 if __name__ == "__main__":
     print(sorted(p.name for p in out_dir.iterdir()))
     manifest = Table.read(out_dir / MANIFEST_NAME, format="ascii.ecsv")
     manifest["input"] = [Path(p).name for p in manifest["input"]]
     manifest["seconds"].info.format = ".2f"
-    manifest["input", "status", "seconds", "bytes", "worker"].pprint(max_width=-1)
+    manifest["input", "status", "seconds", "bytes", "worker", "model"].pprint(max_width=-1)
     print({k: manifest.meta[k] for k in ("model", "samples", "seed", "calibrate")})
 
 ###############################################################################
 # Running the same call again redoes nothing: every file is recorded as done and its output is
 # there, with the recorded size. After a kill, the same call does the files that are missing and
 # retries those that failed. Other settings (another model, seed, ...) for the same output folder
-# are refused, unless ``overwrite=True``.
+# are refused, unless ``overwrite=True``, and so are other weights under the same settings (a model
+# directory trained again, or another release's default): one folder holds one dataset. Files that
+# another version of sunpy-superres made are kept, with a warning.
 
 if __name__ == "__main__":
     again = superresolve_files(paths, out_dir, client=client, model="bicubic", progress=False)

@@ -48,6 +48,7 @@ import time
 import uuid
 import warnings
 import zlib
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -95,7 +96,25 @@ _COLUMNS = (
     ),
     ("worker", str, None, "Dask worker address"),
     ("finished", str, None, "UTC time the file was finished (ISO 8601)"),
+    (
+        "model",
+        str,
+        None,
+        "model and weights that made the output, name@revision (SRMODEL@SRMODREV; a failed file: "
+        "those its worker had loaded); empty where not recorded",
+    ),
+    (
+        "version",
+        str,
+        None,
+        "sunpy-superres version that made the output (SRVERS; a failed file: its worker's); empty "
+        "where not recorded",
+    ),
 )
+
+#: The columns of manifests written before the model and version of each file were recorded: read
+#: with both empty (unknown).
+_COLUMNS_BEFORE_PER_FILE_PROVENANCE = tuple(c[0] for c in _COLUMNS[:9])
 
 
 def output_name(path, root):
@@ -168,7 +187,10 @@ def read_manifest(out_dir):
         Columns ``input`` (absolute path), ``output`` (relative to the folder), ``status``
         (``"done"`` or ``"failed"``), ``reason`` (one line, empty when done), ``seconds`` (s, wall time
         on the worker), ``bytes`` (output size, -1 when failed), ``seed`` (the file's seed, -1 for
-        none), ``worker`` (Dask address) and ``finished`` (UTC, ISO 8601), sorted by ``input``; the
+        none), ``worker`` (Dask address), ``finished`` (UTC, ISO 8601), ``model`` (the model and
+        weights that made the output, ``name@revision`` as its header's ``SRMODEL`` and ``SRMODREV``)
+        and ``version`` (the sunpy-superres version that made it, ``SRVERS``; both empty where a
+        manifest written before 2026-12-05 did not record them), sorted by ``input``; the
         run's settings (the options that change output values,
         `sunpy_superres.options.Options.output_settings`: model, samples, seed, sampler, ...; and
         root, version) in ``meta``. Empty when there is no manifest yet.
@@ -204,13 +226,14 @@ class _Manifest:
                 f"{self.path} is not a sunpy-superres manifest ({' '.join(str(err).split())}); "
                 "move it away or choose another output folder."
             ) from err
-        if table is None or [c[0] for c in _COLUMNS] != table.colnames:
+        names = [c[0] for c in _COLUMNS]
+        if table is None or table.colnames not in (names, list(_COLUMNS_BEFORE_PER_FILE_PROVENANCE)):
             raise ValueError(
                 f"{self.path} is not a sunpy-superres manifest; move it away or choose another output folder."
             )
         self.meta = dict(table.meta)
         for row in table:
-            rec = {name: _plain(row[name]) for name, *_ in _COLUMNS}
+            rec = {name: _plain(row[name]) if name in table.colnames else "" for name in names}
             self.rows[rec["input"]] = rec  # later rows supersede earlier ones
         return self
 
@@ -347,10 +370,12 @@ def _run_file(job, plugin_name):
     t0 = time.perf_counter()
     worker = get_worker()
     rec = {"status": "failed", "reason": "", "bytes": -1, "worker": worker.address}
+    rec.update(model="", version=__version__)
     try:
         plugin = worker.plugins.get(plugin_name)
         if plugin is None or plugin.model is None:
             raise RuntimeError(f"the model is not loaded on worker {worker.address} (see its log)")
+        rec["model"] = _model_identity(plugin.model)
         out = Path(job["output"])
         if out.exists() and not job["overwrite"] and not _written_by_us(out):
             raise FileExistsError(
@@ -367,8 +392,15 @@ def _run_file(job, plugin_name):
             result.save(out, overwrite=True)
         else:
             save_map(result, out, overwrite=True)
-        # The seed the output records (one drawn by superresolve when the run has none).
-        rec.update(status="done", bytes=out.stat().st_size, seed=int(result.meta["srseed"]))
+        # The seed, model and version the output records (a seed drawn by superresolve when the run has none).
+        header = result.meta
+        rec.update(
+            status="done",
+            bytes=out.stat().st_size,
+            seed=int(header["srseed"]),
+            model=f"{header['srmodel']}@{header['srmodrev']}",
+            version=header["srvers"],
+        )
     except Exception as err:  # noqa: BLE001 - a bad file must not stop the run (see module docstring)
         rec["reason"] = _one_line(err)
     rec["seconds"] = time.perf_counter() - t0
@@ -524,8 +556,15 @@ def superresolve_files(
     ------
     ValueError
         For bad options, an unknown model, inputs that would share an output, or an ``out_dir``
-        whose manifest was made with other settings (model, samples, seed, ...): use another folder
-        or ``overwrite=True``, which starts a new manifest.
+        whose manifest was made with other settings (model, samples, seed, ...) or whose finished
+        files were made with other weights (a model directory trained again, or another release's
+        default): use another folder or ``overwrite=True``, which starts a new manifest.
+
+    Warns
+    -----
+    UserWarning
+        When finished files in ``out_dir`` were made by another version of sunpy-superres: they are
+        kept, and the manifest's ``version`` column says which version made each file.
 
     Notes
     -----
@@ -547,7 +586,8 @@ def superresolve_files(
     )
     out_dir = Path(os.path.abspath(out_dir))
     manifest = _Manifest(out_dir / MANIFEST_NAME).load()
-    planned = _plan(manifest, inputs, out_dir, root, _settings(opts), overwrite=overwrite)
+    identity = _model_identity(_client_model(opts))
+    planned = _plan(manifest, inputs, out_dir, root, _settings(opts), overwrite=overwrite, identity=identity)
     counts = {"done": 0, "failed": 0, "skipped": 0}
     jobs = _jobs(manifest, planned, out_dir, opts, overwrite=overwrite, counts=counts)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -664,8 +704,13 @@ def _recorded_settings(meta):
     return {k: meta.get(k, defaults[k]) for k in Options().output_settings()}
 
 
-def _plan(manifest, inputs, out_dir, root, settings, *, overwrite):
-    """``{output relative to out_dir: input}``, the manifest's settings and root updated, clashes refused."""
+def _plan(manifest, inputs, out_dir, root, settings, *, overwrite, identity=None):
+    """
+    ``{output relative to out_dir: input}``, the manifest's settings and root updated, clashes refused.
+
+    ``identity`` is the model the run would use, ``name@revision`` (`_model_identity`): a folder
+    whose finished files another model's weights made is refused, as one of other settings is.
+    """
     recorded = _recorded_settings(manifest.meta)
     if manifest.rows and recorded != settings:
         if not overwrite:
@@ -677,6 +722,8 @@ def _plan(manifest, inputs, out_dir, root, settings, *, overwrite):
                 "output folder, or pass overwrite=True to start it again."
             )
         manifest.rows = {}
+    if manifest.rows and not overwrite:
+        _check_made_alike(manifest, out_dir, identity)
 
     # Outputs that earlier runs wrote are never inputs (an output folder inside the input tree).
     ours = {str(out_dir / r["output"]) for r in manifest.rows.values()}
@@ -698,6 +745,58 @@ def _plan(manifest, inputs, out_dir, root, settings, *, overwrite):
         if rel in taken:
             raise ValueError(f"{p} would be written to {rel}, which holds the result of {taken[rel]}.")
     return planned
+
+
+def _check_made_alike(manifest, out_dir, identity):
+    """
+    Refuse to add to finished files of other weights; warn of finished files of another version.
+
+    The same settings (`_plan`) can still mean other weights (a model directory trained again, or
+    the default of another release) or another version of the code around them, whose outputs can
+    differ (e.g. an HMI map's noise level, 2026-12-04). A run over an archive can take weeks, and
+    one folder should hold one dataset: other weights are refused; another version is said, per
+    file in the manifest, and its files are kept.
+    """
+    done = [r for r in manifest.rows.values() if r["status"] == "done"]
+    other = sorted({r["model"] for r in done if r["model"] and identity and r["model"] != identity})
+    if other:
+        raise ValueError(
+            f"{out_dir} holds results made with other weights: {', '.join(other)} (now {identity}); "
+            "choose another output folder, pass overwrite=True to start it again, or finish it with "
+            "the model (or sunpy-superres version) that made them."
+        )
+    # A manifest from before the per-file records: the version of the run that last wrote it.
+    last = manifest.meta.get("version", "")
+    versions = Counter(r["version"] or last for r in done)
+    versions.pop(__version__, None)
+    if versions:
+        made = ", ".join(f"{n} by {v or 'an unrecorded version'}" for v, n in sorted(versions.items()))
+        warnings.warn(
+            f"{sum(versions.values())} of the {len(done)} finished files in {out_dir} were made by "
+            f"another version of sunpy-superres ({made}; this is {__version__}), whose outputs can "
+            "differ from this one's. They are kept and not made again; the manifest's version column "
+            "says which version made each file. Pass overwrite=True to make every file again with "
+            "this version.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _model_identity(model):
+    """``name@revision`` of a loaded model, as its outputs' headers record it (``SRMODEL@SRMODREV``)."""
+    return f"{model.name}@{model.revision}"
+
+
+def _client_model(opts):
+    """
+    The model of ``opts`` as the workers will configure it, loaded on this process's CPU.
+
+    Only for what it is (`_model_identity`): before any cluster starts, so that a folder of other
+    weights is refused first. Precision and compilation do not change what it is.
+    """
+    from .superresolve import configured_model
+
+    return configured_model(dataclasses.replace(opts, device="cpu", precision=None, compile=None))
 
 
 def _root(root, inputs, recorded):
@@ -753,6 +852,8 @@ def _run_jobs(jobs, cluster, opts, *, resources, progress, record, counts):
                                 "worker": getattr(last, "address", ""),
                                 "seconds": float("nan"),
                                 "finished": _now(),
+                                "model": "",  # the worker died: what it ran is not known here
+                                "version": "",
                             }
                         record(job, rec)
                         bar.update()

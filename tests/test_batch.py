@@ -21,7 +21,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from sunpy_superres import UncertaintyMap, cli, superresolve  # noqa: E402
+from sunpy_superres import UncertaintyMap, __version__, cli, superresolve  # noqa: E402
 from sunpy_superres.batch import (  # noqa: E402
     MANIFEST_NAME,
     expand_paths,
@@ -180,6 +180,52 @@ def test_worker_killed_mid_file_then_rerun_does_nothing(client, tmp_path):
     client.wait_for_workers(2, timeout=WAIT)  # the nanny restarts the killed worker; leave the cluster whole
 
 
+def rewrite_manifest(out, **columns):
+    """Rewrite the manifest in ``out`` as another run would have left it: ``columns`` replaced or dropped."""
+    table = read_manifest(out)
+    for name, value in columns.items():
+        if value is None:
+            del table[name]
+        else:
+            table[name] = value
+    table.write(out / MANIFEST_NAME, format="ascii.ecsv", overwrite=True)
+
+
+def test_a_folder_of_other_weights_is_refused_and_one_of_another_version_said(client, tmp_path):
+    """One folder, one dataset: files of other weights are not added to; another version's are kept, with a warning."""
+    inputs = make_inputs(tmp_path / "in", n=3)
+    out = tmp_path / "out"
+    superresolve_files(inputs[:2], out, client=client, model="nearest", progress=False, root=tmp_path / "in")
+    first = mtimes(out)
+
+    # The same settings ("nearest") but other weights made the finished files: refused before any work.
+    rewrite_manifest(out, model=["nearest@older", "nearest@older"])
+    with pytest.raises(ValueError, match="other weights: nearest@older \\(now nearest@none\\)"):
+        superresolve_files(inputs, out, client=client, model="nearest", progress=False)
+    assert mtimes(out) == first and read_manifest(out)["model"].tolist() == ["nearest@older"] * 2
+
+    # Another version made one of them: kept and said, per file; the new file says this version.
+    rewrite_manifest(out, model=["nearest@none"] * 2, version=["0.0.1", __version__])
+    with pytest.warns(UserWarning, match=r"1 of the 2 finished files .* \(1 by 0\.0\.1; this is"):
+        table = superresolve_files(inputs, out, client=client, model="nearest", progress=False)
+    assert table.meta["run"] == {"done": 1, "failed": 0, "skipped": 2}
+    assert table["version"].tolist() == ["0.0.1", __version__, __version__]
+    assert all(mtimes(out)[p] == t for p, t in first.items())
+
+    # A manifest written before the per-file records: read, its files' version is the run's that wrote it.
+    rewrite_manifest(out, model=None, version=None)
+    table = read_manifest(out)
+    assert table["model"].tolist() == [""] * 3 and table["version"].tolist() == [""] * 3
+    with pytest.warns(UserWarning, match=r"3 by 0\.0\.2"):
+        manifest = out / MANIFEST_NAME
+        manifest.write_text(manifest.read_text().replace(f"version: {__version__}", "version: 0.0.2"))
+        table = superresolve_files(inputs, out, client=client, model="nearest", progress=False)
+    assert table.meta["run"]["skipped"] == 3 and table.colnames[-2:] == ["model", "version"]
+    # With overwrite=True every file is made again, by this version.
+    table = superresolve_files(inputs, out, client=client, model="nearest", overwrite=True, progress=False)
+    assert set(table["version"]) == {__version__} and set(table["model"]) == {"nearest@none"}
+
+
 def test_manifest_and_bad_files(client, tmp_path, capsys):
     good = make_inputs(tmp_path / "in", n=2)
     not_fits = tmp_path / "in" / "south" / "notes.fits"
@@ -199,6 +245,8 @@ def test_manifest_and_bad_files(client, tmp_path, capsys):
         "seed",
         "worker",
         "finished",
+        "model",
+        "version",
     ]
     assert table["seconds"].unit == u.s
     rows = {Path(r["input"]).name: r for r in table}
@@ -210,12 +258,16 @@ def test_manifest_and_bad_files(client, tmp_path, capsys):
         assert "\n" not in r["reason"] and r["seconds"] >= 0
         assert r["worker"].startswith("tcp://") and r["finished"].startswith("20")
         assert r["seed"] == file_seed(7, r["input"])
+        # What made it: the worker's model and version (a failed file too, as its worker had them).
+        assert (r["model"], r["version"]) == ("nearest@none", __version__)
     for src in good:  # outputs mirror the sub-folders; the bad files did not stop them
         r = rows[src.name]
         assert r["status"] == "done" and r["reason"] == ""
         assert r["output"] == f"{src.parent.name}/{src.stem}_sr.fits"
         assert (out / r["output"]).stat().st_size == r["bytes"]
-        assert read_map(out / r["output"]).meta["srseed"] == r["seed"]
+        header = read_map(out / r["output"]).meta
+        assert header["srseed"] == r["seed"]
+        assert r["model"] == f"{header['srmodel']}@{header['srmodrev']}" and r["version"] == header["srvers"]
     assert not (out / "south" / "notes_sr.fits").exists()
     assert temporaries(tmp_path) == []
     on_disk = read_manifest(out)
