@@ -22,6 +22,7 @@ from .calibration import (
     NORMALISATION_RANGE,
     calibration_factor,
     denormalise,
+    hmi_noise_clv,
     hmi_observing_sequence,
     normalise,
 )
@@ -178,6 +179,7 @@ class _Run:
     overlap: int
     batch_size: int
     noise_source: str | None  # SRNOISRC: where the noise level came from (a noise-conditioned model)
+    noise_clv: float | None  # SRNOICLV: the centre-to-limb factor of an HMI map's level (hmi_noise_clv)
 
 
 def _prepare(smap, opts):
@@ -186,7 +188,7 @@ def _prepare(smap, opts):
 
     validate_map(smap, check_scale=opts.check_scale)
     smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
-    model, noise_source = _with_noise_level(configured_model(opts), smap)
+    model, noise_source, noise_clv = _with_noise_level(configured_model(opts), smap)
     seed = opts.seed
     if seed is None and model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
@@ -232,7 +234,7 @@ def _prepare(smap, opts):
             batch_size = auto_batch_size(model, shape, len(tiles)) * max(map(len, groups.values()))
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
-        antithetic, symmetric, tile, overlap, batch_size, noise_source,
+        antithetic, symmetric, tile, overlap, batch_size, noise_source, noise_clv,
     )  # fmt: skip
 
 
@@ -254,25 +256,30 @@ def configured_model(opts):
 
 def _with_noise_level(model, smap):
     """
-    ``(model, source)``: the model with the noise level it takes for ``smap``, and where that level
-    comes from (``SRNOISRC``; `None` for a model without noise conditioning).
+    ``(model, source, clv)``: the model with the noise level it takes for ``smap``, where that level
+    comes from (``SRNOISRC``; `None` for a model without noise conditioning), and for an HMI map the
+    centre-to-limb factor in it (``SRNOICLV``; else `None`).
 
     A level given (``noise_level=``, applied by `configured_model`, or ``configure_sampler``) is
-    kept; otherwise an HMI map gets the noise of HMI's data at the time, the nearest level the model
-    makes (`sunpy_superres.calibration.hmi_noise_level`), and any other map the model's own level.
+    kept; otherwise an HMI map gets the noise of HMI's data at the time and place (its observing
+    sequence's level, `sunpy_superres.calibration.HMI_NOISE_LEVELS`, times
+    `~sunpy_superres.calibration.hmi_noise_clv`), or the nearest level the model makes, and any other
+    map the model's own level.
     """
     if getattr(model, "noise_level", None) is None:
-        return model, None
+        return model, None, None
     if getattr(model, "noise_level_asked", False):
-        return model, "asked"
+        return model, "asked", None
     sequence = hmi_observing_sequence(smap)
     if sequence is None or getattr(model, "noise_level_range", None) is None:
-        return model, "model"
-    level = HMI_NOISE_LEVELS[sequence]
+        return model, "model", None
+    clv = hmi_noise_clv(smap)
+    # To 0.01 G, as the noise levels are known to no better (HMI_NOISE_LEVELS: 4.84 G written 4.8 G).
+    level = round(HMI_NOISE_LEVELS[sequence].to_value(u.G) * (1 if clv is None else clv), 2) * u.G
     low, high = model.noise_level_range
     made = np.clip(level, low, high)
     source = f"HMI {sequence}" + ("" if made == level else " (nearest made)")
-    return model.configure_sampler(noise_level=made), source
+    return model.configure_sampler(noise_level=made), source, clv
 
 
 def _consistency_method(consistency, model):
@@ -490,6 +497,8 @@ def _output_meta(run, opts):
     }
     if run.noise_source is not None:
         provenance["srnoisrc"] = run.noise_source
+    if run.noise_clv is not None:
+        provenance["srnoiclv"] = round(run.noise_clv, 4)
     if opts.samples > 1:
         provenance["sranti"] = run.antithetic
         provenance["srsymm"] = run.symmetric

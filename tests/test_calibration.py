@@ -3,6 +3,7 @@
 import astropy.units as u
 import numpy as np
 import pytest
+import sunpy.map
 
 from sunpy_superres.calibration import (
     HMI_NOISE_LEVELS,
@@ -10,6 +11,8 @@ from sunpy_superres.calibration import (
     MDI_TO_HMI,
     calibration_factor,
     denormalise,
+    disk_radius,
+    hmi_noise_clv,
     hmi_noise_level,
     hmi_observing_sequence,
     instrument_known,
@@ -91,18 +94,89 @@ HMI = {"telescop": "SDO/HMI"}
 def test_the_hmi_noise_follows_the_observing_sequence(keys, sequence):
     smap = with_keys(**keys)
     assert hmi_observing_sequence(smap) == sequence
-    level = hmi_noise_level(smap)
-    assert level is None if sequence is None else level == HMI_NOISE_LEVELS[sequence]
+    level, frame = hmi_noise_level(smap), hmi_noise_level(smap, place=False)
+    if sequence is None:
+        assert level is None and frame is None
+    else:  # the synthetic map lies at disk centre, where HMI's noise is lowest
+        assert frame == HMI_NOISE_LEVELS[sequence]
+        assert level == frame * hmi_noise_clv(smap) and u.isclose(level, 0.857 * frame, rtol=1e-3)
 
 
-def test_the_shipped_hmi_cutout_has_the_noise_of_its_sequence(hmi_cutout):
+def test_disk_radius_from_the_coordinates():
+    # 2" pixels, disk centre at the reference pixel (the middle of 32 x 32: pixel 15.5).
+    smap = synthetic_map(shape=(32, 32), scale=2.0)
+    rsun = smap.rsun_obs.to_value(u.arcsec)
+    r = disk_radius(smap)
+    assert r.shape == (32, 32)
+    y, x = np.mgrid[0:32, 0:32]
+    np.testing.assert_allclose(r, np.hypot(x - 15.5, y - 15.5) * 2 / rsun, rtol=1e-6)
+    np.testing.assert_allclose(disk_radius(smap, step=8), r[::8, ::8])
+    # A map in another frame (a SHARP-like Carrington CEA patch) is placed through sunpy's coordinates:
+    # one at the point below the observer lies at disk centre.
+    from astropy.coordinates import SkyCoord
+    from sunpy.coordinates import frames
+    from sunpy.map.header_helper import make_fitswcs_header
+
+    observer = smap.observer_coordinate
+    below = SkyCoord(observer.lon, observer.lat, frame=frames.HeliographicStonyhurst, obstime=smap.date)
+    centre = below.transform_to(frames.HeliographicCarrington(observer=observer, obstime=smap.date))
+    data = np.zeros((9, 9))
+    header = make_fitswcs_header(data, centre, scale=[0.03, 0.03] * u.deg / u.pix, projection_code="CEA")
+    patch = sunpy.map.Map(data, header)
+    r = disk_radius(patch)
+    assert r[4, 4] == pytest.approx(0, abs=1e-6)
+    # 4 pixels of 0.03 deg of heliographic longitude from disk centre: sin(0.12 deg) solar radii, seen
+    # from 1 au a little larger (0.5 %: the disk centre is nearer to the observer than the limb).
+    assert r[4, 8] == pytest.approx(np.sin(np.deg2rad(0.12)), rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("centre", "size", "expected"),
+    [
+        ((0, 0), 32, 0.857),  # disk centre
+        ((0, 0.35), 32, 0.912),  # a ring's centre: the ring's value
+        ((0.6, 0), 32, (0.981 + 1.015) / 2),  # between rings' centres: interpolated
+        ((0, 0.97), 8, 1.219),  # beyond the last ring: held
+    ],
+)
+def test_the_hmi_noise_rises_from_disk_centre_to_limb(centre, size, expected):
+    from astropy.coordinates import SkyCoord
+    from sunpy.coordinates import frames
+    from sunpy.map.header_helper import make_fitswcs_header
+
+    rsun = synthetic_map().rsun_obs
+    ref = SkyCoord(centre[0] * rsun, centre[1] * rsun, obstime="2010-10-15", observer="earth",
+                   frame=frames.Helioprojective)  # fmt: skip
+    data = np.zeros((size, size))
+    smap = sunpy.map.Map(data, make_fitswcs_header(data, ref, scale=[0.5, 0.5] * u.arcsec / u.pix))
+    assert hmi_noise_clv(smap) == pytest.approx(expected, abs=2e-3)
+
+
+def test_the_noise_of_a_map_off_the_disk_is_its_frames():
+    from astropy.coordinates import SkyCoord
+    from sunpy.coordinates import frames
+    from sunpy.map.header_helper import make_fitswcs_header
+
+    rsun = synthetic_map().rsun_obs
+    off = SkyCoord(1.5 * rsun, 0 * rsun, obstime="2010-10-15", observer="earth", frame=frames.Helioprojective)
+    data = np.zeros((16, 16))
+    smap = sunpy.map.Map(data, make_fitswcs_header(data, off, scale=[2, 2] * u.arcsec / u.pix, instrument="HMI"))
+    assert hmi_noise_clv(smap) is None
+    assert hmi_noise_level(smap) == hmi_noise_level(smap, place=False) == HMI_NOISE_LEVELS["mod-C"]
+
+
+def test_the_shipped_hmi_cutout_has_the_noise_of_its_sequence_and_place(hmi_cutout):
     # Both cameras' filtergrams (mod-L) average down the noise of one (mod-C): the training frames
     # measure 4.84 and 3.53 G. The shipped cut-out (2011-12-17, HMI_SIDE1, an active region) measures
-    # 4.3 G itself: one camera's noise, not two cameras'.
+    # 4.3 G itself: one camera's noise, not two cameras', and lower than its frame's, as it lies a
+    # third of the way from disk centre to limb.
     assert hmi_observing_sequence(hmi_cutout) == "mod-C"
-    assert hmi_noise_level(hmi_cutout) == HMI_NOISE_LEVELS["mod-C"] == 4.8 * u.G
+    assert hmi_noise_level(hmi_cutout, place=False) == HMI_NOISE_LEVELS["mod-C"] == 4.8 * u.G
     own = quiet_sun_noise(hmi_cutout)
     assert abs(own - HMI_NOISE_LEVELS["mod-C"]) < abs(own - HMI_NOISE_LEVELS["mod-L"])
+    placed = hmi_noise_level(hmi_cutout)
+    assert 0.85 < hmi_noise_clv(hmi_cutout) < 0.95
+    assert abs(placed - own) < 0.05 * own < abs(HMI_NOISE_LEVELS["mod-C"] - own)
 
 
 def test_normalisation_to_network_units_and_back():

@@ -7,6 +7,7 @@ import sunpy.map
 import torch
 from astropy.io import fits
 
+from sunpy_superres.calibration import hmi_noise_clv
 from sunpy_superres.metrics.physics import quiet_noise_gauss, quiet_sun_noise
 from sunpy_superres.models.diffusion import (
     DEFAULT_NOISE_LEVEL,
@@ -150,21 +151,26 @@ def test_superresolve_records_the_level(hmi_cutout):
     assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.5, "asked")
     out = superresolve(small, model=model.configure_sampler(noise_level=4.0), seed=1, progress=False)
     assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.0, "asked")
-    # Not told: an HMI map takes the noise of HMI's data at the time (2011: one camera, mod-C), ...
+    # Not told: an HMI map takes the noise of HMI's data at the time (2011: one camera, mod-C) and
+    # place (this corner of the cut-out lies 0.3 solar radii from disk centre: 0.91 of the frame's), ...
+    clv = hmi_noise_clv(small)
+    assert 0.9 < clv < 0.92
     out = superresolve(small, model=model, seed=1, progress=False)
-    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.8, "HMI mod-C")
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (round(4.8 * clv, 2), "HMI mod-C")
+    assert out.meta["srnoiclv"] == round(clv, 4)
     combined = sunpy.map.Map(small.data, {**small.meta, "camera": 3, "instrume": "HMI_COMBINED"})
     out = superresolve(combined, model=model, seed=1, progress=False)
-    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (3.5, "HMI mod-L")
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (round(3.5 * clv, 2), "HMI mod-L")
     # ... and any other map the model's own level.
     other = sunpy.map.Map(small.data, {**small.meta, "telescop": "SOLIS", "instrume": "VSM"})
     out = superresolve(other, model=model, seed=1, progress=False)
     assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (DEFAULT_NOISE_LEVEL, "model")
+    assert "srnoiclv" not in out.meta
     assert model.noise_level == DEFAULT_NOISE_LEVEL and not model.noise_level_asked  # the model unchanged
     # A model that cannot make the level of the HMI data makes the nearest it can.
     mapped = _conditioned(noise_label_map=LABEL_MAP, noise_level=3.5)
     out = superresolve(small, model=mapped, seed=1, progress=False)
-    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.8, "HMI mod-C")
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (round(4.8 * clv, 2), "HMI mod-C")
     out = superresolve(
         combined,
         model=_conditioned(noise_label_map=LABEL_MAP | {"output_gauss": [4, 5, 6]}, noise_level=4.5),
