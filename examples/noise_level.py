@@ -5,13 +5,14 @@ The noise level of a super-resolved magnetogram
 
 Below 2" a magnetogram's quiet Sun is mostly noise, and how much depends on the instrument and the
 epoch: HMI's 720 s magnetograms have about 4.8 G of quiet-Sun noise in 2011 and 3.5 G since its
-observing sequence changed in April 2016 (`sunpy_superres.metrics.physics.quiet_sun_noise`). A
+observing sequence changed in April 2016 (`sunpy_superres.metrics.physics.quiet_sun_noise`), and
+within a frame it rises from 0.86 of the frame's level at disk centre to 1.2 at the limb. A
 generative model has to make *some* small-scale texture, and that texture sets the weak-field
 unsigned flux of its output. So the default ``ldm-res`` is told which noise to make:
 ``superresolve(..., noise_level=...)``, recorded as ``SRNOISE``. Without it, an HMI map (one
-degraded to test a model against its original) gets the noise of HMI's data at the time
+degraded to test a model against its original) gets the noise of HMI's data at the time and place
 (`sunpy_superres.calibration.hmi_noise_level`), and any other map, MDI's among them, 3.5 G (today's
-HMI); ``SRNOISRC`` says which.
+HMI); ``SRNOISRC`` says which, and ``SRNOICLV`` the factor of the place.
 
 Here an HMI cut-out of the held-out 2016-07-07 frame, degraded to 2"/pixel by 4x4 block means, is
 super-resolved with the same seed at three levels, and compared with the truth: the measured noise
@@ -24,7 +25,7 @@ import numpy as np
 import sunpy.map
 
 from sunpy_superres import superresolve
-from sunpy_superres.calibration import hmi_noise_level, hmi_observing_sequence
+from sunpy_superres.calibration import hmi_noise_clv, hmi_noise_level, hmi_observing_sequence
 from sunpy_superres.data import HMI_AR_CUTOUT, HMI_HELDOUT_CUTOUT, MDI_AR_CUTOUT
 from sunpy_superres.evaluation import degrade
 from sunpy_superres.metrics.physics import percentage_difference, quiet_sun_noise, unsigned_flux
@@ -85,17 +86,21 @@ plt.show()
 
 ###############################################################################
 # Without ``noise_level`` the level follows the HMI data: the header's camera tells HMI's observing
-# sequences apart (one camera until April 2016, both since), and each has its own noise. The shipped
-# 2011 cut-out and this 2016 one:
+# sequences apart (one camera until April 2016, both since), each has its own noise, and the map's
+# place on the disk scales it (`sunpy_superres.calibration.hmi_noise_clv`). The shipped 2011
+# cut-out, a third of the way to the limb, and this 2016 one, three fifths of the way, against
+# their own noise:
 
 for name, smap in [("2011-12-17", sunpy.map.Map(HMI_AR_CUTOUT)), ("2016-07-07", truth)]:
     print(
         f"HMI {name}: INSTRUME {smap.meta['instrume']}, CAMERA {smap.meta.get('camera')}: "
-        f"{hmi_observing_sequence(smap)}, {hmi_noise_level(smap)}"
+        f"{hmi_observing_sequence(smap)}, frame {hmi_noise_level(smap, place=False)}, "
+        f"here {hmi_noise_level(smap):.2f} (x {hmi_noise_clv(smap):.3f}); measured {quiet_sun_noise(smap):.2f}"
     )
 out = superresolve(lowres, seed=7, progress=False)
 print(
-    f"2016-07-07 degraded, no noise_level: SRNOISE {out.meta['srnoise']}, SRNOISRC {out.meta['srnoisrc']!r}"
+    f"2016-07-07 degraded, no noise_level: SRNOISE {out.meta['srnoise']}, SRNOISRC {out.meta['srnoisrc']!r}, "
+    f"SRNOICLV {out.meta['srnoiclv']}"
 )
 
 ###############################################################################

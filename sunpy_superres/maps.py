@@ -103,6 +103,7 @@ PROVENANCE_KEYS = {
     "SRSPACE": "spacing of the sampler steps (linear, log-snr)",
     "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
     "SRNOISRC": "source of SRNOISE (model, asked, HMI mod-C/L)",
+    "SRNOICLV": "HMI noise at the map's place / frame's level",
     "SRREGREV": "regression weights revision",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
     "SRANTI": "antithetic pairs (T: noise negated, polarity)",

@@ -160,7 +160,9 @@ def test_the_noise_of_a_map_off_the_disk_is_its_frames():
     rsun = synthetic_map().rsun_obs
     off = SkyCoord(1.5 * rsun, 0 * rsun, obstime="2010-10-15", observer="earth", frame=frames.Helioprojective)
     data = np.zeros((16, 16))
-    smap = sunpy.map.Map(data, make_fitswcs_header(data, off, scale=[2, 2] * u.arcsec / u.pix, instrument="HMI"))
+    smap = sunpy.map.Map(
+        data, make_fitswcs_header(data, off, scale=[2, 2] * u.arcsec / u.pix, instrument="HMI")
+    )
     assert hmi_noise_clv(smap) is None
     assert hmi_noise_level(smap) == hmi_noise_level(smap, place=False) == HMI_NOISE_LEVELS["mod-C"]
 

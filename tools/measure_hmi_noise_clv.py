@@ -56,7 +56,9 @@ def ring_ratios(path, box, edges):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("frames", nargs="*", default=FRAMES, help="HMI full-disk FITS files (training frames)")
+    parser.add_argument(
+        "frames", nargs="*", default=FRAMES, help="HMI full-disk FITS files (training frames)"
+    )
     parser.add_argument("--box", type=int, default=256, help="box side in pixels")
     parser.add_argument("--ring", type=float, default=0.1, help="ring width in solar radii")
     args = parser.parse_args()

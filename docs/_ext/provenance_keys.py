@@ -56,6 +56,9 @@ WHEN = {
     "SRNOISRC": "with ``SRNOISE``: ``'asked'`` (a level given), ``'model'`` (the model's own), or for an "
     "HMI map given none ``'HMI mod-C'`` or ``'HMI mod-L'``, HMI's observing sequence, with "
     "``' (nearest made)'`` where the model cannot make that sequence's noise",
+    "SRNOICLV": "with ``SRNOISRC`` ``'HMI ...'`` only: the factor by which HMI's noise where the map lies "
+    "differs from its frame's level, from disk centre (0.86) to limb (1.2) "
+    "(`sunpy_superres.calibration.hmi_noise_clv`); absent for a map that cannot be placed on the disk",
     "SRREGREV": "diffusion models whose residual is taken to a regression's output only "
     '(``residual_base="regression"``): the revision of that regression\'s weights',
     "SRANTI": "``samples > 1`` only: true when the samples were drawn in antithetic pairs "
