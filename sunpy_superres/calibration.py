@@ -127,7 +127,8 @@ def disk_radius(smap, step=1):
     Parameters
     ----------
     smap : `~sunpy.map.GenericMap`
-        A map of the Sun in helioprojective coordinates.
+        A map of the Sun: helioprojective, or in any frame sunpy can see from the map's observer
+        (a Carrington CEA patch, say).
     step : int, optional
         Every ``step``-th pixel along each axis (1: all).
 

@@ -168,16 +168,17 @@ class Options:
         small-scale texture, as `sunpy_superres.metrics.physics.quiet_sun_noise` measures it on an
         HMI map (HMI's changed over the mission; match the HMI data you compare with). By default,
         for an HMI map (one degraded to MDI's resolution to test a model against its original, say)
-        the noise of HMI's data at the time (`sunpy_superres.calibration.hmi_noise_level`: 4.8 G
-        before April 2016, 3.5 G since), or the nearest level the model makes; for a model given a
-        level with ``configure_sampler``, that level; for any other map, the model's own. Refused
-        for models without noise conditioning. Recorded as ``SRNOISE``, and where it came from as
-        ``SRNOISRC``.""",
+        the noise of HMI's data at the time and place (`sunpy_superres.calibration.hmi_noise_level`:
+        4.8 G before April 2016, 3.5 G since, times 0.86 at disk centre to 1.2 at the limb), or the
+        nearest level the model makes; for a model given a level with ``configure_sampler``, that
+        level; for any other map, the model's own. Refused for models without noise conditioning.
+        Recorded as ``SRNOISE``, where it came from as ``SRNOISRC``, and the factor of an HMI map's
+        place as ``SRNOICLV``.""",
         cli={
             "type": float,
             "metavar": "G",
             "help": "quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
-            "(default: for an HMI map HMI's own at the time, else the model's)",
+            "(default: for an HMI map HMI's own at the time and place, else the model's)",
         },
     )
     calibrate: object = _option(
