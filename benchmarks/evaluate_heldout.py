@@ -13,7 +13,8 @@ sample and a row for the mean of its samples with the coverage of its uncertaint
 `sunpy_superres.evaluation.uncertainty_calibration` (coverage per bin of the true ``|B|``). A
 stochastic model is also scored with the paper's 1000-step DDPM sampler when ``--ddpm`` is given.
 ``--noise-level`` asks noise-conditioned models for a quiet-Sun noise level; without it they make
-the noise of HMI's data at the frame's time (`sunpy_superres.calibration.hmi_noise_level`).
+the noise of HMI's data at the frame's time and each crop's place
+(`sunpy_superres.calibration.hmi_noise_level`).
 ``--hmi`` scores another frame: a training frame, for checks that are not the held-out report.
 """
 

@@ -434,7 +434,8 @@ def evaluate(
         sampler, adapter and runtime options apply to stochastic models only; each model is loaded
         and configured once. Without ``noise_level`` a noise-conditioned model makes each HMI map's
         own noise (`sunpy_superres.calibration.hmi_noise_level`: 4.8 G before April 2016, 3.5 G
-        since), so that its texture is that of the truth it is scored against.
+        since, times the rise from disk centre to limb at the crop's place), so that its texture is
+        that of the truth it is scored against.
     {options}
 
     Returns
