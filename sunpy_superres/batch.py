@@ -674,9 +674,6 @@ def _check_request(paths, opts, *, address, client, n_workers, cluster_kwargs):
         and model not in available_models()
     ):
         load_model(model, device="cpu")  # raises the registry's ValueError, before any cluster starts
-    if any(v is not None for v in opts.sampler_settings().values()):
-        # Sampler settings a model cannot take fail here, before any cluster starts or folder is made.
-        load_model(model, device="cpu").configure_sampler(**opts.sampler_settings())
     if opts.adapter is not None:
         from .training.lora import verify_adapter  # peft: extra [train]
 
@@ -791,8 +788,9 @@ def _client_model(opts):
     """
     The model of ``opts`` as the workers will configure it, loaded on this process's CPU.
 
-    Only for what it is (`_model_identity`): before any cluster starts, so that a folder of other
-    weights is refused first. Precision and compilation do not change what it is.
+    Only for what it is (`_model_identity`), before any cluster starts or folder is made: a folder of
+    other weights is refused first, and so are sampler settings the model cannot take. Precision and
+    compilation do not change what it is.
     """
     from .superresolve import configured_model
 

@@ -141,8 +141,8 @@ def test_trained_models_beat_nearest_on_a_real_crop(hmi_pair, name):
     # truth than nearest-neighbour replication, and keep the unsigned flux within a few per cent.
     # For pixel-wise closeness the model card recommends a diffusion model's mean of samples: a single
     # sample carries the truth's texture at random phases, which PSNR counts twice (at this 2011 crop's
-    # own noise, 4.8 G, a single sample of ddpm-res is 0.09 dB below nearest replication; its spectrum
-    # and flux are checked below).
+    # frame's noise, 4.8 G, a single sample of ddpm-res was 0.09 dB below nearest replication; its
+    # spectrum and flux are checked below).
     lr, truth = hmi_pair
     nearest = superresolve(lr, model="nearest", calibrate=False, progress=False)
     out = superresolve(lr, model=name, seed=0, calibrate=False, progress=False)

@@ -152,7 +152,7 @@ def test_superresolve_records_the_level(hmi_cutout):
     out = superresolve(small, model=model.configure_sampler(noise_level=4.0), seed=1, progress=False)
     assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (4.0, "asked")
     # Not told: an HMI map takes the noise of HMI's data at the time (2011: one camera, mod-C) and
-    # place (this corner of the cut-out lies 0.3 solar radii from disk centre: 0.91 of the frame's), ...
+    # place (this corner of the cut-out lies a third of the way to the limb: 0.91 of the frame's), ...
     clv = hmi_noise_clv(small)
     assert 0.9 < clv < 0.92
     out = superresolve(small, model=model, seed=1, progress=False)
