@@ -244,7 +244,8 @@ def _run_batch(args):
             options=options_from_cli(args, progress=False),
         )
     except (TypeError, ValueError) as err:
-        raise _Refusal(" ".join(str(err).split())) from err
+        # The batch's messages name its keyword; here the flag does the same.
+        raise _Refusal(" ".join(str(err).split()).replace("overwrite=True", "--overwrite")) from err
     except OSError as err:  # e.g. no scheduler at --cluster
         raise _Refusal(f"{type(err).__name__}: {' '.join(str(err).split())}") from err
     except (KeyboardInterrupt, _Terminated) as stop:

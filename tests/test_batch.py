@@ -191,7 +191,7 @@ def rewrite_manifest(out, **columns):
     table.write(out / MANIFEST_NAME, format="ascii.ecsv", overwrite=True)
 
 
-def test_a_folder_of_other_weights_is_refused_and_one_of_another_version_said(client, tmp_path):
+def test_a_folder_of_other_weights_is_refused_and_one_of_another_version_said(client, tmp_path, capsys):
     """One folder, one dataset: files of other weights are not added to; another version's are kept, with a warning."""
     inputs = make_inputs(tmp_path / "in", n=3)
     out = tmp_path / "out"
@@ -203,6 +203,12 @@ def test_a_folder_of_other_weights_is_refused_and_one_of_another_version_said(cl
     with pytest.raises(ValueError, match="other weights: nearest@older \\(now nearest@none\\)"):
         superresolve_files(inputs, out, client=client, model="nearest", progress=False)
     assert mtimes(out) == first and read_manifest(out)["model"].tolist() == ["nearest@older"] * 2
+    # The command says so with its own flag.
+    capsys.readouterr()
+    cluster = ("--cluster", client.scheduler.address, "--model", "nearest", "--quiet")
+    assert run_cli(*map(str, inputs), "-o", out, *cluster) == 2
+    err = capsys.readouterr().err
+    assert "other weights: nearest@older" in err and "pass --overwrite" in err and "overwrite=True" not in err
 
     # Another version made one of them: kept and said, per file; the new file says this version.
     rewrite_manifest(out, model=["nearest@none"] * 2, version=["0.0.1", __version__])
