@@ -772,8 +772,8 @@ def _check_made_alike(manifest, out_dir, identity):
             f"{sum(versions.values())} of the {len(done)} finished files in {out_dir} were made by "
             f"another version of sunpy-superres ({made}; this is {__version__}), whose outputs can "
             "differ from this one's. They are kept and not made again; the manifest's version column "
-            "says which version made each file. Pass overwrite=True to make every file again with "
-            "this version.",
+            "says which version made each file. Pass overwrite=True (sunpy-superres batch: "
+            "--overwrite) to make every file again with this version.",
             UserWarning,
             stacklevel=4,
         )
