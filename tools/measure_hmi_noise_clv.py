@@ -13,13 +13,19 @@ the held-out 2016-07-07 frame is refused. Run from the repository root::
 """
 
 import argparse
+import sys
 import warnings
+from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import sunpy.map
 
-from sunpy_superres.calibration import disk_radius
-from sunpy_superres.metrics.physics import quiet_noise_gauss
+sys.path.insert(0, str(Path(__file__).parent))
+from calibrate_uncertainty import frame_noise  # noqa: E402
+
+from sunpy_superres.calibration import disk_radius  # noqa: E402
+from sunpy_superres.metrics.physics import quiet_noise_gauss  # noqa: E402
 
 FRAMES = [
     "../shared/data/hmi/hmi.M_720s.20111217_060000_TAI.magnetogram.fits",
@@ -35,7 +41,7 @@ def ring_ratios(path, box, edges):
         hmi = sunpy.map.Map(path)
     data = hmi.data.astype(float)
     r = disk_radius(hmi)  # every pixel's distance from disk centre, solar radii
-    level = quiet_noise_gauss(np.where(r < 0.9, data, np.nan))
+    level = frame_noise(hmi).to_value(u.G)  # as HMI_NOISE_LEVELS was measured
     ny, nx = data.shape
     radii, noise = [], []
     for y0 in range(0, ny - box + 1, box):
