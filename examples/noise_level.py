@@ -11,8 +11,9 @@ generative model has to make *some* small-scale texture, and that texture sets t
 unsigned flux of its output. So the default ``ldm-res`` is told which noise to make:
 ``superresolve(..., noise_level=...)``, recorded as ``SRNOISE``. Without it, an HMI map (one
 degraded to test a model against its original) gets the noise of HMI's data at the time and place
-(`sunpy_superres.calibration.hmi_noise_level`), and any other map, MDI's among them, 3.5 G (today's
-HMI); ``SRNOISRC`` says which, and ``SRNOICLV`` the factor of the place.
+(`sunpy_superres.calibration.hmi_noise_level`), an MDI map 3.5 G (today's HMI) at its place, as
+HMI would have seen it, and any other map 3.5 G; ``SRNOISRC`` says which, and ``SRNOICLV`` the
+factor of the place.
 
 Here an HMI cut-out of the held-out 2016-07-07 frame, degraded to 2"/pixel by 4x4 block means, is
 super-resolved with the same seed at three levels, and compared with the truth: the measured noise

@@ -171,9 +171,10 @@ class Options:
         the noise of HMI's data at the time and place (`sunpy_superres.calibration.hmi_noise_level`:
         4.8 G before April 2016, 3.5 G since, times 0.86 at disk centre to 1.2 at the limb), or the
         nearest level the model makes; for a model given a level with ``configure_sampler``, that
-        level; for any other map, the model's own. Refused for models without noise conditioning.
-        Recorded as ``SRNOISE``, where it came from as ``SRNOISRC``, and the factor of an HMI map's
-        place as ``SRNOICLV``.""",
+        level; for an MDI map, the model's own (today's HMI) at its place, as HMI would have seen
+        it; for any other map, the model's own. Refused for models without noise conditioning.
+        Recorded as ``SRNOISE``, where it came from as ``SRNOISRC``, and the factor of an HMI or MDI
+        map's place as ``SRNOICLV``.""",
         cli={
             "type": float,
             "metavar": "G",

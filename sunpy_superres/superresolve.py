@@ -24,6 +24,7 @@ from .calibration import (
     denormalise,
     hmi_noise_clv,
     hmi_observing_sequence,
+    is_mdi,
     normalise,
 )
 from .consistency import project_block_means, repeat_blocks
@@ -179,7 +180,7 @@ class _Run:
     overlap: int
     batch_size: int
     noise_source: str | None  # SRNOISRC: where the noise level came from (a noise-conditioned model)
-    noise_clv: float | None  # SRNOICLV: the centre-to-limb factor of an HMI map's level (hmi_noise_clv)
+    noise_clv: float | None  # SRNOICLV: the centre-to-limb factor of an HMI or MDI map's level (hmi_noise_clv)
 
 
 def _prepare(smap, opts):
@@ -257,28 +258,36 @@ def configured_model(opts):
 def _with_noise_level(model, smap):
     """
     ``(model, source, clv)``: the model with the noise level it takes for ``smap``, where that level
-    comes from (``SRNOISRC``; `None` for a model without noise conditioning), and for an HMI map the
-    centre-to-limb factor in it (``SRNOICLV``; else `None`).
+    comes from (``SRNOISRC``; `None` for a model without noise conditioning), and for an HMI or MDI
+    map that can be placed on the disk the centre-to-limb factor in it (``SRNOICLV``; else `None`).
 
     A level given (``noise_level=``, applied by `configured_model`, or ``configure_sampler``) is
-    kept; otherwise an HMI map gets the noise of HMI's data at the time and place (its observing
-    sequence's level, `sunpy_superres.calibration.HMI_NOISE_LEVELS`, times
-    `~sunpy_superres.calibration.hmi_noise_clv`), or the nearest level the model makes, and any other
-    map the model's own level.
+    kept; otherwise the output gets HMI's noise where the map lies: an HMI map its observing
+    sequence's level (`sunpy_superres.calibration.HMI_NOISE_LEVELS`), an MDI map the model's own
+    (today's HMI), each times `~sunpy_superres.calibration.hmi_noise_clv`, or the nearest level the
+    model makes; any other map gets the model's own level.
     """
     if getattr(model, "noise_level", None) is None:
         return model, None, None
     if getattr(model, "noise_level_asked", False):
         return model, "asked", None
+    if getattr(model, "noise_level_range", None) is None:
+        return model, "model", None
     sequence = hmi_observing_sequence(smap)
-    if sequence is None or getattr(model, "noise_level_range", None) is None:
+    if sequence is not None:
+        frame, source = HMI_NOISE_LEVELS[sequence].to_value(u.G), f"HMI {sequence}"
+    elif is_mdi(smap):
+        # The output is to look as HMI would have seen the Sun, whose noise rises towards the limb
+        # as HMI's does (the same profile: an MDI full disk gets 1.05 of the level, as HMI's does).
+        frame, source = float(model.noise_level), "model"
+    else:
         return model, "model", None
     clv = hmi_noise_clv(smap)
     # To 0.01 G, as the noise levels are known to no better (HMI_NOISE_LEVELS: 4.84 G written 4.8 G).
-    level = round(HMI_NOISE_LEVELS[sequence].to_value(u.G) * (1 if clv is None else clv), 2) * u.G
+    level = round(frame * (1 if clv is None else clv), 2) * u.G
     low, high = model.noise_level_range
     made = np.clip(level, low, high)
-    source = f"HMI {sequence}" + ("" if made == level else " (nearest made)")
+    source += "" if made == level else " (nearest made)"
     return model.configure_sampler(noise_level=made), source, clv
 
 

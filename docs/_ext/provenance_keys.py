@@ -53,11 +53,13 @@ WHEN = {
     "SRNOISE": "diffusion models conditioned on a noise level only (``noise_level=``, an HMI map's own "
     "(`sunpy_superres.calibration.hmi_noise_level`), or the model's own level); absent for a model "
     "without noise conditioning",
-    "SRNOISRC": "with ``SRNOISE``: ``'asked'`` (a level given), ``'model'`` (the model's own), or for an "
+    "SRNOISRC": "with ``SRNOISE``: ``'asked'`` (a level given), ``'model'`` (the model's own, for an MDI "
+    "map at its place), or for an "
     "HMI map given none ``'HMI mod-C'`` or ``'HMI mod-L'``, HMI's observing sequence, with "
     "``' (nearest made)'`` where the model cannot make that sequence's noise",
-    "SRNOICLV": "with ``SRNOISRC`` ``'HMI ...'`` only: the factor by which HMI's noise where the map lies "
-    "differs from its frame's level, from disk centre (0.86) to limb (1.2) "
+    "SRNOICLV": "an HMI or MDI map given no ``noise_level`` only: the factor by which HMI's noise where the "
+    "map lies differs from its frame's level, from disk centre (0.86) to limb (1.2), applied to "
+    "``SRNOISE`` "
     "(`sunpy_superres.calibration.hmi_noise_clv`); absent for a map that cannot be placed on the disk",
     "SRREGREV": "diffusion models whose residual is taken to a regression's output only "
     '(``residual_base="regression"``): the revision of that regression\'s weights',

@@ -161,6 +161,11 @@ def test_superresolve_records_the_level(hmi_cutout):
     combined = sunpy.map.Map(small.data, {**small.meta, "camera": 3, "instrume": "HMI_COMBINED"})
     out = superresolve(combined, model=model, seed=1, progress=False)
     assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (round(3.5 * clv, 2), "HMI mod-L")
+    # An MDI map takes the model's own level (today's HMI) at its place, as HMI would have seen it ...
+    mdi = sunpy.map.Map(small.data, {**small.meta, "telescop": "SOHO", "instrume": "MDI"})
+    out = superresolve(mdi, model=model, seed=1, progress=False)
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (round(DEFAULT_NOISE_LEVEL * clv, 2), "model")
+    assert out.meta["srnoiclv"] == round(clv, 4)
     # ... and any other map the model's own level.
     other = sunpy.map.Map(small.data, {**small.meta, "telescop": "SOLIS", "instrume": "VSM"})
     out = superresolve(other, model=model, seed=1, progress=False)
