@@ -167,7 +167,7 @@ HMI_NOISE_CLV = (
 )
 
 
-def hmi_noise_clv(smap):
+def hmi_noise_clv(smap, boxes=None):
     """
     How much HMI's quiet-Sun noise where ``smap`` lies differs from its frame's level.
 
@@ -178,17 +178,38 @@ def hmi_noise_clv(smap):
     ----------
     smap : `~sunpy.map.GenericMap`
         A map of the Sun whose coordinates sunpy can place on the disk.
+    boxes : sequence of (slice, slice), optional
+        Parts of the map, as ``(rows, columns)`` slices of its pixels (the tiles of
+        `~sunpy_superres.superresolve`, say): the ratio of each, the mean over its own pixels on the
+        disk.
 
     Returns
     -------
-    float or None
-        The ratio; `None` where the map has no pixel on the disk or cannot be placed on it.
+    float or None, or list of them
+        The ratio (one per box with ``boxes``); `None` where the map, or the box, has no pixel on the
+        disk, or the map cannot be placed on it.
     """
-    step = max(1, -(-max(smap.data.shape) // 64))  # a grid of at most 64 x 64 points is plenty
+    if boxes is None:
+        step = max(1, -(-max(smap.data.shape) // 64))  # a grid of at most 64 x 64 points is plenty
+    else:
+        boxes = list(boxes)
+        step = max(1, -(-max(smap.data.shape) // 512))  # a finer grid, so that small boxes get points
     try:
         r = disk_radius(smap, step)
     except Exception:  # noqa: BLE001 - a map sunpy cannot place (no observer, an odd WCS)
-        return None
+        return None if boxes is None else [None] * len(boxes)
+    if boxes is None:
+        return _mean_clv(r)
+    # Grid point i is pixel i * step: the points of pixels [start, stop) are [ceil(start / step),
+    # ceil(stop / step)).
+    return [
+        _mean_clv(r[-(-ys.start // step) : -(-ys.stop // step), -(-xs.start // step) : -(-xs.stop // step)])
+        for ys, xs in boxes
+    ]
+
+
+def _mean_clv(r):
+    """The mean of `HMI_NOISE_CLV` over the distances ``r`` (solar radii) on the disk; `None` if none is."""
     on_disk = r[np.isfinite(r) & (r <= 1)]
     if not on_disk.size:
         return None

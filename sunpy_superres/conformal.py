@@ -329,15 +329,32 @@ class StdCalibration:
         ValueError
             If ``samples < 2`` (one sample has no spread to calibrate).
         """
-        if samples < 2:
-            raise ValueError("the standard deviation needs at least 2 samples")
-        k = int(np.argmin([abs(math.log(samples / n)) for n in self.samples]))
-        ratio = _t_half_width(samples, self.coverage) / _t_half_width(self.samples[k], self.coverage)
-        factors = np.asarray(self.scales[k], dtype=np.float64) * ratio
+        k, factors = self._pooled(samples)
         if noise_level is None or not self.noise_levels_gauss:
             return factors
         level = u.Quantity(noise_level, u.G).to_value(u.G)
         return factors * _level_ratios(self.noise_levels_gauss, self.noise_ratios, k, level)
+
+    def _pooled(self, samples):
+        """``(k, factors)``: the fitted sample count nearest ``samples`` and its factors, for ``samples``."""
+        if samples < 2:
+            raise ValueError("the standard deviation needs at least 2 samples")
+        k = int(np.argmin([abs(math.log(samples / n)) for n in self.samples]))
+        ratio = _t_half_width(samples, self.coverage) / _t_half_width(self.samples[k], self.coverage)
+        return k, np.asarray(self.scales[k], dtype=np.float64) * ratio
+
+    def _pixel_factors(self, samples, level, index):
+        """The factor of each pixel, of bin ``index`` and noise level ``level`` (G, an array like it)."""
+        k, pooled = self._pooled(samples)
+        factors = pooled[index]
+        if not self.noise_levels_gauss:
+            return factors
+        level = np.broadcast_to(level, index.shape)
+        table = np.asarray([r[k] for r in self.noise_ratios], dtype=np.float64)  # (levels, bins)
+        for b in np.unique(index):
+            inside = index == b
+            factors[inside] *= np.interp(level[inside], self.noise_levels_gauss, table[:, b])
+        return factors
 
     def apply(self, mean, std, samples, noise_level=None):
         """
@@ -350,8 +367,10 @@ class StdCalibration:
             (or Mx/cm2).
         samples : int
             How many samples they come from.
-        noise_level : `~astropy.units.Quantity` or float, optional
-            Output noise level the samples were asked for (G), for a calibration fitted per level.
+        noise_level : `~astropy.units.Quantity` or float, or an array of them, optional
+            Output noise level the samples were asked for (G), for a calibration fitted per level:
+            one, or one per pixel (broadcast against ``mean``) where parts of the map were asked
+            for different levels.
 
         Returns
         -------
@@ -364,7 +383,10 @@ class StdCalibration:
         smooth = smooth_std(std.to_value(u.G), self.smoothing)  # a new array: changed in place below
         if self.floors_gauss:
             np.hypot(smooth, np.asarray(self.floors_gauss, dtype=np.float64)[index], out=smooth)
-        smooth *= self.factors(samples, noise_level)[index]
+        if noise_level is not None and np.ndim(noise_level):
+            smooth *= self._pixel_factors(samples, u.Quantity(noise_level, u.G).to_value(u.G), index)
+        else:
+            smooth *= self.factors(samples, noise_level)[index]
         return u.Quantity(smooth, u.G, copy=False).to(std.unit)
 
     def to_dict(self):

@@ -104,6 +104,8 @@ PROVENANCE_KEYS = {
     "SRNOISE": "[G] target quiet-Sun noise level (diffusion)",
     "SRNOISRC": "source of SRNOISE (model, asked, HMI mod-C/L)",
     "SRNOICLV": "HMI noise at the map's place / frame's level",
+    "SRNOILO": "[G] lowest level of a tile (each at its place)",
+    "SRNOIHI": "[G] highest level of a tile (each at its place)",
     "SRREGREV": "regression weights revision",
     "SRUNCAL": "calibration of the std (none: raw sample spread)",
     "SRANTI": "antithetic pairs (T: noise negated, polarity)",

@@ -172,9 +172,11 @@ class Options:
         4.8 G before April 2016, 3.5 G since, times 0.86 at disk centre to 1.2 at the limb), or the
         nearest level the model makes; for a model given a level with ``configure_sampler``, that
         level; for an MDI map, the model's own (today's HMI) at its place, as HMI would have seen
-        it; for any other map, the model's own. Refused for models without noise conditioning.
-        Recorded as ``SRNOISE``, where it came from as ``SRNOISRC``, and the factor of an HMI or MDI
-        map's place as ``SRNOICLV``.""",
+        it; for any other map, the model's own. An HMI or MDI map of several tiles (a full disk,
+        say) is placed tile by tile: each tile gets the level of its own place. Refused for models
+        without noise conditioning. Recorded as ``SRNOISE`` (the map's level), where it came from as
+        ``SRNOISRC``, the factor of an HMI or MDI map's place as ``SRNOICLV``, and the range of the
+        tiles' levels as ``SRNOILO`` and ``SRNOIHI``.""",
         cli={
             "type": float,
             "metavar": "G",

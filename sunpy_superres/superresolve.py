@@ -180,7 +180,8 @@ class _Run:
     overlap: int
     batch_size: int
     noise_source: str | None  # SRNOISRC: where the noise level came from (a noise-conditioned model)
-    noise_clv: float | None  # SRNOICLV: the centre-to-limb factor of an HMI or MDI map's level (hmi_noise_clv)
+    noise_clv: float | None  # SRNOICLV: the centre-to-limb factor of an HMI or MDI map's level
+    tile_noise: list | None  # each tile's level (G) at its own place, for a placed map of several tiles
 
 
 def _prepare(smap, opts):
@@ -189,7 +190,7 @@ def _prepare(smap, opts):
 
     validate_map(smap, check_scale=opts.check_scale)
     smap = complete_wcs(smap)  # a new map where the header left out zero CD terms; the input stays as it is
-    model, noise_source, noise_clv = _with_noise_level(configured_model(opts), smap)
+    model, noise_source, noise_clv, frame_level = _with_noise_level(configured_model(opts), smap)
     seed = opts.seed
     if seed is None and model.stochastic:
         # A fresh seed from the operating system's entropy, recorded as SRSEED: every run can be repeated.
@@ -205,6 +206,13 @@ def _prepare(smap, opts):
     if opts.keep_samples and opts.samples > 1:
         _check_sample_memory(opts.samples, smap.data.shape, model.factor)
     tile, overlap = _tiling(model, opts)
+    tile_noise = None
+    if frame_level is not None:
+        tile_noise, clipped = _tile_noise_levels(
+            smap, model, frame_level, plan_tiles(smap.data.shape, tile, overlap)
+        )
+        if clipped and not noise_source.endswith(NEAREST_MADE):
+            noise_source += NEAREST_MADE
 
     cal_factor, cal_reference = calibration_factor(smap, opts.calibrate)
     if cal_reference == UNKNOWN_REFERENCE:
@@ -235,7 +243,7 @@ def _prepare(smap, opts):
             batch_size = auto_batch_size(model, shape, len(tiles)) * max(map(len, groups.values()))
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
-        antithetic, symmetric, tile, overlap, batch_size, noise_source, noise_clv,
+        antithetic, symmetric, tile, overlap, batch_size, noise_source, noise_clv, tile_noise,
     )  # fmt: skip
 
 
@@ -255,40 +263,76 @@ def configured_model(opts):
     return model.configure_runtime(precision=opts.precision, compile=opts.compile)
 
 
+#: Added to ``SRNOISRC`` where the level of the place is outside what the model makes.
+NEAREST_MADE = " (nearest made)"
+
+
 def _with_noise_level(model, smap):
     """
-    ``(model, source, clv)``: the model with the noise level it takes for ``smap``, where that level
-    comes from (``SRNOISRC``; `None` for a model without noise conditioning), and for an HMI or MDI
-    map that can be placed on the disk the centre-to-limb factor in it (``SRNOICLV``; else `None`).
+    ``(model, source, clv, frame)``: the model with the noise level it takes for ``smap``, where that
+    level comes from (``SRNOISRC``; `None` for a model without noise conditioning), and for an HMI or
+    MDI map that can be placed on the disk the centre-to-limb factor in it (``SRNOICLV``) and the
+    level before that factor, in G, with which `_tile_noise_levels` places the map's tiles (else
+    `None` for both).
 
     A level given (``noise_level=``, applied by `configured_model`, or ``configure_sampler``) is
     kept; otherwise the output gets HMI's noise where the map lies: an HMI map its observing
     sequence's level (`sunpy_superres.calibration.HMI_NOISE_LEVELS`), an MDI map the model's own
     (today's HMI), each times `~sunpy_superres.calibration.hmi_noise_clv`, or the nearest level the
-    model makes; any other map gets the model's own level.
+    model makes (and each tile of a map of several, the same of its own place: `_tile_noise_levels`);
+    any other map gets the model's own level.
     """
     if getattr(model, "noise_level", None) is None:
-        return model, None, None
+        return model, None, None, None
     if getattr(model, "noise_level_asked", False):
-        return model, "asked", None
+        return model, "asked", None, None
     if getattr(model, "noise_level_range", None) is None:
-        return model, "model", None
+        return model, "model", None, None
     sequence = hmi_observing_sequence(smap)
     if sequence is not None:
         frame, source = HMI_NOISE_LEVELS[sequence].to_value(u.G), f"HMI {sequence}"
     elif is_mdi(smap):
         # The output is to look as HMI would have seen the Sun, whose noise rises towards the limb
-        # as HMI's does (the same profile: an MDI full disk gets 1.05 of the level, as HMI's does).
+        # as HMI's does (the same profile, tile by tile on a map of several tiles).
         frame, source = float(model.noise_level), "model"
     else:
-        return model, "model", None
+        return model, "model", None, None
     clv = hmi_noise_clv(smap)
+    level, clipped = _placed_level(model, frame, clv)
+    source += NEAREST_MADE if clipped else ""
+    return model.configure_sampler(noise_level=level), source, clv, None if clv is None else frame
+
+
+def _placed_level(model, frame, clv):
+    """``(level, clipped)``: ``frame`` G times ``clv`` to 0.01 G, or the nearest level ``model`` makes."""
     # To 0.01 G, as the noise levels are known to no better (HMI_NOISE_LEVELS: 4.84 G written 4.8 G).
     level = round(frame * (1 if clv is None else clv), 2) * u.G
     low, high = model.noise_level_range
     made = np.clip(level, low, high)
-    source += "" if made == level else " (nearest made)"
-    return model.configure_sampler(noise_level=made), source, clv
+    return made, bool(made != level)
+
+
+def _tile_noise_levels(smap, model, frame, tiles):
+    """
+    ``(levels, clipped)``: for a map of several ``tiles``, each tile's level in G, HMI's noise where
+    that tile lies (`_placed_level` of ``frame`` and the tile's own
+    `~sunpy_superres.calibration.hmi_noise_clv`; the map's level for a tile off the disk), and
+    whether any was outside what ``model`` makes; `None` for one tile, which takes the map's level.
+
+    A tile, not a pixel: the denoisers were trained with one level per crop, and their group
+    normalisations mix a level that varies inside a tile over the whole tile.
+    """
+    if len(tiles) < 2:
+        return None, False
+    levels, clipped = [], False
+    for clv in hmi_noise_clv(smap, [t.slices for t in tiles]):
+        if clv is None:
+            levels.append(float(model.noise_level))
+            continue
+        level, out = _placed_level(model, frame, clv)
+        levels.append(float(level.to_value(u.G)))
+        clipped |= out
+    return levels, clipped
 
 
 def _consistency_method(consistency, model):
@@ -375,6 +419,7 @@ def _samples(run, opts, ks):
         batch_size=run.batch_size,
         progress=opts.progress,
         finish=finish,
+        noise_levels=run.tile_noise,
     )
 
 
@@ -407,9 +452,23 @@ def _sample_statistics(run, opts):
     if calibration is not None:
         out_unit, _ = _unit_scale(run.smap)
         level = getattr(run.model, "noise_level", None)  # the level asked of a noise-conditioned model
+        if run.tile_noise is not None:
+            level = _noise_field(run)
         std = calibration.apply(out * out_unit, std * out_unit, opts.samples, level).to_value(out_unit)
         std = std.astype(np.float32)
     return out, std, None if kept is None else np.stack(kept)
+
+
+def _noise_field(run):
+    """The noise level (G) each output pixel was sampled at: the tiles' levels, blended as their samples."""
+    tiles = plan_tiles(run.x.shape, run.tile, run.overlap)
+    window = dict(factor=1, halo=run.model.halo, overlap=run.overlap)
+    total, weight = np.zeros(run.x.shape), np.zeros(run.x.shape)
+    for t, level in zip(tiles, run.tile_noise, strict=True):
+        w = blend_window(t, run.x.shape, **window)
+        total[t.slices] += w * level
+        weight[t.slices] += w
+    return repeat_blocks((total / weight).astype(np.float32), run.model.factor)
 
 
 @contextlib.contextmanager
@@ -508,6 +567,8 @@ def _output_meta(run, opts):
         provenance["srnoisrc"] = run.noise_source
     if run.noise_clv is not None:
         provenance["srnoiclv"] = round(run.noise_clv, 4)
+    if run.tile_noise is not None:
+        provenance["srnoilo"], provenance["srnoihi"] = min(run.tile_noise), max(run.tile_noise)
     if opts.samples > 1:
         provenance["sranti"] = run.antithetic
         provenance["srsymm"] = run.symmetric
@@ -598,6 +659,7 @@ def _run_tiled(
     finish,
     antithetic=False,
     symmetric=False,
+    noise_levels=None,
 ):
     """
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
@@ -606,9 +668,9 @@ def _run_tiled(
     ``(f * ny, f * nx)`` (a function of one blended map that returns the finished one). A
     network call takes ``batch_size`` (tile, sample) pairs: every sample (of one symmetry) of as many
     tiles as fit. Each pair's seed follows from the sample number and the tile's position only, so a
-    sample does not depend on how the pairs were batched.
-    Sample ``k`` is drawn with the seed, noise sign and `tile_symmetry` of `sample_plan`, the
-    symmetry undone on its output.
+    sample does not depend on how the pairs were batched. Sample ``k`` is drawn with the seed, noise
+    sign and `tile_symmetry` of `sample_plan` (the symmetry undone on its output), each tile at its
+    ``noise_levels`` (G, per tile of `plan_tiles`; `None`: a noise-conditioned model's own).
 
     On an accelerator the work on the output grid is a pipeline beside the network: each call's
     samples are blended (and, after the last chunk of tiles, finished) on threads while the next
@@ -641,9 +703,7 @@ def _run_tiled(
             finished[i] = finish(out[i])
 
     with (
-        tqdm(
-            total=len(tiles), desc=f"{sr_model.name}", unit="tile", disable=not progress, leave=False
-        ) as bar,
+        tqdm(total=len(tiles), desc=sr_model.name, unit="tile", disable=not progress, leave=False) as bar,
         ThreadPoolExecutor(min(len(samples), worker_threads()), thread_name_prefix="superresolve") as pool,
     ):
 
@@ -658,6 +718,7 @@ def _run_tiled(
             chunk = tiles[start : start + per_call]
             done = start + per_call >= len(tiles)
             batch = np.stack([x[t.slices] for t in chunk])
+            levels = None if noise_levels is None else noise_levels[start : start + per_call]
             seeds = [[tile_seed(seed, number, t) for number, _, _ in plan] for t in chunk]
             signs = [[sign for _, sign, _ in plan] for _ in chunk]
             where = [t.scaled_slices(f) for t in chunk]
@@ -668,8 +729,9 @@ def _run_tiled(
             tasks = []  # submitted after each call beside the network, else after the chunk's calls
             for j, idx in groups.items():
                 pick = [[row[i] for i in idx] for row in seeds], [[row[i] for i in idx] for row in signs]
+                signs_j = pick[1] if antithetic is True else None
                 y = sr_model.predict_samples(
-                    tile_symmetry(batch, j), pick[0], signs=pick[1] if antithetic is True else None
+                    tile_symmetry(batch, j), pick[0], signs=signs_j, noise_levels=levels
                 )
                 tasks += [(y, j, pos, i, where, windows, done) for pos, i in enumerate(idx)]
                 if beside:

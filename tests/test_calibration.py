@@ -167,6 +167,32 @@ def test_the_noise_of_a_map_off_the_disk_is_its_frames():
     assert hmi_noise_level(smap) == hmi_noise_level(smap, place=False) == HMI_NOISE_LEVELS["mod-C"]
 
 
+def test_the_noise_of_each_part_of_a_map_is_that_of_its_place():
+    from astropy.coordinates import SkyCoord
+    from sunpy.coordinates import frames
+    from sunpy.map.header_helper import make_fitswcs_header
+
+    # A 2"-pixel disk: the box at its centre, one a ring out, one off the disk, and the whole map.
+    rsun = synthetic_map().rsun_obs
+    centre = SkyCoord(
+        0 * rsun, 0 * rsun, obstime="2010-10-15", observer="earth", frame=frames.Helioprojective
+    )
+    data = np.zeros((1100, 1100))
+    smap = sunpy.map.Map(data, make_fitswcs_header(data, centre, scale=[2, 2] * u.arcsec / u.pix))
+    pix = (rsun / (2 * u.arcsec)).to_value(u.one)  # pixels per solar radius
+    c = 549.5  # the reference pixel: disk centre
+    ring = int(round(c + 0.35 * pix))  # a column 0.35 radii out, on the equator
+    boxes = [
+        (slice(546, 554), slice(546, 554)),
+        (slice(546, 554), slice(ring - 1, ring + 1)),
+        (slice(0, 8), slice(0, 8)),  # a corner, 1.4 radii out
+        (slice(0, 1100), slice(0, 1100)),
+    ]
+    near, ring_value, off, whole = hmi_noise_clv(smap, boxes)
+    assert near == pytest.approx(0.857, abs=2e-3) and ring_value == pytest.approx(0.912, abs=3e-3)
+    assert off is None and whole == pytest.approx(hmi_noise_clv(smap), abs=2e-3)
+
+
 def test_the_shipped_hmi_cutout_has_the_noise_of_its_sequence_and_place(hmi_cutout):
     # Both cameras' filtergrams (mod-L) average down the noise of one (mod-C): the training frames
     # measure 4.84 and 3.53 G. The shipped cut-out (2011-12-17, HMI_SIDE1, an active region) measures

@@ -219,6 +219,27 @@ def test_factors_follow_the_noise_level_of_the_output():
         fit_std_calibration(samples * u.G, truth * u.G, noise_levels=level[:3] * u.G, **kw)
 
 
+def test_a_level_per_pixel_gives_each_pixel_its_levels_factor():
+    # Parts of a map sampled at other levels (the tiles of a full disk, each at its place's noise).
+    cal = StdCalibration(
+        edges_gauss=(0.0, 100.0), samples=(8,), scales=((2.0, 3.0),),
+        noise_levels_gauss=(3.0, 5.0), noise_ratios=(((0.5, 1.0),), ((1.5, 2.0),)),
+    )  # fmt: skip
+    mean, std = [[-50.0, 150.0, 50.0, 150.0, 0.0]] * u.G, [[1.0, 1.0, 1.0, 1.0, np.nan]] * u.G
+    levels = [[3.0, 3.0, 5.0, 4.0, 4.0]] * u.G
+    out = cal.apply(mean, std, 8, levels)
+    np.testing.assert_allclose(out.value[0, :4], [2 * 0.5, 3 * 1.0, 2 * 1.5, 3 * 1.5])
+    assert np.isnan(out.value[0, 4])
+    for i in range(4):  # each pixel as the whole map at its level would have it
+        np.testing.assert_allclose(out.value[0, i], cal.apply(mean, std, 8, levels[0, i]).value[0, i])
+    # One level for all is the scalar's result; without fitted levels the pooled factors.
+    np.testing.assert_allclose(
+        cal.apply(mean, std, 8, np.full((1, 5), 4.0)).value, cal.apply(mean, std, 8, 4.0).value
+    )
+    pooled = StdCalibration(edges_gauss=(0.0, 100.0), samples=(8,), scales=((2.0, 3.0),))
+    np.testing.assert_allclose(pooled.apply(mean, std, 8, levels).value, pooled.apply(mean, std, 8).value)
+
+
 def test_smoothing_averages_variance_and_keeps_nan():
     std = np.full((20, 20), 2.0)
     std[:, 10:] = 4.0

@@ -61,6 +61,9 @@ WHEN = {
     "map lies differs from its frame's level, from disk centre (0.86) to limb (1.2), applied to "
     "``SRNOISE`` "
     "(`sunpy_superres.calibration.hmi_noise_clv`); absent for a map that cannot be placed on the disk",
+    "SRNOILO": "with ``SRNOICLV``, a map of more than one tile only: the lowest of the tiles' levels, each "
+    "tile sampled at HMI's noise where it lies (``SRNOISE`` is the map's as a whole)",
+    "SRNOIHI": "with ``SRNOILO``: the highest of the tiles' levels",
     "SRREGREV": "diffusion models whose residual is taken to a regression's output only "
     '(``residual_base="regression"``): the revision of that regression\'s weights',
     "SRANTI": "``samples > 1`` only: true when the samples were drawn in antithetic pairs "

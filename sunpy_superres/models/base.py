@@ -189,7 +189,7 @@ class SuperResolutionModel:
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
 
-    def predict_samples(self, batch, seeds, *, signs=None):
+    def predict_samples(self, batch, seeds, *, signs=None, noise_levels=None):
         """
         Several samples of each tile of a batch, all through the network together.
 
@@ -209,6 +209,10 @@ class SuperResolutionModel:
             later random draws, if the sampler makes any, are not negated). Two samples of one seed
             and opposite signs form an antithetic pair. Default: all ``1``. Deterministic models
             ignore it.
+        noise_levels : sequence of float, optional
+            For a model conditioned on the noise level: one level per tile (G, each one the model
+            makes), in place of its `noise_level` (`~sunpy_superres.superresolve` gives each tile of
+            a map HMI's noise where it lies). Refused by other models.
 
         Returns
         -------
@@ -231,7 +235,18 @@ class SuperResolutionModel:
             ):
                 raise ValueError("predict_samples takes signs of 1 or -1, in rows shaped like the seeds")
             flat_signs = [int(v) for row in sign_rows for v in row]
-        y = self._predict_samples(batch, [s for row in rows for s in row], n, flat_signs)
+        flat = [s for row in rows for s in row]
+        if noise_levels is None:
+            y = self._predict_samples(batch, flat, n, flat_signs)
+        else:
+            levels = [float(v) for v in noise_levels]
+            if getattr(self, "noise_level", None) is None:
+                raise ValueError(f"{self.name} is not conditioned on a noise level; leave noise_levels out")
+            if len(levels) != len(rows):
+                raise ValueError(
+                    f"predict_samples takes one noise level per tile: got {len(levels)} for {len(rows)}"
+                )
+            y = self._predict_samples(batch, flat, n, flat_signs, noise_levels=levels)
         return y.reshape(len(rows), n, *y.shape[1:])
 
     def _predict_samples(self, batch, seeds, repeats, signs=None):

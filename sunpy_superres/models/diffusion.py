@@ -1347,10 +1347,14 @@ class DiffusionSuperResolution(SuperResolutionModel):
     @property
     def noise_label(self):
         """The conditioning label (G) that gives `noise_level` (`None` for an unconditioned model)."""
-        if self.noise_level is None or self.noise_label_map is None:
-            return self.noise_level
+        return None if self.noise_level is None else self._label(self.noise_level)
+
+    def _label(self, level):
+        """The conditioning label (G) that gives the output noise ``level`` (G)."""
+        if self.noise_label_map is None:
+            return level
         m = self.noise_label_map
-        return float(np.interp(self.noise_level, m["output_gauss"], m["label_gauss"]))
+        return float(np.interp(level, m["output_gauss"], m["label_gauss"]))
 
     def configure_sampler(
         self, *, steps=None, sampler=None, start_timestep=None, spacing=None, noise_level=None, scheduler=None
@@ -1536,15 +1540,22 @@ class DiffusionSuperResolution(SuperResolutionModel):
             gens.append(g)
         return gens
 
-    def _predict_samples(self, batch, seeds, repeats, signs=None):
+    def _predict_samples(self, batch, seeds, repeats, signs=None, noise_levels=None):
+        labels = None
+        if noise_levels is not None:
+            labels = torch.tensor(
+                [self._label(self._check_noise_level(v, self.denoiser.config)) for v in noise_levels]
+            )
         with torch.inference_mode():
-            y = self._forward_samples(self._tensor(batch), seeds=seeds, repeats=repeats, signs=signs)
+            y = self._forward_samples(
+                self._tensor(batch), seeds=seeds, repeats=repeats, signs=signs, labels=labels
+            )
         return y[:, 0].float().cpu().numpy()
 
     def _forward(self, x, *, seeds):
         return self._forward_samples(x, seeds=seeds, repeats=1)
 
-    def _forward_samples(self, x, *, seeds, repeats, signs=None):
+    def _forward_samples(self, x, *, seeds, repeats, signs=None, labels=None):
         # Each tile is padded, replicated and encoded once, then its `repeats` samples are sampled (below).
         _, _, h, w = x.shape
         m = self._lr_multiple()
@@ -1559,7 +1570,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
         # update stay float32, so the random draws and the scheduler arithmetic match the CPU path.
         with autocast(self.device, self.precision):
             lr_up = regression_base(self.regression, lr_up, self.factor).float()
-            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=self.noise_label)
+            label = self.noise_label if labels is None else labels.to(self.device)
+            cond, base, _ = encode_pair(self.denoiser, self.autoencoder, lr_up, noise_level=label)
         cond, base = cond.float(), base.float()
         if repeats > 1:
             cond = cond.repeat_interleave(repeats, dim=0).contiguous(memory_format=self._memory_format)

@@ -187,6 +187,67 @@ def test_superresolve_records_the_level(hmi_cutout):
         superresolve(small, model="bicubic", noise_level=4.5 * u.G, progress=False)
 
 
+def test_each_tile_of_a_map_gets_the_noise_of_its_place(hmi_cutout, monkeypatch):
+    from sunpy_superres import superresolve
+    from sunpy_superres.conformal import StdCalibration
+    from sunpy_superres.tiling import plan_tiles
+
+    model = _conditioned()
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean)  # 128x128: 49 tiles of 32, overlap 16
+    tiles = plan_tiles(lr.data.shape, 32, 16)
+    expected = [round(4.8 * clv, 2) for clv in hmi_noise_clv(lr, [t.slices for t in tiles])]
+    assert len(tiles) > 1 and max(expected) - min(expected) > 0.1  # 0.2-0.45 solar radii out
+    calls = []
+    original = DiffusionSuperResolution.predict_samples
+
+    def spy(self, batch, seeds, **kwargs):
+        calls.append(kwargs.get("noise_levels"))
+        return original(self, batch, seeds, **kwargs)
+
+    monkeypatch.setattr(DiffusionSuperResolution, "predict_samples", spy)
+    out = superresolve(lr, model=model, seed=1, progress=False)
+    assert [v for levels in calls for v in levels] == expected
+    assert (out.meta["srnoise"], out.meta["srnoisrc"]) == (round(4.8 * hmi_noise_clv(lr), 2), "HMI mod-C")
+    assert (out.meta["srnoilo"], out.meta["srnoihi"]) == (min(expected), max(expected))
+    # A map of one tile takes the map's level, as before; so does any map given a level.
+    calls.clear()
+    one = superresolve(lr, model=model, seed=1, tile_size=128, progress=False)
+    assert calls == [None] and "srnoilo" not in one.meta and one.meta["srnoise"] == out.meta["srnoise"]
+    calls.clear()
+    asked = superresolve(lr, model=model, seed=1, noise_level=4 * u.G, progress=False)
+    assert set(calls) == {None} and "srnoilo" not in asked.meta
+    # The uncertainty's calibration takes each pixel's level: here the ratio is the level itself.
+    model.uncertainty_calibration = StdCalibration(
+        edges_gauss=(0.0,), samples=(2,), scales=((1.0,),), antithetic="polarity", symmetric=True,
+        noise_levels_gauss=(1.0, 10.0), noise_ratios=(((1.0,),), ((10.0,),)),
+    )  # fmt: skip
+    calls.clear()
+    raw = superresolve(lr, model=model, seed=1, samples=2, calibrate_uncertainty=False, progress=False)
+    cal = superresolve(lr, model=model, seed=1, samples=2, progress=False)
+    ratio = cal.std.value / raw.std.value
+    ok = np.isfinite(ratio)
+    assert ratio[ok].min() == pytest.approx(min(expected), abs=0.01)
+    assert ratio[ok].max() == pytest.approx(max(expected), abs=0.01)
+
+
+def test_a_model_takes_a_noise_level_per_tile():
+    model = _conditioned()
+    x = np.random.default_rng(2).normal(0, 0.05, (2, 8, 8)).astype(np.float32)
+    both = model.predict_samples(x, [[3, 4], [5, 6]], noise_levels=[2.0, 6.0])
+    for i, level in enumerate((2.0, 6.0)):
+        alone = model.configure_sampler(noise_level=level).predict_samples(
+            x[i : i + 1], [[3, 4], [5, 6]][i : i + 1]
+        )
+        np.testing.assert_allclose(both[i], alone[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both[0], model.predict_samples(x[:1], [[3, 4]], noise_levels=[6.0])[0])
+    with pytest.raises(ValueError, match="one noise level per tile"):
+        model.predict_samples(x, [[3], [5]], noise_levels=[2.0])
+    with pytest.raises(ValueError, match="noise_level"):
+        model.predict_samples(x, [[3], [5]], noise_levels=[2.0, 99.0])
+    with pytest.raises(ValueError, match="not conditioned on a noise level"):
+        tiny_model().predict_samples(x, [[3], [5]], noise_levels=[2.0, 3.0])
+
+
 LABEL_MAP = {"output_gauss": [3.0, 4.0, 5.0], "label_gauss": [2.0, 3.5, 4.5], "source": "test"}
 
 
