@@ -113,3 +113,18 @@ mdi = sunpy.map.Map(MDI_AR_CUTOUT)
 for level in levels:
     out = superresolve(mdi, seed=7, noise_level=level, progress=False)
     print(f"MDI 2010-10-15, noise_level {level:.1f}: measured {quiet_sun_noise(out):.2f}")
+
+###############################################################################
+# Without ``noise_level`` an MDI map gets today's HMI level at its place, as HMI would have seen
+# it. A map of more than one tile, a full disk say (25 tiles of the default), is placed tile by
+# tile: each tile gets the level of its own place, as the same cut-out alone would, and the header
+# records their range as ``SRNOILO`` to ``SRNOIHI`` (``SRNOISE`` stays the map's). The MDI cut-out
+# is one tile of the default; cut into tiles of 96 input pixels it shows the rule on a small scale.
+
+out = superresolve(mdi, seed=7, progress=False)
+print(f"MDI, one tile: SRNOISE {out.meta['srnoise']}, SRNOICLV {out.meta['srnoiclv']}")
+out = superresolve(mdi, seed=7, tile_size=96, progress=False)
+print(
+    f"MDI, 9 tiles: SRNOISE {out.meta['srnoise']}, tiles from SRNOILO {out.meta['srnoilo']} "
+    f"to SRNOIHI {out.meta['srnoihi']}"
+)
