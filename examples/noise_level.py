@@ -125,6 +125,6 @@ out = superresolve(mdi, seed=7, progress=False)
 print(f"MDI, one tile: SRNOISE {out.meta['srnoise']}, SRNOICLV {out.meta['srnoiclv']}")
 out = superresolve(mdi, seed=7, tile_size=96, progress=False)
 print(
-    f"MDI, 9 tiles: SRNOISE {out.meta['srnoise']}, tiles from SRNOILO {out.meta['srnoilo']} "
+    f"MDI, 4 tiles: SRNOISE {out.meta['srnoise']}, tiles from SRNOILO {out.meta['srnoilo']} "
     f"to SRNOIHI {out.meta['srnoihi']}"
 )

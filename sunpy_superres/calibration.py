@@ -223,7 +223,8 @@ def hmi_noise_level(smap, *, place=True):
     What `~sunpy_superres.superresolve` asks of a noise-conditioned model for an HMI map given
     without ``noise_level``, such as one degraded to MDI's resolution to test a model against its
     original: the output then has the texture, and so the weak-field unsigned flux, of the HMI data
-    it is compared with.
+    it is compared with. (A map of several tiles, a full disk say, is asked this tile by tile, with
+    each tile's own `hmi_noise_clv`.)
 
     Parameters
     ----------

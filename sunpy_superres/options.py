@@ -181,7 +181,8 @@ class Options:
             "type": float,
             "metavar": "G",
             "help": "quiet-Sun noise of the output in gauss, for a noise-conditioned diffusion model "
-            "(default: for an HMI map HMI's own at the time and place, else the model's)",
+            "(default: for an HMI map HMI's own at the time and place, for an MDI map the model's at "
+            "the place, each tile of a full disk at its own place; else the model's)",
         },
     )
     calibrate: object = _option(
