@@ -238,8 +238,9 @@ def test_a_model_takes_a_noise_level_per_tile():
         alone = model.configure_sampler(noise_level=level).predict_samples(
             x[i : i + 1], [[3, 4], [5, 6]][i : i + 1]
         )
-        np.testing.assert_allclose(both[i], alone[0], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(both[0], model.predict_samples(x[:1], [[3, 4]], noise_levels=[6.0])[0])
+        # A batch of two sums in other blocks than one tile alone: equal to float32 rounding.
+        np.testing.assert_allclose(both[i], alone[0], rtol=1e-4, atol=1e-4)
+    assert np.abs(both[0] - model.predict_samples(x[:1], [[3, 4]], noise_levels=[6.0])[0]).max() > 1e-2
     with pytest.raises(ValueError, match="one noise level per tile"):
         model.predict_samples(x, [[3], [5]], noise_levels=[2.0])
     with pytest.raises(ValueError, match="noise_level"):
