@@ -17,6 +17,9 @@ disk centre to limb (`hmi_noise_level`); a noise-conditioned model told the nois
 map stands for makes that map's texture.
 """
 
+import math
+import warnings
+
 import astropy.units as u
 import numpy as np
 
@@ -26,6 +29,8 @@ __all__ = [
     "calibration_factor",
     "instrument_known",
     "HMI_NOISE_LEVELS",
+    "HMI_NOISE_CADENCE",
+    "warn_if_not_720s",
     "MOD_L_START",
     "hmi_observing_sequence",
     "hmi_noise_level",
@@ -92,6 +97,43 @@ MOD_L_START = "2016-04-13T19:12:55"
 #: `sunpy_superres.metrics.physics.quiet_sun_noise` measures it within 0.9 solar radii on the
 #: training frames: 4.84 G on 2011-12-17 (mod-C) and 3.53 G on 2019-06-21 (mod-L).
 HMI_NOISE_LEVELS = {"mod-C": 4.8 * u.G, "mod-L": 3.5 * u.G}
+
+#: The cadence (s, header ``CADENCE``) of the series whose noise `HMI_NOISE_LEVELS` holds: hmi.M_720s.
+HMI_NOISE_CADENCE = 720.0
+
+
+def warn_if_not_720s(smap, stacklevel=2):
+    """
+    Warn where an HMI map's ``CADENCE`` says it is not of the 720 s series `HMI_NOISE_LEVELS` measured.
+
+    HMI's 45 s magnetograms (hmi.M_45s) average fewer filtergrams and are noisier, so HMI's level
+    would give an output with less texture, and less weak-field unsigned flux, than the data has.
+    A map without ``CADENCE`` (written by other software) is taken as it comes.
+    `hmi_noise_level` and `~sunpy_superres.superresolve` (for an HMI map given no ``noise_level``)
+    call it.
+
+    Parameters
+    ----------
+    smap : `~sunpy.map.GenericMap`
+        An HMI map.
+    stacklevel : int, optional
+        Where the warning points, as `warnings.warn` counts from the caller of this function.
+    """
+    try:
+        cadence = float(smap.meta.get("cadence"))
+    except (TypeError, ValueError):
+        return
+    if math.isfinite(cadence) and not math.isclose(cadence, HMI_NOISE_CADENCE, rel_tol=0.01):
+        warnings.warn(
+            f"this HMI map's CADENCE is {cadence:g} s, and HMI's noise levels (HMI_NOISE_LEVELS) are those "
+            f"of its {HMI_NOISE_CADENCE:g} s magnetograms (hmi.M_720s), which average more filtergrams and "
+            "are less noisy: the output gets less small-scale texture, and less weak-field unsigned flux, "
+            "than these data have. Give noise_level, the data's own (measure it with "
+            "sunpy_superres.metrics.physics.quiet_sun_noise), for an output that matches them.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
 
 _ONE_CAMERA = ("HMI_SIDE1", "HMI_FRONT2")
 
@@ -243,6 +285,7 @@ def hmi_noise_level(smap, *, place=True):
     sequence = hmi_observing_sequence(smap)
     if sequence is None:
         return None
+    warn_if_not_720s(smap)
     clv = hmi_noise_clv(smap) if place else None
     return HMI_NOISE_LEVELS[sequence] * (1 if clv is None else clv)
 

@@ -26,6 +26,7 @@ from .calibration import (
     hmi_observing_sequence,
     is_mdi,
     normalise,
+    warn_if_not_720s,
 )
 from .consistency import project_block_means, repeat_blocks
 from .memory import keep_freed_memory
@@ -290,6 +291,9 @@ def _with_noise_level(model, smap):
         return model, "model", None, None
     sequence = hmi_observing_sequence(smap)
     if sequence is not None:
+        warn_if_not_720s(
+            smap, stacklevel=4
+        )  # superresolve's caller: < _with_noise_level < _prepare < superresolve
         frame, source = HMI_NOISE_LEVELS[sequence].to_value(u.G), f"HMI {sequence}"
     elif is_mdi(smap):
         # The output is to look as HMI would have seen the Sun, whose noise rises towards the limb

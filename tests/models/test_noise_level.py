@@ -187,6 +187,37 @@ def test_superresolve_records_the_level(hmi_cutout):
         superresolve(small, model="bicubic", noise_level=4.5 * u.G, progress=False)
 
 
+def test_an_hmi_map_of_another_cadence_is_warned_of(hmi_cutout, recwarn):
+    import warnings
+
+    from sunpy_superres import superresolve
+    from sunpy_superres.calibration import hmi_noise_level
+
+    model = _conditioned()
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[15, 15] * u.pix
+    )
+    assert lr.meta["cadence"] == 720.0  # the 720 s series: HMI_NOISE_LEVELS hold its noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        superresolve(lr, model=model, seed=1, progress=False)
+        superresolve(
+            sunpy.map.Map(lr.data, {k: v for k, v in lr.meta.items() if k != "cadence"}),
+            model=model,
+            seed=1,
+            progress=False,
+        )
+    fast = sunpy.map.Map(lr.data, {**lr.meta, "cadence": 45.0})
+    with pytest.warns(UserWarning, match="CADENCE is 45 s.*Give noise_level") as caught:
+        out = superresolve(fast, model=model, seed=1, progress=False)
+    assert caught[0].filename == __file__  # it points at the call
+    assert out.meta["srnoisrc"] == "HMI mod-C"  # the output is still made, at the 720 s level
+    with pytest.warns(UserWarning, match="hmi.M_720s"):
+        hmi_noise_level(fast)
+    superresolve(fast, model=model, seed=1, noise_level=9 * u.G, progress=False)  # a level given: no warning
+    assert not [w for w in recwarn if "CADENCE" in str(w.message)]
+
+
 def test_each_tile_of_a_map_gets_the_noise_of_its_place(hmi_cutout, monkeypatch):
     from sunpy_superres import superresolve
     from sunpy_superres.conformal import StdCalibration
