@@ -15,7 +15,9 @@ stochastic model is also scored with the paper's 1000-step DDPM sampler when ``-
 ``--noise-level`` asks noise-conditioned models for a quiet-Sun noise level; without it they make
 the noise of HMI's data at the frame's time and each crop's place
 (`sunpy_superres.calibration.hmi_noise_level`).
-``--hmi`` scores another frame: a training frame, for checks that are not the held-out report.
+``--hmi`` scores another frame: a training frame, for checks that are not the held-out report (given
+several times, their crops are pooled); ``--radius LO HI`` seeks the regions in that ring of the
+disk only (near the limb, say), leaving out crops that reach off the disk.
 """
 
 import argparse
@@ -27,9 +29,13 @@ import astropy.units as u
 import numpy as np
 import sunpy.map
 
+from sunpy_superres.calibration import disk_radius
 from sunpy_superres.evaluation import evaluate
 from sunpy_superres.metrics import regions
 from sunpy_superres.models import load_model
+
+#: The frame held out from every shipped model's training, tuning and calibration.
+HELD_OUT = "../shared/data/hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits"
 
 
 def strongest_regions(smap, size, count):
@@ -44,20 +50,45 @@ def strongest_regions(smap, size, count):
     return centres
 
 
-def heldout_crops(path, size, count):
-    """The full-disk map of ``path`` and its ``count`` AR-centred crops of ``size`` x ``size`` pixels."""
+def heldout_crops(path, size, count, radius=None):
+    """
+    The full-disk map of ``path`` and its ``count`` AR-centred crops of ``size`` x ``size`` pixels.
+
+    With ``radius`` (``(lo, hi)`` in solar radii) the regions are sought between those distances from
+    disk centre only, and a crop that reaches off the disk is left out.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hmi = sunpy.map.Map(path)
-    return hmi, [regions.region_crop(hmi, c, size) for c in strongest_regions(hmi, size, count)]
+    search = hmi
+    if radius is not None:
+        r = disk_radius(hmi)
+        search = sunpy.map.Map(np.where((r >= radius[0]) & (r <= radius[1]), hmi.data, np.nan), hmi.meta)
+    crops = [regions.region_crop(hmi, c, size) for c in strongest_regions(search, size, count)]
+    if radius is not None:
+        crops = [c for c in crops if np.isfinite(c.data).all()]
+    return hmi, crops
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--hmi", default="../shared/data/hmi/hmi.M_720s.20160707_010000_TAI.magnetogram.fits")
+    parser.add_argument(
+        "--hmi",
+        action="append",
+        default=[],
+        help="full-disk HMI file (repeatable: the crops are pooled; default: the held-out 2016-07-07 frame)",
+    )
     parser.add_argument("--model", action="append", default=[], help="model to score (repeatable)")
     parser.add_argument("--crop", type=int, default=256, help="HR crop side (LR = crop / 4)")
-    parser.add_argument("--regions", type=int, default=4, help="number of AR-centred crops")
+    parser.add_argument("--regions", type=int, default=4, help="number of AR-centred crops (per file)")
+    parser.add_argument(
+        "--radius",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="seek the regions between these distances from disk centre (solar radii), e.g. 0.88 0.95 near the limb",
+    )
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument(
         "--ddpm", action="store_true", help="also score stochastic models with 1000 DDPM steps"
@@ -90,8 +121,13 @@ def main():
     parser.add_argument("--output", type=Path, default=None, help="write tables and figures here")
     args = parser.parse_args()
 
-    hmi, crops = heldout_crops(args.hmi, args.crop, args.regions)
-    print(f"{len(crops)} held-out crops of {args.crop}x{args.crop} from {hmi.date.isot}")
+    crops, dates = [], []
+    for path in args.hmi or [HELD_OUT]:
+        hmi, found = heldout_crops(path, args.crop, args.regions, args.radius)
+        crops += found
+        dates.append(hmi.date.isot)
+    where = "" if args.radius is None else f", centred {args.radius[0]:g}-{args.radius[1]:g} solar radii out"
+    print(f"{len(crops)} crops of {args.crop}x{args.crop} from {', '.join(dates)}{where}")
 
     rows, calibrations, designs = [], [], {}
     models = [(spec, load_model(spec, device="cpu")) for spec in ["nearest", "bicubic", *args.model]]

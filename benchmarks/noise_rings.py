@@ -98,7 +98,13 @@ def hmi_table(hmi, args):
         print(f"{label}: {seconds:.0f} s; " + ", ".join(f"{k.upper()} {out.meta.get(k)}" for k in KEYS))
         print(f"  unsigned flux of the disk over the truth's: {whole:.4f}")
         rows.append((label, noise, flux, weak))
-    print("\n| r (solar radii) | " + " | ".join(f"noise / truth's, {lb} | flux, {lb} | flux where abs(B) < 100 G, {lb}" for lb, *_ in rows) + " |")
+    print(
+        "\n| r (solar radii) | "
+        + " | ".join(
+            f"noise / truth's, {lb} | flux, {lb} | flux where abs(B) < 100 G, {lb}" for lb, *_ in rows
+        )
+        + " |"
+    )
     print("|---|" + "---|---|---|" * len(rows))
     for k in range(RINGS):
         cells = [f"{noise[k]:.3f} | {flux[k] - 1:+.2%} | {weak[k] - 1:+.2%}" for _, noise, flux, weak in rows]
@@ -113,12 +119,20 @@ def mdi_table(mdi, args):
         print(f"{label}: {seconds:.0f} s; " + ", ".join(f"{k.upper()} {out.meta.get(k)}" for k in KEYS))
         rows.append((label, ring_noise(out.data.astype(np.float64), disk_radius(out), 256), out))
     level = load_model(args.model, device="cpu").noise_level  # the model's own: today's HMI
-    print(f"\n| r (solar radii) | input's noise per 2\" pixel (x{MDI_TO_HMI:.3g}) | HMI's at {level:.2f} G | " + " | ".join(f"output, {lb}" for lb, *_ in rows) + " |")
+    print(
+        f"\n| r (solar radii) | input's noise per 2\" pixel (x{MDI_TO_HMI:.3g}) | HMI's at {level:.2f} G | "
+        + " | ".join(f"output, {lb}" for lb, *_ in rows)
+        + " |"
+    )
     print("|---|---|---|" + "---|" * len(rows))
     for k in range(RINGS):
         centre = (k + 0.5) / RINGS
         hmi_there = level * np.interp(centre, *HMI_NOISE_CLV)
-        print(f"| {centre:.2f} | {own[k]:.2f} G | {hmi_there:.2f} G | " + " | ".join(f"{noise[k]:.2f} G" for _, noise, _ in rows) + " |")
+        print(
+            f"| {centre:.2f} | {own[k]:.2f} G | {hmi_there:.2f} G | "
+            + " | ".join(f"{noise[k]:.2f} G" for _, noise, _ in rows)
+            + " |"
+        )
 
 
 KEYS = ("srnoise", "srnoisrc", "srnoiclv", "srnoilo", "srnoihi")
