@@ -13,6 +13,9 @@ noise where it lies. This script shows what that gives, per ring of 0.1 solar ra
   level at that ring (the model's level times `HMI_NOISE_CLV`), beside the input's own noise per 2"
   pixel at HMI scale (64x64 boxes).
 
+For both, the quiet 4x4 blocks within half a solar radius of disk centre tell the noise kept in the
+block means (the input's) from the texture the model makes within the blocks.
+
 ``--one-level`` also runs the map at one level for the whole disk (the map's ``SRNOISE``, asked as
 ``noise_level``: what every tile got before tiles were placed one by one), for comparison;
 ``--noise-level`` asks one level instead of placing the tiles. One sample, one seed. Run from the
@@ -57,6 +60,35 @@ def ring_noise(data, r, box):
     return np.array([np.median(found[k]) if k in found else np.nan for k in range(RINGS)])
 
 
+def block_split(data, r, box=256):
+    """
+    Within half a solar radius of disk centre, over the quiet 4x4 blocks (``|mean| < 20 G``) of
+    ``box`` x ``box`` boxes: the median standard deviation of the block means and of the texture
+    within the blocks, in G (``(block, within)``), which tells the input's noise, kept in the block
+    means, from what the model makes inside them.
+    """
+    ny, nx = (s - s % 4 for s in data.shape)
+    means = data[:ny, :nx].reshape(ny // 4, 4, nx // 4, 4).mean(axis=(1, 3))
+    up = np.repeat(np.repeat(means, 4, 0), 4, 1)
+    inside = data[:ny, :nx] - up
+    block, within = [], []
+    for y0 in range(0, ny - box + 1, box):
+        for x0 in range(0, nx - box + 1, box):
+            cut = (slice(y0, y0 + box), slice(x0, x0 + box))
+            quiet = np.abs(up[cut]) < 20
+            if np.isfinite(data[cut]).all() and r[cut].mean() <= 0.5 and quiet.sum() >= 5000:
+                block.append(np.std(up[cut][quiet]))
+                within.append(np.std(inside[cut][quiet]))
+    return float(np.median(block)), float(np.median(within))
+
+
+def split_line(data, r):
+    """`block_split` of ``data`` as a line of text."""
+    return "quiet 4x4 blocks within 0.5 radii: std of block means {:.2f} G, within blocks {:.2f} G".format(
+        *block_split(data, r)
+    )
+
+
 def ring_flux_ratio(data, truth, ring, mask):
     """Per ring: the output's unsigned flux over the truth's on ``mask`` (NaN where the ring has none)."""
     out = np.full(RINGS, np.nan)
@@ -88,6 +120,7 @@ def hmi_table(hmi, args):
     ring = np.minimum((r * RINGS).astype(int), RINGS - 1)
     on_disk = np.isfinite(truth) & (r < 1)
     truth_noise = ring_noise(truth, r, 256)
+    print("truth: " + split_line(truth, r))
     rows = []
     for label, out, seconds in runs(degrade(hmi), args):
         data = out.data.astype(np.float64)
@@ -97,6 +130,7 @@ def hmi_table(hmi, args):
         whole = np.nansum(np.abs(data[on_disk])) / np.nansum(np.abs(truth[on_disk]))
         print(f"{label}: {seconds:.0f} s; " + ", ".join(f"{k.upper()} {out.meta.get(k)}" for k in KEYS))
         print(f"  unsigned flux of the disk over the truth's: {whole:.4f}")
+        print("  " + split_line(data, r))
         rows.append((label, noise, flux, weak))
     print(
         "\n| r (solar radii) | "
@@ -117,7 +151,9 @@ def mdi_table(mdi, args):
     rows = []
     for label, out, seconds in runs(mdi, args):
         print(f"{label}: {seconds:.0f} s; " + ", ".join(f"{k.upper()} {out.meta.get(k)}" for k in KEYS))
-        rows.append((label, ring_noise(out.data.astype(np.float64), disk_radius(out), 256), out))
+        data, r = out.data.astype(np.float64), disk_radius(out)
+        print("  " + split_line(data, r))
+        rows.append((label, ring_noise(data, r, 256), out))
     level = load_model(args.model, device="cpu").noise_level  # the model's own: today's HMI
     print(
         f"\n| r (solar radii) | input's noise per 2\" pixel (x{MDI_TO_HMI:.3g}) | HMI's at {level:.2f} G | "
