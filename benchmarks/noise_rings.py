@@ -65,7 +65,7 @@ def block_split(data, r, box=256):
     Within half a solar radius of disk centre, over the quiet 4x4 blocks (``|mean| < 20 G``) of
     ``box`` x ``box`` boxes: the median standard deviation of the block means and of the texture
     within the blocks, in G (``(block, within)``), which tells the input's noise, kept in the block
-    means, from what the model makes inside them.
+    means, from what the model makes inside them; NaN where no box qualifies.
     """
     ny, nx = (s - s % 4 for s in data.shape)
     means = data[:ny, :nx].reshape(ny // 4, 4, nx // 4, 4).mean(axis=(1, 3))
@@ -79,6 +79,8 @@ def block_split(data, r, box=256):
             if np.isfinite(data[cut]).all() and r[cut].mean() <= 0.5 and quiet.sum() >= 5000:
                 block.append(np.std(up[cut][quiet]))
                 within.append(np.std(inside[cut][quiet]))
+    if not block:  # no quiet box near disk centre
+        return np.nan, np.nan
     return float(np.median(block)), float(np.median(within))
 
 

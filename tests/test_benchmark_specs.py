@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -71,3 +72,18 @@ def test_the_full_disk_benchmark_times_the_network_calls_and_puts_the_method_bac
             model.predict_samples(np.zeros((1, 2, 2), np.float32), [[0]])
     assert spent == [2.75]
     assert type(model).predict_samples is original and dict(vars(type(model))) == own
+
+
+def test_noise_rings_tells_block_noise_from_texture():
+    # White noise of sigma: its 4x4 block means have sigma / 4, the pixels about them sigma * sqrt(15 / 16).
+    block_split = _from_benchmark("noise_rings", "block_split")
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 3.0, (512, 512))
+    block, within = block_split(noise, np.zeros(noise.shape))
+    assert block == pytest.approx(0.75, rel=0.03) and within == pytest.approx(3 * np.sqrt(15 / 16), rel=0.01)
+    # The same block means carry their own field: only the block part grows.
+    field = noise + np.repeat(np.repeat(rng.normal(0, 4.0, (128, 128)), 4, 0), 4, 1)
+    more_block, same_within = block_split(field, np.zeros(noise.shape))
+    assert more_block == pytest.approx(np.hypot(0.75, 4.0), rel=0.05) and same_within == pytest.approx(within)
+    # Only boxes within half a solar radius count; none: NaN.
+    assert np.isnan(block_split(noise, np.ones(noise.shape))[0])
