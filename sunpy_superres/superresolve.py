@@ -291,9 +291,8 @@ def _with_noise_level(model, smap):
         return model, "model", None, None
     sequence = hmi_observing_sequence(smap)
     if sequence is not None:
-        warn_if_not_720s(
-            smap, stacklevel=4
-        )  # superresolve's caller: < _with_noise_level < _prepare < superresolve
+        # The warning points at superresolve's caller (< _with_noise_level < _prepare < superresolve).
+        warn_if_not_720s(smap, stacklevel=4)
         frame, source = HMI_NOISE_LEVELS[sequence].to_value(u.G), f"HMI {sequence}"
     elif is_mdi(smap):
         # The output is to look as HMI would have seen the Sun, whose noise rises towards the limb
