@@ -78,6 +78,7 @@ __all__ = [
     "consistency_boundary",
     "trajectory_loss",
     "student_sample",
+    "band_log_power",
     "TRAJECTORY_WEIGHTINGS",
     "teacher_states",
     "sampler_schedule",
@@ -914,7 +915,7 @@ TRAJECTORY_WEIGHTINGS = ("snr+1", "x0")
 
 def trajectory_loss(
     student, teacher, denoiser_config, autoencoder, alphas_cumprod, lr_up, generator, *, sampler, timesteps,
-    noise_level=None, weighting="snr+1", sample_weight=0.0,
+    noise_level=None, weighting="snr+1", sample_weight=0.0, spectral_weight=0.0, factor=4,
 ):  # fmt: skip
     """
     Trajectory-distillation loss of one batch: one student DDIM step for several teacher steps.
@@ -945,6 +946,12 @@ def trajectory_loss(
     is added with that weight: knowledge distillation of the whole sampler (Luhman & Luhman 2021),
     which the per-step objective only approaches through its steps.
 
+    With ``spectral_weight > 0`` the squared log ratio of the two samples' radial power spectra over
+    the scales the super-resolution adds (`band_log_power`) is added with that weight. A squared
+    error pulls a student that cannot follow the teacher's finest texture exactly towards the mean
+    of what it might be, which has less power there: the default's student trained without it had
+    7 % less power than its teacher at 1-1.5" on strong-field training crops.
+
     Parameters
     ----------
     student, teacher : callable
@@ -969,15 +976,23 @@ def trajectory_loss(
     sample_weight : float, optional
         Weight of the squared error of the student's own sample against the teacher's (default 0:
         the per-step objective alone).
+    spectral_weight : float, optional
+        Weight of the squared log ratio of the student's sample's power spectrum to the teacher's
+        (default 0: none); the student runs its own sampler for it, as for ``sample_weight``.
+    factor : int, optional
+        The super-resolution factor (the input's pixel in output pixels): the spectral term's scales
+        are those below the input's Nyquist frequency.
 
     Raises
     ------
     ValueError
         If the teacher's sampler is stochastic, a timestep is not one of its steps, ``weighting``
-        is unknown or ``sample_weight`` is negative.
+        is unknown or ``sample_weight`` or ``spectral_weight`` is negative.
     """
     if not sample_weight >= 0:
         raise ValueError(f"sample_weight must be 0 or more, got {sample_weight}")
+    if not spectral_weight >= 0:
+        raise ValueError(f"spectral_weight must be 0 or more, got {spectral_weight}")
     if weighting not in TRAJECTORY_WEIGHTINGS:
         raise ValueError(
             f"unknown trajectory weighting {weighting!r}; use one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}"
@@ -1007,12 +1022,68 @@ def trajectory_loss(
         loss = ((x0 - x0_aim) ** 2).mean()
     else:
         loss = (((x0 - x0_aim) / b_t) ** 2).mean()
-    if sample_weight:
+    if sample_weight or spectral_weight:
         sample = student_sample(
             student, cond[: shape[0]], states[0], alphas_cumprod, timesteps, denoiser_config
         )
         loss = loss + sample_weight * ((sample - states[-1]) ** 2).mean()
+    if spectral_weight:
+        # On the image grid: the latent's channels are the image's pixels (space-to-depth). The
+        # residual's scale and the base, common to both samples, leave the log ratio as it is.
+        images = [s if autoencoder is None else autoencoder.decode_latent(s) for s in (sample, states[-1])]
+        ratio = band_log_power(images[0], factor) - band_log_power(images[1], factor)
+        loss = loss + spectral_weight * (ratio**2).mean()
     return loss
+
+
+def band_log_power(images, lowres_pixels, window=True):
+    """
+    ln of the azimuthally averaged power of images over the scales a super-resolution adds.
+
+    The torch counterpart of `sunpy_superres.metrics.spectra.spectral_error`'s spectra, differentiable, for
+    training: one ring per frequency pixel (``dk = 1 / N`` cycles per pixel, ``N`` the shorter
+    side), those with ``1 / (2 lowres_pixels) < k <= 1 / 2``, each the mean of ``|FFT|^2`` over its
+    modes of the one-sided (``rfft2``) spectrum, after a Hann taper. (No library computes this on
+    torch tensors with gradients; the numpy metric is `~sunpy_superres.metrics.spectra.radial_power_spectrum`.)
+
+    Parameters
+    ----------
+    images : `torch.Tensor`
+        ``(B, 1, H, W)``.
+    lowres_pixels : int
+        The input's pixel in image pixels (4 for 2" in, 0.5" out).
+    window : bool, optional
+        Taper by a periodic Hann window first (the metric's default).
+
+    Returns
+    -------
+    `torch.Tensor`
+        ``(B, rings)``: ln of the mean power in each ring, from the input's Nyquist outward.
+    """
+    _, _, h, w = images.shape
+    x = images[:, 0]
+    if window:
+        taper = torch.outer(
+            torch.hann_window(h, dtype=x.dtype, device=x.device),
+            torch.hann_window(w, dtype=x.dtype, device=x.device),
+        )
+        x = x * taper
+    power = torch.fft.rfft2(x).abs() ** 2
+    n = min(h, w)
+    ky = torch.fft.fftfreq(h, device=x.device).view(-1, 1)
+    kx = torch.fft.rfftfreq(w, device=x.device).view(1, -1)
+    ring = torch.floor(torch.sqrt(ky**2 + kx**2) * n + 0.5).long().expand(h, -1).flatten()
+    # Each one-sided mode with 0 < kx < 1/2 stands for itself and its mirror -k: counted twice, the
+    # ring means are those of the whole plane.
+    mirrored = ((kx > 0) & (kx < 0.5)).expand(h, -1).flatten()
+    weight = 1.0 + mirrored.to(power.dtype)
+    first, last = n // (2 * lowres_pixels) + 1, n // 2
+    keep = (ring >= first) & (ring <= last)
+    ring, power, weight = ring[keep] - first, power.flatten(1)[:, keep], weight[keep]
+    rings = last - first + 1
+    total = power.new_zeros(power.shape[0], rings).index_add_(1, ring, power * weight)
+    count = power.new_zeros(rings).index_add_(0, ring, weight)
+    return torch.log(total / count + torch.finfo(power.dtype).tiny)
 
 
 def student_sample(student, cond, x, alphas_cumprod, timesteps, denoiser_config):

@@ -186,6 +186,7 @@ def test_shipped_configs():
         "ldm-res-decoder-cpu",
         "ldm-res-distilled-cpu",
         "ldm-res-distilled-sample-cpu",
+        "ldm-res-distilled-spectral-cpu",
         "ldm-res-distilled-x0-cpu",
         "ldm-res-ft256-anneal-cpu",
         "ldm-res-ft256-cpu",
@@ -246,6 +247,18 @@ def test_shipped_configs():
     assert (sample.pop("learning_rate"), x0.pop("learning_rate")) == (2e-5, 5e-5)
     assert {k: v for k, v in sample.items() if k not in run_keys} == {
         k: v for k, v in x0.items() if k not in run_keys
+    }
+    # The next adds the spectra of the two samples to the loss, from the shipped student.
+    spectral = load_config("ldm-res-distilled-spectral-cpu").to_dict()
+    sample = load_config("ldm-res-distilled-sample-cpu").to_dict()
+    assert (
+        spectral["model"]["trajectory"].pop("spectral_weight"),
+        sample["model"]["trajectory"].pop("spectral_weight"),
+    ) == (1.0, 0.0)
+    assert spectral["model"]["trajectory"].pop("init_from") == "sunpy_superres/data/models/ldm-res/distilled"
+    sample["model"]["trajectory"].pop("init_from")
+    assert {k: v for k, v in spectral.items() if k not in run_keys} == {
+        k: v for k, v in sample.items() if k not in run_keys
     }
     # The default trained longer is its second run continued, nothing else changed.
     long, parent = load_config("ldm-res-s2d-long-cpu").to_dict(), noise.to_dict()

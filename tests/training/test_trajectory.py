@@ -5,12 +5,17 @@ import json
 import astropy.units as u
 import numpy as np
 import pytest
+import sunpy.map
 import torch
+from astropy.coordinates import SkyCoord
+from sunpy.coordinates import frames
 
 from sunpy_superres import superresolve
+from sunpy_superres.metrics.spectra import radial_power_spectrum
 from sunpy_superres.models import load_model
 from sunpy_superres.models.diffusion import (
     _x0_and_eps,
+    band_log_power,
     make_scheduler,
     set_sampler_timesteps,
     student_sample,
@@ -203,6 +208,69 @@ def test_the_sample_term_is_the_students_own_sampler_against_the_teachers_sample
         trajectory_loss(*args, torch.Generator(), sample_weight=-1, **kwargs)
 
 
+@pytest.mark.parametrize("shape", [(64, 64), (63, 64)])
+def test_band_log_power_is_the_metrics_radial_spectrum_over_the_added_scales(shape):
+    """Against `radial_power_spectrum` (numpy, the whole plane) on the same rings: the same spectrum up
+    to its normalisation (a constant in ln), over 1/8 < k <= 1/2 cycles per pixel for factor 4."""
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal(shape).cumsum(0).cumsum(1) * 0.1 + rng.standard_normal(shape)
+    header = sunpy.map.make_fitswcs_header(
+        image,
+        SkyCoord(
+            0 * u.arcsec, 0 * u.arcsec, frame=frames.Helioprojective, obstime="2020-01-01", observer="earth"
+        ),
+        scale=[0.5, 0.5] * u.arcsec / u.pix,
+    )
+    _, power = radial_power_spectrum(sunpy.map.Map(image, header))
+    n = min(shape)
+    expected = np.log(power.value[n // 8 + 1 : n // 2 + 1])
+    ours = band_log_power(torch.tensor(image)[None, None], 4)[0].numpy()
+    assert ours.shape == expected.shape == (n // 2 - n // 8,)
+    offset = ours - expected
+    np.testing.assert_allclose(offset, offset[0], atol=1e-9)
+    # Without the taper, white noise has the same power at every scale: ln P ~ const to its scatter.
+    noise = torch.randn((16, 1, *shape), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    flat = band_log_power(noise, 4, window=False).exp().mean(0).log()
+    assert flat.std() < 0.05 and abs(flat.mean() - np.log(shape[0] * shape[1])) < 0.05
+
+
+def test_the_spectral_term_is_the_log_ratio_of_the_two_samples_spectra():
+    """trajectory_loss adds spectral_weight x mean squared log ratio of the student's sample's band power
+    to the teacher's; it vanishes for the teacher against itself and trains the student."""
+    den = _pixel_denoiser("v_prediction")
+    teacher_net = _pixel_denoiser("v_prediction", seed=1).requires_grad_(False)
+    cfg = den.config
+    abar = make_scheduler("ddpm", cfg).alphas_cumprod
+    sampler, schedule = _teacher_sampler(cfg, "dpm-solver++", 8, spacing="log-snr")
+    ts = student_timesteps(schedule, 3)
+    lr_up = _batch()
+    args = (den, teacher_net, cfg, None, abar, lr_up)
+    kwargs = {"sampler": sampler, "timesteps": ts, "weighting": "x0"}
+    steps_only = trajectory_loss(*args, torch.Generator().manual_seed(7), **kwargs)
+    both = trajectory_loss(*args, torch.Generator().manual_seed(7), spectral_weight=0.5, **kwargs)
+    cond = lr_up / cfg.cond_scale
+    noise = torch.randn((3, 1, 16, 16), generator=torch.Generator().manual_seed(7))
+    states = teacher_states(teacher_net, cfg, cond, noise, sampler, ts)
+    with torch.no_grad():
+        sample = student_sample(den, cond, states[0], abar, ts, cfg)
+        term = ((band_log_power(sample, 4) - band_log_power(states[-1], 4)) ** 2).mean()
+    assert term > 0
+    assert both.item() == pytest.approx(steps_only.item() + 0.5 * term.item(), rel=1e-5)
+    both.backward()
+    assert all(p.grad is None for p in teacher_net.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
+    # Another factor takes other scales: 1/4 < k <= 1/2 for factor 2.
+    assert band_log_power(sample, 2).shape == (3, 16 // 2 - 16 // 4)
+    ddim, own = _teacher_sampler(cfg, "ddim", 8)
+    exact = trajectory_loss(
+        den, den, cfg, None, abar, lr_up, torch.Generator().manual_seed(2), sampler=ddim, timesteps=own,
+        spectral_weight=1.0,
+    )  # fmt: skip
+    assert exact.item() < 1e-8
+    with pytest.raises(ValueError, match="spectral_weight must be 0 or more, got -1"):
+        trajectory_loss(*args, torch.Generator(), spectral_weight=-1, **kwargs)
+
+
 def trajectory_config(out, data_dir, teacher, steps=2, timesteps=None):  # noqa: F811
     cfg = tiny_config(out, data_dir, steps=steps, every=2)
     cfg.name, cfg.model.kind = "tiny-distilled", "trajectory"
@@ -365,6 +433,16 @@ def test_a_student_continues_from_one_of_its_teacher_with_another_weighting(tmp_
     cfg.model.trajectory.weighting = "eps"
     with pytest.raises(ValueError, match=r"weighting must be one of 'snr\+1', 'x0', got 'eps'"):
         train(cfg, progress=False)
+    cfg = trajectory_config(tmp_path / "negative", data_dir, teacher, steps=1)
+    cfg.model.trajectory.spectral_weight = -1.0
+    with pytest.raises(ValueError, match=r"\[model.trajectory\] spectral_weight must be 0 or more, got -1.0"):
+        train(cfg, progress=False)
+    # The spectral term through the task, on the teacher's latent grid decoded: a step that trains.
+    cfg = trajectory_config(tmp_path / "spectral", data_dir, teacher, steps=1)
+    cfg.model.trajectory.spectral_weight = 0.5
+    spectral = train(cfg, progress=False)
+    losses = [json.loads(line)["loss"] for line in (spectral.parent / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
     cfg = trajectory_config(tmp_path / "bad", data_dir, teacher, steps=1)
     cfg.model.trajectory.init_from = str(teacher)
     with pytest.raises(ValueError, match="is not a trajectory-distilled student"):

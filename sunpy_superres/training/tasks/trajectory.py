@@ -7,7 +7,8 @@ the one distilled. The student starts as a copy of the teacher's denoiser and le
 `~sunpy_superres.models.diffusion.trajectory_loss`, to take in one DDIM step what the teacher's
 sampler does between two of the student's ``timesteps`` (progressive distillation's objective,
 Salimans & Ho 2022, for a chosen subset of the teacher's steps rather than their halves), and, with
-``sample_weight``, to end its own run of steps on the teacher's sample. Unlike a
+``sample_weight``, to end its own run of steps on the teacher's sample (and, with
+``spectral_weight``, with the teacher's power at the scales it adds). Unlike a
 consistency model it keeps the sampler's deterministic map from noise to sample, so the sample's
 texture and the meaning of the noise label carry over (the student's own noise-label map and
 uncertainty calibration, measured again, come out close to the teacher's). The export
@@ -56,6 +57,10 @@ class TrajectoryConfig:
     #: the teacher's sample from the same noise, added to the per-step objective (0: none; see
     #: `~sunpy_superres.models.diffusion.trajectory_loss`).
     sample_weight: float = 0.0
+    #: Weight of the squared log ratio of the student's sample's radial power spectrum to the teacher's
+    #: over the scales the super-resolution adds (0: none; see
+    #: `~sunpy_superres.models.diffusion.trajectory_loss`).
+    spectral_weight: float = 0.0
     #: A trained student of the same teacher (model directory) to continue from; empty: a copy of
     #: the teacher's denoiser.
     init_from: str = ""
@@ -135,10 +140,10 @@ class TrajectoryTask(StudentTask):
                 f"[model.trajectory] weighting must be one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}, "
                 f"got {weighting!r}"
             )
-        if not self.section(self.cfg.model).sample_weight >= 0:
-            raise ValueError(
-                f"[model.trajectory] sample_weight must be 0 or more, got {self.section(self.cfg.model).sample_weight}"
-            )
+        for weight in ("sample_weight", "spectral_weight"):
+            value = getattr(self.section(self.cfg.model), weight)
+            if not value >= 0:
+                raise ValueError(f"[model.trajectory] {weight} must be 0 or more, got {value}")
         self.student_steps = self.timesteps(self.cfg, self.teacher)
         self.label_range = None
         if self.noise_labels:
@@ -172,6 +177,8 @@ class TrajectoryTask(StudentTask):
             noise_level=self._labels(batch, generator),
             weighting=self.section(self.cfg.model).weighting,
             sample_weight=self.section(self.cfg.model).sample_weight,
+            spectral_weight=self.section(self.cfg.model).spectral_weight,
+            factor=self.teacher.factor,
         )
 
     def build_network(self):
