@@ -987,12 +987,18 @@ def trajectory_loss(
     ------
     ValueError
         If the teacher's sampler is stochastic, a timestep is not one of its steps, ``weighting``
-        is unknown or ``sample_weight`` or ``spectral_weight`` is negative.
+        is unknown, ``sample_weight`` or ``spectral_weight`` is negative, or ``spectral_weight`` is
+        asked of a denoiser on a learned latent.
     """
     if not sample_weight >= 0:
         raise ValueError(f"sample_weight must be 0 or more, got {sample_weight}")
     if not spectral_weight >= 0:
         raise ValueError(f"spectral_weight must be 0 or more, got {spectral_weight}")
+    if spectral_weight and not (autoencoder is None or isinstance(autoencoder, SpaceToDepth)):
+        raise ValueError(
+            "spectral_weight needs a denoiser in pixel space or on the space-to-depth latent: a learned "
+            "decoder does not decode a residual alone"
+        )
     if weighting not in TRAJECTORY_WEIGHTINGS:
         raise ValueError(
             f"unknown trajectory weighting {weighting!r}; use one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}"
@@ -1028,8 +1034,8 @@ def trajectory_loss(
         )
         loss = loss + sample_weight * ((sample - states[-1]) ** 2).mean()
     if spectral_weight:
-        # On the image grid: the latent's channels are the image's pixels (space-to-depth). The
-        # residual's scale and the base, common to both samples, leave the log ratio as it is.
+        # The residual samples on the image grid (space-to-depth's channels are the image's pixels):
+        # their common scale cancels in the ratio; the base, common to both, is left out.
         images = [s if autoencoder is None else autoencoder.decode_latent(s) for s in (sample, states[-1])]
         ratio = band_log_power(images[0], factor) - band_log_power(images[1], factor)
         loss = loss + spectral_weight * (ratio**2).mean()

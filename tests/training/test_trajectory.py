@@ -264,6 +264,12 @@ def test_the_spectral_term_is_the_log_ratio_of_the_two_samples_spectra():
     assert band_log_power(sample, 2).shape == (3, 16 // 2 - 16 // 4)
     with pytest.raises(ValueError, match="spectral_weight must be 0 or more, got -1"):
         trajectory_loss(*args, torch.Generator(), spectral_weight=-1, **kwargs)
+    # A learned decoder's image of a residual alone is no residual image: refused.
+    with pytest.raises(ValueError, match="needs a denoiser in pixel space or on the space-to-depth latent"):
+        trajectory_loss(
+            den, teacher_net, cfg, torch.nn.Identity(), abar, lr_up, torch.Generator(), spectral_weight=1,
+            **kwargs,
+        )  # fmt: skip
 
 
 def trajectory_config(out, data_dir, teacher, steps=2, timesteps=None):  # noqa: F811
