@@ -350,7 +350,7 @@ class StdCalibration:
         if not self.noise_levels_gauss:
             return factors
         level = np.broadcast_to(level, index.shape)
-        table = np.asarray([r[k] for r in self.noise_ratios], dtype=np.float64)  # (levels, bins)
+        table = _ratio_table(self.noise_ratios, k)
         for b in np.unique(index):
             inside = index == b
             factors[inside] *= np.interp(level[inside], self.noise_levels_gauss, table[:, b])
@@ -728,10 +728,14 @@ def _fit_scales(samples, truth, counts, width, floors, edge_values, coverage):
     return tuple(all_plain), pixels
 
 
+def _ratio_table(ratios, count_index):
+    """``(levels, bins)``: the fitted noise-level ratios of one sample count."""
+    return np.asarray([r[count_index] for r in ratios], dtype=np.float64)
+
+
 def _level_ratios(levels, ratios, count_index, level):
     """The ratio of each bin at ``level`` (G): linear between the fitted levels, the nearest outside."""
-    table = np.asarray([r[count_index] for r in ratios], dtype=np.float64)  # (levels, bins)
-    return np.array([np.interp(level, levels, col) for col in table.T])
+    return np.array([np.interp(level, levels, col) for col in _ratio_table(ratios, count_index).T])
 
 
 def _image_ratios(levels, ratios, noise_levels, images, count_index, n_bins):
