@@ -26,7 +26,9 @@ def main():
     parser.add_argument("model", type=Path, help="the teacher's model directory (changed in place)")
     parser.add_argument("student", type=Path, help="the packaged and calibrated student")
     args = parser.parse_args()
-    teacher, student = load_model(args.model, device="cpu"), load_model(args.student, device="cpu")
+    # Both as their directories store them: the teacher's own network, the student itself.
+    teacher = load_model(args.model, device="cpu", stored=True)
+    student = load_model(args.student, device="cpu", stored=True)
     sampler = getattr(student, "own_sampler", None)
     record = (student.consistency if sampler == "lcm" else student.trajectory) if sampler else None
     distilled_from = (record or {}).get("teacher")

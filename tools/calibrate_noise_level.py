@@ -63,7 +63,8 @@ def main():
     args = parser.parse_args()
     if any("20160707" in f for f in args.hmi):
         raise SystemExit("the 2016-07-07 frame is held out: never calibrate on it")
-    model = load_model(args.model, device="cpu")
+    # The network the directory stores (its --write goes there), not a default_sampler's student.
+    model = load_model(args.model, device="cpu", stored=True)
     if getattr(model, "noise_level", None) is None:
         raise SystemExit(f"{args.model} is not conditioned on a noise level")
     crops = [c for i, f in enumerate(args.hmi) for c in disk_crops(f, args.crop, 0, args.crops, seed=100 + i)]

@@ -261,7 +261,8 @@ def main():
     files = sorted(glob.glob(args.patches)) if args.patches else []
     if any("20160707" in f for f in [*files, *args.hmi]):
         raise SystemExit("the 2016-07-07 frame is held out: never calibrate on it")
-    model = load_model(args.model, device="cpu")
+    # The network the directory stores (its --write goes there), not a default_sampler's student.
+    model = load_model(args.model, device="cpu", stored=True)
     conditioned = getattr(model, "noise_level", None) is not None
     crops, levels = [], []
     for i, f in enumerate(args.hmi):

@@ -34,7 +34,8 @@ def main():
     args = parser.parse_args()
     if args.output.exists():
         raise SystemExit(f"{args.output} exists; choose a new directory")
-    model = load_model(args.model, device="cpu")
+    # The network the directory stores (its --write goes there), not a default_sampler's student.
+    model = load_model(args.model, device="cpu", stored=True)
     if model.stochastic:
         model = model.configure_sampler(
             steps=args.steps,

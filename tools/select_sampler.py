@@ -51,7 +51,7 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         crops += [c for f in files for c in patch_crops(f, args.crop)][: args.max_crops]
-    base = load_model(args.model, device="cpu")
+    base = load_model(args.model, device="cpu", stored=True)  # the stored network, its samplers compared
     print(f"{len(crops)} crops of {args.crop}^2, {args.samples} samples, from t={base.start_timestep}")
     cols = ["psnr", "flux_error", "ar_area_error", "spectral_error", "small_scale"]
     print("| sampler | row | " + " | ".join(cols) + " | seconds |")

@@ -1203,6 +1203,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
     #: ``"distilled"`` sampler runs (model directories inside this one, listed in its manifest's
     #: ``students``); empty when it ships none.
     student_dirs = {}
+    #: The student's sampler (a key of `student_dirs`) that `~sunpy_superres.models.load_model`
+    #: serves this model with: its manifest's ``default_sampler``. `None`: its own, `sampler`.
+    default_sampler = None
+    #: For a student reached through the model it was distilled from (`student`), that model:
+    #: `configure_sampler` hands the teacher's samplers back to it. `None` otherwise.
+    teacher = None
 
     def __init__(
         self,
@@ -1449,9 +1455,24 @@ class DiffusionSuperResolution(SuperResolutionModel):
         sampler = renamed_sampler(sampler, scheduler)
         if sampler in self.student_dirs and sampler != self.own_sampler:
             # The few-step sampler is another network: the student distilled from this model.
-            return self.student(sampler).configure_sampler(
-                steps=steps, start_timestep=start_timestep, spacing=spacing, noise_level=noise_level
+            return self._same_runtime(
+                self.student(sampler).configure_sampler(
+                    steps=steps, start_timestep=start_timestep, spacing=spacing, noise_level=noise_level
+                )
             )
+        if self.teacher is not None:
+            if sampler is not None and sampler != self.own_sampler:
+                # Any other sampler is the teacher's network; its own sampler comes with its own steps.
+                return self._same_runtime(
+                    self.teacher.configure_sampler(
+                        sampler=None if sampler == self.teacher.sampler else sampler,
+                        steps=steps,
+                        start_timestep=start_timestep,
+                        spacing=spacing,
+                        noise_level=noise_level,
+                    )
+                )
+            self._refuse_teacher_settings(steps, spacing)
         if (
             steps is None
             and sampler is None
@@ -1481,6 +1502,24 @@ class DiffusionSuperResolution(SuperResolutionModel):
             new.spacing = "linear"
         return new
 
+    def _same_runtime(self, other):
+        """``other`` (this model's teacher or student) with this model's precision and compilation."""
+        return other.configure_runtime(precision=self.precision, compile=self.compiled)
+
+    def _refuse_teacher_settings(self, steps, spacing):
+        """Refuse, on a student reached through its teacher, the settings only the teacher's samplers take."""
+        own_steps = len(self.trajectory["timesteps"]) if self.trajectory is not None else None
+        asked = [f"steps={steps}"] if steps is not None and own_steps not in (None, steps) else []
+        asked += [f"spacing={spacing!r}"] if spacing not in (None, "linear") else []
+        if asked:
+            raise ValueError(
+                f"{self.name}'s sampler here is {self.own_sampler!r}, its {self.steps}-step student "
+                f"({self.revision}), which takes no {' or '.join(asked)}; those are for the samplers of "
+                f"the model it was distilled from ({self.teacher.revision}): name one with them, e.g. "
+                f"sampler={self.teacher.sampler!r} ({self.teacher.steps} steps, "
+                f"{self.teacher.spacing} spacing, by default) or 'ddpm' (the paper's 1000-step chain)"
+            )
+
     def student(self, sampler="lcm"):
         """
         The distilled student of this model that runs its ``sampler``, loaded once.
@@ -1503,9 +1542,11 @@ class DiffusionSuperResolution(SuperResolutionModel):
         if sampler not in self._students:
             from .manifest import load_directory
 
-            self._students[sampler] = load_directory(
+            student = load_directory(
                 self.student_dirs[sampler], device=self.device, kind=self.kind, cls=type(self)
             )
+            student.teacher = self
+            self._students[sampler] = student
         return self._students[sampler]
 
     @property
@@ -1741,6 +1782,8 @@ class DiffusionSuperResolution(SuperResolutionModel):
             # A student is a model directory of its own, copied whole: its manifest comes with it.
             shutil.copytree(directory, path / sampler)
             info.setdefault("students", {})[sampler] = sampler
+        if self.default_sampler is not None and self.default_sampler in self.student_dirs:
+            info["default_sampler"] = self.default_sampler
         if self.uncertainty_calibration is not None:
             info["uncertainty_calibration"] = self.uncertainty_calibration.to_dict()
         write_manifest(path, info)
@@ -1785,4 +1828,12 @@ class DiffusionSuperResolution(SuperResolutionModel):
             for sampler, sub in manifest.get("students", {}).items()
             if sampler in STUDENT_SAMPLERS
         }
+        default = manifest.get("default_sampler")
+        if default is not None and default not in model.student_dirs:
+            raise ValueError(
+                f"{path}: its manifest's default_sampler {default!r} is none of its students' "
+                f"({', '.join(map(repr, model.student_dirs)) or 'it ships none'}); remove the key or "
+                "attach the student (tools/attach_student.py)"
+            )
+        model.default_sampler = default
         return model

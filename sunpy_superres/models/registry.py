@@ -90,18 +90,28 @@ def _loaded(module, cls_name):
     return None if module is None else getattr(module, cls_name)
 
 
-def load_model(model="default", *, device="auto"):
+def load_model(model="default", *, device="auto", stored=False):
     """
     Resolve ``model`` to a ready-to-use model.
+
+    A model directory whose manifest names a ``default_sampler`` (the embedded ``ldm-res`` names
+    its 4-step distilled student) is served with that sampler: the student, through which every
+    other sampler (``configure_sampler(sampler=...)``) still reaches the network it was distilled
+    from.
 
     Parameters
     ----------
     model : str, path-like, `~sunpy_superres.models.hub.HubModel` or `~sunpy_superres.models.base.SuperResolutionModel`
         A registry name (see `available_models`); a local model directory (with a ``superres.json``
         manifest); a pinned Hub reference ``"hf://owner/repo@<40-hex commit>"`` or `HubModel`; or a
-        model instance, returned as it is.
+        model instance, returned as it is (with ``stored``, its teacher when it is a student
+        reached through one).
     device : str, optional
         Torch device for the model; ``"auto"`` picks a GPU when there is one.
+    stored : bool, optional
+        The model as its directory stores it, with the sampler of its own network rather than its
+        ``default_sampler``'s student (for a student reached through its teacher, the teacher):
+        what fine-tuning, distillation and the tools that rewrite a model directory start from.
 
     Raises
     ------
@@ -114,9 +124,19 @@ def load_model(model="default", *, device="auto"):
         If a weights file does not match its recorded sha256.
     """
     # A model or HubModel instance can exist only once its module was imported.
-    base, hub_model = _loaded("base", "SuperResolutionModel"), _loaded("hub", "HubModel")
+    base = _loaded("base", "SuperResolutionModel")
     if base is not None and isinstance(model, base):
-        return model
+        return (getattr(model, "teacher", None) or model) if stored else model
+    loaded = _load(model, device)
+    if stored:
+        return loaded
+    default = getattr(loaded, "default_sampler", None)
+    return loaded if default is None else loaded.configure_sampler(sampler=default)
+
+
+def _load(model, device):
+    """`load_model` of a name, directory or Hub reference, as the directory stores it."""
+    hub_model = _loaded("hub", "HubModel")
     if (hub_model is not None and isinstance(model, hub_model)) or (
         isinstance(model, str) and model.startswith("hf://")
     ):

@@ -125,7 +125,8 @@ def load_reference(ref):
 
     if not ref.startswith("hf://"):
         ref = os.path.expandvars(os.path.expanduser(ref))
-    return ref, load_model(ref, device="cpu")
+    # As the directory stores it: a model served by its student (default_sampler) is trained as its teacher.
+    return ref, load_model(ref, device="cpu", stored=True)
 
 
 def trainable(net):

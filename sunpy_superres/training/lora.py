@@ -413,7 +413,7 @@ def load_adapter(base_model_or_dir, adapter_dir, *, merge=True, device="auto", s
     adapter_dir = Path(adapter_dir)
     manifest = verify_adapter(adapter_dir)
     ref = str(base_model_or_dir) if isinstance(base_model_or_dir, Path) else base_model_or_dir
-    base = load_model(ref, device="cpu")
+    base = load_model(ref, device="cpu", stored=True)  # the adapter fine-tuned the stored network
     if not isinstance(base, DiffusionSuperResolution):
         raise ValueError(f"LoRA adapters apply to diffusion models; the base is {base!r}")
     is_dir = isinstance(base_model_or_dir, (str, Path)) and Path(base_model_or_dir).is_dir()

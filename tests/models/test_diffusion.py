@@ -349,3 +349,88 @@ def test_a_negative_sign_negates_the_initial_noise(monkeypatch):
 def test_predict_samples_refuses_signs_that_do_not_fit(signs):
     with pytest.raises(ValueError, match=r"^predict_samples takes signs of 1 or -1"):
         tiny_model().predict_samples(lr_input()[:1], [[1, 2]], signs=signs)
+
+
+def _teacher_with_student(tmp_path, default_sampler="distilled"):
+    """A tiny teacher directory that ships a (hand-made, untrained) trajectory student as its default."""
+    teacher = tiny_model("latent", True, revision="tiny-teacher", sampler="dpm-solver++", steps=6)
+    student = tiny_model(
+        "latent",
+        True,
+        seed=1,
+        revision="tiny-student",
+        trajectory={"timesteps": [999, 600, 250, 40], "teacher": "tiny-teacher"},
+    )
+    teacher.student_dirs = {"distilled": student.save_pretrained(tmp_path / "student")}
+    teacher.default_sampler = default_sampler
+    return teacher.save_pretrained(tmp_path / "teacher")
+
+
+def test_a_directory_can_serve_its_student_as_its_default_sampler(tmp_path):
+    """A manifest's default_sampler: load_model gives the student, which hands other samplers back."""
+    path = _teacher_with_student(tmp_path)
+    assert json.loads((path / "superres.json").read_text())["default_sampler"] == "distilled"
+    served = load_model(path, device="cpu")
+    assert (served.revision, served.sampler, served.steps) == ("tiny-student", "distilled", 4)
+    teacher = served.teacher
+    assert (teacher.revision, teacher.sampler, teacher.steps, teacher.default_sampler) == (
+        "tiny-teacher", "dpm-solver++", 6, "distilled"
+    )  # fmt: skip
+    # The teacher's own sampler with its own steps; any other with its default steps, or those asked.
+    assert served.configure_sampler(sampler="dpm-solver++") is teacher
+    ddim = served.configure_sampler(sampler="ddim", steps=3)
+    assert (ddim.revision, ddim.sampler, ddim.steps) == ("tiny-teacher", "ddim", 3)
+    assert ddim.denoiser is teacher.denoiser and served.configure_sampler(sampler="ddpm").steps == 1000
+    # And back: the teacher's "distilled" is this same student (its networks loaded once).
+    assert teacher.configure_sampler(sampler="distilled") is served
+    # Runtime settings carry over either way.
+    bf16 = served.configure_runtime(precision="bf16")
+    assert bf16.configure_sampler(sampler="ddim").precision == "bf16"
+    assert bf16.configure_sampler(sampler="ddim").configure_sampler(sampler="distilled").precision == "bf16"
+    # The student's own settings are its own; the teacher's are refused with the way to them.
+    for kwargs, asked in (({"steps": 6}, "steps=6"), ({"spacing": "log-snr"}, "spacing='log-snr'")):
+        with pytest.raises(ValueError, match=rf"its 4-step student \(tiny-student\), which takes no {asked};.*"
+                           r"sampler='dpm-solver\+\+' \(6 steps"):  # fmt: skip
+            served.configure_sampler(**kwargs)
+    assert served.configure_sampler(steps=4).revision == "tiny-student"
+    # stored=True: as the directory stores it (what training and the tools start from).
+    stored = load_model(path, device="cpu", stored=True)
+    assert (stored.revision, stored.sampler) == ("tiny-teacher", "dpm-solver++")
+    assert load_model(served, stored=True) is teacher and load_model(served) is served
+    from sunpy_superres.training.common import load_reference
+
+    assert load_reference(str(path))[1].revision == "tiny-teacher"  # fine-tuning, distillation
+    # Written again, the teacher keeps its default sampler; the student alone is an ordinary model.
+    again = load_model(teacher.save_pretrained(tmp_path / "again"), device="cpu")
+    assert again.revision == "tiny-student" and again.teacher.revision == "tiny-teacher"
+    alone = load_model(tmp_path / "student", device="cpu")
+    assert alone.teacher is None and load_model(alone, stored=True) is alone
+
+
+def test_a_default_sampler_without_its_student_is_refused(tmp_path):
+    from sunpy_superres.models.manifest import rewrite_manifest
+
+    path = _teacher_with_student(tmp_path)
+    rewrite_manifest(path, {"default_sampler": "lcm"})
+    with pytest.raises(ValueError, match=r"default_sampler 'lcm' is none of its students' \('distilled'\)"):
+        load_model(path, device="cpu")
+
+
+def test_superresolve_records_which_network_ran(tmp_path, hmi_cutout):
+    """The header says which network sampled: the student by default, the teacher for its samplers."""
+    path = _teacher_with_student(tmp_path)
+    lr = hmi_cutout.superpixel((4, 4) * u.pix, func=np.mean).submap(
+        [0, 0] * u.pix, top_right=[15, 15] * u.pix
+    )
+    fast = superresolve(lr, model=str(path), seed=0, calibrate=False, progress=False)
+    slow = superresolve(lr, model=str(path), sampler="dpm-solver++", seed=0, calibrate=False, progress=False)
+    assert (fast.meta["srsched"], fast.meta["srsteps"], fast.meta["srmodrev"]) == (
+        "distilled",
+        4,
+        "tiny-student",
+    )
+    assert (slow.meta["srsched"], slow.meta["srsteps"], slow.meta["srmodrev"]) == (
+        "dpm-solver++",
+        6,
+        "tiny-teacher",
+    )
