@@ -6,9 +6,9 @@ against ``python -c "import sunpy.map"``. Each command runs in a new interpreter
 times, the commands taking turns so that a busy machine slows all of them alike; the table gives
 the median and its ratio to ``import sunpy.map``. The other rows say where the time goes: the
 package alone, torch alone (the floor of any model load: the networks, their loading and the
-default's DPM-Solver++ are the package's own), torch with diffusers' DPM-Solver (what a model load
-and its first sample imported before), and a whole first call (Map read, model load, one 2-step
-sample of the shipped 128x128 MDI cut-out). Run from the repository root::
+default's samplers are the package's own), torch with diffusers' DPM-Solver (what a model load
+and its first sample imported before), and a whole first call (Map read, model load, one sample of
+the default, its 4-step student, on the shipped 128x128 MDI cut-out). Run from the repository root::
 
     python benchmarks/bench_coldstart.py --repeats 5
 """
@@ -27,10 +27,10 @@ COMMANDS = {
         "import torch, diffusers.schedulers.scheduling_dpmsolver_multistep"
     ),
     "load_model('default')": "from sunpy_superres.models import load_model; load_model('default')",
-    "first call (Map, model, 2-step sample)": (
+    "first call (Map, model, one default sample)": (
         "import sunpy.map; from sunpy_superres import superresolve; "
         "from sunpy_superres.data import MDI_AR_CUTOUT; "
-        "superresolve(sunpy.map.Map(MDI_AR_CUTOUT), steps=2, seed=0, progress=False)"
+        "superresolve(sunpy.map.Map(MDI_AR_CUTOUT), seed=0, progress=False)"
     ),
 }
 

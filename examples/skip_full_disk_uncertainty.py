@@ -9,8 +9,9 @@ default model: the per-pixel mean, the per-pixel standard deviation, and its spl
 pixel (Ramunno et al. 2025, section 7, Figs. 11-12).
 
 This example is not run when the documentation is built: it needs the full-disk file (1.4 MB; not
-shipped with the package) and one to three minutes per sample on a 2-core CPU (bfloat16 where the
-CPU has AMX or AVX-512 BF16, float32 elsewhere: :doc:`/guide`), or well under a minute
+shipped with the package) and about 20 seconds per sample on a 2-core CPU with the default's
+4-step student (bfloat16 where the CPU has AMX or AVX-512 BF16, float32 elsewhere: :doc:`/guide`),
+or well under a minute
 for all ten on a recent GPU (see ``benchmarks/bench_fulldisk.py``). Get the file from JSOC
 (series ``mdi.fd_M_96m_lev182``, record ``[2010.10.15_00:00:00_TAI]``), e.g. with sunpy's
 ``Fido.search(a.Time("2010-10-15 00:00", "2010-10-15 00:01"), a.jsoc.Series("mdi.fd_M_96m_lev182"),
@@ -41,8 +42,9 @@ print(mdi.date.isot, mdi.data.shape, mdi.scale.axis1)
 
 ###############################################################################
 # Ten samples. ``batch_size="auto"`` (the default) fills a GPU with tiles when there is one; on a CPU
-# each call takes a tile's samples of one flip, which share its regression pass (about 9 minutes on two
-# cores of a Xeon with AMX, 20 in float32; about 22 minutes on two cores of an AMD EPYC, est.).
+# each call takes a tile's samples of one flip, which share its regression pass (225 s on two cores
+# of an AMD EPYC with AVX-512 BF16, 2026-12-05; with ``sampler="dpm-solver++"``, the default's
+# 10-step sampler, about 9 minutes on two cores of a Xeon with AMX, est.).
 
 um = superresolve(mdi, samples=10, seed=0)
 print(type(um).__name__, um.data.shape, um.scale.axis1)

@@ -129,7 +129,8 @@ class Options:
         ``"sde-dpm-solver++"`` (the model's own when not given); ``"lcm"``, 1 to 8 steps, for a
         model that ships a consistency-distilled student, and ``"distilled"``, the steps it was
         distilled for, for one that ships a trajectory-distilled student (it then runs the student).
-        Recorded as ``SRSCHED``.""",
+        The default ``ldm-res`` samples with its ``"distilled"`` student unless another sampler is
+        named (its manifest's ``default_sampler``). Recorded as ``SRSCHED``.""",
         cli={
             "metavar": "NAME",
             "help": "sampler of a diffusion model: ddpm, ddim, dpm-solver++, sde-dpm-solver++, or lcm or "

@@ -27,12 +27,7 @@ def load():
 
 def test_a_spec_sets_the_sampler_and_the_precision(load):
     plain = load("default", "cpu")
-    assert (plain.name, plain.sampler, plain.steps, plain.precision) == (
-        "ldm-res",
-        "dpm-solver++",
-        10,
-        "fp32",
-    )
+    assert (plain.name, plain.sampler, plain.steps, plain.precision) == ("ldm-res", "distilled", 4, "fp32")
     fast = load("default:distilled:4@bf16", "cpu")
     assert (fast.sampler, fast.network_evaluations, fast.precision) == ("distilled", 4, "bf16")
     assert load("ldm-res:ddim:5", "cpu").steps == 5
@@ -45,14 +40,16 @@ def test_the_full_disk_benchmark_times_a_student_beside_its_teachers_paper_chain
     timed_models = _from_benchmark("bench_fulldisk", "timed_models")
     from sunpy_superres.models import load_model
 
-    teacher = load_model("default", device="cpu")
-    model, paper = timed_models(teacher, "distilled", None, "bf16", None)
-    assert (model.sampler, model.network_evaluations, model.precision) == ("distilled", 4, "bf16")
-    assert (paper.sampler, paper.steps, paper.precision) == ("ddpm", 1000, "bf16")
-    assert paper.denoiser is teacher.denoiser and model.denoiser is not teacher.denoiser
-    model, paper = timed_models(teacher, None, 5, "fp32", None)
-    assert (model.sampler, model.steps, paper.steps) == ("dpm-solver++", 5, 1000)
-    assert paper.denoiser is model.denoiser is teacher.denoiser
+    default = load_model("default", device="cpu")  # served by its student
+    teacher = load_model("default", device="cpu", stored=True)
+    for loaded in (default, teacher):
+        model, paper = timed_models(loaded, "distilled", None, "bf16", None)
+        assert (model.sampler, model.network_evaluations, model.precision) == ("distilled", 4, "bf16")
+        assert (paper.sampler, paper.steps, paper.precision) == ("ddpm", 1000, "bf16")
+        assert model.revision != paper.revision == teacher.revision
+        model, paper = timed_models(loaded, "dpm-solver++", 5, "fp32", None)
+        assert (model.sampler, model.steps, paper.steps, paper.precision) == ("dpm-solver++", 5, 1000, "fp32")
+        assert paper.denoiser is model.denoiser
 
 
 def test_the_full_disk_benchmark_times_the_network_calls_and_puts_the_method_back(monkeypatch):

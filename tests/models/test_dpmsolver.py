@@ -62,12 +62,12 @@ def test_every_step_is_diffusers_to_the_bit(order, prediction, schedule, timeste
     assert expected[-1].std() > 0.1
 
 
-def test_the_default_model_samples_with_it_and_takes_its_steps():
-    """The shipped default's sampler is this one, with the shipped settings."""
-    model = load_model("default", device="cpu")
+def test_the_default_models_teacher_samples_with_it_and_takes_its_steps():
+    """The shipped default's teacher (``sampler="dpm-solver++"``) samples with this one, as shipped."""
+    model = load_model("default", device="cpu").configure_sampler(sampler="dpm-solver++")
+    assert (model.sampler, model.steps, model.spacing) == ("dpm-solver++", 10, "log-snr")
     scheduler = make_scheduler(model.sampler, model.denoiser.config)
-    assert isinstance(scheduler, DPMSolverPlusPlus) and model.sampler == "dpm-solver++"
-    assert scheduler.config.solver_order == 2
+    assert isinstance(scheduler, DPMSolverPlusPlus) and scheduler.config.solver_order == 2
 
 
 def test_it_refuses_what_it_does_not_do():
