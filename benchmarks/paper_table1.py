@@ -12,7 +12,7 @@ table comes out the same on any CPU (bfloat16, ``"auto"`` on a CPU that has it, 
 digits). LPIPS and FID columns are filled when their pretrained feature weights are given (see
 `sunpy_superres.metrics.image`), blank otherwise. Run from the repository root::
 
-    python benchmarks/paper_table1.py --samples 8 --output docs/paper
+    OMP_NUM_THREADS=1 python benchmarks/paper_table1.py --samples 8 --output docs/paper
 
 ``--model NAME=SOURCE`` scores ``SOURCE`` (a model directory or pinned Hub reference) under ``NAME``,
 e.g. a model still in training; a model without weights gets an empty row that says so. With
