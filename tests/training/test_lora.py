@@ -184,6 +184,35 @@ def test_finetuned_model_serves_superresolve(finetuned, mdi_cutout, base_dir):
     np.testing.assert_allclose(base_and_adapter.data, hr.data, atol=1e-3)
 
 
+def test_an_adapter_on_a_model_served_by_its_student_adapts_the_teacher(
+    finetuned, mdi_cutout, base_dir, tmp_path
+):
+    # The default samples with its distilled student (default_sampler); an adapter fine-tuned the
+    # network the directory stores, so it is applied to that network, which then samples with its own.
+    _, out = finetuned
+    base = load_model(base_dir, device="cpu")
+    student = tiny_model(
+        "latent",
+        seed=1,
+        revision="tiny-student",
+        steps=2,
+        trajectory={"timesteps": [999, 500], "teacher": base.revision},
+    )
+    base.student_dirs = {"distilled": student.save_pretrained(tmp_path / "student")}
+    base.default_sampler = "distilled"
+    served_dir = base.save_pretrained(tmp_path / "served")
+    served = load_model(served_dir, device="cpu")
+    assert served.revision == "tiny-student"
+    adapted = load_adapter(served, out / "adapter", device="cpu")
+    assert (adapted.revision, adapted.sampler) == ("untrained+tiny-ft-step3", base.sampler)
+    lr = mdi_cutout.submap([0, 0] * u.pix, top_right=[23, 23] * u.pix)
+    kwargs = dict(adapter=out / "adapter", seed=0, steps=2, progress=False)
+    through_student = superresolve(lr, model=str(served_dir), **kwargs)
+    direct = superresolve(lr, model=str(base_dir), **kwargs)
+    assert through_student.meta["srmodrev"] == "untrained+tiny-ft-step3"
+    np.testing.assert_array_equal(through_student.data, direct.data)
+
+
 def test_finetune_resume_is_exact(tmp_path, hmi_dir, base_dir):
     def config(name):
         return finetune_config(tmp_path / name, hmi_dir, base_dir, steps=4)
