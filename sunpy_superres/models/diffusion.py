@@ -1472,7 +1472,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
                         noise_level=noise_level,
                     )
                 )
-            self._refuse_teacher_settings(steps, spacing)
+            self._refuse_teacher_settings(steps, spacing, start_timestep)
         if (
             steps is None
             and sampler is None
@@ -1506,11 +1506,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
         """``other`` (this model's teacher or student) with this model's precision and compilation."""
         return other.configure_runtime(precision=self.precision, compile=self.compiled)
 
-    def _refuse_teacher_settings(self, steps, spacing):
+    def _refuse_teacher_settings(self, steps, spacing, start_timestep):
         """Refuse, on a student reached through its teacher, the settings only the teacher's samplers take."""
-        own_steps = len(self.trajectory["timesteps"]) if self.trajectory is not None else None
-        asked = [f"steps={steps}"] if steps is not None and own_steps not in (None, steps) else []
+        own = self.trajectory["timesteps"] if self.trajectory is not None else None
+        asked = [f"steps={steps}"] if steps is not None and own is not None and steps != len(own) else []
         asked += [f"spacing={spacing!r}"] if spacing not in (None, "linear") else []
+        if start_timestep is not None and own is not None and start_timestep != own[0]:
+            asked.append(f"start_timestep={start_timestep}")
         if asked:
             raise ValueError(
                 f"{self.name}'s sampler here is {self.own_sampler!r}, its {self.steps}-step student "

@@ -388,7 +388,11 @@ def test_a_directory_can_serve_its_student_as_its_default_sampler(tmp_path):
     assert bf16.configure_sampler(sampler="ddim").precision == "bf16"
     assert bf16.configure_sampler(sampler="ddim").configure_sampler(sampler="distilled").precision == "bf16"
     # The student's own settings are its own; the teacher's are refused with the way to them.
-    for kwargs, asked in (({"steps": 6}, "steps=6"), ({"spacing": "log-snr"}, "spacing='log-snr'")):
+    for kwargs, asked in (
+        ({"steps": 6}, "steps=6"),
+        ({"spacing": "log-snr"}, "spacing='log-snr'"),
+        ({"start_timestep": 700}, "start_timestep=700"),
+    ):
         with pytest.raises(ValueError, match=rf"its 4-step student \(tiny-student\), which takes no {asked};.*"
                            r"sampler='dpm-solver\+\+' \(6 steps"):  # fmt: skip
             served.configure_sampler(**kwargs)
