@@ -17,9 +17,9 @@ measured in one run on this machine, each in a fresh process of its own:
 Each diffusion model (but a distilled student loaded alone) also gets a row for the paper's
 1000-step DDPM chain, extrapolated (``est.``) from the same call with 1 and 11 DDPM steps (the cost
 of a step, times 999, added to the 1-step call; on a full disk, that less the model's own call,
-for each tile); quality not scored: a thousand evaluations per
-sample. For the default, whose sampler is its 4-step student, the chain is that of the network the
-student was distilled from. The last lines extrapolate the MDI archive, about 80,000 full disks
+for each tile); quality not scored: a thousand evaluations per sample. For the default, whose
+sampler is its 4-step student, the chain is that of the network the student was distilled from. The
+last lines extrapolate the MDI archive, about 80,000 full disks
 (96-minute cadence, 1996-2011), over N workers of ``sunpy-superres batch``, each one such machine.
 Run from the repository root::
 
