@@ -1748,8 +1748,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
     def save_pretrained(self, path):
         """
         Write the model as a directory: ``denoiser/`` (and ``autoencoder/``, ``regression/``) in
-        diffusers format (``config.json`` + safetensors), the student of its ``"lcm"`` sampler as ``lcm/`` (a model
-        directory) when it has one, and a ``superres.json`` manifest with sha256 of every file.
+        diffusers format (``config.json`` + safetensors), its students as ``lcm/`` and ``distilled/``
+        (model directories of their own) when it has them, and a ``superres.json`` manifest with
+        sha256 of every file (and the `default_sampler`, when it names one of the students).
         """
         path = Path(path)
         self.denoiser.save_pretrained(path / "denoiser", safe_serialization=True)
