@@ -2,9 +2,9 @@
 # The GPU timings of the shipped default in one run (issue 18): the MDI full disk (1024x1024 ->
 # 4096x4096) with 1 and 10 samples, in bfloat16 (the default samples with its 4-step distilled
 # student), then compiled, then with the 10-step DPM-Solver++ of the network it was distilled from
-# (the default until 2026-12-05), in float32 for reference, and with the denoiser's weights cast to bfloat16 (an experiment:
-# bench_fulldisk.py's LowPrecisionDenoiser); each table ends with the MDI archive extrapolated over 1 and
-# 8 such GPUs. Last, profile_fulldisk.py says where the time goes (the network, the work around
+# (the default until 2026-12-05), in float32 for reference, and with the denoiser's weights cast to
+# bfloat16 (an experiment: bench_fulldisk.py's LowPrecisionDenoiser); each table ends with the MDI
+# archive extrapolated over 1 and 8 such GPUs. Last, profile_fulldisk.py says where the time goes (the network, the work around
 # it). Every step has its own time limit, so one that hangs costs only its share; the tables are
 # also written to OUTPUT_DIR. Run from the repository root on a CUDA machine with the package
 # importable:
