@@ -33,7 +33,7 @@ from .memory import keep_freed_memory
 from .models import load_model
 from .options import Options, fill_doc
 from .seeds import MAX_SEED, fresh_seed, tile_seed
-from .tiling import blend_window, plan_tiles
+from .tiling import SharedNoise, blend_window, plan_tiles
 from .version import __version__
 
 __all__ = ["superresolve", "MAX_SEED", "UncalibratedInputWarning", "LongRunWarning"]
@@ -673,7 +673,8 @@ def _run_tiled(
     tiles as fit. Each pair's seed follows from the sample number and the tile's position only, so a
     sample does not depend on how the pairs were batched. Sample ``k`` is drawn with the seed, noise
     sign and `tile_symmetry` of `sample_plan` (the symmetry undone on its output), each tile at its
-    ``noise_levels`` (G, per tile of `plan_tiles`; `None`: a noise-conditioned model's own).
+    ``noise_levels`` (G, per tile of `plan_tiles`; `None`: a noise-conditioned model's own). A
+    model that draws an initial noise gets one noise where tiles overlap (`_shared_noise`).
 
     On an accelerator the work on the output grid is a pipeline beside the network: each call's
     samples are blended (and, after the last chunk of tiles, finished) on threads while the next
@@ -699,6 +700,7 @@ def _run_tiled(
     per_call = max(1, batch_size // max(len(idx) for idx in groups.values()))
     last = {}  # sample position -> the future of its latest blend (and finishing)
     beside = _blends_beside_network(sr_model)
+    shared = _shared_noise(sr_model, tiles, seed)
 
     def blend(y, j, pos, i, where, windows, done):
         _blend_sample(out[i], tile_symmetry(y[:, pos], j), where, windows)
@@ -722,8 +724,6 @@ def _run_tiled(
             done = start + per_call >= len(tiles)
             batch = np.stack([x[t.slices] for t in chunk])
             levels = None if noise_levels is None else noise_levels[start : start + per_call]
-            seeds = [[tile_seed(seed, number, t) for number, _, _ in plan] for t in chunk]
-            signs = [[sign for _, sign, _ in plan] for _ in chunk]
             where = [t.scaled_slices(f) for t in chunk]
             windows = [
                 (blend_window(t, x.shape, **window) / weight[w]).astype(np.float32)
@@ -731,21 +731,52 @@ def _run_tiled(
             ]
             tasks = []  # submitted after each call beside the network, else after the chunk's calls
             for j, idx in groups.items():
-                pick = [[row[i] for i in idx] for row in seeds], [[row[i] for i in idx] for row in signs]
-                signs_j = pick[1] if antithetic is True else None
-                y = sr_model.predict_samples(
-                    tile_symmetry(batch, j), pick[0], signs=signs_j, noise_levels=levels
+                y = _predict_group(
+                    sr_model, batch, chunk, start, [plan[i] for i in idx], j, seed, levels, shared
                 )
                 tasks += [(y, j, pos, i, where, windows, done) for pos, i in enumerate(idx)]
                 if beside:
                     submit(tasks)
                     tasks = []
             submit(tasks)
+            if shared is not None:
+                shared.forget_before(start + per_call)
             if not beside:
                 _results(last.values())
             bar.update(len(chunk))
         _results(last.values())
     return finished
+
+
+def _predict_group(sr_model, batch, chunk, first, plan, j, seed, levels, shared):
+    """
+    One network call: the samples of ``plan`` (`sample_plan`'s, all of `tile_symmetry` ``j``) of
+    the tiles ``chunk`` (from tile ``first`` on) of ``batch``: ``(T, S, fH, fW)``.
+    """
+    seeds = [[tile_seed(seed, number, t) for number, _, _ in plan] for t in chunk]
+    signs = [[sign for _, sign, _ in plan] for _ in chunk]  # -1: antithetic=True's negated noise
+    noise = None
+    if shared is not None:  # one noise where tiles overlap
+        noise = shared.batch(
+            range(first, first + len(chunk)), [n for n, _, _ in plan], TILE_SYMMETRIES[j][:2]
+        )
+    return sr_model.predict_samples(
+        tile_symmetry(batch, j), seeds, signs=signs, noise_levels=levels, noise=noise
+    )
+
+
+def _shared_noise(sr_model, tiles, seed):
+    """
+    The `~sunpy_superres.tiling.SharedNoise` of ``tiles`` for a model that draws an initial noise
+    (`None` for another, for one tile, and without a seed).
+    """
+    if len(tiles) < 2 or seed is None or not hasattr(sr_model, "draw_noise"):
+        return None
+
+    def draw(tile, number):
+        return sr_model.draw_noise(tile_seed(seed, number, tile), (tile.size_y, tile.size_x))
+
+    return SharedNoise(tiles, sr_model.noise_grid, draw)
 
 
 def _results(futures):

@@ -23,7 +23,7 @@ import numpy as np
 
 from .seeds import tile_seed  # public here since 0.1; derived, like every seed, in seeds.py
 
-__all__ = ["Tile", "tile_starts", "balanced_tile", "plan_tiles", "blend_window", "tile_seed"]
+__all__ = ["Tile", "tile_starts", "balanced_tile", "plan_tiles", "blend_window", "tile_seed", "SharedNoise"]
 
 
 @dataclass(frozen=True)
@@ -159,3 +159,107 @@ def blend_window(tile, image_shape, *, factor, halo, overlap):
     wy = _ramp_1d(factor * tile.size_y, tile.y0 > 0, tile.y0 + tile.size_y < ny, factor * halo, ramp)
     wx = _ramp_1d(factor * tile.size_x, tile.x0 > 0, tile.x0 + tile.size_x < nx, factor * halo, ramp)
     return np.outer(wy, wx)
+
+
+def _overlap(a, b):
+    """The rows and columns (on the input grid) that tiles ``a`` and ``b`` share, or `None`."""
+    y0, x0 = max(a.y0, b.y0), max(a.x0, b.x0)
+    y1, x1 = min(a.y0 + a.size_y, b.y0 + b.size_y), min(a.x0 + a.size_x, b.x0 + b.size_x)
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def _shift(s, origin):
+    """The slice ``s`` of a grid, on a part of it that starts at ``origin``."""
+    return slice(s.start - origin, s.stop - origin)
+
+
+class SharedNoise:
+    """
+    The initial noise of each tile of a tiling, one noise where tiles overlap.
+
+    Each tile draws its noise as it would alone (``draw(tile, number)``); on the input grid, every
+    point then takes what the first tile (in the order of ``tiles``) that covers it drew there. Two
+    tiles so start from the same noise where they overlap, and a sampler that draws nothing after its
+    initial noise takes them to nearly the same sample there, up to what lies beyond the overlap.
+    Tiles that start from independent noise differ there, and the blend across the overlap averages
+    their textures (at the middle of a ramp, to half the variance): the samples' small-scale field and
+    their spread dipped along every seam. A map of one tile keeps the noise its seed draws.
+
+    A tile drawn under a flip (`~sunpy_superres.superresolve.TILE_SYMMETRIES`) draws in the flipped
+    frame; its noise is shared on the map's grid, so every tile of a sample, flipped alike, meets the
+    same noise at the same place. Written by hand: it belongs to the tiling, which no library has.
+
+    Parameters
+    ----------
+    tiles : list of `Tile`
+        The tiles of one map, of one size (`plan_tiles`).
+    grid : int
+        Noise points per input pixel along each axis.
+    draw : callable
+        ``draw(tile, number)``: the noise that sample seed number ``number`` draws for ``tile``,
+        ``(C, grid * h', grid * w')`` with ``h' >= size_y`` and ``w' >= size_x`` (points beyond the
+        tile, where a network pads it, stay the tile's own).
+    """
+
+    def __init__(self, tiles, grid, draw):
+        self.tiles = list(tiles)
+        self.grid = int(grid)
+        self._draw = draw
+        self._drawn = {}  # (tile index, number) -> that tile's own draw
+        # Each tile's earlier tiles that overlap it, latest first, and the earliest tile any later one needs.
+        self._earlier = [
+            [(k, box) for k in reversed(range(i)) if (box := _overlap(t, self.tiles[k])) is not None]
+            for i, t in enumerate(self.tiles)
+        ]
+        self._needs = [min([i] + [k for k, _ in self._earlier[i]]) for i in range(len(self.tiles))]
+
+    def _own(self, i, number):
+        if (i, number) not in self._drawn:
+            self._drawn[i, number] = self._draw(self.tiles[i], number)
+        return self._drawn[i, number]
+
+    def _map_frame(self, a, tile, flips):
+        """The part of a tile's noise ``a`` on the tile, in the map's orientation (a view)."""
+        g = self.grid
+        a = a[:, : g * tile.size_y, : g * tile.size_x]
+        return a[:, :: -1 if flips[0] else 1, :: -1 if flips[1] else 1]
+
+    def noise(self, i, number, flips=(False, False)):
+        """
+        The initial noise of tile ``i`` for sample seed number ``number``, drawn under ``flips``.
+
+        Parameters
+        ----------
+        i : int
+            Index of the tile in ``tiles``.
+        number : int
+            The sample's seed number (the ``sample`` of `tile_seed`).
+        flips : tuple of bool
+            Whether the tile's rows and columns are reversed before the network sees it.
+
+        Returns
+        -------
+        `numpy.ndarray`
+            A new array shaped like the tile's own draw, in the network's (flipped) frame.
+        """
+        tile, g = self.tiles[i], self.grid
+        out = np.array(self._own(i, number), dtype=np.float32)
+        view = self._map_frame(out, tile, flips)  # writes through to out
+        for k, (y0, y1, x0, x1) in self._earlier[i]:  # latest first: the earliest tile writes last
+            first = self.tiles[k]
+            other = self._map_frame(self._own(k, number), first, flips)
+            rows, cols = slice(g * y0, g * y1), slice(g * x0, g * x1)  # on the map's noise grid
+            view[:, _shift(rows, g * tile.y0), _shift(cols, g * tile.x0)] = other[
+                :, _shift(rows, g * first.y0), _shift(cols, g * first.x0)
+            ]
+        return out
+
+    def batch(self, tiles, numbers, flips=(False, False)):
+        """The `noise` of each tile of ``tiles`` (indices) for each seed number of ``numbers``: ``(T, S, ...)``."""
+        return np.stack([np.stack([self.noise(i, n, flips) for n in numbers]) for i in tiles])
+
+    def forget_before(self, i):
+        """Drop the draws that tile ``i`` and every later tile no longer need."""
+        keep = min(self._needs[i:], default=len(self.tiles))
+        for key in [key for key in self._drawn if key[0] < keep]:
+            del self._drawn[key]

@@ -11,8 +11,10 @@ from sunpy_superres import superresolve
 from sunpy_superres.calibration import MDI_TO_HMI
 from sunpy_superres.models import available_models, load_model
 from sunpy_superres.models.interpolation import NearestModel
+from sunpy_superres.superresolve import TILE_SYMMETRIES, _run_tiled, sample_plan
+from sunpy_superres.tiling import plan_tiles, tile_seed
 
-from .helpers import synthetic_map
+from .helpers import NoisyNearest, synthetic_map
 
 
 def corners_and_centre(smap):
@@ -325,3 +327,56 @@ def test_a_map_that_names_no_instrument_is_announced(mdi_cutout):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         superresolve(synthetic_map(shape=(32, 32), instrument="GONG"), model="bicubic", progress=False)
+
+
+class NoiseEcho(NoisyNearest):
+    """A stochastic stand-in that gives its initial noise as the sample: a tiled map shows each tile's noise."""
+
+    name = "noise-echo"
+    noise_grid = 4  # one noise point per output pixel
+
+    def draw_noise(self, seed, tile_shape):
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((1, 4 * tile_shape[0], 4 * tile_shape[1])).astype(np.float32)
+
+    def predict_samples(self, batch, seeds, *, signs=None, noise_levels=None, noise=None):
+        if noise is None:
+            noise = [[self.draw_noise(s, batch.shape[1:]) for s in row] for row in seeds]
+        noise = np.asarray(noise)[:, :, 0]
+        return noise if signs is None else noise * np.asarray(signs)[:, :, None, None]
+
+
+@pytest.mark.parametrize("antithetic, symmetric", [(False, False), ("polarity", True), (True, True)])
+def test_overlapping_tiles_start_from_one_noise(antithetic, symmetric):
+    """Where tiles overlap they get one noise (the first tile's draw), flipped with the sample's symmetry."""
+    x = np.zeros((40, 52), dtype=np.float32)
+    tiles = plan_tiles(x.shape, 24, 10)
+    assert len(tiles) == 9  # 3 x 3, overlapping unevenly
+    model = NoiseEcho(device="cpu")
+    samples = list(range(6))
+    runs = [
+        _run_tiled(
+            model,
+            x,
+            tile=24,
+            overlap=10,
+            seed=3,
+            samples=samples,
+            batch_size=size,
+            progress=False,
+            finish=np.copy,
+            antithetic=antithetic,
+            symmetric=symmetric,
+        )
+        for size in (1, 5)
+    ]
+    for k, out, again in zip(samples, *runs, strict=True):
+        number, sign, j = sample_plan(k, antithetic, symmetric)
+        rows, cols, polarity = TILE_SYMMETRIES[j]
+        field = np.zeros((160, 208), dtype=np.float32)
+        for t in reversed(tiles):  # the first tile that covers a point gives its noise there
+            own = model.draw_noise(tile_seed(3, number, t), (t.size_y, t.size_x))[0]
+            field[t.scaled_slices(4)] = own[:: -1 if rows else 1, :: -1 if cols else 1]
+        # The blend of one noise is that noise: no seam; the sign and the polarity as the design says.
+        np.testing.assert_allclose(out, field * sign * (-1 if polarity else 1), atol=1e-5)
+        np.testing.assert_array_equal(out, again)  # whatever the batch

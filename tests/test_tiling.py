@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from sunpy_superres.tiling import Tile, balanced_tile, blend_window, plan_tiles, tile_seed, tile_starts
+from sunpy_superres.tiling import (
+    SharedNoise,
+    Tile,
+    balanced_tile,
+    blend_window,
+    plan_tiles,
+    tile_seed,
+    tile_starts,
+)
 
 
 @pytest.mark.parametrize(
@@ -117,3 +125,80 @@ def test_balanced_tiles_are_the_fewest_and_the_smallest():
 def test_balanced_tile_refuses_an_overlap_as_large_as_the_tile():
     with pytest.raises(ValueError, match=r"^overlap \(16\) must be smaller than the tile size \(16\)$"):
         balanced_tile(100, 16, 16)
+
+
+def _draw(tile, number, grid=1, pad=0, channels=2):
+    """A stand-in for a model's draw: its own noise for each tile and seed number, padded at the far edges."""
+    rng = np.random.default_rng([number, tile.y0, tile.x0])
+    shape = (channels, grid * (tile.size_y + pad), grid * (tile.size_x + pad))
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _flip(a, flips):
+    return a[:, :: -1 if flips[0] else 1, :: -1 if flips[1] else 1]
+
+
+def _first_cover(tiles, shape, draw, grid, number, flips):
+    """Brute force: the noise field on the map's grid whose every point is the first covering tile's draw."""
+    field = np.full((2, grid * shape[0], grid * shape[1]), np.nan, dtype=np.float32)
+    for t in reversed(tiles):  # the first tile paints last
+        own = _flip(draw(t, number)[:, : grid * t.size_y, : grid * t.size_x], flips)
+        field[:, t.scaled_slices(grid)[0], t.scaled_slices(grid)[1]] = own
+    return field
+
+
+FLIPS = [(False, False), (False, True), (True, False), (True, True)]
+
+
+@pytest.mark.parametrize("flips", FLIPS)
+@pytest.mark.parametrize("grid", [1, 2])
+def test_shared_noise_is_the_first_covering_tiles_draw(flips, grid):
+    shape = (50, 61)
+    tiles = plan_tiles(shape, 24, 9)
+    assert len(tiles) == 12  # 3 x 4, the last of each axis moved back to the edge
+    draw = lambda t, n: _draw(t, n, grid=grid, pad=3)  # noqa: E731
+    shared = SharedNoise(tiles, grid, draw)
+    field = _first_cover(tiles, shape, draw, grid, 7, flips)
+    assert not np.isnan(field).any()
+    for i, t in enumerate(tiles):
+        got, own = shared.noise(i, 7, flips), draw(t, 7)
+        assert got.shape == own.shape and got.dtype == np.float32
+        on_map = _flip(got[:, : grid * t.size_y, : grid * t.size_x], flips)
+        np.testing.assert_array_equal(on_map, field[:, t.scaled_slices(grid)[0], t.scaled_slices(grid)[1]])
+        # The points beyond the tile, where the network pads it, are the tile's own.
+        np.testing.assert_array_equal(got[:, grid * t.size_y :], own[:, grid * t.size_y :])
+        np.testing.assert_array_equal(got[:, :, grid * t.size_x :], own[:, :, grid * t.size_x :])
+    # Another seed number is another field; the first tile keeps its own draw.
+    assert not np.array_equal(shared.noise(4, 8, flips), shared.noise(4, 7, flips))
+    np.testing.assert_array_equal(shared.noise(0, 8), draw(tiles[0], 8))
+
+
+@pytest.mark.parametrize("flips", FLIPS)
+def test_one_tile_keeps_its_own_noise(flips):
+    (tile,) = plan_tiles((20, 30), 32, 8)
+    shared = SharedNoise([tile], 4, lambda t, n: _draw(t, n, grid=4, pad=1))
+    np.testing.assert_array_equal(shared.noise(0, 3, flips), _draw(tile, 3, grid=4, pad=1))
+
+
+def test_shared_noise_draws_each_tile_once_and_forgets_what_is_done():
+    tiles = plan_tiles((70, 70), 24, 9)
+    calls = []
+
+    def draw(t, n):
+        calls.append((t.index, n))
+        return _draw(t, n)
+
+    whole = SharedNoise(tiles, 1, _draw)
+    shared = SharedNoise(tiles, 1, draw)
+    held = []
+    for start in range(0, len(tiles), 2):  # as superresolve runs them: chunks in order
+        for i in range(start, min(start + 2, len(tiles))):
+            for n in (0, 1):
+                np.testing.assert_array_equal(
+                    shared.noise(i, n, (True, False)), whole.noise(i, n, (True, False))
+                )
+        shared.forget_before(start + 2)
+        held.append(len(shared._drawn))
+    assert sorted(calls) == sorted({(t.index, n) for t in tiles for n in (0, 1)})  # each drawn once
+    per_row = int(np.sqrt(len(tiles)))
+    assert max(held) <= 2 * (per_row + 2) and held[-1] == 0

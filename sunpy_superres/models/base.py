@@ -189,7 +189,7 @@ class SuperResolutionModel:
             y = self._forward(x, seeds=seeds)
         return y[:, 0].float().cpu().numpy()
 
-    def predict_samples(self, batch, seeds, *, signs=None, noise_levels=None):
+    def predict_samples(self, batch, seeds, *, signs=None, noise_levels=None, noise=None):
         """
         Several samples of each tile of a batch, all through the network together.
 
@@ -213,6 +213,12 @@ class SuperResolutionModel:
             For a model conditioned on the noise level: one level per tile (G, each one the model
             makes), in place of its `noise_level` (`~sunpy_superres.superresolve` gives each tile of
             a map HMI's noise where it lies). Refused by other models.
+        noise : `numpy.ndarray`, optional
+            For a model that draws an initial noise (a ``draw_noise`` method): ``(B, S, ...)``,
+            the initial noise of each sample in place of its seed's draw (the seed still draws any
+            later noise, and ``signs`` still apply). `~sunpy_superres.superresolve` gives
+            overlapping tiles one noise where they overlap (`~sunpy_superres.tiling.SharedNoise`).
+            Refused by other models.
 
         Returns
         -------
@@ -236,8 +242,18 @@ class SuperResolutionModel:
                 raise ValueError("predict_samples takes signs of 1 or -1, in rows shaped like the seeds")
             flat_signs = [int(v) for row in sign_rows for v in row]
         flat = [s for row in rows for s in row]
+        extra = {}
+        if noise is not None:
+            if not hasattr(self, "draw_noise"):
+                raise ValueError(f"{self.name} draws no initial noise; leave noise out")
+            noise = np.asarray(noise, dtype=np.float32)
+            if noise.shape[:2] != (len(rows), n):
+                raise ValueError(
+                    f"predict_samples takes noise shaped ({len(rows)}, {n}, ...): got {noise.shape}"
+                )
+            extra["noise"] = noise.reshape(len(rows) * n, *noise.shape[2:])
         if noise_levels is None:
-            y = self._predict_samples(batch, flat, n, flat_signs)
+            y = self._predict_samples(batch, flat, n, flat_signs, **extra)
         else:
             levels = [float(v) for v in noise_levels]
             if getattr(self, "noise_level", None) is None:
@@ -246,7 +262,7 @@ class SuperResolutionModel:
                 raise ValueError(
                     f"predict_samples takes one noise level per tile: got {len(levels)} for {len(rows)}"
                 )
-            y = self._predict_samples(batch, flat, n, flat_signs, noise_levels=levels)
+            y = self._predict_samples(batch, flat, n, flat_signs, noise_levels=levels, **extra)
         return y.reshape(len(rows), n, *y.shape[1:])
 
     def _predict_samples(self, batch, seeds, repeats, signs=None):

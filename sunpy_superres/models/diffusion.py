@@ -115,6 +115,8 @@ STUDENT_SAMPLERS = ("lcm", "distilled")
 #: Samplers that are deterministic given the initial noise: a trajectory-distilled student learns
 #: such a sampler's map from noise to sample.
 DETERMINISTIC_SAMPLERS = ("ddim", "dpm-solver++")
+#: Samplers that draw fresh noise at every step, not only the initial noise.
+STEP_NOISE_SAMPLERS = ("ddpm", "sde-dpm-solver++", "lcm")
 #: Most steps of the ``"lcm"`` sampler: a consistency model is made for a few.
 MAX_CONSISTENCY_STEPS = 8
 #: The discretisation a consistency-distilled denoiser is trained and sampled on (Luo et al. 2023,
@@ -1660,7 +1662,28 @@ class DiffusionSuperResolution(SuperResolutionModel):
             gens.append(g)
         return gens
 
-    def _predict_samples(self, batch, seeds, repeats, signs=None, noise_levels=None):
+    @property
+    def noise_grid(self):
+        """Points of the initial noise per input pixel along each axis (the latent's, or the output's)."""
+        if self.denoiser.config.space == "latent":
+            return self.factor // self.autoencoder.factor
+        return self.factor
+
+    def draw_noise(self, seed, tile_shape):
+        """
+        The initial noise that ``seed`` draws for a tile of ``tile_shape`` (input pixels), as the sampler does.
+
+        ``(C, g * h', g * w')`` float32 with ``g`` = `noise_grid`: ``h' >= h`` and ``w' >= w`` when
+        the network pads a tile at its far edges to its own multiple (the points beyond ``g * h``
+        and ``g * w`` are the padding's). `predict_samples` given it as ``noise`` gives what
+        ``seed`` gives. Used by `~sunpy_superres.tiling.SharedNoise`.
+        """
+        m, g = self._lr_multiple(), self.noise_grid
+        h, w = (n + (-n) % m for n in tile_shape)
+        shape = (self.denoiser.config.target_channels, g * h, g * w)
+        return initial_noise((1, *shape), self._generators([seed], 1), "cpu")[0].numpy()
+
+    def _predict_samples(self, batch, seeds, repeats, signs=None, noise_levels=None, noise=None):
         labels = None
         if noise_levels is not None:
             labels = torch.tensor(
@@ -1668,14 +1691,14 @@ class DiffusionSuperResolution(SuperResolutionModel):
             )
         with torch.inference_mode():
             y = self._forward_samples(
-                self._tensor(batch), seeds=seeds, repeats=repeats, signs=signs, labels=labels
+                self._tensor(batch), seeds=seeds, repeats=repeats, signs=signs, labels=labels, noise=noise
             )
         return y[:, 0].float().cpu().numpy()
 
     def _forward(self, x, *, seeds):
         return self._forward_samples(x, seeds=seeds, repeats=1)
 
-    def _forward_samples(self, x, *, seeds, repeats, signs=None, labels=None):
+    def _forward_samples(self, x, *, seeds, repeats, signs=None, labels=None, noise=None):
         # Each tile is padded, replicated and encoded once, then its `repeats` samples are sampled (below).
         _, _, h, w = x.shape
         m = self._lr_multiple()
@@ -1710,14 +1733,16 @@ class DiffusionSuperResolution(SuperResolutionModel):
                     base[i : i + step],
                     gens[i : i + step],
                     None if signs is None else signs[i : i + step],
+                    None if noise is None else noise[i : i + step],
                 )
                 for i in range(0, b, step)
             ]
         )
         return y[:, :, : self.factor * h, : self.factor * w].float()
 
-    def _sample(self, cond, base, gens, signs):
-        """Samples of an encoded batch: the sampler from its noise (``gens``, one per item) to the image."""
+    def _sample(self, cond, base, gens, signs, noise=None):
+        """Samples of an encoded batch: the sampler from its noise (``gens``, one per item, or the
+        ``noise`` given, `draw_noise`'s shape) to the image."""
         shape = (cond.shape[0], self.denoiser.config.target_channels, *cond.shape[2:])
         sched = make_scheduler(self.sampler, self.denoiser.config)
         sigma = set_sampler_timesteps(
@@ -1729,7 +1754,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
             spacing=self.spacing,
             timesteps=self.trajectory["timesteps"] if self.sampler == "distilled" else None,
         )
-        z = initial_noise(shape, gens, self.device)
+        if noise is None or self.sampler in STEP_NOISE_SAMPLERS:
+            # A sampler that draws at every step draws from where the initial noise left each generator.
+            z = initial_noise(shape, gens, self.device)
+        if noise is not None:
+            if tuple(noise.shape) != shape:
+                raise ValueError(f"got initial noise of shape {tuple(noise.shape)} for {shape}")
+            z = torch.as_tensor(noise, dtype=torch.float32).to(self.device)
         if signs is not None:
             # Antithetic pairs: a sample of sign -1 starts from the negated noise of its seed.
             z = z * torch.tensor(signs, dtype=torch.float32, device=self.device).view(-1, 1, 1, 1)

@@ -15,6 +15,7 @@ from sunpy_superres.models.diffusion import (
     make_scheduler,
     set_sampler_timesteps,
 )
+from sunpy_superres.tiling import SharedNoise, Tile
 
 from .tiny import tiny_model
 
@@ -349,6 +350,56 @@ def test_a_negative_sign_negates_the_initial_noise(monkeypatch):
 def test_predict_samples_refuses_signs_that_do_not_fit(signs):
     with pytest.raises(ValueError, match=r"^predict_samples takes signs of 1 or -1"):
         tiny_model().predict_samples(lr_input()[:1], [[1, 2]], signs=signs)
+
+
+@pytest.mark.parametrize("space", ["latent", "pixel"])
+@pytest.mark.parametrize("sampler", ["dpm-solver++", "ddpm", "sde-dpm-solver++"])
+def test_given_noise_is_the_seeds_draw(space, sampler):
+    """`draw_noise` is what a seed draws: given as ``noise``, the samples are the seed's, to the bit, also
+    for a sampler that draws again at every step (it draws from where the initial draw left off)."""
+    model = tiny_model(space).configure_sampler(sampler=sampler, steps=3)
+    x = lr_input()[:, :9, :11]  # padded to the network's multiple: the noise covers the padding too
+    noise = model.draw_noise(5, x.shape[1:])
+    grid = model.noise_grid
+    assert grid == (1 if space == "latent" else 4)
+    assert noise.shape[1] >= grid * 9 and noise.shape[2] >= grid * 11
+    seeded = model.predict_samples(x[:1], [[5, 6]], signs=[[1, -1]])
+    given = model.predict_samples(
+        x[:1], [[5, 6]], signs=[[1, -1]], noise=[[noise, model.draw_noise(6, (9, 11))]]
+    )
+    np.testing.assert_array_equal(given, seeded)
+    other = model.predict_samples(x[:1], [[5]], noise=[[model.draw_noise(7, (9, 11))]])
+    assert not np.allclose(other[0, 0], seeded[0, 0], atol=1e-2 * seeded.std())
+
+
+def test_tiles_given_one_noise_where_they_overlap_agree_there():
+    """Two overlapping tiles sampled from `SharedNoise` agree where neither is within its halo of an
+    edge; from their own seeds' noise alone they differ there by about a sample's spread."""
+    model = tiny_model("latent").configure_sampler(sampler="dpm-solver++", steps=4)
+    x = (np.random.default_rng(0).standard_normal((32, 48)) * 0.1).astype(np.float32)
+    tiles = [Tile(0, 0, 32, 32, (0, 0)), Tile(0, 16, 32, 32, (0, 1))]
+    seeds = [11, 12]
+    shared = SharedNoise(tiles, model.noise_grid, lambda t, n: model.draw_noise(seeds[t.index[1]], (32, 32)))
+    gaps = []
+    for noise in (None, [[[shared.noise(0, 0)]], [[shared.noise(1, 0)]]]):
+        a, b = (
+            model.predict_samples(x[t.slices][None], [[s]], noise=None if noise is None else noise[i])[0, 0]
+            for i, (t, s) in enumerate(zip(tiles, seeds, strict=True))
+        )
+        # Input columns 20-28: at least the halo (4) from both tiles' inner edges.
+        gaps.append(np.sqrt(np.mean((a[:, 80:112] - b[:, 16:48]) ** 2)) / a.std())
+    assert gaps[0] > 0.8 and gaps[1] < 0.2, gaps
+
+
+def test_noise_is_refused_by_a_model_that_draws_none_and_when_it_does_not_fit():
+    x = lr_input()[:1]
+    with pytest.raises(ValueError, match="draws no initial noise; leave noise out"):
+        load_model("bicubic").predict_samples(x, [[1]], noise=np.zeros((1, 1, 1, 40, 48)))
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"predict_samples takes noise shaped \(1, 2, ...\)"):
+        model.predict_samples(x, [[1, 2]], noise=[[model.draw_noise(1, x.shape[1:])]])
+    with pytest.raises(ValueError, match="got initial noise of shape"):
+        model.predict_samples(x, [[1]], noise=np.zeros((1, 1, 2, 3, 3), dtype=np.float32))
 
 
 def _teacher_with_student(tmp_path, default_sampler="distilled"):
