@@ -60,7 +60,7 @@ def column_profiles(um):
 
 
 (std1, tex1), (std4, tex4) = column_profiles(runs[256]), column_profiles(runs[96])
-for name, ratio in (("standard deviation", std4 / std1), ("texture below 2\"", tex4 / tex1)):
+for name, ratio in (("standard deviation", std4 / std1), ('texture below 2"', tex4 / tex1)):
     inside = np.median(ratio[ramp])
     outside = np.median(np.delete(ratio, ramp))
     print(f"{name}, tiled / untiled: {inside:.2f} in the ramp, {outside:.2f} elsewhere")

@@ -776,7 +776,7 @@ def _shared_noise(sr_model, tiles, seed):
     def draw(tile, number):
         return sr_model.draw_noise(tile_seed(seed, number, tile), (tile.size_y, tile.size_x))
 
-    return SharedNoise(tiles, sr_model.noise_grid, draw)
+    return SharedNoise(tiles, sr_model.noise_grid, draw, threads=worker_threads())
 
 
 def _results(futures):

@@ -17,6 +17,7 @@ Weights are normalised by their sum, so the blend is a convex combination at eve
 hand because no maintained library offers halo-aware blending windows on a super-resolved grid.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,11 +200,15 @@ class SharedNoise:
         ``draw(tile, number)``: the noise that sample seed number ``number`` draws for ``tile``,
         ``(C, grid * h', grid * w')`` with ``h' >= size_y`` and ``w' >= size_x`` (points beyond the
         tile, where a network pads it, stay the tile's own).
+    threads : int, optional
+        Threads that draw the tiles of a `batch` (``draw`` must release the GIL to gain from them,
+        as torch's random draws do). Default: 1.
     """
 
-    def __init__(self, tiles, grid, draw):
+    def __init__(self, tiles, grid, draw, threads=1):
         self.tiles = list(tiles)
         self.grid = int(grid)
+        self.threads = max(1, int(threads))
         self._draw = draw
         self._drawn = {}  # (tile index, number) -> that tile's own draw
         # Each tile's earlier tiles that overlap it, latest first, and the earliest tile any later one needs.
@@ -218,13 +223,25 @@ class SharedNoise:
             self._drawn[i, number] = self._draw(self.tiles[i], number)
         return self._drawn[i, number]
 
+    def _draw_missing(self, keys):
+        """Draw the own noise of the ``(tile index, number)`` of ``keys`` not drawn yet, on threads."""
+        missing = sorted({key for key in keys if key not in self._drawn})
+        workers = min(self.threads, len(missing))
+        if workers < 2:
+            for key in missing:
+                self._own(*key)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="shared-noise") as pool:
+            draws = pool.map(lambda key: self._draw(self.tiles[key[0]], key[1]), missing)
+            self._drawn.update(zip(missing, draws, strict=True))
+
     def _map_frame(self, a, tile, flips):
         """The part of a tile's noise ``a`` on the tile, in the map's orientation (a view)."""
         g = self.grid
         a = a[:, : g * tile.size_y, : g * tile.size_x]
         return a[:, :: -1 if flips[0] else 1, :: -1 if flips[1] else 1]
 
-    def noise(self, i, number, flips=(False, False)):
+    def noise(self, i, number, flips=(False, False), out=None):
         """
         The initial noise of tile ``i`` for sample seed number ``number``, drawn under ``flips``.
 
@@ -236,14 +253,18 @@ class SharedNoise:
             The sample's seed number (the ``sample`` of `tile_seed`).
         flips : tuple of bool
             Whether the tile's rows and columns are reversed before the network sees it.
+        out : `numpy.ndarray`, optional
+            Where to write it (float32, shaped like the tile's own draw).
 
         Returns
         -------
         `numpy.ndarray`
-            A new array shaped like the tile's own draw, in the network's (flipped) frame.
+            ``out``, or a new array shaped like the tile's own draw, in the network's (flipped) frame.
         """
         tile, g = self.tiles[i], self.grid
-        out = np.array(self._own(i, number), dtype=np.float32)
+        own = self._own(i, number)
+        out = np.empty(own.shape, dtype=np.float32) if out is None else out
+        out[...] = own
         view = self._map_frame(out, tile, flips)  # writes through to out
         for k, (y0, y1, x0, x1) in self._earlier[i]:  # latest first: the earliest tile writes last
             first = self.tiles[k]
@@ -256,7 +277,13 @@ class SharedNoise:
 
     def batch(self, tiles, numbers, flips=(False, False)):
         """The `noise` of each tile of ``tiles`` (indices) for each seed number of ``numbers``: ``(T, S, ...)``."""
-        return np.stack([np.stack([self.noise(i, n, flips) for n in numbers]) for i in tiles])
+        tiles, numbers = list(tiles), list(numbers)
+        self._draw_missing((k, n) for i in tiles for k, _ in [(i, None), *self._earlier[i]] for n in numbers)
+        out = np.empty((len(tiles), len(numbers), *self._own(tiles[0], numbers[0]).shape), dtype=np.float32)
+        for a, i in enumerate(tiles):
+            for b, n in enumerate(numbers):
+                self.noise(i, n, flips, out=out[a, b])
+        return out
 
     def forget_before(self, i):
         """Drop the draws that tile ``i`` and every later tile no longer need."""

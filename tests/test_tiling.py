@@ -202,3 +202,21 @@ def test_shared_noise_draws_each_tile_once_and_forgets_what_is_done():
     assert sorted(calls) == sorted({(t.index, n) for t in tiles for n in (0, 1)})  # each drawn once
     per_row = int(np.sqrt(len(tiles)))
     assert max(held) <= 2 * (per_row + 2) and held[-1] == 0
+
+
+def test_a_batch_is_its_tiles_noise_whatever_the_threads():
+    tiles = plan_tiles((70, 70), 24, 9)
+    one = SharedNoise(tiles, 2, lambda t, n: _draw(t, n, grid=2, pad=2))
+    calls = []
+
+    def draw(t, n):
+        calls.append((t.index, n))
+        return _draw(t, n, grid=2, pad=2)
+
+    threaded = SharedNoise(tiles, 2, draw, threads=4)
+    got = threaded.batch(range(3, 9), [0, 2], (False, True))
+    assert got.shape == (6, 2, *_draw(tiles[0], 0, grid=2, pad=2).shape)
+    for a, i in enumerate(range(3, 9)):
+        for b, n in enumerate([0, 2]):
+            np.testing.assert_array_equal(got[a, b], one.noise(i, n, (False, True)))
+    assert len(calls) == len(set(calls))  # each tile's own noise drawn once
