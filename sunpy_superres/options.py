@@ -75,7 +75,8 @@ class Options:
         None,
         "int",
         """Seed of the random numbers of stochastic models (0 to 2**63 - 1); each tile and sample gets
-        its own seed derived from it, so a result does not depend on tiling or batch size. When not
+        its own seed derived from it (where tiles overlap, they start from the first one's noise), so a
+        result does not depend on the order of the tiles or the batch size. When not
         given, a stochastic model draws one from the operating system's entropy; either way the seed
         used is recorded as ``SRSEED`` (-1 for deterministic models), so every result can be repeated.""",
         cli={"type": int, "metavar": "S", "help": "random seed of stochastic models"},
