@@ -768,9 +768,9 @@ def _predict_group(sr_model, batch, chunk, first, plan, j, seed, levels, shared)
 def _shared_noise(sr_model, tiles, seed):
     """
     The `~sunpy_superres.tiling.SharedNoise` of ``tiles`` for a model that draws an initial noise
-    (`None` for another, for one tile, and without a seed).
+    (`None` for another, for one tile, without a seed, and for noise whose points are not on the input grid).
     """
-    if len(tiles) < 2 or seed is None or not hasattr(sr_model, "draw_noise"):
+    if len(tiles) < 2 or seed is None or getattr(sr_model, "noise_grid", None) is None:
         return None
 
     def draw(tile, number):

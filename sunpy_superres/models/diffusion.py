@@ -1664,10 +1664,16 @@ class DiffusionSuperResolution(SuperResolutionModel):
 
     @property
     def noise_grid(self):
-        """Points of the initial noise per input pixel along each axis (the latent's, or the output's)."""
-        if self.denoiser.config.space == "latent":
-            return self.factor // self.autoencoder.factor
-        return self.factor
+        """
+        Points of the initial noise per input pixel along each axis (the latent's, or the output's).
+
+        `None` for a latent coarser than the input (an autoencoder that downsamples more than the
+        model upsamples): its points do not fall on input pixels, so tiles cannot share them.
+        """
+        if self.denoiser.config.space != "latent":
+            return self.factor
+        grid, rest = divmod(self.factor, self.autoencoder.factor)
+        return grid if grid and not rest else None
 
     def draw_noise(self, seed, tile_shape):
         """
@@ -1678,9 +1684,10 @@ class DiffusionSuperResolution(SuperResolutionModel):
         and ``g * w`` are the padding's). `predict_samples` given it as ``noise`` gives what
         ``seed`` gives. Used by `~sunpy_superres.tiling.SharedNoise`.
         """
-        m, g = self._lr_multiple(), self.noise_grid
-        h, w = (n + (-n) % m for n in tile_shape)
-        shape = (self.denoiser.config.target_channels, g * h, g * w)
+        m, cfg = self._lr_multiple(), self.denoiser.config
+        down = self.autoencoder.factor if cfg.space == "latent" else 1
+        h, w = (self.factor * (n + (-n) % m) // down for n in tile_shape)
+        shape = (cfg.target_channels, h, w)
         return initial_noise((1, *shape), self._generators([seed], 1), "cpu")[0].numpy()
 
     def _predict_samples(self, batch, seeds, repeats, signs=None, noise_levels=None, noise=None):

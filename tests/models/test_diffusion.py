@@ -11,13 +11,14 @@ from sunpy_superres.models import available_models, load_model
 from sunpy_superres.models.diffusion import (
     DEFAULT_STEPS,
     ConditionalDenoiser,
+    DiffusionSuperResolution,
     log_snr_timesteps,
     make_scheduler,
     set_sampler_timesteps,
 )
-from sunpy_superres.tiling import SharedNoise, Tile
+from sunpy_superres.tiling import SharedNoise, Tile, plan_tiles
 
-from .tiny import tiny_model
+from .tiny import tiny_autoencoder, tiny_model
 
 EXPECTED_LDM_RES = [0.22043714, 0.33036116, 0.23491104, 0.05721025]
 
@@ -370,6 +371,25 @@ def test_given_noise_is_the_seeds_draw(space, sampler):
     np.testing.assert_array_equal(given, seeded)
     other = model.predict_samples(x[:1], [[5]], noise=[[model.draw_noise(7, (9, 11))]])
     assert not np.allclose(other[0, 0], seeded[0, 0], atol=1e-2 * seeded.std())
+
+
+def test_a_latent_coarser_than_the_input_keeps_each_tiles_noise():
+    """An autoencoder that downsamples 8x under a 4x model: latent points fall between input pixels,
+    so a tiled map's tiles keep their own noise (no SharedNoise), and draw_noise still fits."""
+    from sunpy_superres.superresolve import _shared_noise
+
+    src = tiny_model("latent")
+    model = DiffusionSuperResolution(
+        src.denoiser, tiny_autoencoder(factor=8), tile_size=32, halo=4, device="cpu", steps=2
+    )
+    assert model.noise_grid is None
+    x = lr_input()[:1, :9, :11]
+    noise = model.draw_noise(3, x.shape[1:])
+    np.testing.assert_array_equal(
+        model.predict_samples(x, [[3]], noise=[[noise]]), model.predict_samples(x, [[3]])
+    )
+    assert _shared_noise(model, plan_tiles((40, 40), 32, 16), seed=1) is None
+    assert _shared_noise(src, plan_tiles((40, 40), 32, 16), seed=1) is not None
 
 
 def test_tiles_given_one_noise_where_they_overlap_agree_there():
