@@ -52,11 +52,12 @@ from sunpy_superres.models.base import resolve_device
 from sunpy_superres.models.diffusion import STUDENT_SAMPLERS, ConditionalDenoiser, DiffusionSuperResolution
 from sunpy_superres.models.interpolation import NearestModel
 from sunpy_superres.superresolve import (  # superresolve's own design
+    _predict_group,
+    _shared_noise,
     _symmetry_groups,
     sample_plan,
-    tile_symmetry,
 )
-from sunpy_superres.tiling import plan_tiles, tile_seed
+from sunpy_superres.tiling import SharedNoise, plan_tiles
 from sunpy_superres.training import load_config
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -155,21 +156,21 @@ def sampling_design(model, samples):
     return calibration.antithetic, bool(calibration.symmetric)
 
 
-def time_tiles(model, batches, samples):
+def time_tiles(model, batches, samples, tiles):
     """
-    Seconds to run ``model`` over ``batches`` of (tiles, seeds) for ``samples`` samples, as
-    ``superresolve`` calls it: each call takes the samples drawn under one flip of its tiles.
+    Seconds to run ``model`` over ``batches`` of (input tiles, their `Tile`s) of the map's ``tiles``
+    for ``samples`` samples, as ``superresolve`` calls it: each call takes the samples drawn under
+    one flip of its tiles, from the noise they share where they overlap.
     """
     antithetic, symmetric = sampling_design(model, samples)
     groups = _symmetry_groups(range(samples), antithetic, symmetric)
     sync(model.device)
     t0 = time.perf_counter()
-    for x, tiles in batches:
+    shared = _shared_noise(model, tiles, 0)
+    for x, chunk in batches:
         for j, ks in groups.items():
             plan = [sample_plan(k, antithetic, symmetric) for k in ks]
-            seeds = [[tile_seed(0, number, t) for number, _, _ in plan] for t in tiles]
-            signs = [[sign for _, sign, _ in plan] for _ in tiles] if antithetic is True else None
-            model.predict_samples(tile_symmetry(x, j), seeds, signs=signs)
+            _predict_group(model, x, chunk, tiles.index(chunk[0]), plan, j, 0, None, shared)
     sync(model.device)
     return time.perf_counter() - t0
 
@@ -179,29 +180,35 @@ def network_time(model):
     """
     The seconds ``superresolve`` spends waiting on ``model``'s network calls, as a one-item list.
 
-    Every ``predict_samples`` call of the model's class is timed (noise draws and transfers included);
-    the rest of a map's time is the work on the output grid that the pipeline did not overlap.
+    Every ``predict_samples`` call of the model's class is timed (noise draws and transfers
+    included), and every `~sunpy_superres.tiling.SharedNoise` batch (the tiles' noise, drawn before
+    the call); the rest of a map's time is the work on the output grid that the pipeline did not
+    overlap.
     """
-    cls = type(model)
-    own = cls.__dict__.get("predict_samples")
-    original = cls.predict_samples
     spent = [0.0]
+    patched = [(type(model), "predict_samples"), (SharedNoise, "batch")]
+    saved = [(cls, name, cls.__dict__.get(name)) for cls, name in patched]
 
-    def timed(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - t0
+    def timer(original):
+        def timed(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t0
 
-    cls.predict_samples = timed
+        return timed
+
+    for cls, name in patched:
+        setattr(cls, name, timer(getattr(cls, name)))
     try:
         yield spent
     finally:
-        if own is None:
-            del cls.predict_samples
-        else:
-            cls.predict_samples = own
+        for cls, name, own in saved:
+            if own is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, own)
 
 
 def fmt(seconds, est):
@@ -357,7 +364,10 @@ def main():
     k1, k2 = args.paper_steps
     xb, tb = batches[0]
     t_k = {
-        k: min(time_tiles(paper.configure_sampler(sampler="ddpm", steps=k), [(xb, tb)], 1) for _ in range(2))
+        k: min(
+            time_tiles(paper.configure_sampler(sampler="ddpm", steps=k), [(xb, tb)], 1, tiles)
+            for _ in range(2)
+        )
         for k in (k1, k2)
     }
     per_step = max(0.0, (t_k[k2] - t_k[k1]) / (k2 - k1))
@@ -368,7 +378,7 @@ def main():
     for samples in args.samples:
         network = None
         if partial:
-            ours = time_tiles(model, batches, samples) / len(timed) * n_tiles + samples * map_overhead
+            ours = time_tiles(model, batches, samples, tiles) / len(timed) * n_tiles + samples * map_overhead
         else:
             sync(device)
             t0 = time.perf_counter()

@@ -60,15 +60,21 @@ def test_the_full_disk_benchmark_times_the_network_calls_and_puts_the_method_bac
 
     from sunpy_superres.models.interpolation import NearestModel
 
+    from sunpy_superres.tiling import SharedNoise, plan_tiles
+
     network_time = _from_benchmark("bench_fulldisk", "network_time")
     model = NearestModel(device="cpu")
     original, own = type(model).predict_samples, dict(vars(type(model)))
-    monkeypatch.setattr(time, "perf_counter", iter([10.0, 12.5, 20.0, 20.25]).__next__)
+    batch = SharedNoise.batch
+    shared = SharedNoise(plan_tiles((8, 12), 8, 2), 1, lambda t, n: np.zeros((1, 8, 8), np.float32))
+    monkeypatch.setattr(time, "perf_counter", iter([10.0, 12.5, 20.0, 20.25, 30.0, 30.5]).__next__)
     with network_time(model) as spent:
         for _ in range(2):
             model.predict_samples(np.zeros((1, 2, 2), np.float32), [[0]])
-    assert spent == [2.75]
+        shared.batch([0, 1], [0])  # the tiles' shared noise, drawn for the network
+    assert spent == [3.25]
     assert type(model).predict_samples is original and dict(vars(type(model))) == own
+    assert SharedNoise.batch is batch
 
 
 def test_noise_rings_tells_block_noise_from_texture():
