@@ -59,7 +59,6 @@ def test_the_full_disk_benchmark_times_the_network_calls_and_puts_the_method_bac
     import numpy as np
 
     from sunpy_superres.models.interpolation import NearestModel
-
     from sunpy_superres.tiling import SharedNoise, plan_tiles
 
     network_time = _from_benchmark("bench_fulldisk", "network_time")
@@ -90,3 +89,25 @@ def test_noise_rings_tells_block_noise_from_texture():
     assert more_block == pytest.approx(np.hypot(0.75, 4.0), rel=0.05) and same_within == pytest.approx(within)
     # Only boxes within half a solar radius count; none: NaN.
     assert np.isnan(block_split(noise, np.ones(noise.shape))[0])
+
+
+def test_tile_seams_ramp_mask_is_where_a_sine_squared_ramp_is_between_5_and_95_percent():
+    """The ramp of the tile-seam benchmark: sin^2 rises from 0.05 to 0.95 over (2/pi)(asin sqrt .95 -
+    asin sqrt .05) = 0.713 of its length, in the middle of the overlap; one band per seam and axis."""
+    from types import SimpleNamespace
+
+    from sunpy_superres.tiling import plan_tiles
+
+    ramp_mask = _from_benchmark("tile_seams", "ramp_mask")
+    model = SimpleNamespace(factor=4, halo=5, tile_size=40)
+    shape = (62, 62)  # 2 x 2 tiles of 40 at 0 and 22: the overlap is 18, the ramp 8 of it
+    tiles = plan_tiles(shape, 40, 2 * 5 + 8)
+    assert len(tiles) == 4
+    mask = ramp_mask(shape, model)
+    cols = np.flatnonzero(mask.all(axis=0))  # the columns of the vertical seam run through every row
+    ramp = 4 * 8  # output pixels: factor x (overlap - 2 halo)
+    expected = 2 / np.pi * (np.arcsin(np.sqrt(0.95)) - np.arcsin(np.sqrt(0.05))) * ramp
+    assert abs(len(cols) - expected) <= 1 and np.all(np.diff(cols) == 1)
+    start = 4 * (tiles[1].x0 + 5)  # the second tile's halo ends where the ramp starts
+    assert start <= cols[0] and cols[-1] < start + ramp
+    np.testing.assert_array_equal(mask, mask.T)
