@@ -61,7 +61,9 @@ def measure(truth, lr, model, samples, seed):
     spread = um.std.to_value(u.G)
     ramp = ramp_mask(lr.data.shape, model)
     quiet = np.abs(um.data) < 50
-    ratios = [np.median(a[ramp & quiet]) / np.median(a[~ramp & quiet]) for a in (texture, s.std(axis=0), spread)]
+    ratios = [
+        np.median(a[ramp & quiet]) / np.median(a[~ramp & quiet]) for a in (texture, s.std(axis=0), spread)
+    ]
     error = np.abs(np.asarray(truth.data, dtype=float) - um.data)
     cover = [np.mean(error[m] <= k * spread[m]) for k in (1, 2) for m in (ramp, ~ramp)]
     return (*ratios, *cover)

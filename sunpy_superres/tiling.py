@@ -278,7 +278,9 @@ class SharedNoise:
     def batch(self, tiles, numbers, flips=(False, False)):
         """The `noise` of each tile of ``tiles`` (indices) for each seed number of ``numbers``: ``(T, S, ...)``."""
         tiles, numbers = list(tiles), list(numbers)
-        self._draw_missing((k, n) for i in tiles for k, _ in [(i, None), *self._earlier[i]] for n in numbers)
+        self._draw_missing(
+            (k, n) for i in tiles for k in (i, *(k for k, _ in self._earlier[i])) for n in numbers
+        )
         out = np.empty((len(tiles), len(numbers), *self._own(tiles[0], numbers[0]).shape), dtype=np.float32)
         for a, i in enumerate(tiles):
             for b, n in enumerate(numbers):

@@ -1761,12 +1761,14 @@ class DiffusionSuperResolution(SuperResolutionModel):
             spacing=self.spacing,
             timesteps=self.trajectory["timesteps"] if self.sampler == "distilled" else None,
         )
-        if noise is None or self.sampler in STEP_NOISE_SAMPLERS:
-            # A sampler that draws at every step draws from where the initial noise left each generator.
+        if noise is None:
             z = initial_noise(shape, gens, self.device)
-        if noise is not None:
+        else:
             if tuple(noise.shape) != shape:
                 raise ValueError(f"got initial noise of shape {tuple(noise.shape)} for {shape}")
+            if self.sampler in STEP_NOISE_SAMPLERS:
+                # Its later draws come from where the initial draw leaves each generator: make that draw.
+                initial_noise(shape, gens, "cpu")
             z = torch.as_tensor(noise, dtype=torch.float32).to(self.device)
         if signs is not None:
             # Antithetic pairs: a sample of sign -1 starts from the negated noise of its seed.
