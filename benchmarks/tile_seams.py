@@ -30,6 +30,7 @@ import numpy as np
 import sunpy.map
 
 from sunpy_superres import superresolve
+from sunpy_superres.consistency import block_means, repeat_blocks
 from sunpy_superres.evaluation import degrade
 from sunpy_superres.models import load_model
 from sunpy_superres.tiling import blend_window, plan_tiles
@@ -55,8 +56,7 @@ def measure(truth, lr, model, samples, seed):
     """``(texture, samples' spread, calibrated spread, +-1 coverage in ramps, elsewhere, +-2 ...)`` of one box."""
     um = superresolve(lr, model=model, samples=samples, seed=seed, keep_samples=True, progress=False)
     s = um.samples.to_value(u.G)
-    n, ny, nx = s.shape
-    blocks = s.reshape(n, ny // 4, 4, nx // 4, 4).mean(axis=(2, 4)).repeat(4, axis=1).repeat(4, axis=2)
+    blocks = np.stack([repeat_blocks(block_means(sample, 4), 4) for sample in s])
     texture = np.sqrt(((s - blocks) ** 2).mean(axis=0))
     spread = um.std.to_value(u.G)
     ramp = ramp_mask(lr.data.shape, model)

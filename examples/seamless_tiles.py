@@ -22,6 +22,7 @@ import numpy as np
 import sunpy.map
 
 from sunpy_superres import superresolve
+from sunpy_superres.consistency import block_means, repeat_blocks
 from sunpy_superres.data import MDI_AR_CUTOUT
 from sunpy_superres.models import load_model
 from sunpy_superres.tiling import blend_window, plan_tiles
@@ -53,8 +54,7 @@ print(f"{len(tiles)} tiles of {tiles[0].size_y}x{tiles[0].size_x}; ramp columns 
 
 def column_profiles(um):
     s = um.samples.to_value(u.G)
-    n, ny, nx = s.shape
-    blocks = s.reshape(n, ny // 4, 4, nx // 4, 4).mean(axis=(2, 4)).repeat(4, axis=1).repeat(4, axis=2)
+    blocks = np.stack([repeat_blocks(block_means(sample, 4), 4) for sample in s])
     texture = np.sqrt(((s - blocks) ** 2).mean(axis=0))
     return np.median(s.std(axis=0), axis=0), np.median(texture, axis=0)
 

@@ -1641,9 +1641,13 @@ class DiffusionSuperResolution(SuperResolutionModel):
             return min(self.steps, self.start_timestep + 1)
         return self.steps
 
+    @property
+    def _latent_factor(self):
+        """Output pixels per point of the denoiser's grid along each axis: the autoencoder's factor, or 1."""
+        return self.autoencoder.factor if self.denoiser.config.space == "latent" else 1
+
     def _lr_multiple(self):
-        cfg = self.denoiser.config
-        grid = self.denoiser.unet_multiple * (self.autoencoder.factor if cfg.space == "latent" else 1)
+        grid = self.denoiser.unet_multiple * self._latent_factor
         return max(1, -(-grid // self.factor))
 
     def _generators(self, seeds, n):
@@ -1670,9 +1674,7 @@ class DiffusionSuperResolution(SuperResolutionModel):
         `None` for a latent coarser than the input (an autoencoder that downsamples more than the
         model upsamples): its points do not fall on input pixels, so tiles cannot share them.
         """
-        if self.denoiser.config.space != "latent":
-            return self.factor
-        grid, rest = divmod(self.factor, self.autoencoder.factor)
+        grid, rest = divmod(self.factor, self._latent_factor)
         return grid if grid and not rest else None
 
     def draw_noise(self, seed, tile_shape):
@@ -1684,10 +1686,9 @@ class DiffusionSuperResolution(SuperResolutionModel):
         and ``g * w`` are the padding's). `predict_samples` given it as ``noise`` gives what
         ``seed`` gives. Used by `~sunpy_superres.tiling.SharedNoise`.
         """
-        m, cfg = self._lr_multiple(), self.denoiser.config
-        down = self.autoencoder.factor if cfg.space == "latent" else 1
-        h, w = (self.factor * (n + (-n) % m) // down for n in tile_shape)
-        shape = (cfg.target_channels, h, w)
+        m = self._lr_multiple()
+        h, w = (self.factor * (n + (-n) % m) // self._latent_factor for n in tile_shape)
+        shape = (self.denoiser.config.target_channels, h, w)
         return initial_noise((1, *shape), self._generators([seed], 1), "cpu")[0].numpy()
 
     def _predict_samples(self, batch, seeds, repeats, signs=None, noise_levels=None, noise=None):
