@@ -185,6 +185,7 @@ def test_shipped_configs():
         "ldm-res-corrdiff-cpu",
         "ldm-res-decoder-cpu",
         "ldm-res-distilled-cpu",
+        "ldm-res-distilled-flux-cpu",
         "ldm-res-distilled-sample-cpu",
         "ldm-res-distilled-spectral-cpu",
         "ldm-res-distilled-x0-cpu",
@@ -221,7 +222,14 @@ def test_shipped_configs():
     assert (lcm.model.kind, lcm.model.consistency.teacher) == ("consistency", "ldm-res")
     assert lcm.to_dict()["data"] == noise.to_dict()["data"]
     distilled = load_config("ldm-res-distilled-cpu")
-    run_keys = ("name", "output_dir", "max_steps", "checkpoint_every", "time_limit_minutes")
+    run_keys = (
+        "name",
+        "output_dir",
+        "max_steps",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "time_limit_minutes",
+    )
     assert (distilled.model.kind, distilled.model.trajectory.teacher) == ("trajectory", "ldm-res")
     assert distilled.to_dict()["data"] == noise.to_dict()["data"]
     # Its continuation with every step weighted alike changes only the weighting, the start and the run.
@@ -259,6 +267,21 @@ def test_shipped_configs():
     sample["model"]["trajectory"].pop("init_from")
     assert {k: v for k, v in spectral.items() if k not in run_keys} == {
         k: v for k, v in sample.items() if k not in run_keys
+    }
+    # The next holds the student's sample to the truth's cancelling flux, from the shipped student.
+    flux = load_config("ldm-res-distilled-flux-cpu").to_dict()
+    spectral = load_config("ldm-res-distilled-spectral-cpu").to_dict()
+    assert (
+        flux["model"]["trajectory"].pop("flux_weight"),
+        spectral["model"]["trajectory"].pop("flux_weight"),
+    ) == (
+        3.0,
+        0.0,
+    )
+    assert flux["model"]["trajectory"].pop("init_from") == "sunpy_superres/data/models/ldm-res/distilled"
+    spectral["model"]["trajectory"].pop("init_from")
+    assert {k: v for k, v in flux.items() if k not in run_keys} == {
+        k: v for k, v in spectral.items() if k not in run_keys
     }
     # The default trained longer is its second run continued, nothing else changed.
     long, parent = load_config("ldm-res-s2d-long-cpu").to_dict(), noise.to_dict()

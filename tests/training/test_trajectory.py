@@ -14,8 +14,12 @@ from sunpy_superres import superresolve
 from sunpy_superres.metrics.spectra import radial_power_spectrum
 from sunpy_superres.models import load_model
 from sunpy_superres.models.diffusion import (
+    CANCELLATION_EDGES_GAUSS,
     _x0_and_eps,
     band_log_power,
+    block_cancellation,
+    cancellation_loss,
+    decode_sample,
     make_scheduler,
     set_sampler_timesteps,
     student_sample,
@@ -272,6 +276,98 @@ def test_the_spectral_term_is_the_log_ratio_of_the_two_samples_spectra():
         )  # fmt: skip
 
 
+def _brute_cancellation(image, reference, edges):
+    """`block_cancellation` written out block by block, in numpy (the independent implementation)."""
+    out = np.zeros(len(edges))
+    for y in range(0, image.shape[0], 4):
+        for x in range(0, image.shape[1], 4):
+            block = image[y : y + 4, x : x + 4]
+            mean = abs(reference[y : y + 4, x : x + 4].mean()) * 3000
+            bins = [k for k, edge in enumerate(edges) if mean >= edge]
+            if bins:
+                out[bins[-1]] += np.abs(block).sum() - abs(block.sum())
+    return out
+
+
+def test_block_cancellation_is_the_flux_that_cancels_inside_each_block_per_range_of_field():
+    """Analytic blocks, then random images against the block-by-block numpy sum."""
+    g = 1 / 3000  # one G in network units
+    image = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    image[0, 0, :4, :4] = 20 * g  # one sign: nothing cancels, mean 20 G
+    image[0, 0, :4, 4:] = 20 * g
+    image[0, 0, 0, 4] = -40 * g  # 15 x 20 - 40 = 260 G of 340 G: 80 G cancels, mean 16.25 G
+    image[0, 0, 4:, :4] = 3 * g
+    image[0, 0, 4, 0] = -30 * g  # mean 0.94 G: below 5 G, left out
+    image[0, 0, 4:, 4:] = 400 * g
+    image[0, 0, 4, 4] = -100 * g  # mean 368.75 G: 200 G cancels, in the open last range
+    got = (block_cancellation(image, image, 4) * 3000).numpy()[0]
+    np.testing.assert_allclose(got, [0, 80, 0, 0, 0, 200], atol=1e-9)
+    # The reference, not the image, chooses the range: all four blocks at 60 G.
+    got = (block_cancellation(image, torch.full_like(image, 60 * g), 4) * 3000).numpy()[0]
+    np.testing.assert_allclose(got, [0, 0, 0, 80 + 200 + 3 * 15 + 30 - 15, 0, 0], atol=1e-9)
+    rng = np.random.default_rng(3)
+    images = rng.standard_normal((2, 1, 16, 24)) * 60 / 3000 + rng.standard_normal((2, 1, 16, 24)) ** 3 * 0.01
+    reference = rng.standard_normal((2, 1, 16, 24)) * 80 / 3000
+    got = block_cancellation(torch.tensor(images), torch.tensor(reference), 4).numpy()
+    for i in range(2):
+        np.testing.assert_allclose(
+            got[i], _brute_cancellation(images[i, 0], reference[i, 0], CANCELLATION_EDGES_GAUSS), rtol=1e-12
+        )
+    # The loss: per range, the difference over that range's |block sums| of the truth plus 2 % of the
+    # truth's unsigned flux, squared, summed over the ranges; mean over the images.
+    truth = images[::-1].copy()
+    expected = []
+    for i in range(2):
+        theirs = _brute_cancellation(truth[i, 0], reference[i, 0], CANCELLATION_EDGES_GAUSS)
+        flux = np.array(
+            [
+                np.abs(truth[i, 0].reshape(4, 4, 6, 4).sum(axis=(1, 3)))[
+                    _range_index(reference[i, 0]) == k
+                ].sum()
+                for k in range(len(CANCELLATION_EDGES_GAUSS))
+            ]
+        )
+        scale = flux + 0.02 * np.abs(truth[i, 0]).sum()
+        expected.append((((got[i] - theirs) / scale) ** 2).sum())
+    loss = cancellation_loss(torch.tensor(images), torch.tensor(truth), torch.tensor(reference), 4)
+    assert loss.item() == pytest.approx(np.mean(expected), rel=1e-12) and np.mean(expected) > 0
+    assert cancellation_loss(torch.tensor(truth), torch.tensor(truth), torch.tensor(reference), 4).item() == 0
+
+
+def _range_index(reference):
+    """Each 4x4 block's range of CANCELLATION_EDGES_GAUSS by the |mean| of ``reference`` (-1: below all)."""
+    means = np.abs(reference.reshape(reference.shape[0] // 4, 4, -1, 4).mean(axis=(1, 3))) * 3000
+    return np.digitize(means, CANCELLATION_EDGES_GAUSS) - 1
+
+
+def test_the_flux_term_holds_the_students_sample_to_the_truth():
+    """trajectory_loss adds flux_weight x cancellation_loss of the student's decoded sample against hr;
+    it vanishes when hr is that sample, trains the student only, and needs hr."""
+    den, teacher_net, cfg, abar, sampler, ts, lr_up = _student_and_teacher()
+    args = (den, teacher_net, cfg, None, abar, lr_up)
+    kwargs = {"sampler": sampler, "timesteps": ts, "weighting": "x0"}
+    cond = lr_up / cfg.cond_scale
+    noise = torch.randn((3, 1, 16, 16), generator=torch.Generator().manual_seed(7))
+    states = teacher_states(teacher_net, cfg, cond, noise, sampler, ts)
+    with torch.no_grad():
+        image = decode_sample(den, None, student_sample(den, cond, states[0], abar, ts, cfg), lr_up)
+    hr = _batch(seed=4) + torch.randn((3, 1, 16, 16), generator=torch.Generator().manual_seed(5)) * 0.02
+    steps_only = trajectory_loss(*args, torch.Generator().manual_seed(7), **kwargs)
+    both = trajectory_loss(*args, torch.Generator().manual_seed(7), hr=hr, flux_weight=0.5, **kwargs)
+    term = cancellation_loss(image, hr, lr_up, 4)
+    assert term > 0
+    assert both.item() == pytest.approx(steps_only.item() + 0.5 * term.item(), rel=1e-5)
+    both.backward()
+    assert all(p.grad is None for p in teacher_net.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in den.parameters())
+    itself = trajectory_loss(*args, torch.Generator().manual_seed(7), hr=image, flux_weight=0.5, **kwargs)
+    assert itself.item() == pytest.approx(steps_only.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="flux_weight must be 0 or more, got -1"):
+        trajectory_loss(*args, torch.Generator(), hr=hr, flux_weight=-1, **kwargs)
+    with pytest.raises(ValueError, match="flux_weight holds the student's sample to the truth: give hr"):
+        trajectory_loss(*args, torch.Generator(), flux_weight=1, **kwargs)
+
+
 def trajectory_config(out, data_dir, teacher, steps=2, timesteps=None):  # noqa: F811
     cfg = tiny_config(out, data_dir, steps=steps, every=2)
     cfg.name, cfg.model.kind = "tiny-distilled", "trajectory"
@@ -444,6 +540,16 @@ def test_a_student_continues_from_one_of_its_teacher_with_another_weighting(tmp_
     spectral = train(cfg, progress=False)
     losses = [json.loads(line)["loss"] for line in (spectral.parent / "log.jsonl").read_text().splitlines()]
     assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
+    # The flux term through the task: each crop's truth and own level, a step that trains.
+    cfg = trajectory_config(tmp_path / "flux", data_dir, teacher, steps=1)
+    cfg.model.trajectory.flux_weight = 30.0
+    flux = train(cfg, progress=False)
+    losses = [json.loads(line)["loss"] for line in (flux.parent / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 1 and np.isfinite(losses[0]) and losses[0] > 0
+    cfg = trajectory_config(tmp_path / "labels", data_dir, teacher, steps=1)
+    cfg.model.trajectory.flux_weight, cfg.model.trajectory.noise_labels = 1.0, [2.0, 6.0]
+    with pytest.raises(ValueError, match="each crop takes its own noise level: leave noise_labels empty"):
+        train(cfg, progress=False)
     cfg = trajectory_config(tmp_path / "bad", data_dir, teacher, steps=1)
     cfg.model.trajectory.init_from = str(teacher)
     with pytest.raises(ValueError, match="is not a trajectory-distilled student"):

@@ -8,7 +8,8 @@ the one distilled. The student starts as a copy of the teacher's denoiser and le
 sampler does between two of the student's ``timesteps`` (progressive distillation's objective,
 Salimans & Ho 2022, for a chosen subset of the teacher's steps rather than their halves), and, with
 ``sample_weight``, to end its own run of steps on the teacher's sample (and, with
-``spectral_weight``, with the teacher's power at the scales it adds). Unlike a
+``spectral_weight``, with the teacher's power at the scales it adds; with ``flux_weight``, with the
+truth's share of flux that cancels inside an input pixel). Unlike a
 consistency model it keeps the sampler's deterministic map from noise to sample, so the sample's
 texture and the meaning of the noise label carry over (the student's own noise-label map and
 uncertainty calibration, measured again, come out close to the teacher's). The export
@@ -61,6 +62,11 @@ class TrajectoryConfig:
     #: over the scales the super-resolution adds (0: none; see
     #: `~sunpy_superres.models.diffusion.trajectory_loss`).
     spectral_weight: float = 0.0
+    #: Weight of the squared error of the flux that cancels inside the input's pixels in the student's
+    #: sample against the truth's, per range of field (0: none; see
+    #: `~sunpy_superres.models.diffusion.cancellation_loss`). With it every crop is labelled with its
+    #: own noise level, the truth's, and ``noise_labels`` must be empty.
+    flux_weight: float = 0.0
     #: A trained student of the same teacher (model directory) to continue from; empty: a copy of
     #: the teacher's denoiser.
     init_from: str = ""
@@ -140,13 +146,18 @@ class TrajectoryTask(StudentTask):
                 f"[model.trajectory] weighting must be one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}, "
                 f"got {weighting!r}"
             )
-        for weight in ("sample_weight", "spectral_weight"):
+        for weight in ("sample_weight", "spectral_weight", "flux_weight"):
             value = getattr(self.section(self.cfg.model), weight)
             if not value >= 0:
                 raise ValueError(f"[model.trajectory] {weight} must be 0 or more, got {value}")
         self.student_steps = self.timesteps(self.cfg, self.teacher)
         self.label_range = None
-        if self.noise_labels:
+        if self.section(self.cfg.model).flux_weight and self.section(self.cfg.model).noise_labels:
+            raise ValueError(
+                "[model.trajectory] flux_weight compares the student's sample with the truth, so each "
+                "crop takes its own noise level: leave noise_labels empty"
+            )
+        if self.noise_labels and not self.section(self.cfg.model).flux_weight:
             chosen = [float(v) for v in self.section(self.cfg.model).noise_labels]
             label_map = self.teacher.noise_label_map
             if chosen:
@@ -179,6 +190,8 @@ class TrajectoryTask(StudentTask):
             sample_weight=self.section(self.cfg.model).sample_weight,
             spectral_weight=self.section(self.cfg.model).spectral_weight,
             factor=self.teacher.factor,
+            hr=batch.hr,
+            flux_weight=self.section(self.cfg.model).flux_weight,
         )
 
     def build_network(self):
