@@ -194,6 +194,7 @@ def main():
         "spectral_error",
         "small_scale",
         "noise_ratio",
+        "cancel_ratio",
         "coverage_1sd",
         "coverage_2sd",
     ]

@@ -19,6 +19,9 @@ column              meaning
 ``noise_ratio``     quiet-Sun noise of the output over the truth's, both on the blocks whose truth
                     is quiet (`~sunpy_superres.metrics.physics.quiet_sun_noise`; 1 is right, NaN
                     where the crop has too little quiet Sun)
+``cancel_ratio``    share of the unsigned flux that cancels inside the input's pixels, output over
+                    truth, on the blocks of 4x4 whose truth has ``|mean|`` >= 5 G
+                    (`~sunpy_superres.metrics.physics.subpixel_cancellation`; 1 is right)
 ``lpips``           LPIPS distance, when LPIPS weights are given (lower is better)
 ``coverage_1sd``    fraction of true pixels within the mean +- 1 std (0.683 when calibrated)
 ``coverage_2sd``    fraction of true pixels within the mean +- 2 std (0.954 when calibrated)
@@ -27,7 +30,9 @@ column              meaning
 The two signed columns tell where a flux error comes from: weak-field pixels carry most of the
 unsigned flux of a quiet or plage crop, so an output whose noise is a few per cent above the truth's
 adds a few per cent of flux without any change in structure (``flux_bias`` follows ``noise_ratio``);
-a flux bias with the noise right (``noise_ratio`` near 1) is an error in the field's structure.
+a flux bias with the noise right (``noise_ratio`` near 1) is an error in the field's structure,
+and ``cancel_ratio`` says whether it is the sub-pixel texture's sign: above 1, the output's texture
+crosses zero inside pixels whose truth is of one sign.
 
 A stochastic model scored with ``samples > 1`` has one row per sample and one for the mean of its
 samples (``"<name> (mean of N)"``), which carries the coverage of its standard deviation (see
@@ -82,6 +87,7 @@ METRICS = {
     "spectral_error": ("", True),
     "small_scale": ("", None),
     "noise_ratio": ("", None),
+    "cancel_ratio": ("", None),
     "lpips": ("", True),
     "coverage_1sd": ("", None),
     "coverage_2sd": ("", None),
@@ -353,6 +359,14 @@ def _noise_ratio(pred, truth):
     return (physics.quiet_sun_noise(pred, reference=truth) / truth_noise).to_value(u.one)
 
 
+def _cancel_ratio(pred, truth):
+    """Share of flux cancelling inside 4x4 blocks, ``pred``'s over ``truth``'s, on the truth's blocks."""
+    truth_share = physics.subpixel_cancellation(truth)
+    if not truth_share > 0:  # no block counted, or a truth without mixed blocks: no ratio to take
+        return np.nan
+    return (physics.subpixel_cancellation(pred, reference=truth) / truth_share).to_value(u.one)
+
+
 def _score(pred, truth, lowres, threshold, lpips_weights):
     flux_pred = physics.unsigned_flux(pred)
     flux_true = physics.unsigned_flux(truth)
@@ -372,6 +386,7 @@ def _score(pred, truth, lowres, threshold, lpips_weights):
         "spectral_error": spectra.spectral_error(pred, truth, lowres.scale.axis1),
         "small_scale": spectra.small_scale_power_fraction(pred, truth),
         "noise_ratio": _noise_ratio(pred, truth),
+        "cancel_ratio": _cancel_ratio(pred, truth),
         "lpips": image.lpips(pred, truth, weights=lpips_weights) if lpips_weights is not None else np.nan,
     }
     return {k: float(v) for k, v in row.items()}

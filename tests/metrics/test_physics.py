@@ -25,6 +25,7 @@ from sunpy_superres.metrics.physics import (
     pixel_area,
     quiet_noise_gauss,
     quiet_sun_noise,
+    subpixel_cancellation,
     unsigned_flux,
 )
 
@@ -440,3 +441,45 @@ def test_messages_of_the_physics_refusals():
         "a helioprojective map is needed to place pixels on the solar surface; this map's frame is "
         "HeliographicCarrington"
     )
+
+
+def test_subpixel_cancellation_of_analytic_blocks_and_against_the_training_loss_statistic():
+    """The share of flux cancelling inside 4x4 blocks of |mean| >= 5 G: analytic blocks, then random
+    fields against `block_cancellation` (the distillation loss's torch statistic, summed over its
+    ranges) divided by the blocks' unsigned flux."""
+    import torch
+
+    from sunpy_superres.models.diffusion import block_cancellation
+
+    field = np.zeros((8, 12))
+    field[:4, :4] = 20.0  # one sign: 320 G of unsigned flux, nothing cancels
+    field[:4, 4:8] = 20.0
+    field[0, 4] = -40.0  # 340 G unsigned, 80 G cancels (mean 16.25 G)
+    field[:4, 8:] = 2.0
+    field[0, 8] = -20.0  # mean 0.625 G: below 5 G, not counted
+    field[4:, :] = 100.0  # three blocks of one sign, 4800 G
+    share = subpixel_cancellation(full_disk_map(field, shape=field.shape))
+    assert share.unit == u.one and share.value == pytest.approx(80 / (320 + 340 + 4800), rel=1e-12)
+    # The reference chooses the blocks: with its means all 50 G, the third block counts too.
+    reference = full_disk_map(np.full(field.shape, 50.0), shape=field.shape)
+    with_third = subpixel_cancellation(full_disk_map(field, shape=field.shape), reference=reference)
+    assert with_third.value == pytest.approx((80 + 40) / (320 + 340 + 50 + 4800), rel=1e-12)
+    # A block with a NaN pixel is left out; a field without counted blocks has no share.
+    holed = field.copy()
+    holed[1, 5] = np.nan
+    assert subpixel_cancellation(full_disk_map(holed, shape=field.shape)).value == pytest.approx(0.0)
+    assert np.isnan(subpixel_cancellation(full_disk_map(np.ones((8, 8)), shape=(8, 8))).value)
+    rng = np.random.default_rng(4)
+    noisy = rng.standard_normal((64, 96)) * 40 + rng.standard_normal((64, 96)) ** 3 * 15
+    counted = np.abs(noisy.reshape(16, 4, 24, 4).mean(axis=(1, 3))) >= 5
+    unsigned = np.abs(noisy.reshape(16, 4, 24, 4)).sum(axis=(1, 3))[counted].sum()
+    image = torch.tensor(noisy / 3000)[None, None]
+    expected = float(block_cancellation(image, image, 4).sum()) * 3000 / unsigned
+    got = subpixel_cancellation(full_disk_map(noisy, shape=noisy.shape)).value
+    assert got == pytest.approx(expected, rel=1e-9) and 0 < got < 1
+    with pytest.raises(ValueError, match="threshold must be positive, got 0.0 G"):
+        subpixel_cancellation(full_disk_map(field, shape=field.shape), threshold=0 * u.G)
+    with pytest.raises(ValueError, match=r"reference has shape \(8, 8\) and the map \(8, 12\)"):
+        subpixel_cancellation(
+            full_disk_map(field, shape=field.shape), reference=full_disk_map(np.ones((8, 8)), shape=(8, 8))
+        )
