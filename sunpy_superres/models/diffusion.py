@@ -1124,7 +1124,9 @@ def block_cancellation(images, reference, factor, edges_gauss=CANCELLATION_EDGES
 CANCELLATION_FLOOR = 0.02
 
 
-def cancellation_loss(images, truth, reference, factor, floor=CANCELLATION_FLOOR):
+def cancellation_loss(
+    images, truth, reference, factor, floor=CANCELLATION_FLOOR, edges_gauss=CANCELLATION_EDGES_GAUSS
+):
     """
     Squared relative error of `block_cancellation` against the truth's, per range of block mean field.
 
@@ -1147,15 +1149,17 @@ def cancellation_loss(images, truth, reference, factor, floor=CANCELLATION_FLOOR
         The input's pixel, in image pixels.
     floor : float, optional
         Share of the truth's whole unsigned flux added to each range's in the denominator.
+    edges_gauss : sequence of float, optional
+        Increasing lower edges of the ranges, G (`block_cancellation`'s).
 
     Returns
     -------
     `torch.Tensor`
         Scalar.
     """
-    ours = block_cancellation(images, reference, factor)
-    theirs = block_cancellation(truth, reference, factor)
-    flux = _per_range(_blocks(truth, factor).sum((2, 4)).abs(), reference, factor, CANCELLATION_EDGES_GAUSS)
+    ours = block_cancellation(images, reference, factor, edges_gauss)
+    theirs = block_cancellation(truth, reference, factor, edges_gauss)
+    flux = _per_range(_blocks(truth, factor).sum((2, 4)).abs(), reference, factor, edges_gauss)
     total = truth.abs().sum((1, 2, 3))[:, None]
     scale = (flux + floor * total).clamp(min=torch.finfo(truth.dtype).tiny)
     return (((ours - theirs) / scale) ** 2).sum(1).mean()
