@@ -30,7 +30,7 @@ import numpy as np
 import sunpy.map
 
 from sunpy_superres.calibration import disk_radius
-from sunpy_superres.evaluation import evaluate
+from sunpy_superres.evaluation import evaluate, sample_spread
 from sunpy_superres.metrics import regions
 from sunpy_superres.models import load_model
 
@@ -129,7 +129,7 @@ def main():
     where = "" if args.radius is None else f", centred {args.radius[0]:g}-{args.radius[1]:g} solar radii out"
     print(f"{len(crops)} crops of {args.crop}x{args.crop} from {', '.join(dates)}{where}")
 
-    rows, calibrations, designs = [], [], {}
+    rows, calibrations, spreads, designs = [], [], [], {}
     models = [(spec, load_model(spec, device="cpu")) for spec in ["nearest", "bicubic", *args.model]]
     models = [
         (spec, m.configure_runtime(precision=args.precision) if m.stochastic else m) for spec, m in models
@@ -178,6 +178,8 @@ def main():
                 rows.append((label + suffix, row, seconds))
             for table in result.calibration.values():
                 calibrations.append((label, table))
+            if result.calibration:  # several samples of each crop
+                spreads.append((label, sample_spread(result)))
             for design in result.summary.meta["sample_designs"].values():  # one model per call
                 designs[label] = design
             if args.output:
@@ -229,6 +231,14 @@ def main():
                 )
                 + " |"
             )
+    for label, table in spreads:
+        r = table[0]
+        print(
+            f"\nUnsigned flux of each crop over the {r['samples']} samples of {label} (sample_spread): "
+            f"error of their mean {r['error_rms']:.3g} % rms, their spread {r['spread_rms']:.3g} % rms "
+            f"(the error {r['error_over_spread']:.3g} times the spread); the truth within 2 of their "
+            f"standard deviations in {r['within_2sd'] * r['images']:.0f} of {r['images']} crops"
+        )
 
 
 if __name__ == "__main__":

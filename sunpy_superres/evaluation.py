@@ -70,6 +70,8 @@ __all__ = [
     "plot_power_spectra",
     "METRICS",
     "uncertainty_calibration",
+    "sample_spread",
+    "SIGNED_ERRORS",
     "COVERAGE_BIN_EDGES",
     "PAPER_TABLE_1",
 ]
@@ -681,6 +683,83 @@ def uncertainty_calibration(predictions, truths, *, edges=COVERAGE_BIN_EDGES, en
     for col in table.colnames[2:]:
         table[col].format = ".3g"
     table.meta.update({"images": len(predictions), "ence_bins": int(ence_bins)})
+    return table
+
+
+#: The columns of `Evaluation.records` that are signed errors, for `sample_spread`.
+SIGNED_ERRORS = ("flux_bias",)
+
+
+def sample_spread(evaluation, metric="flux_bias"):
+    """
+    Does the spread of a region's quantity over the samples say how far off it is?
+
+    The per-pixel standard deviation carries no correlations between pixels, so the uncertainty of
+    a quantity over a region (its unsigned flux, say) is to be read from the samples: compute it on
+    each and take their spread. This measures whether that spread means what it says. For every
+    stochastic model of ``evaluation`` with several samples of each image: per image, the mean over
+    its samples of the signed error ``metric`` (the error of the mean of the samples' values) and
+    the standard deviation of the samples' values (``ddof=1``); over the images, the rms of each and
+    their ratio, and the fraction of images whose mean lies within 2 of its standard deviations of
+    the truth (about 0.95 if the samples and the truth were drawn alike and the samples many).
+
+    Parameters
+    ----------
+    evaluation : `Evaluation`
+        The result of `evaluate` with ``samples > 1``.
+    metric : str, optional
+        A signed error of `Evaluation.records` (`SIGNED_ERRORS`): ``"flux_bias"``, the unsigned
+        flux's error in percent of the truth's.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        One row per stochastic model: ``images``, ``samples`` (per image), ``error_rms`` (rms over
+        the images of the mean's error), ``spread_rms`` (rms of the samples' standard deviation),
+        ``error_over_spread`` and ``within_2sd``; the first two in the metric's unit.
+
+    Raises
+    ------
+    ValueError
+        If ``metric`` is not a signed error, or no model has several samples of each image.
+    """
+    if metric not in SIGNED_ERRORS:
+        raise ValueError(
+            f"sample_spread needs a signed error, one of {', '.join(map(repr, SIGNED_ERRORS))}; got "
+            f"{metric!r} (an absolute error's spread over the samples is not the error's)"
+        )
+    records = evaluation.records
+    rows = []
+    for name in dict.fromkeys(str(m) for m in records["model"]):
+        mine = records[(records["model"] == name) & (records["sample"] >= 0)]
+        per_image = [np.asarray(mine[metric][mine["image"] == i], float) for i in sorted(set(mine["image"]))]
+        counts = {v.size for v in per_image}
+        if not counts or min(counts) < 2:
+            continue  # one output per image (a deterministic model, a single sample), or a mean's row
+        means = np.array([v.mean() for v in per_image])
+        spreads = np.array([v.std(ddof=1) for v in per_image])
+        error, spread = np.sqrt(np.mean(means**2)), np.sqrt(np.mean(spreads**2))
+        rows.append(
+            {
+                "model": name,
+                "images": len(per_image),
+                "samples": min(counts),
+                "error_rms": error,
+                "spread_rms": spread,
+                "error_over_spread": error / spread if spread > 0 else np.inf,
+                "within_2sd": float(np.mean(np.abs(means) <= 2 * spreads)),
+            }
+        )
+    if not rows:
+        raise ValueError(
+            "no model of this evaluation has several samples of each image: evaluate with samples > 1"
+        )
+    table = Table(rows=rows)
+    unit = METRICS[metric][0]
+    table["error_rms"].unit = table["spread_rms"].unit = unit
+    for col in ("error_rms", "spread_rms", "error_over_spread", "within_2sd"):
+        table[col].format = ".3g"
+    table.meta["metric"] = metric
     return table
 
 

@@ -365,3 +365,65 @@ def test_sample_designs_are_recorded_and_mixed_ones_warned_of(result):
         "noisy-nearest": "antithetic pairs under the input's flips",
         "calibrated-noisy": "antithetic pairs",
     }
+
+
+def _spread_evaluation(values):
+    """An `Evaluation` whose records hold ``values[model][image]``: one flux_bias per sample."""
+    from astropy.table import Table
+
+    from sunpy_superres.evaluation import Evaluation
+
+    rows = [
+        {"model": model, "image": i, "sample": k, "flux_bias": float(v), "flux_error": abs(float(v))}
+        for model, images in values.items()
+        for i, samples in enumerate(images)
+        for k, v in enumerate(samples)
+    ]
+    return Evaluation(summary=Table(), records=Table(rows=rows), examples={})
+
+
+def test_sample_spread_of_known_records():
+    """Per image the mean of the samples' signed errors and their spread; rms over images; the
+    deterministic model (one output per image) and the mean rows (sample -1) are left out."""
+    from sunpy_superres.evaluation import sample_spread
+
+    ev = _spread_evaluation({"s": [[3, 4, 5, 6], [-1, -1, 1, 1]], "d": [[0.5], [2.0]]})
+    ev.records.add_row({"model": "s", "image": 0, "sample": -1, "flux_bias": 100.0, "flux_error": 100.0})
+    table = sample_spread(ev)
+    assert list(table["model"]) == ["s"] and table["images"][0] == 2 and table["samples"][0] == 4
+    spreads = [np.std([3, 4, 5, 6], ddof=1), np.std([-1, -1, 1, 1], ddof=1)]
+    assert table["error_rms"][0] == pytest.approx(np.sqrt((4.5**2 + 0**2) / 2))
+    assert table["spread_rms"][0] == pytest.approx(np.sqrt(np.mean(np.square(spreads))))
+    assert table["error_over_spread"][0] == pytest.approx(table["error_rms"][0] / table["spread_rms"][0])
+    assert table["within_2sd"][0] == 0.5  # 4.5 > 2 x 1.29; 0 <= 2 x 1.15
+    assert str(table["error_rms"].unit) == "%" and table.meta["metric"] == "flux_bias"
+
+
+def test_sample_spread_when_truth_and_samples_are_drawn_alike():
+    """Truth and 8 samples exchangeable: the mean's error is sqrt(1 + 1/8) of the spread, and the
+    truth lies within 2 sd of the mean with Student's t probability (7 degrees of freedom)."""
+    from scipy.stats import t
+
+    from sunpy_superres.evaluation import sample_spread
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(4000, 9)) * rng.uniform(0.5, 2, size=(4000, 1))  # column 0: the truth
+    table = sample_spread(_spread_evaluation({"m": draws[:, 1:] - draws[:, :1]}))
+    expected = 2 * t.cdf(2 / np.sqrt(1 + 1 / 8), 7) - 1  # 0.899
+    assert table["within_2sd"][0] == pytest.approx(expected, abs=0.015)
+    assert table["error_over_spread"][0] == pytest.approx(np.sqrt(1 + 1 / 8), rel=0.05)
+
+
+def test_sample_spread_refuses_what_it_cannot_measure(result):
+    from sunpy_superres.evaluation import sample_spread
+
+    with pytest.raises(ValueError, match="needs a signed error, one of 'flux_bias'; got 'flux_error'"):
+        sample_spread(result, "flux_error")
+    with pytest.raises(ValueError, match="no model of this evaluation has several samples"):
+        sample_spread(_spread_evaluation({"d": [[0.5], [2.0]]}))
+    # The module's evaluation: its stochastic model, three samples of one image.
+    table = sample_spread(result)
+    mine = result.records[(result.records["model"] == table["model"][0]) & (result.records["sample"] >= 0)]
+    assert len(table) == 1 and table["samples"][0] == 3 == len(mine)
+    assert table["error_rms"][0] == pytest.approx(abs(np.mean(mine["flux_bias"])))
+    assert table["spread_rms"][0] == pytest.approx(np.std(mine["flux_bias"], ddof=1))
