@@ -701,7 +701,9 @@ def sample_spread(evaluation, metric="flux_bias"):
     its samples of the signed error ``metric`` (the error of the mean of the samples' values) and
     the standard deviation of the samples' values (``ddof=1``); over the images, the rms of each and
     their ratio, and the fraction of images whose mean lies within 2 of its standard deviations of
-    the truth (about 0.95 if the samples and the truth were drawn alike and the samples many).
+    the truth. Were the truth one more draw like the samples, the mean's error would be
+    ``sqrt(1 + 1/n)`` of the spread and that fraction 0.90 for 8 samples (Student's t with 7
+    degrees of freedom at ``2 / sqrt(1 + 1/8)``), 0.95 for many.
 
     Parameters
     ----------
@@ -714,9 +716,10 @@ def sample_spread(evaluation, metric="flux_bias"):
     Returns
     -------
     `~astropy.table.Table`
-        One row per stochastic model: ``images``, ``samples`` (per image), ``error_rms`` (rms over
-        the images of the mean's error), ``spread_rms`` (rms of the samples' standard deviation),
-        ``error_over_spread`` and ``within_2sd``; the first two in the metric's unit.
+        One row per stochastic model: ``images``, ``samples`` (per image; the fewest of any
+        image), ``error_rms`` (rms over the images of the mean's error), ``spread_rms`` (rms of the
+        samples' standard deviation), ``error_over_spread`` and ``within_2sd``; the first two in
+        the metric's unit.
 
     Raises
     ------
