@@ -140,25 +140,26 @@ class TrajectoryTask(StudentTask):
         """The frozen teacher, its sampler, the student's timesteps and the range of noise labels."""
         super().setup(progress)
         self.sampler = self.teacher_sampler(self.teacher)
-        weighting = self.section(self.cfg.model).weighting
+        table = self.section(self.cfg.model)
+        weighting = table.weighting
         if weighting not in TRAJECTORY_WEIGHTINGS:
             raise ValueError(
                 f"[model.trajectory] weighting must be one of {', '.join(map(repr, TRAJECTORY_WEIGHTINGS))}, "
                 f"got {weighting!r}"
             )
         for weight in ("sample_weight", "spectral_weight", "flux_weight"):
-            value = getattr(self.section(self.cfg.model), weight)
+            value = getattr(table, weight)
             if not value >= 0:
                 raise ValueError(f"[model.trajectory] {weight} must be 0 or more, got {value}")
         self.student_steps = self.timesteps(self.cfg, self.teacher)
         self.label_range = None
-        if self.section(self.cfg.model).flux_weight and self.section(self.cfg.model).noise_labels:
+        if table.flux_weight and table.noise_labels:
             raise ValueError(
                 "[model.trajectory] flux_weight compares the student's sample with the truth, so each "
                 "crop takes its own noise level: leave noise_labels empty"
             )
-        if self.noise_labels and not self.section(self.cfg.model).flux_weight:
-            chosen = [float(v) for v in self.section(self.cfg.model).noise_labels]
+        if self.noise_labels and not table.flux_weight:
+            chosen = [float(v) for v in table.noise_labels]
             label_map = self.teacher.noise_label_map
             if chosen:
                 if len(chosen) != 2 or not 0 < chosen[0] <= chosen[1]:
