@@ -141,7 +141,7 @@ def test_corrupt_weights_with_matching_checksums_are_one_line(mdi_file, tmp_path
 
 
 def test_unreachable_hub_is_told_at_once(mdi_file, tmp_path, capsys, monkeypatch):
-    import huggingface_hub
+    import huggingface_hub.constants  # the submodule: the package exposes it only once imported
 
     # A port nobody listens on: the connection is refused at once, as on a machine without network.
     with socket.socket() as s:
