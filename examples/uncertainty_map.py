@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize
 
 from sunpy_superres import UncertaintyMap, superresolve
 from sunpy_superres.data import MDI_AR_CUTOUT
+from sunpy_superres.visualization import plot_comparison
 
 ###############################################################################
 # Eight samples of the default model (about 20 s on a laptop CPU). The default model's standard
@@ -69,6 +70,15 @@ print(
 # Mean and standard deviation side by side, each with its colour bar in G.
 
 um.plot()
+plt.show()
+
+###############################################################################
+# The quick-look of the command line (``sunpy-superres IN.fits -o OUT.fits --samples 8 --png
+# OUT.png``) draws the same samples beside the input: the input on the output's scale, the mean,
+# and the standard deviation on its own colour scale, noted "calibrated" when the model's
+# calibration was applied (``SRUNCAL``).
+
+plot_comparison(mdi, um)
 plt.show()
 
 ###############################################################################

@@ -52,7 +52,12 @@ def _parser():
     p.add_argument("input", type=Path, help="input magnetogram FITS file (read with sunpy.map.Map)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output FITS file")
     add_cli_arguments(p, models=names)
-    p.add_argument("--png", type=Path, default=None, help="also write a PNG quick-look, input beside output")
+    p.add_argument(
+        "--png",
+        type=Path,
+        default=None,
+        help="also write a PNG quick-look, input beside output (and the standard deviation with --samples > 1)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

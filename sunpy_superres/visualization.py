@@ -43,22 +43,40 @@ def _levels(lowres, highres):
 
 
 def _suptitle(lowres, highres):
-    """Date, instrument, model, revision and seed of a super-resolved map, from its header."""
+    """
+    Date, instrument, model and samples of a super-resolved map, then its revision and seed, from its
+    header: two lines, as a revision and a 64-bit seed make one line wider than the figure.
+    """
     meta = highres.meta
     instrument = str(getattr(lowres, "instrument", "") or "").strip() or "input"
     date = lowres.date.strftime("%Y-%m-%d %H:%M:%S") if lowres.date is not None else "no date"
-    parts = [f"{instrument} {date}"]
+    first, second = [f"{instrument} {date}"], []
     if "srmodel" in meta:
-        model = str(meta["srmodel"]) + (
-            f" ({meta['srmodrev']})" if meta.get("srmodrev", "none") != "none" else ""
-        )
-        parts.append(f"model {model}")
+        first.append(f"model {meta['srmodel']}")
+        if meta.get("srmodrev", "none") != "none":
+            second.append(f"revision {meta['srmodrev']}")
         seed = int(meta.get("srseed", -1))
         samples = int(meta.get("srsample", 1))
-        parts.append(
-            "deterministic" if seed < 0 else f"seed {seed}" + (f", {samples} samples" if samples > 1 else "")
-        )
-    return ", ".join(parts)
+        if seed < 0:
+            first.append("deterministic")
+        else:
+            first.append(f"{samples} samples" if samples > 1 else "one sample")
+            second.append(f"seed {seed}")
+    return "\n".join(", ".join(line) for line in (first, second) if line)
+
+
+def _std_panel(highres):
+    """The standard deviation of an `~sunpy_superres.UncertaintyMap` in G and its panel note, or None."""
+    from .uncertainty import UncertaintyMap
+
+    if not isinstance(highres, UncertaintyMap) or highres.std is None:
+        return None
+    calibration = highres.meta.get("sruncal")
+    if calibration is None:  # not written by superresolve: nothing says either way
+        note = "calibration not recorded"
+    else:
+        note = "sample spread, not calibrated" if str(calibration) == "none" else "calibrated"
+    return _in_gauss(highres.std_map), note
 
 
 def plot_comparison(lowres, highres, *, fig=None, vlim=None):
@@ -68,7 +86,10 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     Both panels are on one physical scale: when `sunpy_superres.superresolve` calibrated the input
     to HMI level (``SRCALFAC``), the input is shown multiplied by that factor, and its title says so.
     The figure's title gives the date, the instrument, the model with its revision, and the seed
-    (from the output's provenance keys).
+    (from the output's provenance keys). For an `~sunpy_superres.UncertaintyMap` (several samples)
+    the super-resolved panel is the samples' mean, and a third panel shows the per-pixel standard
+    deviation in G on its own scale, from 0 to its 99.5th percentile, noted "calibrated" or "sample
+    spread, not calibrated" after ``SRUNCAL`` ("calibration not recorded" without it).
 
     Parameters
     ----------
@@ -76,7 +97,7 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
         The input map and the output of `sunpy_superres.superresolve`, in any unit of magnetic
         field (G, T, Mx/cm2); both are shown in G.
     fig : `matplotlib.figure.Figure`, optional
-        Figure to draw into; a new 11x5 inch figure by default.
+        Figure to draw into; a new 11x5 inch figure by default (16x5 with the standard deviation).
     vlim : `~astropy.units.Quantity`, optional
         Symmetric colour limit; the 99.5th percentile of \\|B\\| by default.
 
@@ -86,8 +107,10 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     """
     import matplotlib.pyplot as plt
 
+    std = _std_panel(highres)
+    panels = 2 if std is None else 3
     if fig is None:
-        fig = plt.figure(figsize=(11, 5))
+        fig = plt.figure(figsize=(11 if std is None else 16, 5))
     factor, notes = _levels(lowres, highres)
     fig.suptitle(_suptitle(lowres, highres))
     lowres, highres = _in_gauss(lowres), _in_gauss(highres)
@@ -96,24 +119,43 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
             lowres.data * factor, lowres.meta, plot_settings=dict(lowres.plot_settings)
         )
     limit = _field_limit(lowres, highres) if vlim is None else vlim.to_value(u.G)
+    field_axes = []
     for i, (smap, title, note) in enumerate(
-        ((lowres, "input", notes[0]), (highres, "super-resolved", notes[1]))
+        ((lowres, "input", notes[0]), (highres, "super-resolved" if std is None else "mean", notes[1]))
     ):
-        ax = fig.add_subplot(1, 2, i + 1, projection=smap)
-        scale = abs(smap.scale.axis1.to_value(u.arcsec / u.pix))
+        ax = fig.add_subplot(1, panels, i + 1, projection=smap)
         im = smap.plot(
-            axes=ax,
-            cmap="gray",
-            norm=None,
-            vmin=-limit,
-            vmax=limit,
-            title=f'{title}, {note}\n{smap.data.shape[1]}x{smap.data.shape[0]} px, {scale:.3g}"/px',
+            axes=ax, cmap="gray", norm=None, vmin=-limit, vmax=limit, title=_panel_title(smap, title, note)
         )
+        field_axes.append(ax)
         if i == 1:
-            ax.coords[1].set_ticklabel_visible(False)
-            ax.coords[1].set_axislabel(" ")
-    fig.colorbar(im, ax=fig.axes, label="B_LOS [G]", shrink=0.8)
+            _hide_latitude_labels(ax)
+    fig.colorbar(im, ax=field_axes, label="B_LOS [G]", shrink=0.8)
+    if std is not None:
+        std_map, note = std
+        ax = fig.add_subplot(1, panels, 3, projection=std_map)
+        im = std_map.plot(
+            axes=ax,
+            cmap="viridis",
+            norm=None,
+            vmin=0,
+            vmax=_field_limit(std_map),
+            title=_panel_title(std_map, "standard deviation", note),
+        )
+        _hide_latitude_labels(ax)
+        fig.colorbar(im, ax=ax, label="std [G]", shrink=0.8)
     return fig
+
+
+def _panel_title(smap, title, note):
+    scale = abs(smap.scale.axis1.to_value(u.arcsec / u.pix))
+    return f'{title}, {note}\n{smap.data.shape[1]}x{smap.data.shape[0]} px, {scale:.3g}"/px'
+
+
+def _hide_latitude_labels(ax):
+    """A panel right of another shares its latitude axis: no tick labels, no axis label."""
+    ax.coords[1].set_ticklabel_visible(False)
+    ax.coords[1].set_axislabel(" ")
 
 
 def save_quicklook(lowres, highres, path, *, overwrite=False):

@@ -304,6 +304,52 @@ def test_quicklook_of_a_map_in_tesla_is_drawn_in_gauss_with_levels(tmp_path):
     assert tesla.unit == u.T and np.nanmax(np.abs(tesla.data)) < 1  # the input map is untouched
 
 
+def test_quicklook_of_samples_adds_their_standard_deviation():
+    """For an UncertaintyMap the quick-look shows input, mean and the per-pixel std in G on its own scale
+    from 0, says whether the std is calibrated, and puts the seed on the title's second line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sunpy_superres import UncertaintyMap
+    from sunpy_superres.visualization import plot_comparison
+
+    mdi = sunpy.map.Map(MDI_AR_CUTOUT)
+    tesla = mdi._new_instance(mdi.data * 1e-4, mdi.meta.copy() | {"bunit": "T"})
+    um = superresolve(tesla, model=NoisyNearest(), samples=3, seed=5, progress=False)
+    assert um.meta["sruncal"] == "none"
+    fig = plot_comparison(tesla, um)
+    axes = [ax for ax in fig.axes if ax.get_images()]
+    assert len(axes) == 3
+    std_gauss = um.std.to_value(u.G)
+    image = axes[2].get_images()[0]
+    np.testing.assert_allclose(np.asarray(image.get_array(), dtype=float), std_gauss, rtol=1e-6)
+    assert np.nanmax(std_gauss) > 10  # G, not T
+    assert image.get_clim() == (0, pytest.approx(np.percentile(std_gauss, 99.5)))
+    assert axes[1].get_title().startswith("mean, HMI level")
+    assert axes[2].get_title().startswith("standard deviation, sample spread, not calibrated\n")
+    assert "std [G]" in fig.axes[-1].get_ylabel()
+    date = tesla.date.strftime("%Y-%m-%d %H:%M:%S")
+    assert fig._suptitle.get_text() == f"MDI {date}, model noisy-nearest, 3 samples\nseed 5"
+    calibrated = UncertaintyMap(um.data, um.meta | {"sruncal": "per-bin factors"}, std=um.std)
+    fig = plot_comparison(tesla, calibrated)
+    assert (
+        [ax for ax in fig.axes if ax.get_images()][2]
+        .get_title()
+        .startswith("standard deviation, calibrated\n")
+    )
+    unrecorded = UncertaintyMap(um.data, {k: v for k, v in um.meta.items() if k != "sruncal"}, std=um.std)
+    fig = plot_comparison(tesla, unrecorded)
+    assert (
+        [ax for ax in fig.axes if ax.get_images()][2]
+        .get_title()
+        .startswith("standard deviation, calibration not recorded\n")
+    )
+    # A revision goes on the second line with the seed; one sample says so.
+    one = superresolve(tesla, model=NoisyNearest(), seed=5, progress=False)
+    one.meta["srmodrev"] = "r1"
+    assert plot_comparison(tesla, one)._suptitle.get_text().endswith(", one sample\nrevision r1, seed 5")
+
+
 # --- case 10: a huge number of samples, and an UncertaintyMap file as input --------------------------
 
 

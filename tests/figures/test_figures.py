@@ -46,6 +46,14 @@ def test_quicklook(mdi_cutout):
 
 
 @figure_test
+def test_quicklook_of_samples(mdi_cutout):
+    from ..helpers import NoisyNearest
+
+    samples = superresolve(mdi_cutout, model=NoisyNearest(), samples=3, seed=5, progress=False)
+    return plot_comparison(mdi_cutout, samples)
+
+
+@figure_test
 def test_uncertainty_map_plot(hmi_cutout):
     small = hmi_cutout.submap([0, 0] * u.pix, top_right=[127, 127] * u.pix)
     rng = np.random.default_rng(0)
