@@ -423,7 +423,17 @@ def _samples(run, opts, ks):
         progress=opts.progress,
         finish=finish,
         noise_levels=run.tile_noise,
+        desc=_progress_label(run.model.name, ks, opts.samples),
     )
+
+
+def _progress_label(name, ks, total):
+    """The progress bar's label: the model, and which samples when they run in several groups."""
+    if len(ks) == total:
+        return name
+    if len(ks) == 1:
+        return f"{name}, sample {ks[0] + 1} of {total}"
+    return f"{name}, samples {ks[0] + 1}-{ks[-1] + 1} of {total}"
 
 
 def _sample_statistics(run, opts):
@@ -663,6 +673,7 @@ def _run_tiled(
     antithetic=False,
     symmetric=False,
     noise_levels=None,
+    desc=None,
 ):
     """
     Run ``sr_model`` over overlapping tiles of ``x`` and blend them on the finer grid, for each sample.
@@ -681,7 +692,7 @@ def _run_tiled(
     call runs, since NumPy, OpenCV and torch release the GIL; that work would otherwise add to the
     network's time. On the CPU, where it would take the network's cores, a chunk's samples are
     blended on threads after its calls. A sample's blends keep their order, so the sums are those of
-    one thread.
+    one thread. The progress bar, over the tiles, is labelled ``desc`` (the model's name by default).
     """
     f = sr_model.factor
     ny, nx = x.shape
@@ -689,9 +700,7 @@ def _run_tiled(
     # Blended in float32, each tile's window divided by the windows' sum first: the maps of many
     # samples, in half the memory and time of float64 (a full disk's 10 samples, 1.3 GB less).
     window = dict(factor=f, halo=sr_model.halo, overlap=overlap)
-    weight = np.zeros((f * ny, f * nx), dtype=np.float64)
-    for t in tiles:
-        weight[t.scaled_slices(f)] += blend_window(t, x.shape, **window)
+    weight = _window_sum(tiles, x.shape, f, window)
     out = np.zeros((len(samples), f * ny, f * nx), dtype=np.float32)
     finished = [None] * len(samples)
     groups = _symmetry_groups(samples, antithetic, symmetric)
@@ -708,7 +717,9 @@ def _run_tiled(
             finished[i] = finish(out[i])
 
     with (
-        tqdm(total=len(tiles), desc=sr_model.name, unit="tile", disable=not progress, leave=False) as bar,
+        tqdm(
+            total=len(tiles), desc=desc or sr_model.name, unit="tile", disable=not progress, leave=False
+        ) as bar,
         ThreadPoolExecutor(min(len(samples), worker_threads()), thread_name_prefix="superresolve") as pool,
     ):
 
@@ -746,6 +757,14 @@ def _run_tiled(
             bar.update(len(chunk))
         _results(last.values())
     return finished
+
+
+def _window_sum(tiles, shape, f, window):
+    """The sum of the tiles' blend windows on the output grid (float64), what each window is divided by."""
+    weight = np.zeros((f * shape[0], f * shape[1]), dtype=np.float64)
+    for t in tiles:
+        weight[t.scaled_slices(f)] += blend_window(t, shape, **window)
+    return weight
 
 
 def _predict_group(sr_model, batch, chunk, first, plan, j, seed, levels, shared):

@@ -380,3 +380,20 @@ def test_overlapping_tiles_start_from_one_noise(antithetic, symmetric):
         # The blend of one noise is that noise: no seam; the sign and the polarity as the design says.
         np.testing.assert_allclose(out, field * sign * (-1 if polarity else 1), atol=1e-5)
         np.testing.assert_array_equal(out, again)  # whatever the batch
+
+
+def test_the_progress_bar_says_which_samples_a_group_runs(monkeypatch, capsys):
+    """Samples run in several groups (memory) show one bar per group, labelled with its samples."""
+    import sys
+
+    sr_module = sys.modules["sunpy_superres.superresolve"]
+    m = synthetic_map((32, 32), value=10.0)
+    one_map = 128 * 128 * 4  # a float32 map on the output grid
+    monkeypatch.setattr(sr_module, "SAMPLE_GROUP_BYTES", 2 * one_map)
+    superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "noisy-nearest, samples 1-2 of 3" in err and "noisy-nearest, sample 3 of 3" in err
+    monkeypatch.setattr(sr_module, "SAMPLE_GROUP_BYTES", 8 * one_map)
+    superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "noisy-nearest:" in err and "of 3" not in err  # one group: the model's name alone
