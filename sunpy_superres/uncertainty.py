@@ -320,6 +320,8 @@ class UncertaintyMap(GenericMap):
         import matplotlib.pyplot as plt
         from matplotlib.colors import Normalize
 
+        from .visualization import _hide_latitude_labels
+
         fig = plt.figure(figsize=(11, 5))
         ax_mean = fig.add_subplot(1, 2, 1, projection=self)
         limit = np.nanpercentile(np.abs(self.data), 99.5) or 1.0
@@ -330,8 +332,7 @@ class UncertaintyMap(GenericMap):
         std_map = self.std_map
         ax_std = fig.add_subplot(1, 2, 2, projection=std_map)
         im_std = std_map.plot(axes=ax_std, title="standard deviation")
-        ax_std.coords[1].set_ticklabel_visible(False)
-        ax_std.coords[1].set_axislabel(" ")
+        _hide_latitude_labels(ax_std)
         fig.colorbar(im_std, ax=ax_std, label=f"std [{self.unit.to_string()}]", shrink=0.8)
         return [im_mean, im_std]
 

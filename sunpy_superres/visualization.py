@@ -67,16 +67,15 @@ def _suptitle(lowres, highres):
 
 def _std_panel(highres):
     """The standard deviation of an `~sunpy_superres.UncertaintyMap` in G and its panel note, or None."""
-    from .uncertainty import UncertaintyMap
-
-    if not isinstance(highres, UncertaintyMap) or highres.std is None:
+    std_map = getattr(highres, "std_map", None)  # None for a plain map or one without a std
+    if std_map is None:
         return None
     calibration = highres.meta.get("sruncal")
     if calibration is None:  # not written by superresolve: nothing says either way
         note = "calibration not recorded"
     else:
         note = "sample spread, not calibrated" if str(calibration) == "none" else "calibrated"
-    return _in_gauss(highres.std_map), note
+    return _in_gauss(std_map), note
 
 
 def plot_comparison(lowres, highres, *, fig=None, vlim=None):

@@ -344,6 +344,8 @@ def test_quicklook_of_samples_adds_their_standard_deviation():
         .get_title()
         .startswith("standard deviation, calibration not recorded\n")
     )
+    no_std = UncertaintyMap(um.data, um.meta)  # nothing to show beside the mean
+    assert len([ax for ax in plot_comparison(tesla, no_std).axes if ax.get_images()]) == 2
     # A revision goes on the second line with the seed; one sample says so.
     one = superresolve(tesla, model=NoisyNearest(), seed=5, progress=False)
     one.meta["srmodrev"] = "r1"
