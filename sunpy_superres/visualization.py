@@ -96,7 +96,7 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
         The input map and the output of `sunpy_superres.superresolve`, in any unit of magnetic
         field (G, T, Mx/cm2); both are shown in G.
     fig : `matplotlib.figure.Figure`, optional
-        Figure to draw into; a new 11x5 inch figure by default (16x5 with the standard deviation).
+        Figure to draw into; a new 11x5 inch figure by default (15x5 with the standard deviation).
     vlim : `~astropy.units.Quantity`, optional
         Symmetric colour limit; the 99.5th percentile of \\|B\\| by default.
 
@@ -109,7 +109,7 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     std = _std_panel(highres)
     panels = 2 if std is None else 3
     if fig is None:
-        fig = plt.figure(figsize=(11 if std is None else 16, 5))
+        fig = plt.figure(figsize=(11 if std is None else 15, 5))
     factor, notes = _levels(lowres, highres)
     fig.suptitle(_suptitle(lowres, highres))
     lowres, highres = _in_gauss(lowres), _in_gauss(highres)
@@ -118,21 +118,26 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
             lowres.data * factor, lowres.meta, plot_settings=dict(lowres.plot_settings)
         )
     limit = _field_limit(lowres, highres) if vlim is None else vlim.to_value(u.G)
+    grid = None if std is None else _three_panel_grid(fig)
     field_axes = []
     for i, (smap, title, note) in enumerate(
         ((lowres, "input", notes[0]), (highres, "super-resolved" if std is None else "mean", notes[1]))
     ):
-        ax = fig.add_subplot(1, panels, i + 1, projection=smap)
+        slot = (1, panels, i + 1) if grid is None else (grid[i],)
+        ax = fig.add_subplot(*slot, projection=smap)
         im = smap.plot(
             axes=ax, cmap="gray", norm=None, vmin=-limit, vmax=limit, title=_panel_title(smap, title, note)
         )
         field_axes.append(ax)
         if i == 1:
             _hide_latitude_labels(ax)
-    fig.colorbar(im, ax=field_axes, label="B_LOS [G]", shrink=0.8)
+    if grid is None:
+        fig.colorbar(im, ax=field_axes, label="B_LOS [G]", shrink=0.8)
+    else:
+        fig.colorbar(im, cax=_bar_axes(fig, grid[2], field_axes[1]), label="B_LOS [G]")
     if std is not None:
         std_map, note = std
-        ax = fig.add_subplot(1, panels, 3, projection=std_map)
+        ax = fig.add_subplot(grid[4], projection=std_map)
         im = std_map.plot(
             axes=ax,
             cmap="viridis",
@@ -142,8 +147,27 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
             title=_panel_title(std_map, "standard deviation", note),
         )
         _hide_latitude_labels(ax)
-        fig.colorbar(im, ax=ax, label="std [G]", shrink=0.8)
+        fig.colorbar(im, cax=_bar_axes(fig, grid[5], ax), label="std [G]")
     return fig
+
+
+def _three_panel_grid(fig):
+    """
+    Slots for the input, the mean, the field's colour bar, a gap for its labels, the standard
+    deviation and its colour bar: each colour bar has a slot of its own, so the three panels sit
+    evenly (a colour bar that takes its room from the field panels left a wide gap before the third).
+    """
+    return fig.add_gridspec(
+        1, 6, width_ratios=(1, 1, 0.05, 0.22, 1, 0.05), wspace=0.1, left=0.07, right=0.95, top=0.8, bottom=0.1
+    )
+
+
+def _bar_axes(fig, slot, panel):
+    """Axes for a colour bar in grid ``slot``, 80 % of ``panel``'s drawn height, centred on it."""
+    panel.apply_aspect()  # the image's box once its aspect is kept, not the slot's
+    box, image = slot.get_position(fig), panel.get_position()
+    height = 0.8 * image.height
+    return fig.add_axes((box.x0, image.y0 + (image.height - height) / 2, box.width, height))
 
 
 def _panel_title(smap, title, note):
