@@ -134,10 +134,10 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     if grid is None:
         fig.colorbar(im, ax=field_axes, label="B_LOS [G]", shrink=0.8)
     else:
-        fig.colorbar(im, cax=_bar_axes(fig, grid[2], field_axes[1]), label="B_LOS [G]")
+        fig.colorbar(im, cax=_bar_axes(field_axes[1]), label="B_LOS [G]")
     if std is not None:
         std_map, note = std
-        ax = fig.add_subplot(grid[4], projection=std_map)
+        ax = fig.add_subplot(grid[3], projection=std_map)
         im = std_map.plot(
             axes=ax,
             cmap="viridis",
@@ -147,27 +147,24 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
             title=_panel_title(std_map, "standard deviation", note),
         )
         _hide_latitude_labels(ax)
-        fig.colorbar(im, cax=_bar_axes(fig, grid[5], ax), label="std [G]")
+        fig.colorbar(im, cax=_bar_axes(ax), label="std [G]")
     return fig
 
 
 def _three_panel_grid(fig):
     """
-    Slots for the input, the mean, the field's colour bar, a gap for its labels, the standard
-    deviation and its colour bar: each colour bar has a slot of its own, so the three panels sit
-    evenly (a colour bar that takes its room from the field panels left a wide gap before the third).
+    Slots for the input, the mean, a gap for the field's colour bar and the standard deviation: each
+    colour bar sits in a gap of its own (`_bar_axes`), so the three panels sit evenly (a colour bar
+    that takes its room from the field panels left a wide gap before the third).
     """
     return fig.add_gridspec(
-        1, 6, width_ratios=(1, 1, 0.05, 0.22, 1, 0.05), wspace=0.1, left=0.07, right=0.95, top=0.8, bottom=0.1
+        1, 4, width_ratios=(1, 1, 0.3, 1), wspace=0.08, left=0.07, right=0.92, top=0.8, bottom=0.1
     )
 
 
-def _bar_axes(fig, slot, panel):
-    """Axes for a colour bar in grid ``slot``, 80 % of ``panel``'s drawn height, centred on it."""
-    panel.apply_aspect()  # the image's box once its aspect is kept, not the slot's
-    box, image = slot.get_position(fig), panel.get_position()
-    height = 0.8 * image.height
-    return fig.add_axes((box.x0, image.y0 + (image.height - height) / 2, box.width, height))
+def _bar_axes(panel):
+    """Axes for a colour bar right of ``panel``, 80 % of its height; they follow the panel's drawn box."""
+    return panel.inset_axes((1.04, 0.1, 0.045, 0.8))
 
 
 def _panel_title(smap, title, note):
