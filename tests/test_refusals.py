@@ -327,7 +327,8 @@ def test_quicklook_of_samples_adds_their_standard_deviation():
     assert image.get_clim() == (0, pytest.approx(np.percentile(std_gauss, 99.5)))
     assert axes[1].get_title().startswith("mean, HMI level")
     assert axes[2].get_title().startswith("standard deviation, sample spread, not calibrated\n")
-    assert "std [G]" in fig.axes[-1].get_ylabel()
+    # Each colour bar is an inset of its panel (it follows the panel when the figure is resized).
+    assert [bar.get_ylabel() for ax in axes for bar in ax.child_axes] == ["B_LOS [G]", "std [G]"]
     date = tesla.date.strftime("%Y-%m-%d %H:%M:%S")
     assert fig._suptitle.get_text() == f"MDI {date}, model noisy-nearest, 3 samples\nseed 5"
     calibrated = UncertaintyMap(um.data, um.meta | {"sruncal": "per-bin factors"}, std=um.std)
