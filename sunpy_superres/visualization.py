@@ -107,7 +107,6 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     import matplotlib.pyplot as plt
 
     std = _std_panel(highres)
-    panels = 2 if std is None else 3
     if fig is None:
         fig = plt.figure(figsize=(11 if std is None else 15, 5))
     factor, notes = _levels(lowres, highres)
@@ -123,7 +122,7 @@ def plot_comparison(lowres, highres, *, fig=None, vlim=None):
     for i, (smap, title, note) in enumerate(
         ((lowres, "input", notes[0]), (highres, "super-resolved" if std is None else "mean", notes[1]))
     ):
-        slot = (1, panels, i + 1) if grid is None else (grid[i],)
+        slot = (1, 2, i + 1) if grid is None else (grid[i],)
         ax = fig.add_subplot(*slot, projection=smap)
         im = smap.plot(
             axes=ax, cmap="gray", norm=None, vmin=-limit, vmax=limit, title=_panel_title(smap, title, note)
