@@ -199,6 +199,7 @@ def test_shipped_configs():
         "paper-gpu",
         "progressive-cpu",
         "progressive-gpu",
+        "progressive-regression-cont-cpu",
         "progressive-regression-cpu",
     ]
     s2d = load_config("ldm-res-s2d-cpu")
@@ -217,6 +218,13 @@ def test_shipped_configs():
     reg = load_config("progressive-regression-cpu")
     assert (reg.model.progressive.init_from, reg.model.progressive.projected_loss) == ("progressive", True)
     assert reg.data.validation_dates == ["2016-07-07"] and "2025" not in reg.data.patch_pattern
+    # Its continuation (the shipped student's regression) starts from that run's export, on the same data.
+    cont = load_config("progressive-regression-cont-cpu")
+    assert (
+        cont.model.progressive.init_from == reg.output_dir + "/model"
+        and cont.model.progressive.projected_loss
+    )
+    assert cont.to_dict()["data"] == reg.to_dict()["data"] and cont.output_dir != reg.output_dir
     # The few-step student of the default learns from the default's data.
     lcm = load_config("ldm-res-lcm-cpu")
     assert (lcm.model.kind, lcm.model.consistency.teacher) == ("consistency", "ldm-res")
