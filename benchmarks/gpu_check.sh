@@ -1,49 +1,93 @@
 #!/usr/bin/env bash
-# The GPU timings of the shipped default in one run (issue 18): the MDI full disk (1024x1024 ->
-# 4096x4096) with 1 and 10 samples, in bfloat16 (the default samples with its 4-step distilled
-# student), then compiled, then with the 10-step DPM-Solver++ of the network it was distilled from
-# (the default until 2026-12-05), in float32 for reference, and with the denoiser's weights cast to
-# bfloat16 (an experiment: bench_fulldisk.py's LowPrecisionDenoiser); each table ends with the MDI
-# archive extrapolated over 1 and 8 such GPUs. Last, profile_fulldisk.py says where the time goes (the network, the work around
-# it). Every step has its own time limit, so one that hangs costs only its share; the tables are
+# The GPU checks of the shipped default in one run (issue 18), most important first, so that a run
+# cut short by its lease still returns the main numbers:
+#
+# 1. tests/test_gpu_path.py, whose CUDA tests (CUDA against CPU, autocast, torch.compile) skip
+#    everywhere else;
+# 2. the MDI full disk (1024x1024 -> 4096x4096) with 1 and 10 samples in bfloat16 (the default
+#    samples with its 4-step distilled student), the table ending with the MDI archive extrapolated
+#    over 1 and 8 such GPUs;
+# 3. profile_fulldisk.py: where the time of 1 and 10 samples goes (the network, the work around it);
+# 4. the archive throughput measured, not extrapolated: `sunpy-superres batch` over COPIES copies of
+#    the MDI full disks of MDI_DIR (one Dask worker on the GPU), outputs written as FITS;
+# 5. the same full disk compiled (torch.compile), with the 10-step DPM-Solver++ of the network the
+#    student was distilled from, in float32 for reference, and with the denoiser's weights cast to
+#    bfloat16 (an experiment: bench_fulldisk.py's LowPrecisionDenoiser).
+#
+# Every step has its own time limit, so one that hangs costs only its share; each step's output is
 # also written to OUTPUT_DIR. Run from the repository root on a CUDA machine with the package
 # importable:
 #
 #     bash benchmarks/gpu_check.sh [OUTPUT_DIR]
 #
 # Environment: PYTHON (default python3), DEVICE (default cuda), MDI (the full disk's FITS file;
-# default: the shared MDI file, else a synthetic disk), LIMIT (seconds per step, default 240), EXTRA
-# (more bench_fulldisk.py arguments: EXTRA="--max-tiles 1" DEVICE=cpu is a dry run of a few minutes
-# on a CPU).
+# default: the shared MDI file, else a synthetic disk), MDI_DIR (folder of MDI full disks for step 4;
+# default ../shared/data/mdi, skipped when absent), COPIES (default 4), LIMIT (seconds per step,
+# default 150), EXTRA (more bench_fulldisk.py arguments: EXTRA="--max-tiles 1" DEVICE=cpu
+# COPIES=0 is a dry run of a few minutes on a CPU).
 set -u -o pipefail
 out=${1:-gpu-check}
 device=${DEVICE:-cuda}
-limit=${LIMIT:-240}
+limit=${LIMIT:-150}
 python=${PYTHON:-python3}
+mdi_dir=${MDI_DIR:-../shared/data/mdi}
+copies=${COPIES:-4}
 mkdir -p "$out"
 input=()
 if [ -n "${MDI:-}" ]; then input=(--input "$MDI"); fi
 
-"$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')" | tee "$out/device.txt"
-
-step() {
+run_step() {  # run_step NAME COMMAND...: time-limited, warnings dropped, output kept in $out/NAME.txt
     local name=$1
     shift
-    echo "== $name: bench_fulldisk.py $*"
-    # shellcheck disable=SC2086  # EXTRA holds several arguments
-    timeout "$limit" "$python" benchmarks/bench_fulldisk.py --device "$device" --model default "${input[@]}" \
-        "$@" ${EXTRA:-} 2>&1 | grep -v -i warning | tee "$out/$name.txt"
-    echo "== $name: exit ${PIPESTATUS[0]}"
+    echo "== $name: $*"
+    local t0=$SECONDS
+    timeout "$limit" "$@" 2>&1 | grep -v -i warning | tee "$out/$name.txt"
+    echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s"
 }
 
+step() {  # step NAME BENCH_FULLDISK_ARGS...
+    local name=$1
+    shift
+    # shellcheck disable=SC2086  # EXTRA holds several arguments
+    run_step "$name" "$python" benchmarks/bench_fulldisk.py --device "$device" --model default \
+        "${input[@]}" "$@" ${EXTRA:-}
+}
+
+# -c /dev/null: not the project's pytest settings, which need plugins (doctestplus, remotedata) a GPU
+# image may lack and turn every warning of its library versions into an error.
+run_step gpu-tests "$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
+timeout "$limit" "$python" -m pytest -q -rs -p no:cacheprovider -c /dev/null --rootdir . \
+    -W ignore::pytest.PytestUnknownMarkWarning tests/test_gpu_path.py 2>&1 |
+    tee -a "$out/gpu-tests.txt"
 step default-bf16 --samples 1 10 --precision bf16
+run_step profile "$python" benchmarks/profile_fulldisk.py --device "$device" "${input[@]}" --precision bf16
+
+if [ "$copies" -gt 0 ] && [ -d "$mdi_dir" ]; then
+    archive=$(mktemp -d)
+    for ((i = 0; i < copies; i++)); do
+        mkdir -p "$archive/in/copy$i"
+        cp "$mdi_dir"/*.fits "$archive/in/copy$i/"
+    done
+    n=$(find "$archive/in" -name '*.fits' | wc -l)
+    run_step batch "$python" -m sunpy_superres.cli batch "$archive/in/**/*.fits" -o "$archive/out" \
+        --device "$device" --precision bf16 --quiet
+    "$python" - "$archive/out/manifest.ecsv" "$n" <<'PY' | tee -a "$out/batch.txt"
+import sys
+import numpy as np
+from astropy.table import Table
+
+t = Table.read(sys.argv[1])
+s = np.asarray(t["seconds"], float)[np.asarray(t["status"]) == "done"]
+if len(s):
+    print(f"batch: {len(s)} of {sys.argv[2]} full disks done; seconds per disk on the worker: median "
+          f"{np.median(s):.2f}, first {s[0]:.2f}, max {s.max():.2f}; 80,000 disks at the median: "
+          f"{80_000 * np.median(s) / 3600:.1f} h on one such worker")
+PY
+    rm -rf "$archive"
+fi
+
 step default-bf16-compiled --samples 1 10 --precision bf16 --compile
 step dpm-solver-bf16 --sampler dpm-solver++ --samples 1 10 --precision bf16
 step default-fp32 --samples 1 --precision fp32
 step default-bf16-cast --samples 1 10 --precision bf16 --cast-denoiser
-
-echo "== profile: profile_fulldisk.py (where the time of 1 and 10 samples goes)"
-timeout "$limit" "$python" benchmarks/profile_fulldisk.py --device "$device" "${input[@]}" --precision bf16 \
-    2>&1 | grep -v -i warning | tee "$out/profile.txt"
-echo "== profile: exit ${PIPESTATUS[0]}"
