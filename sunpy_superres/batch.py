@@ -452,8 +452,12 @@ def _connect(*, address, client, n_workers, cluster_kwargs):
     # its own process, which is this one: give the caller its environment back once the cluster is gone.
     saved = dict(os.environ)
     try:
-        # One file at a time per worker (threads_per_worker=1); torch uses this worker's share of
-        # the cores through OMP_NUM_THREADS, which must be set before the worker imports torch.
+        # One file at a time per worker (threads_per_worker=1); torch and the BLAS libraries use
+        # this worker's share of the cores, set before the worker imports them. Dask sets all three
+        # to 1, and in a torch built with MKL (x86 wheels) MKL_NUM_THREADS wins over
+        # OMP_NUM_THREADS: with it left at 1 a CPU worker ran on one core (24 s a full disk on two
+        # cores, against 14 s). A variable already set in this process's environment (the user's
+        # shell) wins over these, by dask's rule.
         kwargs = {
             "n_workers": n,
             "threads_per_worker": 1,
@@ -465,7 +469,10 @@ def _connect(*, address, client, n_workers, cluster_kwargs):
         # MALLOC_ARENA_MAX=1: the worker's task thread allocates from glibc's main arena, where
         # keep_freed_memory lets the networks reuse freed pages (sunpy_superres.memory); glibc reads
         # it when the worker process starts.
-        environ = {"OMP_NUM_THREADS": threads, "MALLOC_ARENA_MAX": 1}
+        environ = {
+            **{f"{lib}_NUM_THREADS": threads for lib in ("OMP", "MKL", "OPENBLAS")},
+            "MALLOC_ARENA_MAX": 1,
+        }
         with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}):
             with warnings.catch_warnings():
                 # Dask serves the dashboard on another port when 8787 is taken, and says so with a
@@ -569,7 +576,9 @@ def superresolve_files(
     Notes
     -----
     Worker deaths and files that raise are recorded, not fatal (see the module's notes). Workers of
-    your own cluster should run one task at a time (``dask worker --nthreads 1``).
+    your own cluster should run one task at a time (``dask worker --nthreads 1``) with their share of
+    the cores in ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``: dask's nanny sets both to 1 (its
+    ``distributed.nanny.pre-spawn-environ`` setting), and torch then runs each file on one core.
 
     Examples
     --------

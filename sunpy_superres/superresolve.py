@@ -74,8 +74,9 @@ def worker_threads():
     """
     Threads for the work on the output grid (blending, finishing, statistics): torch's own count.
 
-    That is ``OMP_NUM_THREADS`` where it is set (`sunpy_superres.batch` gives each worker its share
-    of the cores so), else the cores torch uses; at most `MAX_FINISH_THREADS`.
+    That is ``OMP_NUM_THREADS`` where it is set (``MKL_NUM_THREADS`` where that is set too, in a torch
+    built with MKL; `sunpy_superres.batch` gives each worker its share of the cores in both), else
+    the cores torch uses; at most `MAX_FINISH_THREADS`.
     """
     import torch  # imported by then: the models need it
 

@@ -625,8 +625,9 @@ def test_a_manifest_of_0_1_is_read_with_the_options_it_had(tmp_path):
 
 
 def test_local_cluster_workers_keep_freed_memory(monkeypatch):
-    """The workers of a run's own cluster allocate from one glibc arena, and the model plugin keeps
-    freed memory for reuse from its setup to its teardown (sunpy_superres.memory)."""
+    """The workers of a run's own cluster allocate from one glibc arena and use their share of the
+    cores, and the model plugin keeps freed memory for reuse from its setup to its teardown
+    (sunpy_superres.memory)."""
     import asyncio
     import types
 
@@ -634,12 +635,20 @@ def test_local_cluster_workers_keep_freed_memory(monkeypatch):
     from sunpy_superres.batch import _connect, _ModelPlugin
     from sunpy_superres.options import Options
 
+    # A variable set in this process wins over the run's (dask's rule): the module's cluster has
+    # left dask's ones here, and a user's shell may set them.
+    for lib in ("OMP", "MKL", "OPENBLAS"):
+        monkeypatch.delenv(f"{lib}_NUM_THREADS", raising=False)
     environ = dict(os.environ)
     with _connect(
         address=None, client=None, n_workers=1, cluster_kwargs={"dashboard_address": LOCAL_DASHBOARD}
     ) as client:
         client.wait_for_workers(1, timeout=WAIT)
         assert list(client.run(lambda: os.environ.get("MALLOC_ARENA_MAX")).values()) == ["1"]
+        # torch in the worker uses the worker's share of the cores (all of them for one worker): dask's
+        # MKL_NUM_THREADS=1 would otherwise win over OMP_NUM_THREADS in a torch built with MKL.
+        threads = client.run(lambda: __import__("torch").get_num_threads())
+        assert list(threads.values()) == [os.cpu_count() or 1]
     assert dict(os.environ) == environ
 
     monkeypatch.setattr(
