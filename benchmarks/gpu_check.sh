@@ -15,7 +15,10 @@
 #    bfloat16 (an experiment: bench_fulldisk.py's LowPrecisionDenoiser).
 #
 # Every step has its own time limit, so one that hangs costs only its share; each step's output is
-# also written to OUTPUT_DIR. Run from the repository root on a CUDA machine with the package
+# also written to OUTPUT_DIR/STEP.txt. STEPS names the steps to run (default: all, in the order above:
+# gpu-tests default-bf16 profile batch default-bf16-compiled dpm-solver-bf16 default-fp32
+# default-bf16-cast): a lease that may end early, or a machine that may stop answering, is better
+# spent on two calls than one, the first with STEPS="gpu-tests default-bf16". Run from the repository root on a CUDA machine with the package
 # importable:
 #
 #     bash benchmarks/gpu_check.sh [OUTPUT_DIR]
@@ -36,9 +39,14 @@ mkdir -p "$out"
 input=()
 if [ -n "${MDI:-}" ]; then input=(--input "$MDI"); fi
 
+wanted() {  # wanted NAME: whether STEPS (default: every step) names step NAME
+    [ -z "${STEPS:-}" ] || [[ " $STEPS " == *" $1 "* ]]
+}
+
 run_step() {  # run_step NAME COMMAND...: time-limited, warnings dropped, output kept in $out/NAME.txt
     local name=$1
     shift
+    wanted "$name" || return 0
     echo "== $name: $*"
     local t0=$SECONDS
     timeout "$limit" "$@" 2>&1 | grep -v -i warning | tee "$out/$name.txt"
@@ -53,17 +61,16 @@ step() {  # step NAME BENCH_FULLDISK_ARGS...
         "${input[@]}" "$@" ${EXTRA:-}
 }
 
+"$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')" | tee "$out/device.txt"
 # -c /dev/null: not the project's pytest settings, which need plugins (doctestplus, remotedata) a GPU
 # image may lack and turn every warning of its library versions into an error.
-run_step gpu-tests "$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, \
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')"
-timeout "$limit" "$python" -m pytest -q -rs -p no:cacheprovider -c /dev/null --rootdir . \
-    -W ignore::pytest.PytestUnknownMarkWarning tests/test_gpu_path.py 2>&1 |
-    tee -a "$out/gpu-tests.txt"
+run_step gpu-tests "$python" -m pytest -q -rs -p no:cacheprovider -c /dev/null --rootdir . \
+    -W ignore::pytest.PytestUnknownMarkWarning tests/test_gpu_path.py
 step default-bf16 --samples 1 10 --precision bf16
 run_step profile "$python" benchmarks/profile_fulldisk.py --device "$device" "${input[@]}" --precision bf16
 
-if [ "$copies" -gt 0 ] && [ -d "$mdi_dir" ]; then
+if wanted batch && [ "$copies" -gt 0 ] && [ -d "$mdi_dir" ]; then
     archive=$(mktemp -d)
     for ((i = 0; i < copies; i++)); do
         mkdir -p "$archive/in/copy$i"
