@@ -35,6 +35,15 @@ def test_a_spec_sets_the_sampler_and_the_precision(load):
         load("default@fp8", "cpu")
 
 
+def test_a_spec_gives_the_options_of_the_batch_line():
+    """bench_archive.py --batch runs the first model through superresolve_files with the spec's options."""
+    parse_spec = _from_benchmark("bench_archive", "parse_spec")
+    assert parse_spec("default") == ("default", None, None, None)
+    assert parse_spec("default:distilled:4@bf16") == ("default", "distilled", 4, "bf16")
+    assert parse_spec("ldm-res:ddim") == ("ldm-res", "ddim", None, None)
+    assert parse_spec("./runs/x@fp32") == ("./runs/x", None, None, "fp32")
+
+
 def test_the_full_disk_benchmark_times_a_student_beside_its_teachers_paper_chain():
     """bench_fulldisk.py --sampler distilled: the student runs, the paper's chain is the teacher's network."""
     timed_models = _from_benchmark("bench_fulldisk", "timed_models")
