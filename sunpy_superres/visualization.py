@@ -157,7 +157,7 @@ def _three_panel_grid(fig):
     that takes its room from the field panels left a wide gap before the third).
     """
     return fig.add_gridspec(
-        1, 4, width_ratios=(1, 1, 0.3, 1), wspace=0.08, left=0.07, right=0.92, top=0.8, bottom=0.1
+        1, 4, width_ratios=(1, 1, 0.12, 1), wspace=0.22, left=0.06, right=0.92, top=0.8, bottom=0.1
     )
 
 
