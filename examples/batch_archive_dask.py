@@ -56,7 +56,12 @@ if __name__ == "__main__":
 # any cluster a `distributed.Client` is connected to (``dask-jobqueue`` on a batch system,
 # ``dask-cuda`` for one GPU per worker). ``address="tcp://HOST:8786"`` instead of ``client=``
 # connects to a running scheduler by its address (``--cluster ADDRESS`` on the command line); with
-# neither, `superresolve_files` starts a `distributed.LocalCluster` itself for the run.
+# neither, `superresolve_files` starts a `distributed.LocalCluster` itself for the run, and gives
+# each worker its share of the cores. A cluster of your own runs torch on one core per worker unless
+# told otherwise: dask sets ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1 in its workers. For the
+# default model on CPUs, set both to each worker's share before the cluster starts (here, say,
+# ``dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": 4,
+# "distributed.nanny.pre-spawn-environ.MKL_NUM_THREADS": 4})``).
 #
 # The model is loaded once on each worker, not once per file. Here it is bicubic interpolation, so
 # that the example runs in seconds; the default, ``model="default"`` (the embedded latent diffusion
