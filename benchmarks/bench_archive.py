@@ -1,9 +1,9 @@
 """
 Speed and quality of models and samplers in one table, and what the whole MDI archive would take.
 
-For each ``--model`` (a registry name or model directory, optionally ``:SAMPLER:STEPS``, e.g.
-``default:lcm:4``, and ``@PRECISION`` for a diffusion model's networks, e.g. ``default@bf16``),
-measured in one run on this machine, each in a fresh process of its own:
+For each ``--model`` (a registry name, model directory or pinned Hub reference, optionally
+``:SAMPLER:STEPS``, e.g. ``default:lcm:4``, and ``@PRECISION`` for a diffusion model's networks,
+e.g. ``default@bf16``), measured in one run on this machine, each in a fresh process of its own:
 
 * seconds per 256x256 MDI input (1024x1024 out, one sample, the whole ``superresolve`` call, best of
   ``--repeats`` after a warm-up), and per MDI full disk (1024x1024 -> 4096x4096): with
@@ -34,6 +34,7 @@ writing FITS) is measured rather than assumed. Run from the repository root::
 import argparse
 import concurrent.futures
 import multiprocessing
+import re
 import sys
 import time
 import warnings
@@ -49,11 +50,21 @@ MDI = "../shared/data/mdi/mdi.fd_M_96m_lev182.20101015_000000_TAI.data.fits"
 
 
 def parse_spec(spec):
-    """``(name, sampler, steps, precision)`` of ``NAME[:SAMPLER:STEPS][@PRECISION]``, `None` where not given."""
-    spec, _, precision = spec.partition("@")
+    """
+    ``(name, sampler, steps, precision)`` of ``NAME[:SAMPLER:STEPS][@PRECISION]``, `None` where not given.
+
+    NAME may be a pinned Hub reference, ``hf://owner/repo@<40-hex commit>``, whose ``://`` and
+    ``@commit`` belong to the name.
+    """
+    scheme = "hf://" if spec.startswith("hf://") else ""
+    spec = spec[len(scheme) :]
+    head, at, tail = spec.rpartition("@")
+    precision = None
+    if at and not re.fullmatch(r"[0-9a-f]{40}(:.*)?", tail):
+        spec, precision = head, tail
     name, *sampler = spec.split(":")
     steps = int(sampler[1]) if len(sampler) > 1 else None
-    return name, sampler[0] if sampler else None, steps, precision or None
+    return scheme + name, sampler[0] if sampler else None, steps, precision or None
 
 
 def load(spec, device):

@@ -12,7 +12,7 @@ repository root::
     python benchmarks/profile_fulldisk.py --device cuda --samples 10
     python benchmarks/profile_fulldisk.py --device cpu --input sunpy_superres/data/mdi_20101015_ar_cutout.fits
 
-``benchmarks/gpu_check.sh`` runs the first as its last step.
+``benchmarks/gpu_check.sh`` runs the first (its ``profile`` step).
 """
 
 import argparse

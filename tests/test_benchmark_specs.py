@@ -42,6 +42,10 @@ def test_a_spec_gives_the_options_of_the_batch_line():
     assert parse_spec("default:distilled:4@bf16") == ("default", "distilled", 4, "bf16")
     assert parse_spec("ldm-res:ddim") == ("ldm-res", "ddim", None, None)
     assert parse_spec("./runs/x@fp32") == ("./runs/x", None, None, "fp32")
+    hub = "hf://sunpy/ldm-res@" + "0123456789abcdef" * 2 + "01234567"
+    assert parse_spec(hub) == (hub, None, None, None)
+    assert parse_spec(hub + ":distilled:4@bf16") == (hub, "distilled", 4, "bf16")
+    assert parse_spec(hub + "@fp32") == (hub, None, None, "fp32")
 
 
 def test_the_full_disk_benchmark_times_a_student_beside_its_teachers_paper_chain():
