@@ -258,8 +258,8 @@ def main():
         print(
             f"- {spec} measured through `sunpy-superres batch` ({len(done)} full disks on one local worker, "
             f"{wall:.0f} s in all with the cluster's start): {np.median(done):.1f} s a disk on the worker "
-            f"(median; the first, with the model's warm-up, {done[0]:.1f} s), against {rows[0]['per_disk']:.1f} s "
-            f"for the call alone: {days}"
+            f"(median; the first, with the model's warm-up, {done[0]:.1f} s), against {rows[0]['per_disk']:.1f} s"
+            f"{' (est.)' if rows[0]['estimated'] else ''} for the call alone: {days}"
         )
 
 
