@@ -15,11 +15,11 @@
 #    bfloat16 (an experiment: bench_fulldisk.py's LowPrecisionDenoiser).
 #
 # Every step has its own time limit, so one that hangs costs only its share; each step's output is
-# also written to OUTPUT_DIR/STEP.txt. STEPS names the steps to run (default: all, in the order above:
-# gpu-tests default-bf16 profile batch default-bf16-compiled dpm-solver-bf16 default-fp32
+# also written to OUTPUT_DIR/STEP.txt. STEPS names the steps to run (default: all, in the order
+# above: gpu-tests default-bf16 profile batch default-bf16-compiled dpm-solver-bf16 default-fp32
 # default-bf16-cast): a lease that may end early, or a machine that may stop answering, is better
-# spent on two calls than one, the first with STEPS="gpu-tests default-bf16". Run from the repository root on a CUDA machine with the package
-# importable:
+# spent on two calls than one, the first with STEPS="gpu-tests default-bf16". Run from the
+# repository root on a CUDA machine with the package importable:
 #
 #     bash benchmarks/gpu_check.sh [OUTPUT_DIR]
 #
