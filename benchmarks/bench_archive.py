@@ -25,7 +25,8 @@ With ``--batch N`` the first model also runs through ``sunpy-superres batch`` fo
 (`sunpy_superres.batch.superresolve_files`, a local cluster of one worker on this machine, N copies
 of the MDI full disk, outputs written): its median seconds per disk on the worker, beside the
 estimate, carry the archive line, so that what the cluster adds (a worker's threads, reading and
-writing FITS) is measured rather than assumed. Run from the repository root::
+writing FITS) is measured rather than assumed; ``--batch-only`` prints that line alone (no table, no
+held-out frame needed: ``benchmarks/gpu_check.sh``'s batch step). Run from the repository root::
 
     python benchmarks/bench_archive.py --model default --model enhance --model bicubic
     python benchmarks/bench_archive.py --model default --full-disk --batch 3
@@ -212,12 +213,25 @@ def main():
     parser.add_argument(
         "--batch", type=int, default=0, metavar="N", help="also run the first model through batch on N disks"
     )
+    parser.add_argument(
+        "--batch-only",
+        action="store_true",
+        help="the batch line alone: no table, no held-out frame needed (benchmarks/gpu_check.sh)",
+    )
     args = parser.parse_args()
     rows = []
-    context = multiprocessing.get_context("spawn")  # a fresh process per model: its own peak memory
-    for spec in args.model or ["default"]:
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            rows.append(pool.submit(measure, spec, args).result())
+    if not args.batch_only:
+        context = multiprocessing.get_context("spawn")  # a fresh process per model: its own peak memory
+        for spec in args.model or ["default"]:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                rows.append(pool.submit(measure, spec, args).result())
+        print_table(rows, args)
+    if args.batch:
+        print_batch_line((args.model or ["default"])[0], rows[0] if rows else None, args)
+
+
+def print_table(rows, args):
+    """The models' table, then the archive extrapolated from each one's full-disk time."""
     first = rows[0]
     print(
         f"{first['device']}, {first['threads']} torch threads; 256x256 input best of {args.repeats} after a "
@@ -249,18 +263,22 @@ def main():
             f"{n} workers {MDI_ARCHIVE * r['per_disk'] / n / 86400:.1f} days" for n in args.workers
         )
         print(f"- {r['model']} on workers like this machine ({r['device']}): {days}")
-    if args.batch:
-        spec = (args.model or ["default"])[0]
-        done, wall = measure_batch(spec, args)
-        days = ", ".join(
-            f"{n} workers {MDI_ARCHIVE * np.median(done) / n / 86400:.1f} days" for n in args.workers
-        )
-        print(
-            f"- {spec} measured through `sunpy-superres batch` ({len(done)} full disks on one local worker, "
-            f"{wall:.0f} s in all with the cluster's start): {np.median(done):.1f} s a disk on the worker "
-            f"(median; the first, with the model's warm-up, {done[0]:.1f} s), against {rows[0]['per_disk']:.1f} s"
-            f"{' (est.)' if rows[0]['estimated'] else ''} for the call alone: {days}"
-        )
+
+
+def print_batch_line(spec, row, args):
+    """The archive from ``spec``'s seconds per disk measured through batch (beside ``row``'s call, if any)."""
+    done, wall = measure_batch(spec, args)
+    days = ", ".join(
+        f"{n} workers {MDI_ARCHIVE * np.median(done) / n / 86400:.1f} days" for n in args.workers
+    )
+    alone = ""
+    if row is not None:
+        alone = f", against {row['per_disk']:.1f} s{' (est.)' if row['estimated'] else ''} for the call alone"
+    print(
+        f"- {spec} measured through `sunpy-superres batch` ({len(done)} full disks on one local worker, "
+        f"{wall:.0f} s in all with the cluster's start): {np.median(done):.1f} s a disk on the worker "
+        f"(median; the first, with the model's warm-up, {done[0]:.1f} s){alone}: {days}"
+    )
 
 
 if __name__ == "__main__":

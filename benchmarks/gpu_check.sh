@@ -8,8 +8,9 @@
 #    samples with its 4-step distilled student), the table ending with the MDI archive extrapolated
 #    over 1 and 8 such GPUs;
 # 3. profile_fulldisk.py: where the time of 1 and 10 samples goes (the network, the work around it);
-# 4. the archive throughput measured, not extrapolated: `sunpy-superres batch` over COPIES copies of
-#    the MDI full disks of MDI_DIR (one Dask worker on the GPU), outputs written as FITS;
+# 4. the archive throughput measured, not extrapolated: bench_archive.py --batch-only, the default
+#    through `sunpy-superres batch` over COPIES copies of the MDI full disk (one Dask worker on the
+#    GPU), outputs written as FITS;
 # 5. the same full disk compiled (torch.compile), with the 10-step DPM-Solver++ of the network the
 #    student was distilled from, in float32 for reference, and with the denoiser's weights cast to
 #    bfloat16 (an experiment: bench_fulldisk.py's LowPrecisionDenoiser).
@@ -24,17 +25,15 @@
 #     bash benchmarks/gpu_check.sh [OUTPUT_DIR]
 #
 # Environment: PYTHON (default python3), DEVICE (default cuda), MDI (the full disk's FITS file;
-# default: the shared MDI file, else a synthetic disk), MDI_DIR (folder of MDI full disks for step 4;
-# default ../shared/data/mdi, skipped when absent), COPIES (default 4), LIMIT (seconds per step,
-# default 150), EXTRA (more bench_fulldisk.py arguments: EXTRA="--max-tiles 1" DEVICE=cpu
+# default: the shared MDI file, else a synthetic disk; step 4 needs a real one), COPIES (default 8;
+# 0 skips step 4), LIMIT (seconds per step, default 150), EXTRA (more bench_fulldisk.py arguments: EXTRA="--max-tiles 1" DEVICE=cpu
 # COPIES=0 is a dry run of a few minutes on a CPU).
 set -u -o pipefail
 out=${1:-gpu-check}
 device=${DEVICE:-cuda}
 limit=${LIMIT:-150}
 python=${PYTHON:-python3}
-mdi_dir=${MDI_DIR:-../shared/data/mdi}
-copies=${COPIES:-4}
+copies=${COPIES:-8}
 mkdir -p "$out"
 input=()
 if [ -n "${MDI:-}" ]; then input=(--input "$MDI"); fi
@@ -70,28 +69,9 @@ run_step gpu-tests "$python" -m pytest -q -rs -p no:cacheprovider -c /dev/null -
 step default-bf16 --samples 1 10 --precision bf16
 run_step profile "$python" benchmarks/profile_fulldisk.py --device "$device" "${input[@]}" --precision bf16
 
-if wanted batch && [ "$copies" -gt 0 ] && [ -d "$mdi_dir" ]; then
-    archive=$(mktemp -d)
-    for ((i = 0; i < copies; i++)); do
-        mkdir -p "$archive/in/copy$i"
-        cp "$mdi_dir"/*.fits "$archive/in/copy$i/"
-    done
-    n=$(find "$archive/in" -name '*.fits' | wc -l)
-    run_step batch "$python" -m sunpy_superres.cli batch "$archive/in/**/*.fits" -o "$archive/out" \
-        --device "$device" --precision bf16 --quiet
-    "$python" - "$archive/out/manifest.ecsv" "$n" <<'PY' | tee -a "$out/batch.txt"
-import sys
-import numpy as np
-from astropy.table import Table
-
-t = Table.read(sys.argv[1])
-s = np.asarray(t["seconds"], float)[np.asarray(t["status"]) == "done"]
-if len(s):
-    print(f"batch: {len(s)} of {sys.argv[2]} full disks done; seconds per disk on the worker: median "
-          f"{np.median(s):.2f}, first {s[0]:.2f}, max {s.max():.2f}; 80,000 disks at the median: "
-          f"{80_000 * np.median(s) / 3600:.1f} h on one such worker")
-PY
-    rm -rf "$archive"
+if [ "$copies" -gt 0 ]; then
+    run_step batch "$python" benchmarks/bench_archive.py --model default@bf16 --device "$device" \
+        --batch "$copies" --batch-only --workers 1 8 ${MDI:+--mdi "$MDI"}
 fi
 
 step default-bf16-compiled --samples 1 10 --precision bf16 --compile
