@@ -386,12 +386,24 @@ def _sample_groups(run, opts):
     """
     The sample numbers in the groups that run together: one group when the batch and memory allow.
 
-    A group's samples share every network call (a tile's samples side by side in the batch, encoded
-    once), and its maps are blended at once: at most `SAMPLE_GROUP_BYTES` of them.
+    A group's samples of one symmetry (`sample_plan`) share a network call, side by side in the
+    batch, encoded once (and with one regression pass), and its maps are blended at once. So a
+    group holds as many samples as `SAMPLE_GROUP_BYTES` of maps allow, while each symmetry's
+    samples fit in the batch. On a CPU, whose batch holds one symmetry's samples of one tile, the
+    calibrated designs' ten samples are one group: 8 symmetries, 8 passes of each tile through
+    the regression (in groups of a pair, as until 2026-12-05: 10).
     """
     per_map = run.x.size * run.model.factor**2 * np.dtype(np.float32).itemsize
-    size = max(1, min(opts.samples, run.batch_size, SAMPLE_GROUP_BYTES // per_map))
+    most = max(1, min(opts.samples, SAMPLE_GROUP_BYTES // per_map))
+    size = 1
+    while size < most and _largest_call(size + 1, run.antithetic, run.symmetric) <= run.batch_size:
+        size += 1
     return [range(k, min(k + size, opts.samples)) for k in range(0, opts.samples, size)]
+
+
+def _largest_call(samples, antithetic, symmetric):
+    """The most samples of ``range(samples)`` that one symmetry has (`_symmetry_groups`)."""
+    return max(map(len, _symmetry_groups(range(samples), antithetic, symmetric).values()))
 
 
 def _samples(run, opts, ks):

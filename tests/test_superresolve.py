@@ -397,3 +397,35 @@ def test_the_progress_bar_says_which_samples_a_group_runs(monkeypatch, capsys):
     superresolve(m, model=NoisyNearest(), samples=3, seed=0, progress=True)
     err = capsys.readouterr().err
     assert "noisy-nearest:" in err and "of 3" not in err  # one group: the model's name alone
+
+
+@pytest.mark.parametrize(
+    ("antithetic", "symmetric", "batch_size", "sizes"),
+    [
+        ("polarity", True, 2, [10]),  # the calibrated design on a CPU: one group, 2 samples a call
+        (True, True, 2, [10]),
+        (False, True, 1, [8, 2]),  # sample 8 would share symmetry 0's call with sample 0
+        (True, False, 2, [2] * 5),  # every sample in one call: as many as the batch holds
+        (False, False, 4, [4, 4, 2]),
+        (False, False, 16, [10]),
+    ],
+)
+def test_a_group_of_samples_is_as_large_as_its_calls_and_memory_allow(
+    monkeypatch, antithetic, symmetric, batch_size, sizes
+):
+    """The samples that run together (each symmetry's in a call of its own): limited by the calls
+    fitting the batch, and by the memory of the maps blended at once."""
+    import sys
+    from types import SimpleNamespace
+
+    sr_module = sys.modules["sunpy_superres.superresolve"]
+    run = SimpleNamespace(
+        x=np.zeros((32, 32)), model=SimpleNamespace(factor=4), batch_size=batch_size,
+        antithetic=antithetic, symmetric=symmetric,
+    )  # fmt: skip
+    groups = sr_module._sample_groups(run, SimpleNamespace(samples=10))
+    assert [len(g) for g in groups] == sizes and [k for g in groups for k in g] == list(range(10))
+    monkeypatch.setattr(sr_module, "SAMPLE_GROUP_BYTES", 3 * 128 * 128 * 4)  # room for 3 maps
+    groups = sr_module._sample_groups(run, SimpleNamespace(samples=10))
+    assert len(groups[0]) == min(3, sizes[0]) and max(map(len, groups)) <= 3
+    assert [k for g in groups for k in g] == list(range(10))
