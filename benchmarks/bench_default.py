@@ -13,9 +13,14 @@ history) or Hub references, optionally ``:SAMPLER:STEPS`` (``default:distilled:4
 ``@PRECISION`` (``default@bf16``: the networks under bfloat16 autocast; as in
 ``bench_archive.py``). ``--samples N`` also times ``samples=N`` of each diffusion model (its
 calibrated sampling design, ``batch_size="auto"``) against its one sample: the issue-18 check.
+The "passes" columns count what a call runs through a diffusion model's regression and denoiser
+(``1 + 4`` for the default's one sample; ``8 + 40`` for ten in its calibrated design, a regression
+pass for each of the 8 flips and polarities the samples are drawn under and 4 steps for each): on
+a CPU, where a larger batch runs no faster, each pass costs its time, so these bound the ratio.
 """
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -57,6 +62,36 @@ def best_time(smap, model, repeats, samples=1, warm_up=True):
     return min(times)
 
 
+@contextlib.contextmanager
+def counted_passes(model):
+    """
+    Forward passes of a diffusion model's regression and denoiser while the block runs, as a list
+    ``[regression, denoiser]`` (zeros for a model without them; a compiled denoiser's passes may go uncounted).
+    """
+    counts = [0, 0]
+    nets = [getattr(model, "regression", None), getattr(model, "denoiser", None)]
+
+    def counter(i):
+        def hook(*_):
+            counts[i] += 1
+
+        return hook
+
+    hooks = [net.register_forward_hook(counter(i)) for i, net in enumerate(nets) if net is not None]
+    try:
+        yield counts
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def passes_cell(counts, calls):
+    """``"regression + denoiser"`` passes per call, or empty for a model with neither."""
+    if not any(counts):
+        return ""
+    return f"{counts[0] // calls} + {counts[1] // calls}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument(
@@ -83,23 +118,29 @@ def main():
     for spec in specs:
         model = load(spec, "cpu")
         steps = getattr(model, "network_evaluations", "")
-        one = best_time(smap, model, args.repeats)
+        with counted_passes(model) as counts:
+            one = best_time(smap, model, args.repeats)
+        passes = [passes_cell(counts, args.repeats + 1)]
         many = None
         if args.samples > 1 and model.stochastic:
-            many = best_time(smap, model, 1, samples=args.samples, warm_up=False)  # warm after one sample
-        rows.append((spec, model.name, model.revision, steps, one, many))
+            with counted_passes(model) as counts:
+                many = best_time(smap, model, 1, samples=args.samples, warm_up=False)  # warm after one sample
+            passes.append(passes_cell(counts, 1))
+        rows.append((spec, model.name, model.revision, steps, one, many, passes))
     reference = next((r[4] for r in rows if r[1] == "enhance"), None)
     n = args.samples
+    # Passes of the regression and the denoiser per call (each tile's), what the ratio of N samples
+    # to one is made of: on a CPU each costs its time, whatever the batch.
     print(
-        "| model | name | revision | network evaluations | seconds | / enhance |"
-        + (f" {n} samples, seconds | / one sample |" if n > 1 else "")
+        "| model | name | revision | network evaluations | seconds | / enhance | passes |"
+        + (f" {n} samples, seconds | / one sample | passes |" if n > 1 else "")
     )
-    print("|---|---|---|---|---|---|" + ("---|---|" if n > 1 else ""))
-    for spec, name, revision, steps, seconds, many in rows:
+    print("|---|---|---|---|---|---|---|" + ("---|---|---|" if n > 1 else ""))
+    for spec, name, revision, steps, seconds, many, passes in rows:
         ratio = f"{seconds / reference:.2f}" if reference else ""
-        line = f"| {spec} | {name} | {revision} | {steps} | {seconds:.2f} | {ratio} |"
+        line = f"| {spec} | {name} | {revision} | {steps} | {seconds:.2f} | {ratio} | {passes[0]} |"
         if n > 1:
-            line += f" {many:.1f} | {many / seconds:.1f} |" if many is not None else " | |"
+            line += f" {many:.1f} | {many / seconds:.1f} | {passes[1]} |" if many is not None else " | | |"
         print(line)
 
 

@@ -124,3 +124,26 @@ def test_tile_seams_ramp_mask_is_where_a_sine_squared_ramp_is_between_5_and_95_p
     start = 4 * (tiles[1].x0 + 5)  # the second tile's halo ends where the ramp starts
     assert start <= cols[0] and cols[-1] < start + ramp
     np.testing.assert_array_equal(mask, mask.T)
+
+
+def test_the_speed_table_counts_each_network_pass(hmi_cutout):
+    # bench_default's "passes" columns: what a call runs through the regression and the denoiser.
+    counted_passes = _from_benchmark("bench_default", "counted_passes")
+    passes_cell = _from_benchmark("bench_default", "passes_cell")
+    from sunpy_superres import superresolve
+
+    from .models.test_regression_residual import lr_map, tiny_model
+
+    model, lr = tiny_model(steps=3), lr_map(hmi_cutout, side=30)  # one tile
+    with counted_passes(model) as counts:
+        superresolve(lr, model=model, seed=0, progress=False)
+    assert counts == [1, 3] and passes_cell(counts, 1) == "1 + 3"
+    # Two pairs by polarity reversal under two flips: 4 symmetries, each sample its own 3 steps.
+    with counted_passes(model) as counts:
+        superresolve(
+            lr, model=model, seed=0, progress=False, samples=4, antithetic="polarity", symmetric=True
+        )
+    assert counts == [4, 12]
+    with counted_passes(model) as counts:
+        pass
+    assert passes_cell(counts, 1) == ""  # nothing run: an empty cell, as for a model without networks
