@@ -129,8 +129,6 @@ def main():
         rows.append((spec, model.name, model.revision, steps, one, many, passes))
     reference = next((r[4] for r in rows if r[1] == "enhance"), None)
     n = args.samples
-    # Passes of the regression and the denoiser per call (each tile's), what the ratio of N samples
-    # to one is made of: on a CPU each costs its time, whatever the batch.
     print(
         "| model | name | revision | network evaluations | seconds | / enhance | passes |"
         + (f" {n} samples, seconds | / one sample | passes |" if n > 1 else "")
