@@ -241,8 +241,9 @@ def _prepare(smap, opts):
             # On a CPU, one tile's samples of one symmetry per call: they share the tile's encoding
             # (and regression pass), and a diffusion model's sampler takes them one at a time, as it
             # runs fastest there (`~sunpy_superres.models.accel.CPU_BATCH_SIZE`).
-            groups = _symmetry_groups(range(opts.samples), antithetic, symmetric)
-            batch_size = auto_batch_size(model, shape, len(tiles)) * max(map(len, groups.values()))
+            batch_size = auto_batch_size(model, shape, len(tiles)) * _largest_call(
+                opts.samples, antithetic, symmetric
+            )
     return _Run(
         smap, model, seed, x, target, excess, n_clipped, missing, cal_factor, cal_reference, consistency,
         antithetic, symmetric, tile, overlap, batch_size, noise_source, noise_clv, tile_noise,
